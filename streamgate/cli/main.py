@@ -1,0 +1,21 @@
+"""The `streamgate` command: one entry point, one sub-command group per component."""
+
+from __future__ import annotations
+
+import typer
+
+from streamgate.cli import demo, kafka, registry, topics
+
+app = typer.Typer(
+    name="streamgate",
+    help="A streaming AI-gateway data plane on Kafka: validate, guard, route, dispatch, price, land.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(kafka.app, name="kafka")
+app.add_typer(topics.app, name="topics")
+app.add_typer(registry.app, name="schema-registry")
+app.command("demo")(demo.run)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,109 @@
+"""One loader for all streamgate configuration.
+
+Every component reads its settings through :func:`load_settings`; nothing else in the code base reads
+environment variables. The YAML file is validated by pydantic so a typo fails loudly at start-up
+instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Environment variables the loader honours (and the only ones the code base reads).
+ENV_CONFIG = "STREAMGATE_CONFIG"
+ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
+ENV_REGISTRY = "SCHEMA_REGISTRY_URL"
+ENV_STATE_DIR = "STREAMGATE_STATE_DIR"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "streamgate.yaml"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalBrokerSettings(_Strict):
+    """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
+
+    port: int = Field(19092, ge=1, le=65535)
+    controller_port: int = Field(19093, ge=1, le=65535)
+    heap: str = "1g"
+    #: Where the broker keeps its log segments; relative paths are under the state directory.
+    data_dir: Path = Path("kafka")
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class KafkaSettings(_Strict):
+    #: An external cluster. When set (or KAFKA_BOOTSTRAP_SERVERS is), no local broker is started.
+    bootstrap_servers: str | None = None
+    #: Prepended to every topic name, so several deployments (or test runs) share one cluster.
+    topic_prefix: str = ""
+    local: LocalBrokerSettings = LocalBrokerSettings()
+
+    @property
+    def external(self) -> bool:
+        return self.bootstrap_servers is not None
+
+    def bootstrap(self) -> str:
+        """The bootstrap servers clients connect to: the external cluster or the local broker."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.local.port}"
+
+
+class SchemaRegistrySettings(_Strict):
+    #: A Confluent-compatible schema registry. When unset, events use Avro single-object encoding
+    #: resolved against the schemas in the repository.
+    url: str | None = None
+
+
+class Settings(_Strict):
+    #: Runtime state (broker logs, Delta tables, Feast registry); never inside the work tree by default.
+    state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
+    kafka: KafkaSettings = KafkaSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+
+    def resolve(self, path: Path) -> Path:
+        """An absolute path: relative ones are taken under the state directory."""
+        return path if path.is_absolute() else self.state_dir / path
+
+
+def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read the YAML config (explicit path, then $STREAMGATE_CONFIG, then the repo default), then
+    apply the documented environment overrides."""
+    environ = dict(os.environ) if env is None else env
+    chosen = Path(path) if path else Path(environ[ENV_CONFIG]) if environ.get(ENV_CONFIG) else None
+    raw: dict[str, Any] = {}
+    source = chosen or DEFAULT_CONFIG_FILE
+    if chosen is not None and not chosen.exists():
+        raise ConfigError(f"config file {chosen} does not exist")
+    if source.exists():
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {source} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {source} must hold a mapping at the top level")
+        raw = loaded
+    _apply_env(raw, environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration in {source}:\n{exc}") from exc
+
+
+def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
+    if environ.get(ENV_BOOTSTRAP):
+        raw.setdefault("kafka", {})["bootstrap_servers"] = environ[ENV_BOOTSTRAP]
+    if environ.get(ENV_REGISTRY):
+        raw.setdefault("schema_registry", {})["url"] = environ[ENV_REGISTRY]
+    if environ.get(ENV_STATE_DIR):
+        raw["state_dir"] = environ[ENV_STATE_DIR]
