@@ -1,0 +1,23 @@
+# The two commands of the README's Quick start are `make demo` and `make test`; both set up first.
+.PHONY: setup demo test lint typecheck unit bench clean-state
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	.venv/bin/streamgate demo
+
+lint:
+	.venv/bin/ruff check .
+
+typecheck:
+	.venv/bin/mypy
+
+unit: setup
+	.venv/bin/pytest tests/unit -q
+
+test: setup lint typecheck
+	.venv/bin/pytest -q
+
+bench: setup
+	.venv/bin/python -m bench

@@ -1,0 +1,24 @@
+"""`streamgate demo`: start what is needed and push a realistic workload through the system."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from streamgate.config import ConfigError, load_settings
+
+
+def run(
+    requests: int = typer.Option(5000, "--requests", "-n", min=1, help="How many requests to send."),
+    config: Path | None = typer.Option(None, "--config", help="streamgate YAML config file."),
+) -> None:
+    """Run the end-to-end demo on embedded defaults (starts a local Kafka broker if none is configured)."""
+    from streamgate.demo.run import run_demo
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    run_demo(settings, requests=requests)

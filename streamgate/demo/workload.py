@@ -1,0 +1,78 @@
+"""A realistic, deterministic request workload for the demo, the tests and the benchmarks.
+
+Several teams with their own projects and keys, a mix of models and aliases, prompts from a few words
+to a few thousand characters, and some prompts carrying PII, so every later stage has something real to
+do. Seeded, so a run can be reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from streamgate.client.request import ChatMessage, ChatRequest, Params, hash_api_key
+
+
+@dataclass(frozen=True, slots=True)
+class TeamProfile:
+    team: str
+    projects: tuple[str, ...]
+    keys: tuple[str, ...]
+    models: tuple[str, ...]
+    weight: float
+    region: str | None = None
+
+
+TEAMS: tuple[TeamProfile, ...] = (
+    TeamProfile("search", ("ranker", "query-rewrite"), ("sk-search-1", "sk-search-2"),
+                ("gpt-4o-mini", "fast", "claude-3-5-haiku"), 0.35),
+    TeamProfile("support", ("chatbot", "ticket-triage"), ("sk-support-1",),
+                ("gpt-4o", "smart", "gpt-4o-mini"), 0.30, region="eu"),
+    TeamProfile("research", ("evals",), ("sk-research-1",),
+                ("claude-3-5-sonnet", "llama-3-70b", "smart"), 0.20),
+    TeamProfile("marketing", ("copy",), ("sk-marketing-1",), ("fast", "gpt-4o-mini"), 0.15),
+)
+
+_TOPICS = ("a refund for order {n}", "the quarterly report", "a python function that parses dates",
+           "our onboarding e-mail", "the latency spike on {n}", "a product description for item {n}")
+_PII = ("Contact me at jane.doe{n}@example.com.", "My card is 4111 1111 1111 1111.",
+        "Call +1 415 555 01{n:02d} tomorrow.", "My SSN is 123-45-67{n:02d}.",
+        "IBAN DE89 3704 0044 0532 0130 00, please.", "Server 10.0.{n}.17 is down.")
+
+
+def _prompt(rng: random.Random, n: int) -> str:
+    text = f"Please write about {rng.choice(_TOPICS).format(n=n % 100)}."
+    if rng.random() < 0.12:
+        text += " " + rng.choice(_PII).format(n=n % 100)
+    size = rng.choices((0, 1, 2), weights=(0.7, 0.25, 0.05))[0]
+    if size:
+        text += " Context: " + " ".join(rng.choice(("lorem", "ipsum", "gateway", "token", "stream"))
+                                        for _ in range(rng.randint(50, 150) * size**2))
+    return text
+
+
+def requests(count: int, *, seed: int = 7, run_id: str | None = None) -> Iterator[ChatRequest]:
+    """`count` requests; ids embed `run_id` so repeated runs never collide."""
+    rng = random.Random(seed)
+    run = run_id or uuid.uuid4().hex[:8]
+    weights = [t.weight for t in TEAMS]
+    for n in range(count):
+        profile = rng.choices(TEAMS, weights=weights)[0]
+        messages = [ChatMessage(role="user", content=_prompt(rng, n))]
+        if rng.random() < 0.3:
+            messages.insert(0, ChatMessage(role="system", content="You are a concise assistant."))
+        yield ChatRequest(
+            request_id=f"{run}-{n:09d}",
+            team=profile.team,
+            project=rng.choice(profile.projects),
+            api_key_id=hash_api_key(rng.choice(profile.keys)),
+            user_id=f"user-{rng.randint(1, 50)}",
+            model=rng.choice(profile.models),
+            messages=messages,
+            params=Params(max_tokens=rng.choice((64, 256, 1024)), temperature=round(rng.random(), 2),
+                          stream=rng.random() < 0.2),
+            tags={"env": "demo", "feature": rng.choice(("chat", "summarize", "classify"))},
+            region=profile.region,
+        )
