@@ -1,0 +1,137 @@
+"""Topic names and the declarative topic spec (`schemas/topics.yaml`).
+
+Stages refer to topics by their logical :class:`Topic` name and resolve the physical name with the
+deployment's prefix, so several deployments (or test runs) can share one cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SPEC_FILE = Path(__file__).resolve().parent / "topics.yaml"
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class Topic(StrEnum):
+    REQUESTS = "requests"
+    VALIDATED = "requests.validated"
+    GUARDED = "requests.guarded"
+    ROUTED = "requests.routed"
+    RESPONSES = "responses"
+    TELEMETRY = "telemetry"
+    VERDICTS = "guardrail.verdicts"
+    AGGREGATES = "usage.aggregates"
+    AUDIT = "audit"
+    DEADLETTER = "deadletter"
+    CONFIG = "config"
+
+
+class TopicSpecError(ValueError):
+    """The topic spec file is invalid."""
+
+
+def parse_retention(value: str | int) -> int:
+    """Milliseconds from `7d`, `12h`, `30s`, a plain number of ms, or `forever` (-1)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text == "forever":
+        return -1
+    match = re.fullmatch(r"(\d+)\s*(ms|s|m|h|d)", text)
+    if not match:
+        raise ValueError(f"retention {value!r} is not a duration like 30s, 15m, 12h, 7d or 'forever'")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+class TopicSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    value_schema: str
+    partitions: int = Field(ge=1, le=1000)
+    replication_factor: int = Field(ge=1, le=10)
+    retention_ms: int
+    cleanup_policy: Literal["delete", "compact"]
+    key: str = ""
+    doc: str = ""
+    config: dict[str, str] = Field(default_factory=dict)
+
+    def topic_config(self) -> dict[str, str]:
+        """Broker-side topic configs this spec pins."""
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms), **self.config}
+
+
+class _Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    partitions: int = 6
+    replication_factor: int = 1
+    retention: str | int = "7d"
+    cleanup_policy: str = "delete"
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value_schema: str
+    partitions: int | None = None
+    replication_factor: int | None = None
+    retention: str | int | None = None
+    cleanup_policy: str | None = None
+    key: str = ""
+    doc: str = ""
+    config: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_retention(v)
+        return v
+
+
+class _SpecFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defaults: _Defaults = _Defaults()
+    topics: list[_Entry]
+
+
+def parse_topic_specs(raw: Any, *, source: str = "<spec>") -> list[TopicSpec]:
+    try:
+        spec = _SpecFile.model_validate(raw)
+        d = spec.defaults
+        out = [
+            TopicSpec(
+                name=e.name, value_schema=e.value_schema, key=e.key, doc=e.doc, config=e.config,
+                partitions=e.partitions or d.partitions,
+                replication_factor=e.replication_factor or d.replication_factor,
+                retention_ms=parse_retention(e.retention if e.retention is not None else d.retention),
+                cleanup_policy=e.cleanup_policy or d.cleanup_policy,  # type: ignore[arg-type]
+            )
+            for e in spec.topics
+        ]
+    except (ValidationError, ValueError) as exc:
+        raise TopicSpecError(f"invalid topic spec {source}: {exc}") from exc
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise TopicSpecError(f"invalid topic spec {source}: duplicate topic names")
+    return out
+
+
+@cache
+def load_topic_specs(path: Path = SPEC_FILE) -> list[TopicSpec]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TopicSpecError(f"cannot read topic spec {path}: {exc}") from exc
+    return parse_topic_specs(raw, source=str(path))
+
+
+def physical_name(topic: Topic | str, prefix: str = "") -> str:
+    return f"{prefix}{topic}"

@@ -1,0 +1,121 @@
+"""Make a cluster's topics match the declarative spec: create, alter what is safe, report the rest.
+
+Idempotent by construction: every action is computed from a diff of the spec against what the cluster
+describes, so a second run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from schemas.topics import TopicSpec
+
+
+@dataclass(frozen=True)
+class Drift:
+    topic: str
+    what: str
+    reason: str
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[tuple[str, str]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = "would create" if self.dry_run else "created"
+        return (f"{verb} {len(self.created)}, updated {len(self.updated)}, "
+                f"unchanged {len(self.unchanged)}, drift {len(self.drift)}")
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "client.id": "streamgate-topics"})
+
+
+def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = "",
+                 dry_run: bool = False, timeout_s: float = 30.0) -> ApplyReport:
+    """Create missing topics, raise partitions, set configs; report what it will not change."""
+    admin = _admin(bootstrap)
+    report = ApplyReport(dry_run=dry_run)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = {prefix + s.name: s for s in specs}
+
+    missing = [name for name in wanted if name not in existing]
+    if missing and not dry_run:
+        new = [NewTopic(name, wanted[name].partitions, wanted[name].replication_factor,
+                        config=wanted[name].topic_config()) for name in missing]
+        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: a concurrent apply won the race
+                    raise
+    report.created.extend(missing)
+
+    present = [name for name in wanted if name in existing]
+    if not present:
+        return report
+    configs = _describe_configs(admin, present, timeout_s)
+    for name in present:
+        spec, meta = wanted[name], existing[name]
+        changes: list[str] = []
+        actual_parts = len(meta.partitions)
+        if actual_parts < spec.partitions:
+            changes.append(f"partitions {actual_parts} -> {spec.partitions}")
+            if not dry_run:
+                admin.create_partitions([NewPartitions(name, spec.partitions)])[name].result()
+        elif actual_parts > spec.partitions:
+            report.drift.append(Drift(name, f"partitions {actual_parts} > spec {spec.partitions}",
+                                      "Kafka cannot remove partitions; recreate the topic to shrink it"))
+        replicas = {len(p.replicas) for p in meta.partitions.values()}
+        if replicas and replicas != {spec.replication_factor}:
+            report.drift.append(Drift(name, f"replication {sorted(replicas)} != spec {spec.replication_factor}",
+                                      "changing replication needs a partition reassignment plan"))
+        to_set = {k: v for k, v in spec.topic_config().items() if configs[name].get(k) != v}
+        if to_set:
+            changes.extend(f"{k} {configs[name].get(k)} -> {v}" for k, v in sorted(to_set.items()))
+            if not dry_run:
+                _alter_configs(admin, name, to_set, timeout_s)
+        if changes:
+            report.updated.append((name, "; ".join(changes)))
+        else:
+            report.unchanged.append(name)
+    return report
+
+
+def _describe_configs(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+    out: dict[str, dict[str, str]] = {}
+    for res, fut in admin.describe_configs(resources, request_timeout=timeout_s).items():
+        out[res.name] = {k: v.value for k, v in fut.result().items()}
+    return out
+
+
+def _alter_configs(admin: AdminClient, name: str, values: dict[str, str], timeout_s: float) -> None:
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in values.items()]
+    res = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
+    for fut in admin.incremental_alter_configs([res], request_timeout=timeout_s).values():
+        fut.result()
+
+
+def describe_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = "",
+                    timeout_s: float = 30.0) -> list[tuple[TopicSpec, int | None]]:
+    """Each spec with the partition count the cluster has (None when the topic is missing)."""
+    existing = _admin(bootstrap).list_topics(timeout=timeout_s).topics
+    return [(s, len(existing[prefix + s.name].partitions) if prefix + s.name in existing else None)
+            for s in specs]

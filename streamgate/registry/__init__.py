@@ -1,0 +1,1 @@
+"""A local Confluent-compatible schema registry backed by a compacted Kafka topic."""
