@@ -8,6 +8,9 @@ suite uses that cluster instead and starts nothing.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +72,51 @@ def topics(settings: Settings) -> dict[str, str]:
     specs = load_topic_specs()
     apply_topics(settings.kafka.bootstrap(), specs, prefix=settings.kafka.topic_prefix)
     return {s.name: physical_name(s.name, settings.kafka.topic_prefix) for s in specs}
+
+
+class RegistryProcess:
+    """`streamgate schema-registry serve` as a real subprocess, restartable."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        import yaml
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "registry.yaml"
+        self.config.write_text(yaml.safe_dump({"kafka": {
+            "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        self.log = workdir / "registry.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        exe = Path(sys.executable).parent / "streamgate"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(exe), "schema-registry", "serve", "--port", str(self.port),
+                                          "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+            if self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"schema registry did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def schema_registry(settings: Settings, tmp_path: Path) -> Iterator[RegistryProcess]:
+    registry = RegistryProcess(settings, tmp_path)
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
