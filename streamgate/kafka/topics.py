@@ -6,6 +6,7 @@ describes, so a second run finds nothing to do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -65,6 +66,7 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = ""
             except KafkaException as exc:
                 if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: a concurrent apply won the race
                     raise
+        _wait_visible(admin, missing, timeout_s)
     report.created.extend(missing)
 
     present = [name for name in wanted if name in existing]
@@ -96,6 +98,17 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = ""
         else:
             report.unchanged.append(name)
     return report
+
+
+def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Creation is acknowledged before every broker's metadata shows it; callers expect to use it at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(n in topics and topics[n].partitions and topics[n].error is None for n in names):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics {names} were created but are not visible after {timeout_s:.0f} s")
 
 
 def _describe_configs(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, dict[str, str]]:

@@ -1,0 +1,69 @@
+"""The one settings loader and the topic spec: clear errors for broken config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.topics import TopicSpecError, load_topic_specs, parse_retention, parse_topic_specs
+from streamgate.config import ConfigError, load_settings
+
+
+def test_defaults_and_env_overrides(tmp_path: Path) -> None:
+    settings = load_settings(env={})
+    assert settings.kafka.bootstrap() == "127.0.0.1:19092" and not settings.kafka.external
+    over = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092", "SCHEMA_REGISTRY_URL": "http://r:8081",
+                              "STREAMGATE_STATE_DIR": str(tmp_path)})
+    assert over.kafka.external and over.kafka.bootstrap() == "k1:9092,k2:9092"
+    assert over.schema_registry.url == "http://r:8081" and over.state_dir == tmp_path
+    assert over.resolve(Path("kafka")) == tmp_path / "kafka"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("kafka: [unclosed", "not valid YAML"),
+        ("- a list", "mapping at the top level"),
+        ("kafka:\n  bootstrap_server: x\n", "bootstrap_server"),
+        ("kafka:\n  local:\n    port: 70000\n", "port"),
+    ],
+)
+def test_broken_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(path, env={})
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml", env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(env={"STREAMGATE_CONFIG": str(tmp_path / "nope.yaml")})
+
+
+def test_the_repo_topic_spec() -> None:
+    specs = {s.name: s for s in load_topic_specs()}
+    assert specs["usage.aggregates"].cleanup_policy == "compact"
+    assert specs["config"].cleanup_policy == "compact" and specs["config"].retention_ms == -1
+    assert specs["requests"].retention_ms == 7 * 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"topics": [{"name": "a", "value_schema": "Request", "cleanup_policy": "shred"}]}, "cleanup_policy"),
+        ({"topics": [{"name": "a", "value_schema": "Request", "retention": "a week"}]}, "a week"),
+        ({"topics": [{"name": "a", "value_schema": "Request", "colour": "red"}]}, "colour"),
+        ({"topics": [{"name": "a", "value_schema": "R"}, {"name": "a", "value_schema": "R"}]}, "duplicate"),
+        ({"topics": [{"name": "bad name", "value_schema": "R"}]}, "name"),
+    ],
+)
+def test_bad_topic_specs(raw: dict[str, object], needle: str) -> None:
+    with pytest.raises(TopicSpecError, match=needle):
+        parse_topic_specs(raw)
+
+
+def test_retention_parsing() -> None:
+    assert parse_retention("30s") == 30_000 and parse_retention("forever") == -1 and parse_retention(5) == 5
