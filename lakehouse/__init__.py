@@ -1,0 +1,1 @@
+"""lakehouse: see README (planned)."""

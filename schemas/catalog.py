@@ -59,7 +59,7 @@ def _load(path: Path, name: str, version: int) -> SchemaVersion:
     source = json.loads(path.read_text())
     if source.get("name") != name:
         raise ValueError(f"{path}: record name {source.get('name')!r} != expected {name!r}")
-    parsed = parse_schema(strip_logical_types(source), _write_hint=False)
+    parsed: Schema = parse_schema(strip_logical_types(source), _write_hint=False)  # type: ignore[assignment]
     return SchemaVersion(name, version, source, parsed, schema_fingerprint(source))
 
 

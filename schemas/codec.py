@@ -25,6 +25,7 @@ from schemas.errors import (
     EventDecodeError,
     EventEncodeError,
     MalformedEventError,
+    Place,
     UnknownSchemaError,
     WrongSchemaError,
 )
@@ -81,7 +82,7 @@ class SingleObjectCodec:
         return [self.encode(r) for r in records]
 
     def decode(self, value: bytes, *, partition: int = -1, offset: int = -1) -> dict[str, Any]:
-        where = {"topic": self.topic, "partition": partition, "offset": offset}
+        where: Place = {"topic": self.topic, "partition": partition, "offset": offset}
         if len(value) < _HEADER or value[:2] != SINGLE_OBJECT_MAGIC:
             raise MalformedEventError(
                 f"not an Avro single-object event ({len(value)} bytes, starts {value[:4].hex() or 'empty'})",
@@ -163,7 +164,7 @@ class ConfluentCodec:
     def decode(self, value: bytes, *, partition: int = -1, offset: int = -1) -> dict[str, Any]:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-        where = {"topic": self.topic, "partition": partition, "offset": offset}
+        where: Place = {"topic": self.topic, "partition": partition, "offset": offset}
         if len(value) < 5 or value[0] != 0:
             raise MalformedEventError(
                 f"not Confluent-framed ({len(value)} bytes, starts {value[:4].hex() or 'empty'})", **where)

@@ -6,6 +6,16 @@ thing anyone does with a bad record is go and look at it; `reason_code` is what 
 
 from __future__ import annotations
 
+from typing import TypedDict
+
+
+class Place(TypedDict):
+    """Where a record was read: what every decode error names."""
+
+    topic: str
+    partition: int
+    offset: int
+
 
 class EventDecodeError(Exception):
     """Bytes on a topic that do not decode to the event type the topic carries."""

@@ -35,12 +35,12 @@ class _Strict(BaseModel):
 class LocalBrokerSettings(_Strict):
     """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
 
-    port: int = Field(19092, ge=1, le=65535)
-    controller_port: int = Field(19093, ge=1, le=65535)
+    port: int = Field(default=19092, ge=1, le=65535)
+    controller_port: int = Field(default=19093, ge=1, le=65535)
     heap: str = "1g"
     #: Where the broker keeps its log segments; relative paths are under the state directory.
     data_dir: Path = Path("kafka")
-    start_timeout_s: float = Field(90.0, gt=0)
+    start_timeout_s: float = Field(default=90.0, gt=0)
 
 
 class KafkaSettings(_Strict):

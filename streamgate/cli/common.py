@@ -8,7 +8,8 @@ import typer
 
 from streamgate.config import ConfigError, Settings, load_settings
 
-ConfigOption = typer.Option(None, "--config", "-c", help="streamgate YAML config (default: config/streamgate.yaml).")
+ConfigOption = typer.Option(None, "--config", "-c",
+                            help="streamgate YAML config (default: config/streamgate.yaml).")
 
 
 def settings_or_exit(config: Path | None) -> Settings:

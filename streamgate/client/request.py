@@ -34,9 +34,9 @@ class ChatMessage(BaseModel):
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stream: bool = False
     response_format: str | None = None
     stop: list[str] = Field(default_factory=list, max_length=16)
@@ -51,7 +51,7 @@ class ChatRequest(BaseModel):
     project: str = Field(min_length=1, max_length=128)
     model: str = Field(min_length=1, max_length=256, description="a model name or an alias")
     messages: list[ChatMessage] = Field(min_length=1)
-    api_key: str | None = Field(None, repr=False, exclude=True, description="hashed, never sent")
+    api_key: str | None = Field(default=None, repr=False, exclude=True, description="hashed, never sent")
     api_key_id: str | None = None
     request_id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=128)
     trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)

@@ -26,7 +26,9 @@ from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
 
-CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage", b"\xc3\x01\x12")
+#: Bytes no producer should ever send: empty, not Avro, an unknown fingerprint, a truncated header.
+CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
+                   b"\xc3\x01\x12")
 
 
 @dataclass
@@ -55,70 +57,81 @@ def _high_watermarks(consumer: Consumer, topic: str) -> list[TopicPartition]:
     return marks
 
 
-def run_demo(settings: Settings, *, requests: int = 5000, console: Console | None = None) -> DemoResult:
-    console = console or Console()
-    result = DemoResult()
-    prefix = settings.kafka.topic_prefix
-
+def _start_infrastructure(settings: Settings, console: Console) -> None:
     started = time.perf_counter()
     status = LocalKafka(settings).up()
     console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
-    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
     console.print(f"[bold]topics[/] {report.summary()}")
 
-    requests_topic = physical_name(Topic.REQUESTS, prefix)
-    dlq_topic = physical_name(Topic.DEADLETTER, prefix)
+
+def _produce_workload(settings: Settings, count: int, run_id: str, result: DemoResult,
+                      progress: Progress) -> None:
+    task = progress.add_task("producing requests", total=count)
+    t0 = time.perf_counter()
+    with RequestProducer(settings, client_id="demo") as producer:
+        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+            producer.send(request)
+            result.by_team[request.team] += 1
+            result.by_model[request.model] += 1
+            if n % 500 == 0:
+                progress.update(task, completed=n)
+        producer.flush()
+    result.produced = count
+    result.produce_s = time.perf_counter() - t0
+    progress.update(task, completed=count)
+    raw = Producer(producer_config(settings, client_id="demo-corrupt"))
+    for bad in CORRUPT_RECORDS:
+        raw.produce(physical_name(Topic.REQUESTS, settings.kafka.topic_prefix), value=bad, key=b"corrupt")
+    raw.flush(10)
+
+
+def _read_back(settings: Settings, reader: Consumer, expected: int, result: DemoResult,
+               progress: Progress) -> int:
+    """Decode every record from the start offsets; each undecodable one becomes a dead letter."""
+    prefix, registry = settings.kafka.topic_prefix, settings.schema_registry.url
+    requests_topic, dlq_topic = physical_name(Topic.REQUESTS, prefix), physical_name(Topic.DEADLETTER, prefix)
+    codec = make_codec(requests_topic, "Request", registry)
+    dlq_codec = make_codec(dlq_topic, "DeadLetter", registry)
+    dlq = Producer(producer_config(settings, client_id="demo-dlq"))
+    task = progress.add_task("reading them back", total=expected)
+    seen = 0
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + 120
+    while seen < expected and time.monotonic() < deadline:
+        for msg in reader.consume(num_messages=1000, timeout=1.0):
+            if msg.error():
+                continue
+            seen += 1
+            try:
+                codec.decode(msg.value() or b"", partition=msg.partition() or 0, offset=msg.offset() or 0)
+                result.consumed += 1
+            except EventDecodeError as err:
+                letter = dead_letter_from_error(err, raw_value=msg.value() or b"", raw_key=msg.key(),
+                                                stage="demo-reader")
+                dlq.produce(dlq_topic, value=dlq_codec.encode(letter), key=msg.key())
+                result.dead_lettered += 1
+                result.reasons[err.reason_code] += 1
+        progress.update(task, completed=seen)
+    dlq.flush(10)
+    result.consume_s = time.perf_counter() - t0
+    return seen
+
+
+def run_demo(settings: Settings, *, requests: int = 5000, console: Console | None = None) -> DemoResult:
+    console = console or Console()
+    result = DemoResult()
+    _start_infrastructure(settings, console)
     run_id = uuid.uuid4().hex[:8]
     reader = Consumer(consumer_config(settings, group_id=f"demo-{run_id}"))
-    start_offsets = _high_watermarks(reader, requests_topic)
-
-    with _progress(console) as progress:
-        task = progress.add_task("producing requests", total=requests)
-        t0 = time.perf_counter()
-        with RequestProducer(settings, client_id="demo") as producer:
-            for n, request in enumerate(workload.requests(requests, run_id=run_id), 1):
-                producer.send(request)
-                result.by_team[request.team] += 1
-                result.by_model[request.model] += 1
-                if n % 500 == 0:
-                    progress.update(task, completed=n)
-            producer.flush()
-        result.produced = requests
-        result.produce_s = time.perf_counter() - t0
-        progress.update(task, completed=requests)
-
-        raw = Producer(producer_config(settings, client_id="demo-corrupt"))
-        for bad in CORRUPT_RECORDS:
-            raw.produce(requests_topic, value=bad, key=b"corrupt")
-        raw.flush(10)
-
-        expected = requests + len(CORRUPT_RECORDS)
-        task = progress.add_task("reading them back", total=expected)
-        codec = make_codec(requests_topic, "Request", settings.schema_registry.url)
-        dlq_codec = make_codec(dlq_topic, "DeadLetter", settings.schema_registry.url)
-        dlq = Producer(producer_config(settings, client_id="demo-dlq"))
-        reader.assign(start_offsets)
-        seen = 0
-        t0 = time.perf_counter()
-        deadline = time.monotonic() + 120
-        while seen < expected and time.monotonic() < deadline:
-            for msg in reader.consume(num_messages=1000, timeout=1.0):
-                if msg.error():
-                    continue
-                seen += 1
-                try:
-                    codec.decode(msg.value() or b"", partition=msg.partition() or 0, offset=msg.offset() or 0)
-                    result.consumed += 1
-                except EventDecodeError as err:
-                    letter = dead_letter_from_error(err, raw_value=msg.value() or b"", raw_key=msg.key(),
-                                                    stage="demo-reader")
-                    dlq.produce(dlq_topic, value=dlq_codec.encode(letter), key=msg.key())
-                    result.dead_lettered += 1
-                    result.reasons[err.reason_code] += 1
-            progress.update(task, completed=seen)
-        dlq.flush(10)
-        result.consume_s = time.perf_counter() - t0
-    reader.close()
+    reader.assign(_high_watermarks(reader, physical_name(Topic.REQUESTS, settings.kafka.topic_prefix)))
+    expected = requests + len(CORRUPT_RECORDS)
+    try:
+        with _progress(console) as progress:
+            _produce_workload(settings, requests, run_id, result, progress)
+            seen = _read_back(settings, reader, expected, result, progress)
+    finally:
+        reader.close()
     _print_summary(console, result, settings)
     if seen < expected:
         raise RuntimeError(f"only {seen} of {expected} records came back within the deadline")
@@ -126,20 +139,17 @@ def run_demo(settings: Settings, *, requests: int = 5000, console: Console | Non
 
 
 def _print_summary(console: Console, r: DemoResult, settings: Settings) -> None:
-    table = Table(title="streamgate demo: requests by team and model")
-    table.add_column("team")
-    table.add_column("requests", justify="right")
-    for team, n in r.by_team.most_common():
-        table.add_row(team, str(n))
-    console.print(table)
-    models = Table(title="by requested model or alias")
-    models.add_column("model")
-    models.add_column("requests", justify="right")
-    for model, n in r.by_model.most_common():
-        models.add_row(model, str(n))
-    console.print(models)
+    for title, counts, label in (("requests by team", r.by_team, "team"),
+                                 ("requests by model or alias", r.by_model, "model")):
+        table = Table(title=title)
+        table.add_column(label)
+        table.add_column("requests", justify="right")
+        for key, n in counts.most_common():
+            table.add_row(key, str(n))
+        console.print(table)
     console.print(
-        f"produced {r.produced} requests in {r.produce_s:.2f} s ({r.produced / max(r.produce_s, 1e-9):,.0f}/s); "
+        f"produced {r.produced} requests in {r.produce_s:.2f} s "
+        f"({r.produced / max(r.produce_s, 1e-9):,.0f}/s); "
         f"decoded {r.consumed} in {r.consume_s:.2f} s; "
         f"dead-lettered {r.dead_lettered} ({dict(r.reasons)})"
     )

@@ -8,6 +8,7 @@ started: every command checks that cluster instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -143,11 +144,11 @@ class LocalKafka:
     def _check_tools(self) -> str:
         java = shutil.which("java")
         if java is None:
-            raise KafkaLauncherError("Java 17+ is required to run the local Kafka broker: "
-                                     "apt-get install openjdk-17-jre-headless (or set KAFKA_BOOTSTRAP_SERVERS)")
+            raise KafkaLauncherError("Java 17+ is required for the local Kafka broker (apt-get install "
+                                     "openjdk-17-jre-headless), or set KAFKA_BOOTSTRAP_SERVERS")
         major = _java_major(java)
         if major < 17:
-            raise KafkaLauncherError(f"Java 17+ is required, found Java {major or 'unknown'} at {java}")
+            raise KafkaLauncherError(f"Java 17+ is required, found Java {major or '?'} at {java}")
         return java
 
     def _server_properties(self) -> Path:
@@ -224,7 +225,8 @@ class LocalKafka:
         chunks = []
         for path in (self.home / "stdout.log", self.server_log):
             if path.exists():
-                chunks.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                chunks.append(f"--- {path}\n" + "\n".join(tail))
         return "\n".join(chunks) or "(no broker log)"
 
     # -- down ---------------------------------------------------------------------------------------
@@ -249,10 +251,8 @@ class LocalKafka:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the broker is our child, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def resolve_classpath(force: bool = False) -> str:
@@ -271,5 +271,6 @@ def resolve_classpath(force: bool = False) -> str:
     out = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:build-classpath",
                           f"-Dmdep.outputFile={cached}"], capture_output=True, text=True, check=False)
     if out.returncode != 0 or not cached.exists():
-        raise KafkaLauncherError(f"Maven could not resolve the Kafka jars:\n{out.stdout[-3000:]}{out.stderr[-2000:]}")
+        raise KafkaLauncherError(
+            f"Maven could not resolve the Kafka jars:\n{out.stdout[-3000:]}{out.stderr[-2000:]}")
     return cached.read_text().strip()

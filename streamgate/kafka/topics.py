@@ -60,7 +60,7 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = ""
     if missing and not dry_run:
         new = [NewTopic(name, wanted[name].partitions, wanted[name].replication_factor,
                         config=wanted[name].topic_config()) for name in missing]
-        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+        for fut in admin.create_topics(new, operation_timeout=timeout_s).values():
             try:
                 fut.result()
             except KafkaException as exc:
@@ -86,7 +86,7 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = ""
                                       "Kafka cannot remove partitions; recreate the topic to shrink it"))
         replicas = {len(p.replicas) for p in meta.partitions.values()}
         if replicas and replicas != {spec.replication_factor}:
-            report.drift.append(Drift(name, f"replication {sorted(replicas)} != spec {spec.replication_factor}",
+            report.drift.append(Drift(name, f"replication {sorted(replicas)} != {spec.replication_factor}",
                                       "changing replication needs a partition reassignment plan"))
         to_set = {k: v for k, v in spec.topic_config().items() if configs[name].get(k) != v}
         if to_set:

@@ -64,10 +64,11 @@ def test_confluent_round_trip_of_every_topic(settings: Settings, topics: dict[st
 
 def test_confluent_codec_reads_old_schema_versions(settings: Settings, topics: dict[str, str],
                                                    schema_registry) -> None:  # type: ignore[no-untyped-def]
+    import json
+
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
-    import json
 
     topic = topics["requests"]
     v1 = default_catalog().versions("Request")[0]

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from schemas.topics import load_topic_specs
 from streamgate.config import Settings, load_settings
 from streamgate.kafka import launcher
 from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.launcher import KafkaLauncherError, LocalKafka
 from streamgate.kafka.topics import apply_topics
-from schemas.topics import load_topic_specs
 from tests.conftest import local_broker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -105,8 +105,9 @@ def test_checker_finds_incompatible_changes(mutate: Any, expected: str) -> None:
 def test_checker_accepts_promotions_and_enum_growth() -> None:
     old = {"type": "record", "name": "R", "fields": [
         {"name": "n", "type": "int"}, {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A"]}}]}
-    new = {"type": "record", "name": "R", "fields": [
-        {"name": "n", "type": "double"}, {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}}]}
+    grown = {"type": "enum", "name": "E", "symbols": ["A", "B"]}
+    new = {"type": "record", "name": "R",
+           "fields": [{"name": "n", "type": "double"}, {"name": "e", "type": grown}]}
     assert check_backward(old, new) == []
     assert check_backward(new, old) == ["n: writer type double cannot be read as int",
                                         "e: enum symbols ['B'] removed and the reader enum has no default"]
