@@ -10,10 +10,17 @@ need python3 "install Python 3.11+"
 need java "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
 need mvn "install Maven (Debian: apt-get install maven)"
 
-if ! command -v uv >/dev/null 2>&1 && [ ! -x "$HOME/.local/bin/uv" ]; then
-  echo "bootstrap: installing uv from PyPI"
-  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+# uv: the one on PATH, else a private copy installed from PyPI into a cache venv (never the system Python).
+TOOLS="$HOME/.cache/streamgate/tools"
+if command -v uv >/dev/null 2>&1; then
+  UV=$(command -v uv)
+else
+  UV="$TOOLS/bin/uv"
+  if [ ! -x "$UV" ]; then
+    echo "bootstrap: installing uv from PyPI into $TOOLS"
+    python3 -m venv "$TOOLS"
+    "$TOOLS/bin/pip" install --quiet uv
+  fi
 fi
-UV=$(command -v uv || echo "$HOME/.local/bin/uv")
 "$UV" sync --frozen --quiet
 .venv/bin/streamgate kafka fetch
