@@ -1,0 +1,1 @@
+"""Benchmarks: each compares streamgate against a baseline measured in the same run, as a ratio."""

@@ -1,0 +1,22 @@
+"""`python -m bench [name ...]`: run benchmarks (all by default) and record their results."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {"codec": "bench.codec"}
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    for name in names:
+        print(f"== {name}")
+        importlib.import_module(BENCHMARKS[name]).main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,60 @@
+"""Shared benchmark plumbing: repeatable timing, JSON results, and the table in docs/benchmarks.md.
+
+This machine is noisy (2 shared cores), so every benchmark reports a ratio to a baseline measured in the
+same run; absolute numbers are kept for context only.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DOC = ROOT.parent / "docs" / "benchmarks.md"
+
+
+def rate(fn: Callable[[], int], *, repeats: int = 5) -> float:
+    """Median items/s over `repeats` runs of `fn`, which returns how many items it processed."""
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_result(name: str, result: dict[str, Any], table: list[tuple[str, str]]) -> Path:
+    """Write bench/results/<name>.json and replace this benchmark's section of docs/benchmarks.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "machine": machine(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    _update_doc(name, payload["measured_at"], table)
+    return path
+
+
+def _update_doc(name: str, when: str, table: list[tuple[str, str]]) -> None:
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    body = "\n".join([begin, f"### {name}", f"_measured {when} with `python -m bench {name}`_", "",
+                      "| measure | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in table], end])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nGenerated sections; prose is kept.\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + body + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    DOC.write_text(text)
