@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -47,6 +47,18 @@ class TopicCodec(Protocol):
     def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]: ...
 
     def decode_many(self, values: Iterable[bytes]) -> list[dict[str, Any] | EventDecodeError]: ...
+
+
+def _decode_each(decode: Callable[[bytes], dict[str, Any]],
+                 values: Iterable[bytes]) -> list[dict[str, Any] | EventDecodeError]:
+    """Batch decode that never raises for one bad record: the error takes that record's place."""
+    out: list[dict[str, Any] | EventDecodeError] = []
+    for v in values:
+        try:
+            out.append(decode(v))
+        except EventDecodeError as err:
+            out.append(err)
+    return out
 
 
 def _encode_error(event_type: str, schema: SchemaVersion, record: Mapping[str, Any],
@@ -111,13 +123,7 @@ class SingleObjectCodec:
         return record
 
     def decode_many(self, values: Iterable[bytes]) -> list[dict[str, Any] | EventDecodeError]:
-        out: list[dict[str, Any] | EventDecodeError] = []
-        for v in values:
-            try:
-                out.append(self.decode(v))
-            except EventDecodeError as err:
-                out.append(err)
-        return out
+        return _decode_each(self.decode, values)
 
 
 def _millis(record: dict[str, Any]) -> dict[str, Any]:
@@ -182,13 +188,7 @@ class ConfluentCodec:
         return record
 
     def decode_many(self, values: Iterable[bytes]) -> list[dict[str, Any] | EventDecodeError]:
-        out: list[dict[str, Any] | EventDecodeError] = []
-        for v in values:
-            try:
-                out.append(self.decode(v))
-            except EventDecodeError as err:
-                out.append(err)
-        return out
+        return _decode_each(self.decode, values)
 
 
 def make_codec(topic: str, event_type: str, registry_url: str | None = None) -> TopicCodec:
