@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamgate.cli import demo, kafka, registry, topics
+from streamgate.cli import catalog, demo, kafka, registry, topics
 
 app = typer.Typer(
     name="streamgate",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
 app.add_typer(registry.app, name="schema-registry")
+app.add_typer(catalog.app, name="catalog")
 app.command("demo")(demo.run)
 
 if __name__ == "__main__":  # pragma: no cover
