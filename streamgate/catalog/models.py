@@ -79,12 +79,13 @@ class ModelCatalog:
 
 
 def _row_to_model(row: dict[str, str]) -> ModelInfo:
+    cached = row["cached_input_usd_per_mtok"] or row["input_usd_per_mtok"] or "0"
     return ModelInfo(
         provider=row["provider"], model=row["model"], mode=row["mode"],
         context_window=int(row["context_window"] or 0), max_output_tokens=int(row["max_output_tokens"] or 0),
         input_usd_per_mtok=Decimal(row["input_usd_per_mtok"] or "0"),
         output_usd_per_mtok=Decimal(row["output_usd_per_mtok"] or "0"),
-        cached_input_usd_per_mtok=Decimal(row["cached_input_usd_per_mtok"] or row["input_usd_per_mtok"] or "0"),
+        cached_input_usd_per_mtok=Decimal(cached),
         regions=tuple(r for r in row["regions"].split("|") if r),
     )
 
