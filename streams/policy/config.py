@@ -1,0 +1,158 @@
+"""The gateway policy: teams, access, validation limits, guardrail rules and routing, in one YAML document.
+
+Declarative and versioned: every verdict and routed event names the version it was decided under, and a
+new version arriving on the config topic replaces the old one without a restart.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamgate.config import REPO_ROOT
+
+GATEWAY_FILE = REPO_ROOT / "config" / "gateway.yaml"
+PiiAction = Literal["allow", "redact", "block"]
+Strategy = Literal["single", "loadbalance", "fallback", "conditional", "latency"]
+
+
+class PolicyConfigError(ValueError):
+    """The gateway policy document is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+class KeyAccess(_Strict):
+    """Narrower access for one API key (by its hash) within its team."""
+
+    models: list[str] = ["*"]
+    disabled: bool = False
+
+
+class TeamConfig(_Strict):
+    projects: list[str] = Field(min_length=1)
+    #: Glob patterns over requested models/aliases AND the provider models a route may reach.
+    models: list[str] = ["*"]
+    providers: list[str] = ["*"]
+    capabilities: list[Literal["stream", "json", "tools"]] = ["stream", "json", "tools"]
+    keys: dict[str, KeyAccess] = {}
+    #: Per-entity PII actions overriding the policy defaults for this team.
+    pii: dict[str, PiiAction] = {}
+
+    def may_use_model(self, model: str) -> bool:
+        return _matches(model, self.models)
+
+    def may_use_provider(self, provider: str) -> bool:
+        return _matches(provider, self.providers)
+
+
+class ValidationConfig(_Strict):
+    max_prompt_chars: int = Field(default=200_000, gt=0)
+    max_messages: int = Field(default=512, gt=0)
+    max_tokens_cap: int = Field(default=200_000, gt=0)
+    dedup_window_s: int = Field(default=600, gt=0)
+
+
+class GuardrailConfig(_Strict):
+    pii: dict[str, PiiAction] = {}
+    pii_default: PiiAction = "redact"
+    deny_patterns: list[str] = []
+    blocked_topics: list[str] = []
+    max_prompt_tokens: int = Field(default=32_000, gt=0)
+
+    @field_validator("deny_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"deny pattern {p!r} is not a valid regex: {exc}") from exc
+        return patterns
+
+
+class Target(_Strict):
+    provider: str
+    model: str
+    region: str = "us"
+    timeout_ms: int = Field(default=30_000, gt=0)
+    weight: float = Field(default=1.0, ge=0)
+
+
+class Condition(_Strict):
+    """`when` uses Mongo-style operators over request fields: metadata.x, tags.x, prompt_chars, model…"""
+
+    when: dict[str, Any]
+    targets: list[Target] = Field(min_length=1)
+
+
+class Route(_Strict):
+    strategy: Strategy = "single"
+    targets: list[Target] = Field(min_length=1)
+    conditions: list[Condition] = []
+    #: Tried in order after the chosen target fails.
+    fallbacks: list[Target] = []
+    #: For `latency`: targets whose p95 exceeds this are avoided while an alternative is healthy.
+    max_p95_ms: float | None = None
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> Route:
+        if self.strategy == "single" and len(self.targets) != 1:
+            raise ValueError("strategy 'single' takes exactly one target (use fallbacks for the rest)")
+        if self.strategy == "conditional" and not self.conditions:
+            raise ValueError("strategy 'conditional' needs at least one condition")
+        return self
+
+
+class RoutingConfig(_Strict):
+    #: Model names and aliases callers may ask for.
+    routes: dict[str, Route]
+    #: Providers that serve any catalog model directly when no route names it (empty: routes only).
+    passthrough_providers: list[str] = []
+
+
+class GatewayPolicy(_Strict):
+    version: str
+    teams: dict[str, TeamConfig]
+    validation: ValidationConfig = ValidationConfig()
+    guardrails: GuardrailConfig = GuardrailConfig()
+    routing: RoutingConfig
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+    def pii_action(self, team: str, entity: str) -> PiiAction:
+        team_cfg = self.teams.get(team)
+        if team_cfg is not None and entity in team_cfg.pii:
+            return team_cfg.pii[entity]
+        return self.guardrails.pii.get(entity, self.guardrails.pii_default)
+
+
+def parse_policy(raw: Any, source: str = "<policy>") -> GatewayPolicy:
+    try:
+        return GatewayPolicy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyConfigError(f"invalid gateway policy {source}:\n{exc}") from exc
+
+
+def load_policy(path: Path = GATEWAY_FILE) -> GatewayPolicy:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyConfigError(f"cannot read gateway policy {path}: {exc}") from exc
+    return parse_policy(raw, str(path))

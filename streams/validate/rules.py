@@ -1,0 +1,66 @@
+"""Semantic validation of a decoded Request: the checks a schema cannot express.
+
+Order matters: identity first (so the rejection can still be addressed to its caller), then ownership,
+then the model, then parameters and size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamgate.catalog import ModelCatalog
+from streams.outcome import Rejection, prompt_chars
+from streams.policy.config import GatewayPolicy
+
+STAGE = "validate"
+
+
+def _reject(code: str, message: str) -> Rejection:
+    return Rejection(STAGE, code, message)
+
+
+def validate_request(event: dict[str, Any], policy: GatewayPolicy, catalog: ModelCatalog) -> Rejection | None:
+    for name in ("request_id", "trace_id", "team", "project", "model"):
+        if not str(event.get(name) or "").strip():
+            return _reject("missing_field", f"{name} is empty")
+    if not str(event.get("api_key_id", "")).startswith("sha256:"):
+        return _reject("invalid_api_key_id", "api_key_id must be a sha256: hash of the key, never the key")
+    team = policy.teams.get(event["team"])
+    if team is None:
+        return _reject("unknown_team", f"team {event['team']!r} is not configured")
+    if event["project"] not in team.projects:
+        return _reject("unknown_project", f"project {event['project']!r} is not a project of {event['team']}")
+    model = event["model"]
+    routable = model in policy.routing.routes or (
+        model in catalog and catalog.get(model).provider in policy.routing.passthrough_providers)
+    if not routable:
+        where = "" if model in catalog else " and is not in the model catalog"
+        return _reject("unknown_model", f"model {model!r} has no route{where}")
+    return _check_params(event, policy) or _check_size(event, policy)
+
+
+def _check_params(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | None:
+    params = event.get("params") or {}
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None and not 1 <= max_tokens <= policy.validation.max_tokens_cap:
+        return _reject("invalid_max_tokens",
+                       f"max_tokens {max_tokens} outside 1..{policy.validation.max_tokens_cap}")
+    temperature = params.get("temperature")
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        return _reject("invalid_temperature", f"temperature {temperature} outside 0..2")
+    top_p = params.get("top_p")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        return _reject("invalid_top_p", f"top_p {top_p} outside (0, 1]")
+    return None
+
+
+def _check_size(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | None:
+    messages = event.get("messages") or []
+    if not messages:
+        return _reject("no_messages", "a request needs at least one message")
+    if len(messages) > policy.validation.max_messages:
+        return _reject("too_many_messages", f"{len(messages)} messages > {policy.validation.max_messages}")
+    chars = prompt_chars(event)
+    if chars > policy.validation.max_prompt_chars:
+        return _reject("prompt_too_large", f"prompt of {chars} characters > {policy.validation.max_prompt_chars}")
+    return None
