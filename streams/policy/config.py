@@ -125,11 +125,23 @@ class RoutingConfig(_Strict):
     passthrough_providers: list[str] = []
 
 
+class BudgetLimit(_Strict):
+    """Limits for a team (key `team`) or one key (key `team/sha256:...`); None = unlimited."""
+
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    daily_nanousd: int | None = Field(default=None, gt=0)
+    monthly_nanousd: int | None = Field(default=None, gt=0)
+    #: Fraction of a limit at which a soft alert is raised (the hard limit rejects).
+    soft_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
 class GatewayPolicy(_Strict):
     version: str
     teams: dict[str, TeamConfig]
     validation: ValidationConfig = ValidationConfig()
     guardrails: GuardrailConfig = GuardrailConfig()
+    budgets: dict[str, BudgetLimit] = {}
     routing: RoutingConfig
 
     @cached_property

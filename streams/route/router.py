@@ -50,7 +50,8 @@ def _latency_order(route: Route, targets: list[Target], health: ProviderHealth) 
     return [t for _, t in sorted(enumerate(targets), key=key)]
 
 
-def _candidates(route: Route, event: dict[str, Any], health: ProviderHealth, rng: random.Random) -> list[Target]:
+def _candidates(route: Route, event: dict[str, Any], health: ProviderHealth,
+                rng: random.Random) -> list[Target]:
     targets = route.targets
     if route.strategy == "conditional":
         view = request_view(event)
@@ -75,8 +76,8 @@ def route_request(event: dict[str, Any], policy: GatewayPolicy, health: Provider
     team = policy.teams[event["team"]]
     allowed = [t for t in chain if team.may_use_provider(t.provider) and team.may_use_model(t.model)]
     if not allowed:
-        return Rejection(STAGE, "access_denied",
-                         f"team {event['team']} may use none of the targets of {event['model']!r}", audit=True)
+        message = f"team {event['team']} may use none of the targets of {event['model']!r}"
+        return Rejection(STAGE, "access_denied", message, audit=True)
     region = event.get("region")
     if region:
         allowed = [t for t in allowed if t.region == region]

@@ -62,5 +62,6 @@ def _check_size(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | Non
         return _reject("too_many_messages", f"{len(messages)} messages > {policy.validation.max_messages}")
     chars = prompt_chars(event)
     if chars > policy.validation.max_prompt_chars:
-        return _reject("prompt_too_large", f"prompt of {chars} characters > {policy.validation.max_prompt_chars}")
+        limit = policy.validation.max_prompt_chars
+        return _reject("prompt_too_large", f"prompt of {chars} characters > {limit}")
     return None

@@ -1,0 +1,32 @@
+"""RBAC: which teams and keys may use which models and capabilities."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from streams.outcome import Rejection
+from streams.policy.config import GatewayPolicy
+
+STAGE = "guard"
+
+
+def check_access(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | None:
+    team = policy.teams[event["team"]]
+    model = event["model"]
+    if not team.may_use_model(model):
+        return Rejection(STAGE, "access_denied", f"team {event['team']} may not use {model!r}", audit=True)
+    key = team.keys.get(event["api_key_id"])
+    if key is not None:
+        if key.disabled:
+            return Rejection(STAGE, "key_disabled", "this API key is disabled", audit=True)
+        if not any(fnmatchcase(model, p) for p in key.models):
+            return Rejection(STAGE, "access_denied", f"this API key may not use {model!r}", audit=True)
+    params = event.get("params") or {}
+    if params.get("stream") and "stream" not in team.capabilities:
+        return Rejection(STAGE, "capability_denied", f"team {event['team']} may not stream", audit=True)
+    fmt = params.get("response_format")
+    if fmt and fmt != "text" and "json" not in team.capabilities:
+        return Rejection(STAGE, "capability_denied", f"team {event['team']} may not ask for JSON output",
+                         audit=True)
+    return None

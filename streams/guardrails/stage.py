@@ -1,0 +1,81 @@
+"""The guard stage: access, budgets, content policy and PII, in that order, on one validated request.
+
+Cheap refusals come first (access, budget) so a denied request costs no scanning; PII runs last so the
+event that leaves this stage carries only redacted text.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.guardrails.access import check_access
+from streams.guardrails.budgets import UsageReader, check_budget
+from streams.guardrails.policy_rules import check_content
+from streams.outcome import Rejection
+from streams.policy.config import GatewayPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    message_index: int
+    type: str
+    start: int
+    end: int
+    score: float
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class PiiOutcome:
+    texts: list[str]
+    findings: list[Finding]
+    action: str  # allow | redact | block
+
+
+class PiiScanner(Protocol):
+    """Scan and redact the texts of one request under the team's actions (the PII engine implements it)."""
+
+    def __call__(self, texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome: ...
+
+
+@dataclass
+class GuardResult:
+    event: dict[str, Any] | None
+    rejection: Rejection | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _verdict(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, action: str,
+             findings: list[Finding], reason: str | None) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()), "request_id": event["request_id"], "team": event["team"],
+        "stage": "input", "guardrail": guardrail, "action": action,
+        "entities": [{"type": f.type, "start": f.start, "end": f.end, "score": f.score, "action": f.action}
+                     for f in findings],
+        "policy_version": policy.version, "reason": reason, "created_at": int(time.time() * 1000),
+    }
+
+
+def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiScanner,
+                  usage: UsageReader, now_ms: int) -> GuardResult:
+    denied = check_access(event, policy) or check_budget(event, policy, usage, now_ms)
+    if denied:
+        return GuardResult(None, denied)
+    texts = [m["content"] for m in event["messages"]]
+    content = check_content(texts, policy.guardrails)
+    if content:
+        return GuardResult(None, content, [_verdict(event, policy, "policy", "block", [], content.message)])
+    pii = scan_pii(texts, policy, event["team"])
+    verdicts = [_verdict(event, policy, "pii", pii.action, pii.findings, None)] if pii.findings else []
+    if pii.action == "block":
+        kinds = sorted({f.type for f in pii.findings if f.action == "block"})
+        rejection = Rejection("guard", "pii_blocked", f"the prompt contains {', '.join(kinds)}", audit=True)
+        verdicts[0]["reason"] = rejection.message
+        return GuardResult(None, rejection, verdicts)
+    if pii.action == "redact":
+        event = dict(event)
+        event["messages"] = [dict(m, content=t) for m, t in zip(event["messages"], pii.texts, strict=True)]
+    return GuardResult(event, None, verdicts)
