@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamgate.cli import catalog, demo, kafka, registry, topics
+from streamgate.cli import catalog, demo, kafka, registry, streams, topics
 
 app = typer.Typer(
     name="streamgate",
@@ -16,6 +16,7 @@ app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
 app.add_typer(registry.app, name="schema-registry")
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(streams.app, name="streams")
 app.command("demo")(demo.run)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,10 +12,11 @@ STAGE = "guard"
 
 
 @cache
-def _compiled(patterns: tuple[str, ...], topics: tuple[str, ...]) -> tuple[re.Pattern[str] | None, ...]:
-    deny = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+def _compiled(patterns: tuple[str, ...],
+              topics: tuple[str, ...]) -> tuple[list[re.Pattern[str]], re.Pattern[str] | None]:
+    # deny patterns stay separate: each may carry its own inline flags such as (?i)
     blocked = re.compile("|".join(re.escape(t) for t in topics), re.IGNORECASE) if topics else None
-    return deny, blocked
+    return [re.compile(p) for p in patterns], blocked
 
 
 def check_content(texts: list[str], rules: GuardrailConfig) -> Rejection | None:
@@ -23,12 +24,12 @@ def check_content(texts: list[str], rules: GuardrailConfig) -> Rejection | None:
     tokens = 0
     for text in texts:
         tokens += estimate_tokens(len(text))
-        if deny is not None and deny.search(text):
+        if any(p.search(text) for p in deny):
             return Rejection(STAGE, "policy_denied", "the prompt matches a denied pattern", audit=True)
         if blocked is not None and (hit := blocked.search(text)):
-            return Rejection(STAGE, "blocked_topic", f"the prompt mentions a blocked topic ({hit.group(0)!r})",
-                             audit=True)
+            message = f"the prompt mentions a blocked topic ({hit.group(0)!r})"
+            return Rejection(STAGE, "blocked_topic", message, audit=True)
     if tokens > rules.max_prompt_tokens:
-        return Rejection(STAGE, "prompt_too_long", f"about {tokens} prompt tokens > {rules.max_prompt_tokens}",
-                         audit=True)
+        message = f"about {tokens} prompt tokens > {rules.max_prompt_tokens}"
+        return Rejection(STAGE, "prompt_too_long", message, audit=True)
     return None

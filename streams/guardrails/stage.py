@@ -78,4 +78,6 @@ def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiSca
     if pii.action == "redact":
         event = dict(event)
         event["messages"] = [dict(m, content=t) for m, t in zip(event["messages"], pii.texts, strict=True)]
+        kinds = sorted({f.type for f in pii.findings if f.action == "redact"})
+        event["metadata"] = {**(event.get("metadata") or {}), "guard.pii": "redact:" + "|".join(kinds)}
     return GuardResult(event, None, verdicts)

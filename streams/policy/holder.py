@@ -69,7 +69,8 @@ class PolicyFollower(threading.Thread):
             record = self.codec.decode(value)
             if (record["kind"], record["name"]) != (POLICY_KIND, POLICY_NAME):
                 return
-            self.holder.offer(parse_policy(yaml.safe_load(record["body"]), f"config topic {record['version']}"))
+            source = f"config topic {record['version']}"
+            self.holder.offer(parse_policy(yaml.safe_load(record["body"]), source))
         except (EventDecodeError, PolicyConfigError, yaml.YAMLError) as exc:
             log.error("config record rejected, keeping policy %s: %s", self.holder.policy.version, exc)
 

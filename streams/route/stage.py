@@ -15,7 +15,8 @@ from streams.route.router import RouteDecision, route_request
 def routed_event(event: dict[str, Any], decision: RouteDecision, policy: GatewayPolicy,
                  guardrail_actions: list[str]) -> dict[str, Any]:
     return {
-        "request_id": event["request_id"], "trace_id": event["trace_id"], "session_id": event.get("session_id"),
+        "request_id": event["request_id"], "trace_id": event["trace_id"],
+        "session_id": event.get("session_id"),
         "team": event["team"], "project": event["project"], "api_key_id": event["api_key_id"],
         "user_id": event.get("user_id"), "requested_model": event["model"], "messages": event["messages"],
         "params": event["params"], "tags": event.get("tags") or {}, "metadata": event.get("metadata") or {},

@@ -1,0 +1,157 @@
+"""The request path as faust-streaming agents: requests -> validated -> guarded -> routed.
+
+The agents only wire: decode a batch, call the stage's plain function per event, send what it returns.
+Offsets are committed by faust after the producer is flushed (at-least-once); with
+`processing_guarantee="exactly_once"` sends and offsets commit in one Kafka transaction.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from schemas import EventDecodeError, dead_letter_from_error
+from schemas.topics import Topic
+from streamgate.catalog import ModelCatalog, default_catalog
+from streamgate.config import Settings
+from streams.guardrails.budgets import NoUsage, UsageReader
+from streams.guardrails.pii_scan import scan_pii
+from streams.guardrails.stage import PiiScanner, guard_request
+from streams.io import Output, StageIO
+from streams.outcome import Rejection
+from streams.policy.holder import PolicyHolder
+from streams.route.health import ProviderHealth, StaticHealth
+from streams.route.stage import route_stage
+from streams.validate.rules import validate_request
+
+BATCH, WITHIN_S = 500, 0.02
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestPathDeps:
+    """What the stages read besides the event: swappable for tests and for later issues' state."""
+
+    policy: PolicyHolder
+    catalog: ModelCatalog = field(default_factory=default_catalog)
+    health: ProviderHealth = field(default_factory=StaticHealth)
+    usage: UsageReader = field(default_factory=NoUsage)
+    scan_pii: PiiScanner = scan_pii
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class StageResult:
+    """What one event produced: records to send and, when it stops here, why."""
+
+    outputs: list[Output] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+
+Handler = Callable[[dict[str, Any], faust.types.EventT[bytes]], StageResult]
+
+
+def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "streamgate-request-path",
+               exactly_once: bool = False, web_port: int | None = None) -> faust.App:
+    io = StageIO(settings)
+    prefix = settings.kafka.topic_prefix
+    app = faust.App(
+        f"{prefix}{app_id}", broker="kafka://" + settings.kafka.bootstrap().replace(",", ";"),
+        store="memory://", key_serializer="raw", value_serializer="raw",
+        topic_partitions=6, topic_replication_factor=1,
+        processing_guarantee="exactly_once" if exactly_once else "at_least_once",
+        web_enabled=web_port is not None, web_port=web_port or 6066,
+        consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
+        stream_buffer_maxsize=4 * BATCH, producer_linger_ms=5,
+        datadir=str(settings.state_dir / "faust"),
+    )
+    topics = {t: app.topic(io.names[t], key_serializer="raw", value_serializer="raw") for t in io.names}
+    seen = app.Table("dedup", default=int, partitions=6, key_type=bytes, value_type=int)
+    window_ms = deps.policy.policy.validation.dedup_window_s * 1000
+
+    def validate(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+        rejection = validate_request(event, deps.policy.policy, deps.catalog)
+        if rejection:
+            return StageResult(rejection=rejection)
+        rid = event["request_id"].encode()
+        now = int(time.time() * 1000)
+        first = seen[rid]
+        if first and now - first < window_ms:
+            message = f"request {event['request_id']} was already accepted"
+            return StageResult(rejection=Rejection("validate", "duplicate", message))
+        seen[rid] = now
+        return StageResult([io.out(Topic.VALIDATED, fev.message.key or rid, event)])
+
+    def guard(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+        result = guard_request(event, deps.policy.policy, deps.scan_pii, deps.usage, int(time.time() * 1000))
+        outputs = [io.out(Topic.VERDICTS, event["request_id"], v) for v in result.verdicts]
+        if result.rejection is None and result.event is not None:
+            outputs.append(io.out(Topic.GUARDED, fev.message.key or b"", result.event))
+        return StageResult(outputs, result.rejection)
+
+    def route(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+        routed = route_stage(event, deps.policy.policy, deps.health, deps.rng)
+        if isinstance(routed, Rejection):
+            return StageResult(rejection=routed)
+        return StageResult([io.out(Topic.ROUTED, fev.message.key or b"", routed)])
+
+    async def send(outputs: Sequence[Output]) -> None:
+        for o in outputs:
+            await app.producer.send(o.topic, o.key, o.value, None, None, None)
+
+    def stage_agent(source: Topic, name: str, handler: Handler) -> Callable[[Any], Awaitable[None]]:
+        codec = io.codecs[source]
+
+        async def agent(stream: Any) -> None:  # faust.Stream; take_events is untyped there
+            async for events in stream.take_events(BATCH, within=WITHIN_S):
+                outputs: list[Output] = []
+                for fev in events:
+                    outputs += _handle(io, source, codec, handler, fev, deps)
+                await send(outputs)
+
+        agent.__name__ = name
+        return agent
+
+    app.agent(topics[Topic.REQUESTS], name=f"{app_id}.validate")(
+        stage_agent(Topic.REQUESTS, "validate", validate))
+    app.agent(topics[Topic.VALIDATED], name=f"{app_id}.guard")(stage_agent(Topic.VALIDATED, "guard", guard))
+    app.agent(topics[Topic.GUARDED], name=f"{app_id}.route")(stage_agent(Topic.GUARDED, "route", route))
+    return app
+
+
+def _handle(io: StageIO, source: Topic, codec: Any, handler: Handler, fev: faust.types.EventT[bytes],
+            deps: RequestPathDeps) -> list[Output]:
+    msg = fev.message
+    raw: bytes = fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
+    try:
+        event = codec.decode(raw, partition=msg.partition, offset=msg.offset)
+    except EventDecodeError as err:
+        letter = dead_letter_from_error(err, raw_value=raw, raw_key=msg.key, stage=f"{source}-decode")
+        return [io.out(Topic.DEADLETTER, msg.key or b"", letter)]
+    # faust tables find their changelog partition through the "current event"; batches must set it.
+    ctx = contextvars.copy_context()
+    try:
+        result = ctx.run(_run_with_event, handler, event, fev)
+    except Exception as exc:  # one bad event must not stop the stream: it is dead-lettered with the cause
+        log.exception("stage %s failed on %s[%s]@%s", source, msg.topic, msg.partition, msg.offset)
+        failure = Rejection(str(source), "internal_error", f"{type(exc).__name__}: {exc}")
+        result = StageResult(rejection=failure)
+    if result.rejection is None:
+        return result.outputs
+    return result.outputs + io.rejection_outputs(
+        result.rejection, source=source, partition=msg.partition, offset=msg.offset, raw_key=msg.key,
+        raw_value=raw, event=event, policy_version=deps.policy.policy.version)
+
+
+def _run_with_event(handler: Handler, event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+    _current_event.set(weakref.ref(fev))
+    return handler(event, fev)
