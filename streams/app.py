@@ -64,6 +64,8 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
                exactly_once: bool = False, web_port: int | None = None) -> faust.App:
     io = StageIO(settings)
     prefix = settings.kafka.topic_prefix
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{prefix}{app_id}", broker="kafka://" + settings.kafka.bootstrap().replace(",", ";"),
         store="memory://", key_serializer="raw", value_serializer="raw",
@@ -72,7 +74,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         web_enabled=web_port is not None, web_port=web_port or 6066,
         consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
         stream_buffer_maxsize=4 * BATCH, producer_linger_ms=5,
-        datadir=str(settings.state_dir / "faust"),
+        datadir=str(datadir),
     )
     topics = {t: app.topic(io.names[t], key_serializer="raw", value_serializer="raw") for t in io.names}
     seen = app.Table("dedup", default=int, partitions=6, key_type=bytes, value_type=int)
