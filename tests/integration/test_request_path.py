@@ -50,14 +50,15 @@ def _req(**over: Any) -> Any:
     return build_request(**fields)
 
 
-def _collect(settings: Settings, topics: dict[str, str], until: int, timeout_s: float = 90) -> dict[str, list]:
+def _collect(settings: Settings, topics: dict[str, str], until: int,
+             timeout_s: float = 90) -> dict[str, list[Any]]:
     names = {"requests.routed": "RoutedRequest", "responses": "Response", "deadletter": "DeadLetter",
              "guardrail.verdicts": "GuardrailVerdict", "audit": "AuditEvent"}
     consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([topics[n] for n in names])
     by_topic = {topics[n]: n for n in names}
     codecs = {n: make_codec(topics[n], et) for n, et in names.items()}
-    out: dict[str, list] = {n: [] for n in names}
+    out: dict[str, list[Any]] = {n: [] for n in names}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len(out["requests.routed"]) + len(out["responses"]) < until:
         for m in consumer.consume(500, timeout=0.5):
