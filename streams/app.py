@@ -89,7 +89,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         first = seen[rid]
         if first and now - first < window_ms:
             message = f"request {event['request_id']} was already accepted"
-            return StageResult(rejection=Rejection("validate", "duplicate", message))
+            return StageResult(rejection=Rejection("validate", "duplicate", message, respond=False))
         seen[rid] = now
         return StageResult([io.out(Topic.VALIDATED, fev.message.key or rid, event)])
 

@@ -52,7 +52,7 @@ class StageIO:
         outputs = [self.out(Topic.DEADLETTER, key, dead_letter(
             self.names[source], partition, offset, rejection.stage, rejection.reason_code, rejection.message,
             raw_value, raw_key, request_id))]
-        if event is not None and request_id:
+        if event is not None and request_id and rejection.respond:
             outputs.append(self.out(Topic.RESPONSES, key, rejected_response(event, rejection)))
             if rejection.audit:
                 outputs.append(self.out(Topic.AUDIT, key, audit_event(event, rejection, policy_version)))

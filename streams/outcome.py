@@ -14,6 +14,8 @@ class Rejection:
     message: str
     #: Denials (access, residency, policy, budget) are audit-worthy; malformed input is not.
     audit: bool = False
+    #: False for duplicates: the original already has (or will have) the one response for its id.
+    respond: bool = True
 
 
 def prompt_chars(event: dict[str, object]) -> int:

@@ -60,16 +60,17 @@ def requests(count: int, *, seed: int = 7, run_id: str | None = None) -> Iterato
     weights = [t.weight for t in TEAMS]
     for n in range(count):
         profile = rng.choices(TEAMS, weights=weights)[0]
+        oddity = rng.random()
         messages = [ChatMessage(role="user", content=_prompt(rng, n))]
         if rng.random() < 0.3:
             messages.insert(0, ChatMessage(role="system", content="You are a concise assistant."))
         yield ChatRequest(
             request_id=f"{run}-{n:09d}",
-            team=profile.team,
+            team="ghost-team" if oddity < 0.005 else profile.team,
             project=rng.choice(profile.projects),
             api_key_id=hash_api_key(rng.choice(profile.keys)),
             user_id=f"user-{rng.randint(1, 50)}",
-            model=rng.choice(profile.models),
+            model="gpt-17-ultra" if 0.005 <= oddity < 0.01 else rng.choice(profile.models),
             messages=messages,
             params=Params(max_tokens=rng.choice((64, 256, 1024)), temperature=round(rng.random(), 2),
                           stream=rng.random() < 0.2),

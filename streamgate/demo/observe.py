@@ -1,0 +1,73 @@
+"""Follow the outcome topics from where the run started and tally what happened to every request."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas import make_codec
+from schemas.topics import Topic, physical_name
+from streamgate.config import Settings
+from streamgate.kafka.clients import consumer_config
+
+WATCHED = {Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.DEADLETTER: "DeadLetter",
+           Topic.VERDICTS: "GuardrailVerdict", Topic.AUDIT: "AuditEvent"}
+
+
+@dataclass
+class Outcomes:
+    routed: set[str] = field(default_factory=set)
+    rejected: dict[str, str] = field(default_factory=dict)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    entities: Counter[str] = field(default_factory=Counter)
+    routes: Counter[str] = field(default_factory=Counter)
+    audits: int = 0
+
+    def finished(self, request_ids: set[str]) -> int:
+        """How many of `request_ids` have an outcome (routed or rejected)."""
+        return len(request_ids & (self.routed | set(self.rejected)))
+
+
+class OutcomeWatcher:
+    def __init__(self, settings: Settings) -> None:
+        prefix = settings.kafka.topic_prefix
+        self.names = {physical_name(t, prefix): t for t in WATCHED}
+        self.codecs = {t: make_codec(physical_name(t, prefix), et, settings.schema_registry.url)
+                       for t, et in WATCHED.items()}
+        self.consumer = Consumer(consumer_config(settings, group_id=f"demo-watch-{uuid.uuid4().hex[:8]}"))
+        self.consumer.assign(self._ends())
+        self.outcomes = Outcomes()
+
+    def _ends(self) -> list[TopicPartition]:
+        marks = []
+        for name in self.names:
+            for p in self.consumer.list_topics(name, timeout=10).topics[name].partitions:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                marks.append(TopicPartition(name, p, high))
+        return marks
+
+    def poll(self, timeout: float = 0.5) -> None:
+        o = self.outcomes
+        for msg in self.consumer.consume(2000, timeout=timeout):
+            if msg.error():
+                continue
+            topic = self.names[msg.topic() or ""]
+            event = self.codecs[topic].decode(msg.value() or b"")
+            if topic == Topic.ROUTED:
+                o.routed.add(event["request_id"])
+                first = event["targets"][0]
+                o.routes[f"{event['requested_model']} -> {first['provider']}/{first['model']}"] += 1
+            elif topic == Topic.RESPONSES and event["status"] == "rejected":
+                o.rejected[event["request_id"]] = event["reason_code"] or "?"
+            elif topic == Topic.DEADLETTER:
+                o.dead_letters[event["reason_code"]] += 1
+            elif topic == Topic.VERDICTS:
+                o.entities.update(e["type"] for e in event["entities"])
+            elif topic == Topic.AUDIT:
+                o.audits += 1
+
+    def close(self) -> None:
+        self.consumer.close()

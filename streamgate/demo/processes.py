@@ -1,0 +1,61 @@
+"""Start streamgate components as separate processes, and stop every one of them on exit or Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from streamgate.config import Settings
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """The settings as a YAML file, so child processes load exactly what this process uses."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
+    return path
+
+
+class Components:
+    """A group of `streamgate ...` child processes with logs under `<state>/logs`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.logs = settings.state_dir / "logs"
+        self.config = write_config(settings, settings.state_dir / "demo-config.yaml")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        exe = Path(sys.executable).parent / "streamgate"
+        with open(self.logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([str(exe), *args, "--config", str(self.config)], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+
+    def __enter__(self) -> Components:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
