@@ -38,12 +38,12 @@ def _weighted_order(targets: list[Target], rng: random.Random) -> list[Target]:
 
 
 def _latency_order(route: Route, targets: list[Target], health: ProviderHealth) -> list[Target]:
-    """Healthy targets by p95 (unknown = healthy, config order), then degraded ones as a last resort."""
+    """Healthy targets by p95, then targets without data (config order), then degraded ones."""
     def key(item: tuple[int, Target]) -> tuple[int, float, int]:
         index, t = item
         stats = health.get(t.provider, t.model)
         if stats is None:
-            return (0, 0.0, index)
+            return (0, float("inf"), index)
         degraded = stats.error_rate >= UNHEALTHY_ERROR_RATE or (
             route.max_p95_ms is not None and stats.p95_ms > route.max_p95_ms)
         return (int(degraded), stats.p95_ms, index)
