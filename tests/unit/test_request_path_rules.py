@@ -92,7 +92,8 @@ def test_budget_limits_per_team_and_key() -> None:
                                                                          daily_nanousd=1_000)}})
     assert check_budget(event(), policy, FixedUsage(UsageSnapshot(requests_last_minute=9)), 0) is None
     over = check_budget(event(), policy, FixedUsage(UsageSnapshot(requests_last_minute=10)), 0)
-    assert over is not None and over.reason_code == "budget_exceeded" and "requests per minute" in over.message
+    assert over is not None and over.reason_code == "budget_exceeded"
+    assert "requests per minute" in over.message
     spent = check_budget(event(), policy, FixedUsage(UsageSnapshot(spend_today_nanousd=1_001)), 0)
     assert spent is not None and "daily spend" in spent.message
 
