@@ -77,7 +77,8 @@ class RequestProducer:
                 future.set_result(DeliveryReport(request.request_id, msg.topic() or "",
                                                  msg.partition() or 0, msg.offset() or 0))
 
-        self._produce(request.request_id, value, on_delivery)
+        # a conversation stays on one partition, so its requests are processed in order
+        self._produce(request.session_id or request.request_id, value, on_delivery)
         return future
 
     def _produce(self, key: str, value: bytes, on_delivery: Any) -> None:
