@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"codec": "bench.codec"}
+BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path"}
 
 
 def main(argv: list[str]) -> None:

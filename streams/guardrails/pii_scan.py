@@ -15,20 +15,26 @@ from collections.abc import Callable
 from streams.guardrails.stage import Finding, PiiOutcome
 from streams.policy.config import GatewayPolicy
 
-_PATTERNS: dict[str, str] = {
-    "EMAIL": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    "API_KEY": (r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
-                r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
-                r"|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----"
-                r"|(?i:(?:api[_-]?key|secret|token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-+/]{16,})"),
-    "IBAN": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
-    "CREDIT_CARD": r"\b(?:\d[ -]?){12,18}\d\b",
-    "US_SSN": r"\b\d{3}-\d{2}-\d{4}\b",
-    "IP_ADDRESS": (r"\b(?:\d{1,3}\.){3}\d{1,3}\b"
-                   r"|(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?![\w:])"),
-    "PHONE": r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{2,4}(?!\w)",
-}
-_COMBINED = re.compile("|".join(f"(?P<{name}>{p})" for name, p in _PATTERNS.items()))
+# Each type gets its own pattern, run only when a cheap test says the text could hold one: most prompts
+# have no '@', no ':' and no long digit run, so most patterns never scan them at all.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_API_KEY = re.compile(
+    r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
+    r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
+    r"|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----"
+    r"|(?i:(?:api[_-]?key|secret|token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-+/]{16,})")
+_KEY_HINTS = ("sk-", "AKIA", "gh", "xox", "AIza", "PRIVATE KEY", "key", "KEY", "ecret", "oken", "assword")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?![\w:])")
+#: Runs of digits and the separators numbers are written with; each run is then classified.
+_NUMBER_RUN = re.compile(r"\+?\(?\d[\d .()-]{5,}\d")
+_RUN_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b")),
+    ("US_SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    ("IP_ADDRESS", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?"
+                         r"\d{2,4}[ .-]\d{3,4}[ .-]?\d{2,4}(?!\w)")),
+)
 _DIGITS = re.compile(r"\D")
 
 
@@ -77,17 +83,40 @@ _SCORES = {"EMAIL": 1.0, "API_KEY": 0.95, "IBAN": 1.0, "CREDIT_CARD": 1.0, "US_S
 _SEVERITY = {"allow": 0, "redact": 1, "block": 2}
 
 
+def _candidates(text: str) -> list[tuple[str, int, int]]:
+    found: list[tuple[str, int, int]] = []
+    if "@" in text:
+        found += [("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    if any(h in text for h in _KEY_HINTS):
+        found += [("API_KEY", m.start(), m.end()) for m in _API_KEY.finditer(text)]
+    if "::" in text or text.count(":") >= 3:
+        found += [("IP_ADDRESS", m.start(), m.end()) for m in _IPV6.finditer(text)]
+    runs = list(_NUMBER_RUN.finditer(text))
+    for run in runs:
+        start = max(run.start() - 1, 0)  # keep the character before, for the patterns' boundaries
+        window = text[start:run.end() + 1]
+        for kind, pattern in _RUN_TYPES:
+            found += [(kind, start + m.start(), start + m.end()) for m in pattern.finditer(window)]
+    if runs:  # an IBAN always holds a run of digits
+        found += [("IBAN", m.start(), m.end()) for m in _IBAN.finditer(text)]
+    return found
+
+
+_PRIORITY = {k: i for i, k in enumerate(("API_KEY", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS",
+                                         "PHONE"))}
+
+
 def find_pii(text: str) -> list[tuple[str, int, int]]:
     """(type, start, end) of every validated entity, left to right, non-overlapping."""
-    found: list[tuple[str, int, int]] = []
-    for match in _COMBINED.finditer(text):
-        kind = match.lastgroup
-        if kind is None:
+    valid = [(k, s, e) for k, s, e in _candidates(text)
+             if (check := _VALIDATORS.get(k)) is None or check(text[s:e])]
+    valid.sort(key=lambda c: (c[1], _PRIORITY[c[0]], -c[2]))
+    chosen: list[tuple[str, int, int]] = []
+    for kind, start, end in valid:
+        if chosen and start < chosen[-1][2]:
             continue
-        validator = _VALIDATORS.get(kind)
-        if validator is None or validator(match.group(0)):
-            found.append((kind, match.start(), match.end()))
-    return found
+        chosen.append((kind, start, end))
+    return chosen
 
 
 def scan_pii(texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome:

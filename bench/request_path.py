@@ -1,0 +1,174 @@
+"""Request-path throughput: (a) the stage logic alone, (b) the full path through Kafka and faust,
+(c) a raw confluent-kafka consume->produce passthrough of the same events. Ratios b/a and b/c.
+
+Events: the demo workload with ~1 KB prompts, ~10% carrying PII.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.harness import write_result
+from schemas import SingleObjectCodec
+from schemas.topics import load_topic_specs
+from streamgate.catalog import default_catalog
+from streamgate.client import ChatMessage
+from streamgate.config import Settings, load_settings
+from streamgate.demo import workload
+from streamgate.demo.processes import write_config
+from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.launcher import LocalKafka
+from streamgate.kafka.topics import apply_topics
+from streams.guardrails.budgets import NoUsage
+from streams.guardrails.pii_scan import scan_pii
+from streams.guardrails.stage import guard_request
+from streams.policy.config import load_policy
+from streams.route.health import StaticHealth
+from streams.route.stage import route_stage
+from streams.validate.rules import validate_request
+
+N = 20_000
+FILLER = "The gateway routes requests across providers while tracking cost and latency. "
+
+
+def _events(n: int) -> list[dict[str, Any]]:
+    """Demo workload with every prompt padded to ~1 KB; PII stays in ~10% (the workload's own rate)."""
+    out = []
+    for r in workload.requests(n, seed=21, run_id=uuid.uuid4().hex[:8]):
+        text = r.messages[-1].content
+        padded = (text + " " + FILLER * 14)[:1024]
+        out.append(r.model_copy(update={"messages": [ChatMessage(role="user", content=padded)]}).to_event())
+    return out
+
+
+def logic_rate(events: list[dict[str, Any]]) -> float:
+    codec = SingleObjectCodec("requests", "Request")
+    routed_codec = SingleObjectCodec("requests.routed", "RoutedRequest")
+    encoded = codec.encode_many(events)
+    policy, catalog, health, usage = load_policy(), default_catalog(), StaticHealth(), NoUsage()
+    rng = random.Random(1)
+    t0 = time.perf_counter()
+    for value in encoded:
+        event = codec.decode(value)
+        if validate_request(event, policy, catalog):
+            continue
+        validated = codec.decode(codec.encode(event))
+        guarded = guard_request(validated, policy, scan_pii, usage, 0)
+        if guarded.event is None:
+            continue
+        routed = route_stage(codec.decode(codec.encode(guarded.event)), policy, health, rng)
+        if isinstance(routed, dict):
+            routed_codec.encode(routed)
+    return len(encoded) / (time.perf_counter() - t0)
+
+
+def _settings() -> Settings:
+    base = load_settings()
+    settings = base.model_copy(update={"kafka": base.kafka.model_copy(
+        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
+    LocalKafka(settings).up()
+    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    return settings
+
+
+def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
+    producer = Producer(producer_config(settings, client_id="bench-fill"))
+    for i, v in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, value=v, key=str(i).encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def _count(settings: Settings, topics: list[str]) -> int:
+    c = Consumer(consumer_config(settings, group_id="bench-count"))
+    total = 0
+    for t in topics:
+        for p in c.list_topics(t, timeout=10).topics[t].partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+            total += high - low
+    c.close()
+    return total
+
+
+def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
+    src, dst = settings.kafka.topic_prefix + "requests.validated", settings.kafka.topic_prefix + "audit"
+    _fill(settings, src, values)
+    consumer = Consumer(consumer_config(settings, group_id="bench-pass"))
+    consumer.subscribe([src])
+    producer = Producer(producer_config(settings, client_id="bench-pass"))
+    seen, t0 = 0, 0.0
+    while seen < len(values):
+        for m in consumer.consume(1000, timeout=1.0):
+            if m.error() is None:
+                if not seen:
+                    t0 = time.perf_counter()
+                producer.produce(dst, value=m.value(), key=m.key())
+                seen += 1
+        producer.poll(0)
+        consumer.commit(asynchronous=True)
+    producer.flush(60)
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    return len(values) / elapsed
+
+
+def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path) -> float:
+    prefix = settings.kafka.topic_prefix
+    _fill(settings, prefix + "requests", values)
+    config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
+    exe = Path(sys.executable).parent / "streamgate"
+    outcomes = [prefix + "requests.routed", prefix + "responses"]
+    with open(workdir / "worker.log", "wb") as log:
+        proc = subprocess.Popen([str(exe), "streams", "worker", "--config", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        started = None
+        while True:
+            done = _count(settings, outcomes)
+            if done and started is None:
+                started, first = time.perf_counter(), done
+            if done >= len(values) - 10 or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert started is not None, "the worker produced nothing"
+        return (done - first) / (time.perf_counter() - started)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> dict[str, Any]:
+    import tempfile
+
+    events = _events(N)
+    values = SingleObjectCodec("requests", "Request").encode_many(events)
+    logic = logic_rate(events)
+    settings = _settings()
+    passthrough = passthrough_rate(settings, values)
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = pipeline_rate(settings, values, Path(tmp))
+    result = {"events": N, "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
+              "passthrough_events_per_s": passthrough, "pipeline_over_logic": pipeline / logic,
+              "pipeline_over_passthrough": pipeline / passthrough,
+              "mean_event_bytes": sum(map(len, values)) / len(values)}
+    table = [("(a) stage logic alone, in memory", f"{logic:,.0f} events/s"),
+             ("(b) full path through Kafka + faust (1 worker)", f"{pipeline:,.0f} events/s"),
+             ("(c) raw confluent-kafka consume->produce", f"{passthrough:,.0f} events/s"),
+             ("b/a", f"{pipeline / logic:.2f}"), ("b/c", f"{pipeline / passthrough:.2f}"),
+             ("mean event size", f"{result['mean_event_bytes']:.0f} bytes")]
+    write_result("request-path", result, table)
+    for k, v in table:
+        print(f"{k:<50} {v}")
+    return result
