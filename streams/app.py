@@ -91,12 +91,15 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
             message = f"request {event['request_id']} was already accepted"
             return StageResult(rejection=Rejection("validate", "duplicate", message, respond=False))
         seen[rid] = now
-        return StageResult([io.out(Topic.VALIDATED, fev.message.key or rid, event)])
+        # validation changes nothing: forward the original bytes instead of encoding again
+        return StageResult([Output(io.names[Topic.VALIDATED], fev.message.key or rid, _raw(fev))])
 
     def guard(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
         result = guard_request(event, deps.policy.policy, deps.scan_pii, deps.usage, int(time.time() * 1000))
         outputs = [io.out(Topic.VERDICTS, event["request_id"], v) for v in result.verdicts]
-        if result.rejection is None and result.event is not None:
+        if result.rejection is None and result.event is event:  # untouched: forward the original bytes
+            outputs.append(Output(io.names[Topic.GUARDED], fev.message.key or b"", _raw(fev)))
+        elif result.rejection is None and result.event is not None:
             outputs.append(io.out(Topic.GUARDED, fev.message.key or b"", result.event))
         return StageResult(outputs, result.rejection)
 
@@ -130,10 +133,14 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     return app
 
 
+def _raw(fev: faust.types.EventT[bytes]) -> bytes:
+    return fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
+
+
 def _handle(io: StageIO, source: Topic, codec: Any, handler: Handler, fev: faust.types.EventT[bytes],
             deps: RequestPathDeps) -> list[Output]:
     msg = fev.message
-    raw: bytes = fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
+    raw = _raw(fev)
     try:
         event = codec.decode(raw, partition=msg.partition, offset=msg.offset)
     except EventDecodeError as err:

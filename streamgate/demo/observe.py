@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
@@ -45,9 +46,19 @@ class OutcomeWatcher:
         marks = []
         for name in self.names:
             for p in self.consumer.list_topics(name, timeout=10).topics[name].partitions:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                marks.append(TopicPartition(name, p, high))
+                marks.append(TopicPartition(name, p, self._high(TopicPartition(name, p))))
         return marks
+
+    def _high(self, tp: TopicPartition, attempts: int = 20) -> int:
+        """The end offset, retried while a just-created partition is still electing its leader."""
+        for attempt in range(attempts):
+            try:
+                return int(self.consumer.get_watermark_offsets(tp, timeout=10)[1])
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
 
     def poll(self, timeout: float = 0.5) -> None:
         o = self.outcomes

@@ -192,7 +192,9 @@ class LocalKafka:
             cluster_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         cmd = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={LOG4J}",
                f"-Dstreamgate.kafka.log={self.home / 'format.log'}",
-               "kafka.tools.StorageTool", "format", "-t", cluster_file.read_text().strip(), "-c", str(props)]
+               # `=` form: a base64 cluster id may start with '-', which argparse would take for an option
+               "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_file.read_text().strip()}",
+               f"--config={props}"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise KafkaLauncherError(f"formatting {self.log_dir} failed:\n{out.stdout}{out.stderr}")

@@ -101,11 +101,13 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = ""
 
 
 def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float) -> None:
-    """Creation is acknowledged before every broker's metadata shows it; callers expect to use it at once."""
+    """Creation is acknowledged before metadata shows it with leaders; callers expect to use it at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=timeout_s).topics
-        if all(n in topics and topics[n].partitions and topics[n].error is None for n in names):
+        if all(n in topics and topics[n].partitions and topics[n].error is None
+               and all(p.leader >= 0 and p.error is None for p in topics[n].partitions.values())
+               for n in names):
             return
         time.sleep(0.1)
     raise TimeoutError(f"topics {names} were created but are not visible after {timeout_s:.0f} s")
