@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamgate.cli import catalog, demo, kafka, registry, streams, topics
+from streamgate.cli import catalog, config_cmd, demo, kafka, registry, streams, topics
 
 app = typer.Typer(
     name="streamgate",
@@ -17,6 +17,7 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(registry.app, name="schema-registry")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")
+app.add_typer(config_cmd.app, name="config")
 app.command("demo")(demo.run)
 
 if __name__ == "__main__":  # pragma: no cover

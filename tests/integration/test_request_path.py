@@ -127,3 +127,39 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     for name in ("requests.routed", "guardrail.verdicts", "audit"):
         assert "jane@example.com" not in repr(out[name]) and "sk-test" not in repr(out[name])
     assert hash_api_key("sk-test") in repr(out["requests.routed"])
+
+
+def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, topics: dict[str, str],
+                                                           worker: subprocess.Popen[bytes],
+                                                           tmp_path: Path) -> None:
+    from streams.policy.config import GATEWAY_FILE
+    from streams.policy.publish import publish_policy
+
+    with RequestProducer(settings) as producer:
+        producer.send(_req(model="fast"))
+    before = _collect(settings, topics, until=1)
+    assert len(before["requests.routed"]) == 1
+    old_version = before["requests.routed"][0]["policy_version"]
+
+    raw = yaml.safe_load(GATEWAY_FILE.read_text())
+    raw["version"] = "test-v2"
+    raw["teams"]["search"]["models"] = ["gpt-4o-mini"]  # search may no longer use the `fast` alias
+    changed = tmp_path / "gateway-v2.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    publish_policy(settings, changed, actor="test")
+
+    deadline = time.monotonic() + 30
+    verdict = None
+    while time.monotonic() < deadline and verdict is None:
+        with RequestProducer(settings) as producer:
+            probe = _req(model="fast")
+            producer.send(probe)
+        out = _collect(settings, topics, until=100, timeout_s=3)
+        denied = [r for r in out["responses"] if r["request_id"] == probe.request_id]
+        verdict = denied[0] if denied else None
+    assert verdict is not None and verdict["reason_code"] == "access_denied"
+    audits = _collect(settings, topics, until=100, timeout_s=2)["audit"]
+    assert old_version != "test-v2"
+    assert any(a["action"] == "config_change" and a["config_version"] == "test-v2" for a in audits)
+    denial = [a for a in audits if a["request_id"] == verdict["request_id"]]
+    assert denial and denial[0]["config_version"] == "test-v2"
