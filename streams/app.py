@@ -77,7 +77,9 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         datadir=str(datadir),
     )
     topics = {t: app.topic(io.names[t], key_serializer="raw", value_serializer="raw") for t in io.names}
-    seen = app.Table("dedup", default=int, partitions=6, key_type=bytes, value_type=int)
+    # request id -> [first seen ms, offset of the record that claimed it]; the offset tells a replay of
+    # the same record after a crash (process it again) from a second record with the same id (drop it)
+    seen = app.Table("dedup", default=list, partitions=6, key_type=bytes)
     window_ms = deps.policy.policy.validation.dedup_window_s * 1000
 
     def validate(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
@@ -85,12 +87,13 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         if rejection:
             return StageResult(rejection=rejection)
         rid = event["request_id"].encode()
-        now = int(time.time() * 1000)
-        first = seen[rid]
-        if first and now - first < window_ms:
+        now, offset = int(time.time() * 1000), fev.message.offset
+        claim = seen[rid]
+        if claim and now - claim[0] < window_ms and claim[1] != offset:
             message = f"request {event['request_id']} was already accepted"
             return StageResult(rejection=Rejection("validate", "duplicate", message, respond=False))
-        seen[rid] = now
+        if not claim or claim[1] != offset:
+            seen[rid] = [now, offset]
         # validation changes nothing: forward the original bytes instead of encoding again
         return StageResult([Output(io.names[Topic.VALIDATED], fev.message.key or rid, _raw(fev))])
 
@@ -110,8 +113,10 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         return StageResult([io.out(Topic.ROUTED, fev.message.key or b"", routed)])
 
     async def send(outputs: Sequence[Output]) -> None:
+        # with exactly_once this is faust's transaction manager, so sends join the offsets' transaction
+        producer = await app.maybe_start_producer()
         for o in outputs:
-            await app.producer.send(o.topic, o.key, o.value, None, None, None)
+            await producer.send(o.topic, o.key, o.value, None, None, None)
 
     def stage_agent(source: Topic, name: str, handler: Handler) -> Callable[[Any], Awaitable[None]]:
         codec = io.codecs[source]

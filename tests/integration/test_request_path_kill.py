@@ -1,0 +1,99 @@
+"""kill -9 of a request-path worker mid-stream: nothing is lost.
+
+At-least-once: replayed events may be processed again, so a request can be routed twice; downstream
+consumers are idempotent by request id. faust's `exactly_once` mode (`--exactly-once`) was tried with this
+same test and the restarted worker stalled in aiokafka ("Not in the middle of a transaction"), as faust's
+tracker reports for this experimental mode; it is not relied on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Consumer
+
+from schemas import make_codec
+from streamgate.client import RequestProducer
+from streamgate.config import Settings
+from streamgate.demo import workload
+from streamgate.kafka.clients import consumer_config
+
+# Deselected by default (see pyproject addopts): it currently FAILS — after kill -9 and restart, ~1% of
+# requests had no outcome within 240 s (runs: 0, 177, 40 missing of 3,000). Run it with -m known_bug.
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.known_bug]
+N = 3000
+
+
+def _start(settings: Settings, tmp_path: Path, exactly_once: bool, n: int) -> subprocess.Popen[bytes]:
+    config = tmp_path / "streamgate.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
+        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+    args = [str(Path(sys.executable).parent / "streamgate"), "streams", "worker", "--config", str(config)]
+    if exactly_once:
+        args.append("--exactly-once")
+    with open(tmp_path / f"worker-{n}.log", "wb") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout_s: float) -> Counter[str]:
+    """Request id -> how many outcomes (routed or response), read_committed."""
+    consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}"))
+    consumer.subscribe([topics["requests.routed"], topics["responses"]])
+    codecs = {topics["requests.routed"]: make_codec(topics["requests.routed"], "RoutedRequest"),
+              topics["responses"]: make_codec(topics["responses"], "Response")}
+    counts: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout_s
+    quiet_until = None
+    while time.monotonic() < deadline:
+        batch = consumer.consume(1000, timeout=0.5)
+        for m in batch:
+            if m.error() is None:
+                counts[codecs[m.topic() or ""].decode(m.value() or b"")["request_id"]] += 1
+        if len(counts) >= expected:
+            quiet_until = quiet_until or time.monotonic() + 5  # then listen a little for duplicates
+            if time.monotonic() > quiet_until:
+                break
+    consumer.close()
+    return counts
+
+
+def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, str], tmp_path: Path) -> None:
+    exactly_once = False
+    first = _start(settings, tmp_path, exactly_once, 1)
+    sent = list(workload.requests(N, seed=5))
+    with RequestProducer(settings) as producer:
+        for r in sent:
+            producer.send(r)
+    # wait until the worker is visibly mid-stream, then kill it without warning
+    routed_topic = topics["requests.routed"]
+    probe = Consumer(consumer_config(settings, group_id=f"probe-{uuid.uuid4().hex[:6]}")
+                     | {"isolation.level": "read_uncommitted"})
+    probe.subscribe([routed_topic])
+    seen, deadline = 0, time.monotonic() + 120
+    while seen < N // 5 and time.monotonic() < deadline:
+        seen += sum(1 for m in probe.consume(500, timeout=0.5) if m.error() is None)
+    probe.close()
+    assert seen >= N // 5, "the worker never got going"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    second = _start(settings, tmp_path, exactly_once, 2)
+    try:
+        counts = _outcomes(settings, topics, N, timeout_s=240)
+    finally:
+        second.terminate()
+        second.wait(30)
+    ids = {r.request_id for r in sent}
+    missing = ids - set(counts)
+    assert not missing, f"{len(missing)} requests lost after kill -9"
+    assert set(counts) == ids, "outcomes for requests that were never sent"
+    doubled = [rid for rid, n in counts.items() if n > 1]
+    print(f"at-least-once after kill -9: {len(doubled)} of {N} requests processed twice, none lost")
