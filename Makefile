@@ -20,4 +20,5 @@ test: setup lint typecheck
 	.venv/bin/pytest -q
 
 bench: setup
-	.venv/bin/python -m bench
+	$(HOME)/.cache/streamgate/tools/bin/uv sync --group bench --quiet || uv sync --group bench --quiet
+	.venv/bin/streamgate bench

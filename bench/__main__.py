@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path"}
+BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii"}
 
 
 def main(argv: list[str]) -> None:

@@ -49,7 +49,7 @@ def write_result(name: str, result: dict[str, Any], table: list[tuple[str, str]]
 
 def _update_doc(name: str, when: str, table: list[tuple[str, str]]) -> None:
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    body = "\n".join([begin, f"### {name}", f"_measured {when} with `python -m bench {name}`_", "",
+    body = "\n".join([begin, f"### {name}", f"_measured {when} with `streamgate bench {name}`_", "",
                       "| measure | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in table], end])
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nGenerated sections; prose is kept.\n"
     if begin in text and end in text:

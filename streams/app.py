@@ -68,7 +68,8 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{prefix}{app_id}", broker="kafka://" + settings.kafka.bootstrap().replace(",", ";"),
-        store="memory://", key_serializer="raw", value_serializer="raw",
+        # topics below are raw bytes; tables (dedup claims) use JSON, so their changelog round-trips
+        store="memory://", key_serializer="raw", value_serializer="json",
         topic_partitions=6, topic_replication_factor=1,
         processing_guarantee="exactly_once" if exactly_once else "at_least_once",
         web_enabled=web_port is not None, web_port=web_port or 6066,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamgate.cli import catalog, config_cmd, demo, kafka, registry, streams, topics
+from streamgate.cli import bench, catalog, config_cmd, demo, kafka, registry, streams, topics
 
 app = typer.Typer(
     name="streamgate",
@@ -19,6 +19,7 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")
 app.add_typer(config_cmd.app, name="config")
 app.command("demo")(demo.run)
+app.command("bench")(bench.run)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -32,15 +32,18 @@ _RUN_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b")),
     ("US_SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
     ("IP_ADDRESS", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
-    ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?"
-                         r"\d{2,4}[ .-]\d{3,4}[ .-]?\d{2,4}(?!\w)")),
+    # never a slice of a longer number: '4111 1111 1111' inside a card-like run is not a phone
+    ("PHONE", re.compile(r"(?<![\w+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?"
+                         r"\d{2,4}[ .-]\d{3,4}(?:[ .-]?\d{2,4})?(?![ .-]?\d)(?!\w)")),
 )
 _DIGITS = re.compile(r"\D")
 
 
 def _luhn(number: str) -> bool:
+    """Card networks issue 13-19 digit numbers starting 2-6 (Mastercard 2/5, Amex/Diners/JCB 3, Visa 4,
+    Discover 6); other Luhn-valid runs are order or tracking numbers."""
     digits = [int(d) for d in _DIGITS.sub("", number)]
-    if not 13 <= len(digits) <= 19:
+    if not 13 <= len(digits) <= 19 or not 2 <= digits[0] <= 6:
         return False
     total = 0
     for i, d in enumerate(reversed(digits)):
@@ -70,9 +73,18 @@ def _ip(text: str) -> bool:
     return True
 
 
+_NANP = re.compile(r"\d{3}[ .-]\d{3}[ .-]\d{4}")
+
+
 def _phone(text: str) -> bool:
+    """International (+) or area-code-in-parens numbers by length; bare ones only in the 3-3-4 shape,
+    so SKUs and ticket numbers with dashes are not taken for phones."""
     digits = _DIGITS.sub("", text)
-    return 7 <= len(digits) <= 15 and (text.startswith("+") or "(" in text or len(digits) >= 10)
+    if text.startswith("+"):
+        return 8 <= len(digits) <= 15
+    if text.startswith("("):
+        return 9 <= len(digits) <= 11
+    return _NANP.fullmatch(text) is not None
 
 
 _VALIDATORS: dict[str, Callable[[str], bool]] = {
