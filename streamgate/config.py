@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 #: Environment variables the loader honours (and the only ones the code base reads).
 ENV_CONFIG = "STREAMGATE_CONFIG"
@@ -65,11 +65,71 @@ class SchemaRegistrySettings(_Strict):
     url: str | None = None
 
 
+class ProviderSettings(_Strict):
+    """How to reach one provider. Real credentials come from the environment variable named here."""
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    #: The environment variable holding the API key; the loader copies it into `api_key`.
+    api_key_env: str | None = None
+    #: Never logged, never in events (SecretStr prints as '**********').
+    api_key: SecretStr | None = None
+    #: Requests in flight to this provider at once, per dispatcher.
+    max_concurrency: int = Field(default=512, ge=1)
+
+
+class RetrySettings(_Strict):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    backoff_base_ms: float = Field(default=100.0, ge=0)
+    backoff_max_ms: float = Field(default=4000.0, ge=0)
+    #: A 429 asking to wait longer than this falls over to the next target instead of waiting.
+    max_retry_after_s: float = Field(default=5.0, ge=0)
+
+
+class BreakerSettings(_Strict):
+    #: Outcomes remembered per provider/model; the breaker opens when at least `min_calls` of them
+    #: are known and their error rate reaches `error_rate`.
+    window: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=10, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    #: Seconds open before one probe call is let through (half-open).
+    open_s: float = Field(default=5.0, gt=0)
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+
+
+class DispatchSettings(_Strict):
+    """The gateway consumer: routed requests in, responses and per-attempt telemetry out."""
+
+    group_id: str = "streamgate-dispatch"
+    #: Requests in flight at once across providers (bounds memory).
+    max_in_flight: int = Field(default=4096, ge=1)
+    #: Outcomes and offsets are committed together in one Kafka transaction this often.
+    commit_interval_ms: int = Field(default=100, ge=5)
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    cache: CacheSettings = CacheSettings()
+
+
+class SimulatorSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=18080, ge=1, le=65535)
+    #: Per-model latency/error profiles (YAML); relative paths are under the repository.
+    profiles: Path = Path("config/simulator.yaml")
+
+
 class Settings(_Strict):
     #: Runtime state (broker logs, Delta tables, Feast registry); never inside the work tree by default.
     state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
     kafka: KafkaSettings = KafkaSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    providers: dict[str, ProviderSettings] = {}
+    dispatch: DispatchSettings = DispatchSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""
@@ -107,3 +167,6 @@ def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
         raw.setdefault("schema_registry", {})["url"] = environ[ENV_REGISTRY]
     if environ.get(ENV_STATE_DIR):
         raw["state_dir"] = environ[ENV_STATE_DIR]
+    for provider in (raw.get("providers") or {}).values():
+        if isinstance(provider, dict) and (var := provider.get("api_key_env")) and environ.get(var):
+            provider["api_key"] = environ[var]

@@ -40,6 +40,8 @@ class ModelInfo:
     output_usd_per_mtok: Decimal
     cached_input_usd_per_mtok: Decimal
     regions: tuple[str, ...]
+    #: Where the prices came from (e.g. pypi:litellm==1.109.1): the price version in telemetry.
+    source: str = ""
 
     @property
     def key(self) -> str:
@@ -87,6 +89,7 @@ def _row_to_model(row: dict[str, str]) -> ModelInfo:
         output_usd_per_mtok=Decimal(row["output_usd_per_mtok"] or "0"),
         cached_input_usd_per_mtok=Decimal(cached),
         regions=tuple(r for r in row["regions"].split("|") if r),
+        source=row.get("source") or "",
     )
 
 

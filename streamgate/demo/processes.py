@@ -17,7 +17,10 @@ from streamgate.config import Settings
 def write_config(settings: Settings, path: Path) -> Path:
     """The settings as a YAML file, so child processes load exactly what this process uses."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
+    raw = settings.model_dump(mode="json", exclude_none=True)
+    for provider in raw.get("providers", {}).values():
+        provider.pop("api_key", None)  # never on disk: the child reads it from `api_key_env` itself
+    path.write_text(yaml.safe_dump(raw))
     return path
 
 

@@ -48,11 +48,12 @@ class GuardResult:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _verdict(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, action: str,
-             findings: list[Finding], reason: str | None) -> dict[str, Any]:
+def verdict_event(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, action: str,
+                  findings: list[Finding], reason: str | None, stage: str = "input") -> dict[str, Any]:
+    """A GuardrailVerdict event; input and output guardrails (gateway_consumer) share it."""
     return {
         "event_id": str(uuid.uuid4()), "request_id": event["request_id"], "team": event["team"],
-        "stage": "input", "guardrail": guardrail, "action": action,
+        "stage": stage, "guardrail": guardrail, "action": action,
         "entities": [{"type": f.type, "start": f.start, "end": f.end, "score": f.score, "action": f.action}
                      for f in findings],
         "policy_version": policy.version, "reason": reason, "created_at": int(time.time() * 1000),
@@ -67,9 +68,10 @@ def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiSca
     texts = [m["content"] for m in event["messages"]]
     content = check_content(texts, policy.guardrails)
     if content:
-        return GuardResult(None, content, [_verdict(event, policy, "policy", "block", [], content.message)])
+        verdict = verdict_event(event, policy, "policy", "block", [], content.message)
+        return GuardResult(None, content, [verdict])
     pii = scan_pii(texts, policy, event["team"])
-    verdicts = [_verdict(event, policy, "pii", pii.action, pii.findings, None)] if pii.findings else []
+    verdicts = [verdict_event(event, policy, "pii", pii.action, pii.findings, None)] if pii.findings else []
     if pii.action == "block":
         kinds = sorted({f.type for f in pii.findings if f.action == "block"})
         rejection = Rejection("guard", "pii_blocked", f"the prompt contains {', '.join(kinds)}", audit=True)

@@ -1,0 +1,227 @@
+"""One routed request through its fallback chain: cache, breaker, attempts with retries, output checks.
+
+Always ends in exactly one Response (ok or failed with a reason) and one Telemetry event per attempt
+actually made, each priced from the catalog. Per-target `timeout_ms` is the latency threshold: an attempt
+that passes it is abandoned and the request falls over to the next target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from gateway_consumer.cache import ExactCache, cache_key
+from gateway_consumer.output_guard import check_output, json_problem
+from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
+from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
+from streamgate.catalog import ModelCatalog, UnknownModelError
+from streamgate.config import DispatchSettings
+from streams.policy.config import GatewayPolicy
+
+
+@dataclass
+class Outcome:
+    response: dict[str, Any]
+    telemetry: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    #: Seconds spent waiting on providers (and backoff), to separate the gateway's own latency.
+    provider_s: float = 0.0
+
+
+@dataclass
+class DispatchDeps:
+    providers: dict[str, Provider]
+    session: aiohttp.ClientSession
+    settings: DispatchSettings
+    catalog: ModelCatalog
+    policy: Callable[[], GatewayPolicy]
+    breakers: Breakers
+    cache: ExactCache | None
+    limits: dict[str, asyncio.Semaphore]
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class _Attempts:
+    """Builds the telemetry of one request's attempts."""
+
+    def __init__(self, routed: dict[str, Any], deps: DispatchDeps) -> None:
+        self.routed, self.deps = routed, deps
+        self.events: list[dict[str, Any]] = []
+
+    def record(self, index: int, target: dict[str, Any], started: float, reply: ProviderReply | None,
+               error: ProviderError | None, cache_hit: bool = False) -> dict[str, Any]:
+        r, now = self.routed, time.time()
+        prompt = reply.prompt_tokens if reply else 0
+        completion = reply.completion_tokens if reply else 0
+        cached = reply.cached_tokens if reply else 0
+        cost, price_version = (0, None) if cache_hit else self._price(target, prompt, completion, cached)
+        event = {
+            "event_id": str(uuid.uuid4()), "request_id": r["request_id"], "trace_id": r["trace_id"],
+            "attempt": len(self.events) + 1, "fallback_index": index, "team": r["team"],
+            "project": r["project"], "api_key_id": r["api_key_id"], "user_id": r.get("user_id"),
+            "provider": target["provider"],
+            "model": target["model"], "region": target["region"],
+            "status": "ok" if error is None else "error",
+            "error_class": error.error_class if error else None,
+            "http_status": (reply.http_status if reply else error.http_status if error else None),
+            "stream": bool(r["params"].get("stream")), "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": cached, "reasoning_tokens": reply.reasoning_tokens if reply else 0,
+            "usage_source": reply.usage_source if reply else "none",
+            "latency_ms": (now - started) * 1000, "ttft_ms": reply.ttft_ms if reply else None,
+            "cache_hit": cache_hit, "cost_nanousd": cost, "price_version": price_version,
+            "routing_config_version": r.get("routing_config_version"), "tags": r.get("tags") or {},
+            "started_at": int(started * 1000), "ended_at": int(now * 1000),
+        }
+        self.events.append(event)
+        return event
+
+    def _price(self, target: dict[str, Any], prompt: int, completion: int,
+               cached: int) -> tuple[int, str | None]:
+        try:
+            info = self.deps.catalog.get(f"{target['provider']}/{target['model']}")
+        except UnknownModelError:
+            try:
+                info = self.deps.catalog.get(target["model"])
+            except UnknownModelError:
+                return 0, "unpriced"  # visible in telemetry, never a silent $0
+        return info.cost_nanousd(prompt, completion, cached), info.source or None
+
+
+def _response(routed: dict[str, Any], status: str, started: float, *, reply: ProviderReply | None = None,
+              target: dict[str, Any] | None = None, index: int | None = None, cache_hit: bool = False,
+              cost: int = 0, reason: str | None = None, message: str | None = None,
+              content: str | None = None) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "request_id": routed["request_id"], "trace_id": routed["trace_id"], "team": routed["team"],
+        "project": routed["project"], "api_key_id": routed["api_key_id"], "status": status,
+        "reason_code": reason, "message": message, "content": content,
+        "finish_reason": reply.finish_reason if reply else None,
+        "provider": target["provider"] if target else None, "model": target["model"] if target else None,
+        "target_index": index, "cache_hit": cache_hit,
+        "usage": {"prompt_tokens": reply.prompt_tokens if reply else 0,
+                  "completion_tokens": reply.completion_tokens if reply else 0,
+                  "cached_tokens": reply.cached_tokens if reply else 0,
+                  "reasoning_tokens": reply.reasoning_tokens if reply else 0},
+        "cost_nanousd": cost, "latency_ms": (now - started) * 1000,
+        "created_at": routed["created_at"], "completed_at": int(now * 1000),
+    }
+
+
+async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
+    started = time.time()
+    attempts = _Attempts(routed, deps)
+    key = cache_key(routed) if deps.cache is not None else None
+    if deps.cache is not None and key is not None and (hit := deps.cache.get(key)) is not None:
+        target = {"provider": hit.provider, "model": hit.model, "region": hit.region}
+        attempts.record(hit.target_index, target, started, hit.reply, None, cache_hit=True)
+        return Outcome(_response(routed, "ok", started, reply=hit.reply, target=target,
+                                 index=hit.target_index, cache_hit=True, content=hit.reply.content),
+                       attempts.events)
+    run = _Run(routed, deps, attempts, started, key)
+    for index, target in enumerate(routed["targets"]):
+        if (outcome := await run.try_target(index, target)) is not None:
+            return outcome
+    return Outcome(_response(routed, "failed", started, cost=_cost(attempts), reason="all_targets_failed",
+                             message=run.last), attempts.events, run.verdicts, run.provider_s)
+
+
+class _Run:
+    """The state of one request's walk down its fallback chain."""
+
+    def __init__(self, routed: dict[str, Any], deps: DispatchDeps, attempts: _Attempts, started: float,
+                 key: str | None) -> None:
+        self.routed, self.deps, self.attempts, self.started, self.key = routed, deps, attempts, started, key
+        self.provider_s = 0.0
+        self.last = "no target was available"
+        self.verdicts: list[dict[str, Any]] = []
+
+    async def try_target(self, index: int, target: dict[str, Any]) -> Outcome | None:
+        """Attempts on one target; an Outcome ends the request, None falls over to the next target."""
+        breaker = self.deps.breakers.get(target["provider"], target["model"])
+        adapter = self.deps.providers.get(target["provider"])
+        if adapter is None:
+            self.last = f"provider {target['provider']!r} is not configured for dispatch"
+            return None
+        if not breaker.allow():
+            self.last = f"circuit open for {target['provider']}/{target['model']}"
+            return None
+        json_retry_used, retry = False, 0
+        while True:
+            t0 = time.time()
+            try:
+                reply = await _call(adapter, target, self.routed, self.deps)
+            except ProviderError as error:
+                self.provider_s += time.time() - t0
+                breaker.record(False)
+                self.attempts.record(index, target, t0, None, error)
+                self.last = f"{target['provider']}/{target['model']}: {error}"
+                retry += 1
+                delay = await self._backoff(error, retry, breaker)
+                if delay is None:
+                    return None
+                continue
+            self.provider_s += time.time() - t0
+            breaker.record(True)
+            event = self.attempts.record(index, target, t0, reply, None)
+            problem = json_problem(reply.content, self.routed["params"].get("response_format"))
+            if problem is None:
+                return self._finish(index, target, reply)
+            event["status"], event["error_class"] = "error", "invalid_json"
+            if json_retry_used:
+                return self._fail(index, target, "invalid_json", f"the answer {problem} (after one retry)")
+            json_retry_used = True
+
+    async def _backoff(self, error: ProviderError, retry: int, breaker: CircuitBreaker) -> float | None:
+        """Wait before retrying the same target; None when it should not be retried."""
+        settings = self.deps.settings.retry
+        if not error.retryable or retry >= settings.max_attempts:
+            return None
+        delay = retry_delay_s(retry, settings, error.retry_after_s, self.deps.rng)
+        if delay is None or not breaker.allow():
+            return None
+        await asyncio.sleep(delay)
+        self.provider_s += delay
+        return delay
+
+    def _finish(self, index: int, target: dict[str, Any], reply: ProviderReply) -> Outcome:
+        checked = check_output(self.routed, reply.content, self.deps.policy())
+        self.verdicts += checked.verdicts
+        if checked.failure is not None:
+            return self._fail(index, target, checked.failure, checked.message or "")
+        if self.deps.cache is not None and self.key is not None:
+            self.deps.cache.put(self.key, reply, target["provider"], target["model"], target["region"], index)
+        return Outcome(_response(self.routed, "ok", self.started, reply=reply, target=target, index=index,
+                                 cost=_cost(self.attempts), content=checked.content),
+                       self.attempts.events, self.verdicts, self.provider_s)
+
+    def _fail(self, index: int, target: dict[str, Any], reason: str, message: str) -> Outcome:
+        return Outcome(_response(self.routed, "failed", self.started, target=target, index=index,
+                                 cost=_cost(self.attempts), reason=reason, message=message),
+                       self.attempts.events, self.verdicts, self.provider_s)
+
+
+def _cost(attempts: _Attempts) -> int:
+    return sum(e["cost_nanousd"] for e in attempts.events)
+
+
+async def _call(adapter: Provider, target: dict[str, Any], routed: dict[str, Any],
+                deps: DispatchDeps) -> ProviderReply:
+    limit = deps.limits.get(target["provider"])
+    call = ProviderCall(target["model"], routed["messages"], routed["params"])
+    try:
+        async with asyncio.timeout(target["timeout_ms"] / 1000):
+            if limit is None:
+                return await adapter.complete(deps.session, call)
+            async with limit:
+                return await adapter.complete(deps.session, call)
+    except TimeoutError as exc:
+        raise ProviderError("timeout", f"no answer within {target['timeout_ms']} ms") from exc

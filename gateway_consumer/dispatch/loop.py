@@ -1,0 +1,283 @@
+"""The dispatch loop: routed requests in, many in flight, outcomes and offsets committed in one transaction.
+
+confluent-kafka (librdkafka) rather than faust: faust's aiokafka transport measured ~2.8k events/s
+consume+send on this machine, below the dispatch target on its own (docs/benchmarks.md). One asyncio
+loop owns every Kafka call (polls are non-blocking; only transaction commits go to a thread, during
+which finished outcomes wait in a buffer), so no client is used from two threads at once.
+
+Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
+verdicts are produced into it at once; every `commit_interval_ms` the contiguous commit points go into
+the same transaction and it commits. A crash aborts the open transaction, so its answers vanish along
+with its offsets and are redone; answers committed ahead of the commit point are found again in the
+responses topic on assignment (`answered.py`) and not redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from gateway_consumer.answer import DispatchDeps, Outcome, answer
+from gateway_consumer.cache import ExactCache
+from gateway_consumer.dispatch.answered import AnsweredIds, replay_start_ms, seed_answered
+from gateway_consumer.dispatch.offsets import OffsetTracker
+from gateway_consumer.providers import build_provider
+from gateway_consumer.reliability import Breakers
+from schemas import make_codec
+from schemas.deadletter import dead_letter_from_error
+from schemas.errors import EventDecodeError
+from schemas.topics import Topic, physical_name
+from streamgate.catalog import default_catalog
+from streamgate.config import Settings
+from streamgate.kafka.clients import consumer_config, producer_config
+from streams.policy.config import GatewayPolicy
+
+log = logging.getLogger("streamgate.dispatch")
+
+
+@dataclass
+class LatencySample:
+    """Per request: seconds from consumed to produced, and the part of it spent on providers."""
+
+    total_s: float
+    provider_s: float
+
+
+@dataclass
+class DispatchStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    samples: list[LatencySample] = field(default_factory=list)
+    keep_samples: bool = False
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, policy: Callable[[], GatewayPolicy], *, instance: str = "0",
+                 keep_samples: bool = False) -> None:
+        self.settings, self.policy = settings, policy
+        prefix = settings.kafka.topic_prefix
+        self.topics = {t: physical_name(t, prefix) for t in Topic}
+        registry = settings.schema_registry.url
+        self.routed_codec = make_codec(self.topics[Topic.ROUTED], "RoutedRequest", registry)
+        self.codecs = {Topic.RESPONSES: make_codec(self.topics[Topic.RESPONSES], "Response", registry),
+                       Topic.TELEMETRY: make_codec(self.topics[Topic.TELEMETRY], "Telemetry", registry),
+                       Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
+                       Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry)}
+        group = prefix + settings.dispatch.group_id
+        self.consumer = Consumer(consumer_config(settings, group_id=group) | {
+            "partition.assignment.strategy": "cooperative-sticky"})
+        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
+            "transactional.id": f"{group}-{instance}", "linger.ms": 2})
+        self.tracker = OffsetTracker()
+        self.answered = AnsweredIds()
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.task_partition: dict[str, int] = {}
+        self.buffer: list[tuple[int, int, bytes | None, Outcome, float]] = []
+        self.committing = False
+        self.produced = 0  # records produced into the open transaction
+        self.stats = DispatchStats(keep_samples=keep_samples)
+        self.stop = asyncio.Event()
+
+    # -- Kafka callbacks (run inside consume(), on the loop thread) --------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=10)
+        since: list[int] = []
+        for tp in committed:
+            start = replay_start_ms(self.settings, self.topics[Topic.ROUTED], tp.partition, tp.offset)
+            if start is not None:
+                since.append(start)
+        if since:
+            parts = [tp.partition for tp in partitions]
+            n = seed_answered(self.settings, self.topics[Topic.RESPONSES], parts, min(since),
+                              self.codecs[Topic.RESPONSES], self.answered)
+            log.info("assigned %s; %d recent answers known before replay",
+                     [tp.partition for tp in partitions], n)
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        for request_id, part in list(self.task_partition.items()):
+            if part in gone:
+                self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
+        self.buffer = [b for b in self.buffer if b[0] not in gone]
+        for p in gone:
+            self.tracker.forget(p)
+        consumer.incremental_unassign(partitions)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
+                loop.add_signal_handler(sig, self.stop.set)
+        await loop.run_in_executor(None, self.producer.init_transactions, 30)
+        self.producer.begin_transaction()
+        self.consumer.subscribe([self.topics[Topic.ROUTED]], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        settings = self.settings
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=None)  # per-attempt timeouts are the targets' own
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            deps = self.deps = self._deps(session)
+            next_commit = time.monotonic()
+            commit: asyncio.Task[None] | None = None
+            while not self.stop.is_set():
+                got = 0
+                if len(self.in_flight) < settings.dispatch.max_in_flight:
+                    room = min(500, settings.dispatch.max_in_flight - len(self.in_flight))
+                    batch = self.consumer.consume(room, timeout=0)
+                    got = len(batch)
+                    for msg in batch:
+                        self._accept(msg, deps)
+                self._flush_buffer()
+                self.producer.poll(0)
+                if time.monotonic() >= next_commit and (commit is None or commit.done()):
+                    if commit is not None:
+                        commit.result()  # re-raise a failed commit
+                    next_commit = time.monotonic() + settings.dispatch.commit_interval_ms / 1000
+                    commit = asyncio.create_task(self._commit())  # consuming goes on meanwhile
+                if not got:
+                    await asyncio.sleep(0.002)
+            if commit is not None:
+                await commit
+            await self._drain()
+        self.consumer.close()
+
+    def _deps(self, session: aiohttp.ClientSession) -> DispatchDeps:
+        settings = self.settings
+        cache = settings.dispatch.cache
+        return DispatchDeps(
+            providers={n: build_provider(p) for n, p in settings.providers.items()}, session=session,
+            settings=settings.dispatch, catalog=default_catalog(), policy=self.policy,
+            breakers=Breakers(settings.dispatch.breaker),
+            cache=ExactCache(cache.ttl_s, cache.max_entries) if cache.enabled else None,
+            limits={n: asyncio.Semaphore(p.max_concurrency) for n, p in settings.providers.items()},
+            rng=random.Random())
+
+    def _accept(self, msg: Message, deps: DispatchDeps) -> None:
+        if (error := msg.error()) is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", error)
+            return
+        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value() or b""
+        self.tracker.add(partition, offset)
+        self.stats.counts["consumed"] += 1
+        try:
+            routed = self.routed_codec.decode(value, partition=partition, offset=offset)
+        except EventDecodeError as err:
+            record = dead_letter_from_error(err, raw_value=value, raw_key=msg.key(), stage="dispatch")
+            self._produce(Topic.DEADLETTER, partition, msg.key(), record)
+            self.tracker.done(partition, offset)
+            self.stats.counts["dead_lettered"] += 1
+            return
+        request_id = routed["request_id"]
+        if request_id in self.answered or request_id in self.in_flight:
+            self.tracker.done(partition, offset)  # answered (or being answered) already: never twice
+            self.stats.counts["duplicates_skipped"] += 1
+            return
+        consumed = time.perf_counter()
+        task = asyncio.create_task(self._answer(routed, deps, partition, offset, msg.key(), consumed))
+        self.in_flight[request_id] = task
+        self.task_partition[request_id] = partition
+
+    async def _answer(self, routed: dict[str, Any], deps: DispatchDeps, partition: int, offset: int,
+                      key: bytes | None, consumed: float) -> None:
+        request_id = routed["request_id"]
+        try:
+            outcome = await answer(routed, deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not lose the request: it gets a failure response
+            log.exception("answering %s failed", request_id)
+            outcome = Outcome({**_failure(routed, f"internal error: {type(exc).__name__}")}, [])
+        finally:
+            self.in_flight.pop(request_id, None)
+            self.task_partition.pop(request_id, None)
+        self.answered.add(request_id)
+        self.buffer.append((partition, offset, key, outcome, consumed))
+        if not self.committing:
+            self._flush_buffer()
+
+    def _flush_buffer(self) -> None:
+        """Produce finished outcomes into the open transaction (not while it is being committed)."""
+        if self.committing or not self.buffer:
+            return
+        buffered, self.buffer = self.buffer, []
+        for partition, offset, key, outcome, consumed in buffered:
+            self._produce(Topic.RESPONSES, partition, key, outcome.response)
+            for event in outcome.telemetry:
+                self._produce(Topic.TELEMETRY, partition, key, event)
+            for event in outcome.verdicts:
+                self._produce(Topic.VERDICTS, partition, key, event)
+            self.tracker.done(partition, offset)
+            self.stats.counts["answered_" + outcome.response["status"]] += 1
+            self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
+            if self.stats.keep_samples:
+                self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s))
+
+    def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
+        value = self.codecs[topic].encode(record)
+        # same partition as the request (topics are co-partitioned), so answers of a partition are
+        # found again on its reassignment; deadletter has fewer partitions, so it is keyed instead
+        part = partition if topic is not Topic.DEADLETTER else -1
+        while True:
+            try:
+                self.producer.produce(self.topics[topic], value, key, partition=part)
+                self.produced += 1
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    async def _commit(self) -> None:
+        points = self.tracker.commit_points()
+        if not points and not self.produced:
+            return
+        offsets = [TopicPartition(self.topics[Topic.ROUTED], p, o) for p, o in points.items()]
+        loop = asyncio.get_running_loop()
+        self.committing = True
+        try:
+            if offsets:
+                await loop.run_in_executor(None, self.producer.send_offsets_to_transaction, offsets,
+                                           self.consumer.consumer_group_metadata(), 30)
+            await loop.run_in_executor(None, self.producer.commit_transaction, 60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal():
+                log.error("transaction fatal error (fenced by a newer instance?): %s", error)
+                self.stop.set()
+                raise
+            log.warning("transaction aborted, outcomes will be redone: %s", error)
+            await loop.run_in_executor(None, self.producer.abort_transaction, 60)
+            raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
+        finally:
+            self.committing = False
+        self.produced = 0
+        self.producer.begin_transaction()
+        self.stats.counts["commits"] += 1
+
+    async def _drain(self) -> None:
+        """On stop: finish what is in flight (bounded), then commit it."""
+        if self.in_flight:
+            await asyncio.wait(list(self.in_flight.values()), timeout=30)
+        self._flush_buffer()
+        await self._commit()
+
+
+def _failure(routed: dict[str, Any], message: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {"request_id": routed["request_id"], "trace_id": routed["trace_id"], "team": routed["team"],
+            "project": routed["project"], "api_key_id": routed["api_key_id"], "status": "failed",
+            "reason_code": "internal_error", "message": message, "content": None, "finish_reason": None,
+            "provider": None, "model": None, "target_index": None, "cache_hit": False,
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0},
+            "cost_nanousd": 0, "latency_ms": None, "created_at": routed["created_at"], "completed_at": now}

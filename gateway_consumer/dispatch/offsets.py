@@ -1,0 +1,51 @@
+"""Which offsets may be committed: only up to the first request whose outcome is not yet produced.
+
+Requests finish out of order (a fast cache hit overtakes a slow provider call), so per partition the
+commit point is the lowest offset still open, never the highest one finished.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class PartitionOffsets:
+    def __init__(self) -> None:
+        self._order: deque[int] = deque()
+        self._done: set[int] = set()
+        self._next: int | None = None
+
+    def add(self, offset: int) -> None:
+        self._order.append(offset)
+
+    def done(self, offset: int) -> None:
+        self._done.add(offset)
+
+    def commit_point(self) -> int | None:
+        """The offset to commit (the next one to read after a restart), or None if nothing advanced."""
+        while self._order and self._order[0] in self._done:
+            self._done.discard(offset := self._order.popleft())
+            self._next = offset + 1
+        return self._next
+
+    @property
+    def open(self) -> int:
+        return len(self._order)
+
+
+class OffsetTracker:
+    def __init__(self) -> None:
+        self.partitions: dict[int, PartitionOffsets] = {}
+
+    def add(self, partition: int, offset: int) -> None:
+        self.partitions.setdefault(partition, PartitionOffsets()).add(offset)
+
+    def done(self, partition: int, offset: int) -> None:
+        if partition in self.partitions:
+            self.partitions[partition].done(offset)
+
+    def commit_points(self) -> dict[int, int]:
+        return {p: n for p, t in self.partitions.items() if (n := t.commit_point()) is not None}
+
+    def forget(self, partition: int) -> None:
+        self.partitions.pop(partition, None)

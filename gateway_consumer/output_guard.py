@@ -1,0 +1,53 @@
+"""Output guardrails: PII in answers (the input guardrails' engine and per-team actions) and JSON checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from streams.guardrails.pii_scan import scan_pii
+from streams.guardrails.stage import verdict_event
+from streams.policy.config import GatewayPolicy
+
+
+@dataclass
+class OutputCheck:
+    content: str
+    #: None when the answer may be returned; otherwise a reason code (the answer must not be).
+    failure: str | None = None
+    message: str | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def json_problem(content: str, response_format: str | None) -> str | None:
+    """Why `content` does not satisfy a JSON response format, or None when it does (or none was asked)."""
+    if not response_format or response_format == "text":
+        return None
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at position {exc.pos}"
+    if response_format == "json_object":
+        return None if isinstance(value, dict) else "a JSON object was asked for"
+    try:
+        jsonschema.validate(value, json.loads(response_format))
+    except jsonschema.ValidationError as exc:
+        return f"does not match the requested schema: {exc.message}"
+    except (json.JSONDecodeError, jsonschema.SchemaError) as exc:
+        return f"the requested schema is unusable: {exc}"
+    return None
+
+
+def check_output(routed: dict[str, Any], content: str, policy: GatewayPolicy) -> OutputCheck:
+    pii = scan_pii([content], policy, routed["team"])
+    verdicts = [verdict_event(routed, policy, "pii", pii.action, pii.findings, None, stage="output")
+                ] if pii.findings else []
+    if pii.action == "block":
+        kinds = sorted({f.type for f in pii.findings if f.action == "block"})
+        message = f"the answer contains {', '.join(kinds)}"
+        verdicts[0]["reason"] = message
+        return OutputCheck(content, "output_pii_blocked", message, verdicts)
+    return OutputCheck(pii.texts[0], None, None, verdicts)

@@ -1,0 +1,201 @@
+"""The gateway consumer against the simulator, through the real broker: one dispatcher process per test.
+
+Each scenario uses its own simulator model name, so profiles set for one do not leak into another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamgate.config import Settings
+from tests.conftest import free_port
+from tests.helpers.dispatch import DispatchRig, routed
+
+pytestmark = [pytest.mark.kafka]
+
+
+@pytest.fixture
+def rig(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterator[DispatchRig]:
+    rig = DispatchRig(settings, topics, tmp_path, free_port())
+    rig.simulator.start()
+    rig.start_dispatcher()
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def _run(rig: DispatchRig, events: list[dict], timeout_s: float = 60, linger_s: float = 1.0) -> None:
+    rig.send(events)
+    rig.collect({e["request_id"] for e in events}, timeout_s=timeout_s, linger_s=linger_s)
+
+
+def test_success_emits_one_response_and_priced_telemetry(rig: DispatchRig) -> None:
+    events = [routed([{"model": "sim-small"}], f"question {i}") for i in range(20)]
+    _run(rig, events)
+    for e in events:
+        [response] = rig.responses[e["request_id"]]
+        assert response["status"] == "ok" and response["content"]
+        assert response["provider"] == "sim" and response["model"] == "sim-small"
+        [attempt] = rig.telemetry[e["request_id"]]
+        assert attempt["status"] == "ok" and attempt["prompt_tokens"] > 0
+        assert attempt["cost_nanousd"] > 0 and attempt["price_version"] == "local"
+        assert response["cost_nanousd"] == attempt["cost_nanousd"]
+
+
+def test_retry_then_success_on_server_errors(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("flaky", error_rate=0.5, median_ms=5, p99_ms=5)
+    events = [routed([{"model": "flaky"}], f"q{i}") for i in range(30)]
+    _run(rig, events)
+    retried = [e for e in events if len(rig.telemetry[e["request_id"]]) > 1]
+    assert retried, "with a 50% error rate some requests must have been retried"
+    for e in retried:
+        attempts = rig.telemetry[e["request_id"]]
+        assert [a["attempt"] for a in attempts] == list(range(1, len(attempts) + 1))
+        assert attempts[0]["status"] == "error" and attempts[0]["error_class"] == "server_error"
+    assert all(len(rig.responses[e["request_id"]]) == 1 for e in events)
+
+
+def test_fallback_on_error_and_on_latency(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("broken", error_rate=1.0, median_ms=1, p99_ms=1)
+    rig.simulator.set_profile("slow", median_ms=3000, p99_ms=3000)
+    on_error = routed([{"model": "broken"}, {"model": "sim-small"}], "fall over on error")
+    on_latency = routed([{"model": "slow", "timeout_ms": 300}, {"model": "sim-small"}], "over on latency")
+    _run(rig, [on_error, on_latency])
+    [r1] = rig.responses[on_error["request_id"]]
+    assert r1["status"] == "ok" and r1["target_index"] == 1 and r1["model"] == "sim-small"
+    classes = [a["error_class"] for a in rig.telemetry[on_error["request_id"]]]
+    assert classes[:-1] == ["server_error"] * 3 and classes[-1] is None  # 3 attempts, then the fallback
+    [r2] = rig.responses[on_latency["request_id"]]
+    assert r2["status"] == "ok" and r2["target_index"] == 1
+    first = rig.telemetry[on_latency["request_id"]][0]
+    assert first["error_class"] == "timeout" and first["model"] == "slow"
+
+
+def test_all_targets_failing_gives_a_failure_response(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("dead", error_rate=1.0, median_ms=1, p99_ms=1)
+    event = routed([{"model": "dead"}], "nobody home")
+    _run(rig, [event])
+    [response] = rig.responses[event["request_id"]]
+    assert response["status"] == "failed" and response["reason_code"] == "all_targets_failed"
+    assert "server_error" in (response["message"] or "")
+
+
+def test_rate_limit_honours_retry_after(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("limited", rate_limit_rate=1.0, retry_after_s=0.4, median_ms=1, p99_ms=1)
+    event = routed([{"model": "limited"}, {"model": "sim-small"}], "429 please")
+    _run(rig, [event])
+    attempts = rig.telemetry[event["request_id"]]
+    limited = [a for a in attempts if a["model"] == "limited"]
+    assert [a["http_status"] for a in limited] == [429, 429, 429]
+    gaps = [(b["started_at"] - a["ended_at"]) for a, b in itertools.pairwise(limited)]
+    assert all(gap >= 350 for gap in gaps), f"retries did not wait for Retry-After: {gaps} ms"
+    assert rig.responses[event["request_id"]][0]["model"] == "sim-small"
+
+
+def test_circuit_breaker_opens_half_opens_and_closes(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("cb", error_rate=1.0, median_ms=1, p99_ms=1)
+    first = [routed([{"model": "cb"}, {"model": "sim-small"}], f"cb {i}") for i in range(6)]
+    t0 = time.monotonic()
+    for e in first:  # one at a time, so the breaker sees each outcome before the next request
+        _run(rig, [e], linger_s=0)
+    assert time.monotonic() - t0 < 4, "too slow to observe the open state (open_s = 4)"
+    calls_when_open = rig.simulator.stats()["cb"]["error"]
+    # breaker: min_calls 4 of window 8 at 50% -> open after the 4th failed call; later requests skip it
+    assert calls_when_open == 4
+    assert all(rig.responses[e["request_id"]][0]["model"] == "sim-small" for e in first)
+    skipped = first[-1]
+    assert all(a["model"] == "sim-small" for a in rig.telemetry[skipped["request_id"]])
+    rig.simulator.set_profile("cb", error_rate=0.0)
+    time.sleep(4.2)  # open_s = 4: the next request is the half-open probe, and it succeeds
+    probe = routed([{"model": "cb"}, {"model": "sim-small"}], "probe")
+    _run(rig, [probe])
+    assert rig.responses[probe["request_id"]][0]["model"] == "cb"
+    after = routed([{"model": "cb"}], "closed again")
+    _run(rig, [after])
+    assert rig.responses[after["request_id"]][0]["model"] == "cb"
+
+
+def test_streaming_is_assembled_and_ttft_recorded(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("streamy", median_ms=200, p99_ms=200, ttft_share=0.25)
+    event = routed([{"model": "streamy"}], "stream it", stream=True)
+    _run(rig, [event])
+    [response] = rig.responses[event["request_id"]]
+    [attempt] = rig.telemetry[event["request_id"]]
+    assert response["status"] == "ok" and len(response["content"].split()) >= 19
+    assert attempt["stream"] and attempt["usage_source"] == "provider"
+    assert attempt["ttft_ms"] is not None and 30 <= attempt["ttft_ms"] < attempt["latency_ms"]
+
+
+def test_anthropic_adapter(rig: DispatchRig) -> None:
+    event = routed([{"provider": "sim_anthropic", "model": "sim-small"}], "hello claude")
+    _run(rig, [event])
+    [response] = rig.responses[event["request_id"]]
+    assert response["status"] == "ok" and response["provider"] == "sim_anthropic"
+    assert response["usage"]["completion_tokens"] > 0
+
+
+def test_exact_cache_answers_a_repeat_without_calling_the_provider(rig: DispatchRig) -> None:
+    first = routed([{"model": "cached"}], "the same question", temperature=0.0)
+    _run(rig, [first])
+    repeat = routed([{"model": "cached"}], "the same question", temperature=0.0)
+    other_team = routed([{"model": "cached"}], "the same question", temperature=0.0, team="research")
+    _run(rig, [repeat, other_team])
+    [hit] = rig.responses[repeat["request_id"]]
+    assert hit["cache_hit"] and hit["content"] == rig.responses[first["request_id"]][0]["content"]
+    assert hit["cost_nanousd"] == 0 and rig.telemetry[repeat["request_id"]][0]["cache_hit"]
+    assert not rig.responses[other_team["request_id"]][0]["cache_hit"]  # scoped per team
+    assert rig.simulator.stats()["cached"]["ok"] == 2
+
+
+def test_output_pii_redacted_and_json_checked(rig: DispatchRig) -> None:
+    leak = routed([{"model": "sim-small"}], "ECHO: write to jane.roe@example.com or 4111 1111 1111 1111")
+    rig.simulator.set_profile("badjson", invalid_json_rate=1.0)
+    bad = routed([{"model": "badjson"}], "give me json", response_format="json_object")
+    good = routed([{"model": "sim-small"}], "give me json", response_format=json.dumps(
+        {"type": "object", "required": ["answer"]}))
+    _run(rig, [leak, bad, good])
+    [r] = rig.responses[leak["request_id"]]
+    assert "jane.roe@example.com" not in r["content"] and "<EMAIL_1>" in r["content"]
+    assert "<CREDIT_CARD_1>" in r["content"]
+    [verdict] = rig.verdicts[leak["request_id"]]
+    assert verdict["stage"] == "output"
+    assert {e["type"] for e in verdict["entities"]} == {"EMAIL", "CREDIT_CARD"}
+    [failed] = rig.responses[bad["request_id"]]
+    assert failed["status"] == "failed" and failed["reason_code"] == "invalid_json"
+    assert [a["error_class"] for a in rig.telemetry[bad["request_id"]]] == ["invalid_json", "invalid_json"]
+    assert json.loads(rig.responses[good["request_id"]][0]["content"])["answer"]
+
+
+def test_undecodable_routed_record_is_dead_lettered(rig: DispatchRig, topics: dict[str, str]) -> None:
+    rig.producer.produce(topics["requests.routed"], b"\x00garbage", b"k")
+    event = routed([{"model": "sim-small"}], "after the garbage")
+    _run(rig, [event])
+    assert rig.responses[event["request_id"]][0]["status"] == "ok"  # the process kept running
+
+
+@pytest.mark.slow
+def test_kill_9_mid_flight_then_restart_answers_each_request_exactly_once(rig: DispatchRig) -> None:
+    rig.simulator.set_profile("steady", median_ms=150, p99_ms=400)
+    events = [routed([{"model": "steady"}], f"kill test {i}") for i in range(1500)]
+    rig.send(events)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(rig.responses) < 300:  # answered some, more in flight
+        rig.collect(set(), timeout_s=0.5, linger_s=0)
+    assert rig.proc is not None
+    os.kill(rig.proc.pid, signal.SIGKILL)
+    rig.proc.wait(10)
+    rig.start_dispatcher()
+    rig.collect({e["request_id"] for e in events}, timeout_s=180, linger_s=5)
+    missing = [e for e in events if e["request_id"] not in rig.responses]
+    doubled = [e for e in events if len(rig.responses[e["request_id"]]) > 1]
+    assert not missing, f"{len(missing)} requests were never answered"
+    assert not doubled, f"{len(doubled)} requests were answered twice"
