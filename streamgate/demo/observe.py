@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -15,7 +16,7 @@ from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
 
 WATCHED = {Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.DEADLETTER: "DeadLetter",
-           Topic.VERDICTS: "GuardrailVerdict", Topic.AUDIT: "AuditEvent"}
+           Topic.VERDICTS: "GuardrailVerdict", Topic.AUDIT: "AuditEvent", Topic.TELEMETRY: "Telemetry"}
 
 
 @dataclass
@@ -26,10 +27,18 @@ class Outcomes:
     entities: Counter[str] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)
     audits: int = 0
+    #: request id -> final status of its Response (ok | failed | rejected); a second one is counted apart
+    answered: dict[str, str] = field(default_factory=dict)
+    answered_twice: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    attempts: Counter[str] = field(default_factory=Counter)
+    cost_nanousd: int = 0
+    cache_hits: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
 
     def finished(self, request_ids: set[str]) -> int:
-        """How many of `request_ids` have an outcome (routed or rejected)."""
-        return len(request_ids & (self.routed | set(self.rejected)))
+        """How many of `request_ids` have their final answer (a Response: ok, failed or rejected)."""
+        return len(request_ids & self.answered.keys())
 
 
 class OutcomeWatcher:
@@ -71,14 +80,33 @@ class OutcomeWatcher:
                 o.routed.add(event["request_id"])
                 first = event["targets"][0]
                 o.routes[f"{event['requested_model']} -> {first['provider']}/{first['model']}"] += 1
-            elif topic == Topic.RESPONSES and event["status"] == "rejected":
-                o.rejected[event["request_id"]] = event["reason_code"] or "?"
+            elif topic == Topic.RESPONSES:
+                self._response(event)
+            elif topic == Topic.TELEMETRY:
+                outcome = event["error_class"] or event["status"]
+                o.attempts[f"{event['provider']}/{event['model']} {outcome}"] += 1
+                o.cost_nanousd += event["cost_nanousd"]
             elif topic == Topic.DEADLETTER:
                 o.dead_letters[event["reason_code"]] += 1
             elif topic == Topic.VERDICTS:
                 o.entities.update(e["type"] for e in event["entities"])
             elif topic == Topic.AUDIT:
                 o.audits += 1
+
+    def _response(self, event: dict[str, Any]) -> None:
+        o, rid = self.outcomes, event["request_id"]
+        if rid in o.answered:
+            o.answered_twice += 1
+            return
+        o.answered[rid] = event["status"]
+        if event["status"] == "rejected":
+            o.rejected[rid] = event["reason_code"] or "?"
+        elif event["status"] == "failed":
+            o.failures[event["reason_code"] or "?"] += 1
+        else:
+            o.cache_hits += int(event["cache_hit"])
+            if event["latency_ms"] is not None:
+                o.latencies_ms.append(event["latency_ms"])
 
     def close(self) -> None:
         self.consumer.close()

@@ -24,6 +24,15 @@ def write_config(settings: Settings, path: Path) -> Path:
     return path
 
 
+def use_simulator_port(settings: Settings, port: int) -> Settings:
+    """Move the simulator to `port`, and the providers that point at it along with it."""
+    old = f"127.0.0.1:{settings.simulator.port}"
+    providers = {name: p.model_copy(update={"base_url": p.base_url.replace(old, f"127.0.0.1:{port}")})
+                 for name, p in settings.providers.items()}
+    return settings.model_copy(update={"providers": providers,
+                                       "simulator": settings.simulator.model_copy(update={"port": port})})
+
+
 class Components:
     """A group of `streamgate ...` child processes with logs under `<state>/logs`."""
 

@@ -1,9 +1,10 @@
 """`streamgate demo`: the whole system, as far as it exists, on embedded defaults.
 
-Stages join this run as they land. Today: a real broker and topics from the spec, the request-path
-processors as a separate faust worker process, a realistic workload sent through the service client
-(with duplicates and corrupt records mixed in), and a watcher that waits until every request has an
-outcome (routed, or rejected with a reason) and tallies them.
+Stages join this run as they land. Today: a real broker and topics from the spec, the provider simulator,
+the request-path processors (a faust worker process), the gateway consumer (a dispatcher process calling
+the simulator through the configured providers), a realistic workload sent through the service client
+(with duplicates and corrupt records mixed in), and a watcher that waits until every request has its
+final response (ok, failed or rejected, each with a reason) and tallies them with their telemetry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, load_topic_specs, physical_name
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
@@ -90,7 +92,13 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
     console = console or Console()
     _start_infrastructure(settings, console)
     with Components(settings) as components:
+        simulator = SimulatorProcess(settings.simulator.port, components.logs / "simulator.log",
+                                     components.config).start()
+        assert simulator.proc is not None
+        components.procs["simulator"] = simulator.proc
+        console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         components.start("streams-worker", "streams", "worker")
+        components.start("dispatcher", "dispatch", "worker")
         watcher = OutcomeWatcher(settings)
         try:
             with _progress(console) as progress:
@@ -117,15 +125,22 @@ def _table(title: str, label: str, counts: Counter[str]) -> Table:
 
 def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings: Settings,
                    send_s: float, wait_s: float) -> None:
-    results: Counter[str] = Counter({"routed": len(o.routed)})
+    results: Counter[str] = Counter(f"{status}" for status in o.answered.values() if status == "ok")
     results.update(f"rejected: {reason}" for reason in o.rejected.values())
+    results.update({f"failed: {reason}": n for reason, n in o.failures.items()})
     console.print(_table("requests by outcome", "outcome", results))
     console.print(_table("requests by team", "team", teams))
     console.print(_table("routing split (first target)", "requested -> target", o.routes))
     console.print(_table("guardrail hits (entities found)", "entity", o.entities))
     console.print(_table("dead letters by reason", "reason", o.dead_letters))
+    console.print(_table("provider attempts (telemetry)", "provider/model outcome", o.attempts))
     total = sum(teams.values())
     console.print(f"sent {total:,} requests in {send_s:.1f} s; every outcome known {wait_s:.1f} s later "
-                  f"({total / max(send_s + wait_s, 1e-9):,.0f} requests/s through the request path); "
+                  f"({total / max(send_s + wait_s, 1e-9):,.0f} requests/s end to end); "
                   f"{o.audits} audit events")
+    lat = sorted(o.latencies_ms)
+    if lat:
+        console.print(f"answered: {len(lat):,} ok ({o.cache_hits:,} from cache), latency p50 "
+                      f"{lat[len(lat) // 2]:,.0f} ms, p99 {lat[int(len(lat) * 0.99)]:,.0f} ms (simulated "
+                      f"providers); spend ${o.cost_nanousd / 1e9:,.4f}; answered twice: {o.answered_twice}")
     console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")

@@ -6,18 +6,22 @@ import pytest
 from rich.console import Console
 
 from streamgate.config import Settings
+from streamgate.demo.processes import use_simulator_port
 from streamgate.demo.run import run_demo
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_demo_accounts_for_every_request(settings: Settings) -> None:
-    external = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-        update={"bootstrap_servers": settings.kafka.bootstrap()})})
+    external = use_simulator_port(settings.model_copy(update={"kafka": settings.kafka.model_copy(
+        update={"bootstrap_servers": settings.kafka.bootstrap()})}), free_port())
     console = Console(record=True, width=120)
     outcomes = run_demo(external, requests=400, timeout_s=120, console=console)
-    assert len(outcomes.routed) + len(outcomes.rejected) == 400
-    assert len(outcomes.routed) > 300
+    assert len(outcomes.answered) == 400 and outcomes.answered_twice == 0
+    statuses = list(outcomes.answered.values())
+    assert statuses.count("ok") > 300 and statuses.count("rejected") == len(outcomes.rejected)
+    assert outcomes.cost_nanousd > 0 and sum(outcomes.attempts.values()) >= statuses.count("ok")
     assert outcomes.dead_letters["malformed"] >= 3 and outcomes.dead_letters["duplicate"] >= 4
     text = console.export_text()
-    assert "requests by outcome" in text and "routing split" in text
+    assert "requests by outcome" in text and "routing split" in text and "provider attempts" in text
