@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii"}
+BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
+              "dispatch": "bench.dispatch"}
 
 
 def main(argv: list[str]) -> None:

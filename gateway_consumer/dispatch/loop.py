@@ -2,8 +2,11 @@
 
 confluent-kafka (librdkafka) rather than faust: faust's aiokafka transport measured ~2.8k events/s
 consume+send on this machine, below the dispatch target on its own (docs/benchmarks.md). One asyncio
-loop owns every Kafka call (polls are non-blocking; only transaction commits go to a thread, during
-which finished outcomes wait in a buffer), so no client is used from two threads at once.
+loop owns every Kafka call (polls are non-blocking; only transaction commits go to a thread).
+
+Two transactional producers take turns: while one commits (5-15 ms here, 100-300 ms for the first),
+the other's transaction is already open, so a finished request is produced at once instead of waiting
+for the commit; commits stay strictly sequential, so offsets never run ahead of a failed transaction.
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
 verdicts are produced into it at once; every `commit_interval_ms` the contiguous commit points go into
@@ -76,14 +79,13 @@ class Dispatcher:
         group = prefix + settings.dispatch.group_id
         self.consumer = Consumer(consumer_config(settings, group_id=group) | {
             "partition.assignment.strategy": "cooperative-sticky"})
-        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
-            "transactional.id": f"{group}-{instance}", "linger.ms": 2})
+        self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
+            "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
+        self.producer = self.producers[0]  # the one whose transaction is open
         self.tracker = OffsetTracker()
         self.answered = AnsweredIds()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.task_partition: dict[str, int] = {}
-        self.buffer: list[tuple[int, int, bytes | None, Outcome, float]] = []
-        self.committing = False
         self.produced = 0  # records produced into the open transaction
         self.stats = DispatchStats(keep_samples=keep_samples)
         self.stop = asyncio.Event()
@@ -109,7 +111,6 @@ class Dispatcher:
         for request_id, part in list(self.task_partition.items()):
             if part in gone:
                 self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
-        self.buffer = [b for b in self.buffer if b[0] not in gone]
         for p in gone:
             self.tracker.forget(p)
         consumer.incremental_unassign(partitions)
@@ -120,7 +121,8 @@ class Dispatcher:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
                 loop.add_signal_handler(sig, self.stop.set)
-        await loop.run_in_executor(None, self.producer.init_transactions, 30)
+        for producer in self.producers:
+            await loop.run_in_executor(None, producer.init_transactions, 30)
         self.producer.begin_transaction()
         self.consumer.subscribe([self.topics[Topic.ROUTED]], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -139,8 +141,8 @@ class Dispatcher:
                     got = len(batch)
                     for msg in batch:
                         self._accept(msg, deps)
-                self._flush_buffer()
-                self.producer.poll(0)
+                for producer in self.producers:
+                    producer.poll(0)
                 if time.monotonic() >= next_commit and (commit is None or commit.done()):
                     if commit is not None:
                         commit.result()  # re-raise a failed commit
@@ -204,26 +206,21 @@ class Dispatcher:
             self.in_flight.pop(request_id, None)
             self.task_partition.pop(request_id, None)
         self.answered.add(request_id)
-        self.buffer.append((partition, offset, key, outcome, consumed))
-        if not self.committing:
-            self._flush_buffer()
+        self._emit(partition, offset, key, outcome, consumed)
 
-    def _flush_buffer(self) -> None:
-        """Produce finished outcomes into the open transaction (not while it is being committed)."""
-        if self.committing or not self.buffer:
-            return
-        buffered, self.buffer = self.buffer, []
-        for partition, offset, key, outcome, consumed in buffered:
-            self._produce(Topic.RESPONSES, partition, key, outcome.response)
-            for event in outcome.telemetry:
-                self._produce(Topic.TELEMETRY, partition, key, event)
-            for event in outcome.verdicts:
-                self._produce(Topic.VERDICTS, partition, key, event)
-            self.tracker.done(partition, offset)
-            self.stats.counts["answered_" + outcome.response["status"]] += 1
-            self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
-            if self.stats.keep_samples:
-                self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s))
+    def _emit(self, partition: int, offset: int, key: bytes | None, outcome: Outcome,
+              consumed: float) -> None:
+        """Produce a finished request's outcome into the open transaction; its offset may now commit."""
+        self._produce(Topic.RESPONSES, partition, key, outcome.response)
+        for event in outcome.telemetry:
+            self._produce(Topic.TELEMETRY, partition, key, event)
+        for event in outcome.verdicts:
+            self._produce(Topic.VERDICTS, partition, key, event)
+        self.tracker.done(partition, offset)
+        self.stats.counts["answered_" + outcome.response["status"]] += 1
+        self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
+        if self.stats.keep_samples:
+            self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s))
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
         value = self.codecs[topic].encode(record)
@@ -239,17 +236,21 @@ class Dispatcher:
                 self.producer.poll(0.05)
 
     async def _commit(self) -> None:
-        points = self.tracker.commit_points()
+        """Hand the open transaction over for commit and open the other producer's at once."""
+        points = self.tracker.commit_points()  # only offsets whose outcomes are already produced
         if not points and not self.produced:
             return
         offsets = [TopicPartition(self.topics[Topic.ROUTED], p, o) for p, o in points.items()]
+        closing = self.producer
+        self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
+        self.producer.begin_transaction()
+        self.produced = 0
         loop = asyncio.get_running_loop()
-        self.committing = True
         try:
             if offsets:
-                await loop.run_in_executor(None, self.producer.send_offsets_to_transaction, offsets,
+                await loop.run_in_executor(None, closing.send_offsets_to_transaction, offsets,
                                            self.consumer.consumer_group_metadata(), 30)
-            await loop.run_in_executor(None, self.producer.commit_transaction, 60)
+            await loop.run_in_executor(None, closing.commit_transaction, 60)
         except KafkaException as exc:
             error = exc.args[0]
             if error.fatal():
@@ -257,19 +258,14 @@ class Dispatcher:
                 self.stop.set()
                 raise
             log.warning("transaction aborted, outcomes will be redone: %s", error)
-            await loop.run_in_executor(None, self.producer.abort_transaction, 60)
+            await loop.run_in_executor(None, closing.abort_transaction, 60)
             raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
-        finally:
-            self.committing = False
-        self.produced = 0
-        self.producer.begin_transaction()
         self.stats.counts["commits"] += 1
 
     async def _drain(self) -> None:
         """On stop: finish what is in flight (bounded), then commit it."""
         if self.in_flight:
             await asyncio.wait(list(self.in_flight.values()), timeout=30)
-        self._flush_buffer()
         await self._commit()
 
 

@@ -1,0 +1,195 @@
+"""Dispatch: throughput and the gateway's own added latency against a 0 ms simulator; memory with 2,000
+requests in flight against a 500 ms simulator.
+
+(1) throughput: N routed requests preloaded, one dispatcher (in this process) drains them; requests/s
+    from the first consumed to the last produced. Its baseline, in the same run: the same requests
+    through a bare aiohttp client loop to the same simulator (no Kafka, no bookkeeping); the ratio says
+    what the dispatcher's Kafka, transactions and telemetry cost on top of the HTTP calls themselves.
+(2) added latency at a paced load (not saturated): per request, produced minus consumed minus time spent
+    in provider calls; p50 and p99.
+(3) 2,000 in flight: a dispatcher process, simulator at 500 ms, 6,000 requests; its peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from confluent_kafka import Producer
+
+from bench.harness import write_result
+from gateway_consumer.dispatch import Dispatcher
+from gateway_consumer.simulator import SimulatorProcess
+from schemas import SingleObjectCodec
+from schemas.topics import load_topic_specs
+from streamgate.config import ProviderSettings, Settings, load_settings
+from streamgate.demo.processes import write_config
+from streamgate.kafka.clients import producer_config
+from streamgate.kafka.launcher import LocalKafka
+from streamgate.kafka.topics import apply_topics
+from streams.policy.config import load_policy
+
+N = 10_000
+SIM_PORT = 18181
+
+
+def _routed(model: str, i: int) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    rid = str(uuid.uuid4())
+    return {"request_id": rid, "trace_id": rid, "session_id": None, "team": "search", "project": "ranker",
+            "api_key_id": "k", "user_id": None, "requested_model": model,
+            "messages": [{"role": "user", "content": f"benchmark question number {i}", "name": None}],
+            "params": {"max_tokens": 64, "temperature": None, "top_p": None, "stream": False,
+                       "response_format": None, "stop": []},
+            "tags": {}, "metadata": {}, "region": None,
+            "targets": [{"provider": "sim", "model": model, "region": "us", "timeout_ms": 10_000,
+                         "weight": None}],
+            "strategy": "single", "routing_config_version": "bench", "policy_version": "bench",
+            "guardrail_actions": [], "created_at": now, "routed_at": now}
+
+
+def _settings(prefix: str) -> Settings:
+    base = load_settings()
+    kafka = base.kafka.model_copy(update={"topic_prefix": prefix})
+    providers = {"sim": ProviderSettings(base_url=f"http://127.0.0.1:{SIM_PORT}/v1", max_concurrency=4096)}
+    cache = base.dispatch.cache.model_copy(update={"enabled": False})  # every request reaches the provider
+    dispatch = base.dispatch.model_copy(update={"cache": cache, "max_in_flight": 4096})
+    settings = base.model_copy(update={"kafka": kafka, "providers": providers, "dispatch": dispatch})
+    LocalKafka(settings).up()
+    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    return settings
+
+
+def _fill(settings: Settings, events: list[dict[str, Any]], paced_per_s: float | None = None) -> None:
+    topic = settings.kafka.topic_prefix + "requests.routed"
+    codec = SingleObjectCodec(topic, "RoutedRequest")
+    producer = Producer(producer_config(settings, client_id="bench-dispatch"))
+    t0 = time.perf_counter()
+    for i, e in enumerate(events):
+        if paced_per_s:
+            while time.perf_counter() - t0 < i / paced_per_s:
+                producer.poll(0.001)
+        producer.produce(topic, codec.encode(e), e["request_id"].encode())
+        producer.poll(0)
+    producer.flush(60)
+
+
+async def _drain(settings: Settings, total: int, instance: str) -> tuple[float, Dispatcher]:
+    policy = load_policy()
+    dispatcher = Dispatcher(settings, lambda: policy, instance=instance, keep_samples=True)
+    first: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            counts = dispatcher.stats.counts
+            if counts["consumed"] and not first:
+                first.append(time.perf_counter())
+            if counts["answered_ok"] + counts["answered_failed"] >= total:
+                dispatcher.stop.set()
+                return
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    await dispatcher.run()
+    await watcher
+    return time.perf_counter() - first[0], dispatcher
+
+
+async def _bare_http(total: int, model: str) -> float:
+    """Baseline: the same calls straight from an aiohttp loop, 512 at a time."""
+    url = f"http://127.0.0.1:{SIM_PORT}/v1/chat/completions"
+    sem = asyncio.Semaphore(512)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def one(i: int) -> None:
+            async with sem, session.post(url, json={"model": model, "max_tokens": 64, "messages": [
+                    {"role": "user", "content": f"benchmark question number {i}"}]}) as r:
+                await r.json()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(total)))
+        return total / (time.perf_counter() - t0)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _inflight_memory(settings: Settings, workdir: Path, sim: SimulatorProcess) -> tuple[float, int]:
+    sim.set_profile("slow500", median_ms=500, p99_ms=500)
+    total = 6000
+    config = write_config(settings.model_copy(update={"dispatch": settings.dispatch.model_copy(
+        update={"max_in_flight": 2000})}), workdir / "inflight.yaml")
+    _fill(settings, [_routed("slow500", i) for i in range(total)])
+    exe = Path(sys.executable).parent / "streamgate"
+    with open(workdir / "dispatcher.log", "wb") as log:
+        args = [str(exe), "dispatch", "worker", "--instance", "mem", "--config", str(config)]
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    peak_inflight = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stats = sim.stats().get("slow500", {})
+            if stats.get("ok", 0) >= total:
+                break
+            time.sleep(0.5)
+        peak = _peak_rss_mb(proc.pid)
+        peak_inflight = 2000
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return peak, peak_inflight
+
+
+def main() -> dict[str, Any]:
+    settings = _settings(f"benchd{uuid.uuid4().hex[:6]}.")
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = SimulatorProcess(SIM_PORT, Path(tmp) / "simulator.log", seed=1).start()
+        try:
+            sim.set_profile("zero", median_ms=0, p99_ms=0)
+            bare = asyncio.run(_bare_http(N, "zero"))
+            _fill(settings, [_routed("zero", i) for i in range(N)])
+            elapsed, _ = asyncio.run(_drain(settings, N, "tput"))
+            throughput = N / elapsed
+            paced_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+                update={"topic_prefix": settings.kafka.topic_prefix + "paced."})})
+            apply_topics(settings.kafka.bootstrap(), load_topic_specs(),
+                         prefix=paced_settings.kafka.topic_prefix)
+            paced_n, rate = 3000, 500.0
+            added = asyncio.run(_paced_latency(paced_settings, paced_n, rate))
+            peak_mb, inflight = _inflight_memory(settings, Path(tmp), sim)
+        finally:
+            sim.stop()
+    p50, p99 = added
+    result = {"requests": N, "requests_per_s": throughput, "bare_http_requests_per_s": bare,
+              "dispatch_over_bare_http": throughput / bare, "added_latency_p50_ms": p50,
+              "added_latency_p99_ms": p99, "peak_rss_mb_2000_inflight": peak_mb, "inflight": inflight}
+    table = [("(1) dispatch throughput, simulator at 0 ms", f"{throughput:,.0f} requests/s"),
+             ("baseline: bare aiohttp loop to the same simulator", f"{bare:,.0f} requests/s"),
+             ("dispatch / bare HTTP", f"{throughput / bare:.2f}"),
+             ("(2) gateway added latency p50 / p99", f"{p50:.2f} ms / {p99:.2f} ms"),
+             ("(3) peak RSS, 2,000 in flight at 500 ms", f"{peak_mb:,.0f} MB"),
+             ("targets", ">= 3,000 requests/s; p99 added <= 5 ms")]
+    write_result("dispatch", result, table)
+    for k, v in table:
+        print(f"{k:<52} {v}")
+    return result
+
+
+async def _paced_latency(settings: Settings, total: int, rate: float) -> tuple[float, float]:
+    """Dispatcher started first, then requests arrive at `rate`/s; added = total - provider time."""
+    task = asyncio.create_task(_drain(settings, total, "paced"))
+    await asyncio.sleep(3)  # let it join the group and get its partitions
+    await asyncio.to_thread(_fill, settings, [_routed("zero", i) for i in range(total)], rate)
+    _, dispatcher = await task
+    added = sorted((s.total_s - s.provider_s) * 1000 for s in dispatcher.stats.samples)
+    return statistics.median(added), added[int(len(added) * 0.99)]

@@ -1,0 +1,98 @@
+"""Pure logic of the gateway consumer: breaker, backoff, commit points, cache, JSON checks."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from gateway_consumer.cache import ExactCache, cache_key
+from gateway_consumer.dispatch.offsets import OffsetTracker
+from gateway_consumer.output_guard import json_problem
+from gateway_consumer.providers import ProviderReply
+from gateway_consumer.providers.base import classify_status
+from gateway_consumer.reliability import CircuitBreaker, retry_delay_s
+from gateway_consumer.reliability.breaker import State
+from streamgate.config import BreakerSettings, RetrySettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_on_error_rate_then_half_opens_one_probe() -> None:
+    clock = Clock()
+    b = CircuitBreaker(BreakerSettings(window=4, min_calls=4, error_rate=0.5, open_s=10), clock)
+    for ok in (True, False, True):
+        b.record(ok)
+    assert b.state is State.CLOSED  # 3 calls: below min_calls
+    b.record(False)  # 2 of 4 failed = 50%
+    assert b.state is State.OPEN and not b.allow()
+    clock.now = 10.0
+    assert b.state is State.HALF_OPEN
+    assert b.allow() and not b.allow()  # exactly one probe
+    b.record(False)
+    assert b.state is State.OPEN
+    clock.now = 20.0
+    assert b.allow()
+    b.record(True)
+    assert b.state is State.CLOSED and b.allow()
+
+
+def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
+    s = RetrySettings(backoff_base_ms=100, backoff_max_ms=400, max_retry_after_s=2)
+    rng = random.Random(1)
+    delays = [retry_delay_s(n, s, None, rng) for n in (1, 2, 3, 4, 5)]
+    assert all(d is not None for d in delays)
+    assert 0.05 <= delays[0] <= 0.1 and 0.1 <= delays[1] <= 0.2
+    assert all(0.2 <= d <= 0.4 for d in delays[2:])
+    assert retry_delay_s(1, s, 1.5) == 1.5
+    assert retry_delay_s(1, s, 30.0) is None  # too long to hold the request: fall over instead
+
+
+def test_commit_point_waits_for_the_lowest_open_offset() -> None:
+    t = OffsetTracker()
+    for offset in (10, 11, 12, 13):
+        t.add(0, offset)
+    t.done(0, 12)
+    t.done(0, 13)
+    assert t.commit_points() == {}
+    t.done(0, 10)
+    assert t.commit_points() == {0: 11}
+    t.done(0, 11)
+    assert t.commit_points() == {0: 14}
+
+
+def test_exact_cache_scopes_by_team_and_expires() -> None:
+    clock = Clock()
+    cache = ExactCache(ttl_s=60, max_entries=2, clock=clock)
+    base = {"team": "a", "requested_model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "params": {"temperature": 0.0}}
+    key = cache_key(base)
+    assert cache_key({**base, "team": "b"}) != key
+    assert cache_key({**base, "params": {"temperature": 0.5}}) != key
+    cache.put(key, ProviderReply("hello", "stop", 1, 1), "p", "m", "us", 0)
+    assert cache.get(key) is not None
+    clock.now = 61
+    assert cache.get(key) is None and cache.hits == 1 and cache.misses == 1
+
+
+def test_json_checks() -> None:
+    schema = json.dumps({"type": "object", "required": ["answer"]})
+    assert json_problem("plain text", None) is None
+    assert json_problem('{"answer": 1}', "json_object") is None
+    assert "not valid JSON" in (json_problem('{"answer": ', "json_object") or "")
+    assert "object" in (json_problem("[1]", "json_object") or "")
+    assert "schema" in (json_problem('{"other": 1}', schema) or "")
+    assert json_problem('{"answer": "x"}', schema) is None
+
+
+def test_status_classification() -> None:
+    limited = classify_status(429, "slow down", "2")
+    assert limited.error_class == "rate_limited" and limited.retryable and limited.retry_after_s == 2.0
+    assert classify_status(503, "", None).retryable
+    assert not classify_status(400, "bad", None).retryable
+    assert classify_status(429, "", "Wed, 21 Oct 2015 07:28:00 GMT").retry_after_s is None
