@@ -11,6 +11,7 @@ COPY gateway_consumer ./gateway_consumer
 COPY lakehouse ./lakehouse
 COPY features ./features
 COPY config ./config
+COPY ops ./ops
 RUN uv sync --frozen --no-dev
 ENTRYPOINT ["streamgate"]
 CMD ["--help"]
