@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
-              "dispatch": "bench.dispatch"}
+              "dispatch": "bench.dispatch", "semantic-cache": "bench.semantic_cache"}
 
 
 def main(argv: list[str]) -> None:

@@ -58,3 +58,14 @@ def _update_doc(name: str, when: str, table: list[tuple[str, str]]) -> None:
     else:
         text = text.rstrip() + "\n\n" + body + "\n"
     DOC.write_text(text)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]], what: str) -> None:
+    """Write a generated labeled set; datasets are committed so every run scores the same rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} {what} -> {path}")

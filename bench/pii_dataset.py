@@ -7,12 +7,13 @@ not be flagged (order numbers, failing checksums, versions, timestamps, prices).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import string
 from pathlib import Path
 from typing import Any
+
+from bench.harness import read_jsonl, write_jsonl
 
 PATH = Path(__file__).resolve().parent / "data" / "pii_labeled.jsonl"
 
@@ -145,11 +146,8 @@ def generate(n_positive: int = 600, n_negative: int = 400, seed: int = 42) -> li
 
 
 def load() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in PATH.read_text().splitlines() if line.strip()]
+    return read_jsonl(PATH)
 
 
 if __name__ == "__main__":
-    PATH.parent.mkdir(parents=True, exist_ok=True)
-    rows = generate()
-    PATH.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"{len(rows)} labeled texts -> {PATH}")
+    write_jsonl(PATH, generate(), "labeled texts")

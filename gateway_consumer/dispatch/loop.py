@@ -33,6 +33,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
+from gateway_consumer.cache.embedder import MiniLM, ModelMissingError
+from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.dispatch.answered import AnsweredIds, replay_start_ms, seed_answered
 from gateway_consumer.dispatch.offsets import OffsetTracker
 from gateway_consumer.providers import build_provider
@@ -164,7 +166,20 @@ class Dispatcher:
             breakers=Breakers(settings.dispatch.breaker),
             cache=ExactCache(cache.ttl_s, cache.max_entries) if cache.enabled else None,
             limits={n: asyncio.Semaphore(p.max_concurrency) for n, p in settings.providers.items()},
-            rng=random.Random())
+            rng=random.Random(), **self._semantic())
+
+    def _semantic(self) -> dict[str, Any]:
+        cache = self.settings.dispatch.cache
+        if not (cache.enabled and cache.semantic.enabled and cache.semantic.teams):
+            return {}
+        try:
+            model = MiniLM(cache.semantic.model_dir)
+        except ModelMissingError as exc:  # a clear warning, and dispatch goes on without it
+            log.warning("semantic cache off: %s", exc)
+            return {}
+        return {"semantic": SemanticCache(cache.semantic.threshold, cache.ttl_s,
+                                          cache.semantic.max_entries_per_scope),
+                "embedder": BatchingEmbedder(model)}
 
     def _accept(self, msg: Message, deps: DispatchDeps) -> None:
         if (error := msg.error()) is not None:

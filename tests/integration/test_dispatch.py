@@ -199,3 +199,20 @@ def test_kill_9_mid_flight_then_restart_answers_each_request_exactly_once(rig: D
     doubled = [e for e in events if len(rig.responses[e["request_id"]]) > 1]
     assert not missing, f"{len(missing)} requests were never answered"
     assert not doubled, f"{len(doubled)} requests were answered twice"
+
+
+def test_semantic_cache_answers_a_paraphrase_but_not_a_different_question(rig: DispatchRig) -> None:
+    def ask(text: str) -> dict:
+        return routed([{"model": "faq"}], text, team="support", temperature=0.0)
+
+    first = ask("How do I reset my password in Kafka?")
+    _run(rig, [first])
+    paraphrase = ask("What are the steps to reset a password in Kafka?")
+    other_product = ask("How do I reset my password in Redis?")
+    negated = ask("Why can I not reset my password in Kafka?")
+    _run(rig, [paraphrase, other_product, negated])
+    [hit] = rig.responses[paraphrase["request_id"]]
+    assert hit["cache_hit"] and hit["content"] == rig.responses[first["request_id"]][0]["content"]
+    assert not rig.responses[other_product["request_id"]][0]["cache_hit"]
+    assert not rig.responses[negated["request_id"]][0]["cache_hit"]
+    assert rig.simulator.stats()["faq"]["ok"] == 3
