@@ -59,12 +59,12 @@ class _Attempts:
         self.events: list[dict[str, Any]] = []
 
     def record(self, index: int, target: dict[str, Any], started: float, reply: ProviderReply | None,
-               error: ProviderError | None, cache_hit: bool = False) -> dict[str, Any]:
+               error: ProviderError | None, cache_kind: str | None = None) -> dict[str, Any]:
         r, now = self.routed, time.time()
         prompt = reply.prompt_tokens if reply else 0
         completion = reply.completion_tokens if reply else 0
         cached = reply.cached_tokens if reply else 0
-        cost, price_version = (0, None) if cache_hit else self._price(target, prompt, completion, cached)
+        cost, price_version = (0, None) if cache_kind else self._price(target, prompt, completion, cached)
         event = {
             "event_id": str(uuid.uuid4()), "request_id": r["request_id"], "trace_id": r["trace_id"],
             "attempt": len(self.events) + 1, "fallback_index": index, "team": r["team"],
@@ -79,7 +79,8 @@ class _Attempts:
             "cached_tokens": cached, "reasoning_tokens": reply.reasoning_tokens if reply else 0,
             "usage_source": reply.usage_source if reply else "none",
             "latency_ms": (now - started) * 1000, "ttft_ms": reply.ttft_ms if reply else None,
-            "cache_hit": cache_hit, "cost_nanousd": cost, "price_version": price_version,
+            "cache_hit": cache_kind is not None, "cache_kind": cache_kind, "cost_nanousd": cost,
+            "price_version": price_version,
             "routing_config_version": r.get("routing_config_version"), "tags": r.get("tags") or {},
             "started_at": int(started * 1000), "ended_at": int(now * 1000),
         }
@@ -99,7 +100,7 @@ class _Attempts:
 
 
 def _response(routed: dict[str, Any], status: str, started: float, *, reply: ProviderReply | None = None,
-              target: dict[str, Any] | None = None, index: int | None = None, cache_hit: bool = False,
+              target: dict[str, Any] | None = None, index: int | None = None, cache_kind: str | None = None,
               cost: int = 0, reason: str | None = None, message: str | None = None,
               content: str | None = None) -> dict[str, Any]:
     now = time.time()
@@ -109,7 +110,7 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
         "reason_code": reason, "message": message, "content": content,
         "finish_reason": reply.finish_reason if reply else None,
         "provider": target["provider"] if target else None, "model": target["model"] if target else None,
-        "target_index": index, "cache_hit": cache_hit,
+        "target_index": index, "cache_hit": cache_kind is not None, "cache_kind": cache_kind,
         "usage": {"prompt_tokens": reply.prompt_tokens if reply else 0,
                   "completion_tokens": reply.completion_tokens if reply else 0,
                   "cached_tokens": reply.cached_tokens if reply else 0,
@@ -124,14 +125,18 @@ async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
     attempts = _Attempts(routed, deps)
     key = cache_key(routed) if deps.cache is not None else None
     hit = deps.cache.get(key) if deps.cache is not None and key is not None else None
-    semantic = None
+    kind, semantic = ("exact" if hit is not None else None), None
     if hit is None and (semantic := await _semantic_probe(routed, deps)) is not None:
-        hit = semantic.hit
+        # Embedding waits for a batch; an identical request may have been answered meanwhile.
+        if deps.cache is not None and key is not None and (hit := deps.cache.get(key)) is not None:
+            kind = "exact"
+        else:
+            hit, kind = semantic.hit, "semantic"
     if hit is not None:
         target = {"provider": hit.provider, "model": hit.model, "region": hit.region}
-        attempts.record(hit.target_index, target, started, hit.reply, None, cache_hit=True)
+        attempts.record(hit.target_index, target, started, hit.reply, None, cache_kind=kind)
         return Outcome(_response(routed, "ok", started, reply=hit.reply, target=target,
-                                 index=hit.target_index, cache_hit=True, content=hit.reply.content),
+                                 index=hit.target_index, cache_kind=kind, content=hit.reply.content),
                        attempts.events)
     run = _Run(routed, deps, attempts, started, key, semantic)
     for index, target in enumerate(routed["targets"]):

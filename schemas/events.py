@@ -76,6 +76,7 @@ class Response(TypedDict):
     model: str | None
     target_index: int | None
     cache_hit: bool
+    cache_kind: str | None
     usage: Usage
     cost_nanousd: int
     latency_ms: float | None
@@ -108,6 +109,7 @@ class Telemetry(TypedDict):
     latency_ms: float
     ttft_ms: float | None
     cache_hit: bool
+    cache_kind: str | None
     cost_nanousd: int
     price_version: str | None
     routing_config_version: str | None

@@ -133,6 +133,16 @@ class DispatchSettings(_Strict):
     cache: CacheSettings = CacheSettings()
 
 
+class AggregationSettings(_Strict):
+    """Telemetry in, windowed usage out (the source of budgets and cost reports)."""
+
+    group_id: str = "streamgate-aggregator"
+    #: An event may arrive this late (event time behind the partition's latest) and still update its window.
+    grace_s: float = Field(default=30.0, ge=0)
+    #: Changed aggregates and consumed offsets are committed together in one Kafka transaction this often.
+    commit_interval_ms: int = Field(default=250, ge=10)
+
+
 class SimulatorSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=18080, ge=1, le=65535)
@@ -147,6 +157,7 @@ class Settings(_Strict):
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     providers: dict[str, ProviderSettings] = {}
     dispatch: DispatchSettings = DispatchSettings()
+    aggregation: AggregationSettings = AggregationSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     def resolve(self, path: Path) -> Path:

@@ -7,6 +7,7 @@ Offsets are committed by faust after the producer is flushed (at-least-once); wi
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import random
@@ -23,6 +24,7 @@ from schemas import EventDecodeError, dead_letter_from_error
 from schemas.topics import Topic
 from streamgate.catalog import ModelCatalog, default_catalog
 from streamgate.config import Settings
+from streams.gaps import GapRepair
 from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.pii_scan import scan_pii
 from streams.guardrails.stage import PiiScanner, guard_request
@@ -114,10 +116,17 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         return StageResult([io.out(Topic.ROUTED, fev.message.key or b"", routed)])
 
     async def send(outputs: Sequence[Output]) -> None:
-        # with exactly_once this is faust's transaction manager, so sends join the offsets' transaction
+        # with exactly_once this is faust's transaction manager, so sends join the offsets' transaction.
+        # Delivery is awaited: faust flushes before it commits but never looks at a failed send.
         producer = await app.maybe_start_producer()
-        for o in outputs:
-            await producer.send(o.topic, o.key, o.value, None, None, None)
+        pending = [await producer.send(o.topic, o.key, o.value, None, None, None) for o in outputs]
+        await asyncio.gather(*pending)
+
+    gaps = GapRepair(settings, app.conf.id)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget(sender: Any, revoked: set[Any], **_: Any) -> None:
+        gaps.forget((tp.topic, tp.partition) for tp in revoked)
 
     def stage_agent(source: Topic, name: str, handler: Handler) -> Callable[[Any], Awaitable[None]]:
         codec = io.codecs[source]
@@ -126,6 +135,9 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
             async for events in stream.take_events(BATCH, within=WITHIN_S):
                 outputs: list[Output] = []
                 for fev in events:
+                    m = fev.message
+                    if not gaps.in_order(m.topic, m.partition, m.offset):
+                        await gaps.repair(m.topic, m.partition, m.offset)
                     outputs += _handle(io, source, codec, handler, fev, deps)
                 await send(outputs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from aggregation.usage import LiveUsage
 from streamgate.config import Settings
 from streams.app import RequestPathDeps, create_app
 from streams.policy.config import load_policy
@@ -16,10 +17,13 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    app = create_app(settings, RequestPathDeps(policy=holder), exactly_once=exactly_once, web_port=web_port)
+    usage = LiveUsage(settings).start()  # budgets read what the aggregator counted
+    deps = RequestPathDeps(policy=holder, usage=usage)
+    app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     try:
         from faust.worker import Worker
 
         Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         follower.stop()
+        usage.close()

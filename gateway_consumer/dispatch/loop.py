@@ -261,6 +261,7 @@ class Dispatcher:
         self.producer.begin_transaction()
         self.produced = 0
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         try:
             if offsets:
                 await loop.run_in_executor(None, closing.send_offsets_to_transaction, offsets,
@@ -276,6 +277,8 @@ class Dispatcher:
             await loop.run_in_executor(None, closing.abort_transaction, 60)
             raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
         self.stats.counts["commits"] += 1
+        if (took := time.monotonic() - began) > 2:
+            log.warning("slow transaction commit: %.1f s (transactions time out after 60 s)", took)
 
     async def _drain(self) -> None:
         """On stop: finish what is in flight (bounded), then commit it."""
@@ -289,6 +292,6 @@ def _failure(routed: dict[str, Any], message: str) -> dict[str, Any]:
     return {"request_id": routed["request_id"], "trace_id": routed["trace_id"], "team": routed["team"],
             "project": routed["project"], "api_key_id": routed["api_key_id"], "status": "failed",
             "reason_code": "internal_error", "message": message, "content": None, "finish_reason": None,
-            "provider": None, "model": None, "target_index": None, "cache_hit": False,
+            "provider": None, "model": None, "target_index": None, "cache_hit": False, "cache_kind": None,
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0},
             "cost_nanousd": 0, "latency_ms": None, "created_at": routed["created_at"], "completed_at": now}

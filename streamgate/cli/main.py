@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from streamgate.cli import bench, catalog, config_cmd, demo, dispatch, kafka, registry, streams, topics
+from streamgate.cli import (
+    aggregate,
+    bench,
+    catalog,
+    config_cmd,
+    demo,
+    dispatch,
+    kafka,
+    registry,
+    streams,
+    topics,
+)
 
 app = typer.Typer(
     name="streamgate",
@@ -19,6 +30,8 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(dispatch.app, name="dispatch")
+app.add_typer(aggregate.app, name="aggregate")
+app.command("usage")(aggregate.usage)
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
 app.command("bench")(bench.run)

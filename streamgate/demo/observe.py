@@ -33,7 +33,7 @@ class Outcomes:
     failures: Counter[str] = field(default_factory=Counter)
     attempts: Counter[str] = field(default_factory=Counter)
     cost_nanousd: int = 0
-    cache_hits: int = 0
+    cache_hits: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
 
     def finished(self, request_ids: set[str]) -> int:
@@ -104,7 +104,8 @@ class OutcomeWatcher:
         elif event["status"] == "failed":
             o.failures[event["reason_code"] or "?"] += 1
         else:
-            o.cache_hits += int(event["cache_hit"])
+            if event["cache_hit"]:
+                o.cache_hits[event.get("cache_kind") or "exact"] += 1
             if event["latency_ms"] is not None:
                 o.latencies_ms.append(event["latency_ms"])
 

@@ -40,8 +40,11 @@ class Components:
         self.logs = settings.state_dir / "logs"
         self.config = write_config(settings, settings.state_dir / "demo-config.yaml")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.args: dict[str, tuple[str, ...]] = {}
+        self.restarts: dict[str, int] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self.args[name] = args
         self.logs.mkdir(parents=True, exist_ok=True)
         exe = Path(sys.executable).parent / "streamgate"
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -52,6 +55,18 @@ class Components:
 
     def dead(self) -> list[str]:
         return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def supervise(self, max_restarts: int = 3) -> list[str]:
+        """Restart components that exited (as a process supervisor would: every stage resumes from its
+        committed offsets); returns those past `max_restarts`, which the caller should give up on."""
+        failed = []
+        for name in self.dead():
+            if name not in self.args or self.restarts.get(name, 0) >= max_restarts:
+                failed.append(name)
+                continue
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.start(name, *self.args[name])
+        return failed
 
     def stop(self) -> None:
         for proc in self.procs.values():

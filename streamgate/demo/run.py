@@ -80,8 +80,8 @@ def _wait_for_outcomes(watcher: OutcomeWatcher, ids: set[str], components: Compo
     while watcher.outcomes.finished(ids) < len(ids) and time.monotonic() < deadline:
         watcher.poll()
         progress.update(task, completed=watcher.outcomes.finished(ids))
-        if dead := components.dead():
-            raise RuntimeError(f"component(s) {dead} exited; see {components.logs}")
+        if dead := components.supervise():
+            raise RuntimeError(f"component(s) {dead} kept exiting; see {components.logs}")
     for _ in range(4):  # late dead letters and verdicts
         watcher.poll(0.25)
     return time.perf_counter() - t0
@@ -99,11 +99,15 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
+        components.start("aggregator", "aggregate", "worker")
         watcher = OutcomeWatcher(settings)
         try:
             with _progress(console) as progress:
                 ids, teams, send_s = _produce(settings, requests, progress)
                 wait_s = _wait_for_outcomes(watcher, ids, components, progress, timeout_s)
+            if components.restarts:
+                console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
+                              f"(see {components.logs})")
         finally:
             watcher.close()
     outcomes = watcher.outcomes
@@ -140,7 +144,8 @@ def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings:
                   f"{o.audits} audit events")
     lat = sorted(o.latencies_ms)
     if lat:
-        console.print(f"answered: {len(lat):,} ok ({o.cache_hits:,} from cache), latency p50 "
+        console.print(f"answered: {len(lat):,} ok ({o.cache_hits['exact']:,} exact and "
+                      f"{o.cache_hits['semantic']:,} semantic cache hits), latency p50 "
                       f"{lat[len(lat) // 2]:,.0f} ms, p99 {lat[int(len(lat) * 0.99)]:,.0f} ms (simulated "
                       f"providers); spend ${o.cost_nanousd / 1e9:,.4f}; answered twice: {o.answered_twice}")
     console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")

@@ -1,8 +1,8 @@
 """A realistic, deterministic request workload for the demo, the tests and the benchmarks.
 
 Several teams with their own projects and keys, a mix of models and aliases, prompts from a few words
-to a few thousand characters, and some prompts carrying PII, so every later stage has something real to
-do. Seeded, so a run can be reproduced exactly.
+to a few thousand characters, support FAQ questions asked again in other words, and some prompts
+carrying PII, so every later stage has something real to do. Seeded, so a run can be reproduced exactly.
 """
 
 from __future__ import annotations
@@ -42,6 +42,30 @@ _PII = ("Contact me at jane.doe{n}@example.com.", "My card is 4111 1111 1111 111
         "IBAN DE89 3704 0044 0532 0130 00, please.", "Server 10.0.{n}.17 is down.")
 
 
+# Support FAQ traffic: the same few questions, asked in different words, at temperature 0 — what the
+# exact and semantic caches exist for. Each tuple is one question's phrasings.
+_FAQ = (
+    ("How do I reset my password?", "How can I reset my password?", "What is the way to reset my password?",
+     "I forgot my password, how do I reset it?"),
+    ("How do I cancel my subscription?", "How can I cancel my subscription?",
+     "What are the steps to cancel my subscription?"),
+    ("Where can I download my invoice?", "Where do I download my invoice?", "How do I get my invoice?"),
+    ("How do I change my billing address?", "How can I update my billing address?",
+     "Where do I change the billing address on my account?"),
+    ("Can I get a refund for my last order?", "Is it possible to get a refund for my last order?",
+     "Could I be refunded for my last order?"),
+    ("How do I add a team member to my account?", "How can I invite a team member to my account?"),
+    ("Why was my card declined?", "What is the reason my card was declined?",
+     "Why did my card get declined?"),
+    ("How do I export my data?", "How can I export all my data?", "What is the way to export my data?"),
+)
+
+
+def _faq(rng: random.Random, profile: TeamProfile) -> tuple[list[ChatMessage], Params, str]:
+    question = rng.choice(rng.choices(_FAQ, weights=[1 / (i + 1) for i in range(len(_FAQ))])[0])
+    return [ChatMessage(role="user", content=question)], Params(max_tokens=256, temperature=0.0), "chatbot"
+
+
 def _prompt(rng: random.Random, n: int) -> str:
     text = f"Please write about {rng.choice(_TOPICS).format(n=n % 100)}."
     if rng.random() < 0.12:
@@ -61,19 +85,25 @@ def requests(count: int, *, seed: int = 7, run_id: str | None = None) -> Iterato
     for n in range(count):
         profile = rng.choices(TEAMS, weights=weights)[0]
         oddity = rng.random()
-        messages = [ChatMessage(role="user", content=_prompt(rng, n))]
-        if rng.random() < 0.3:
-            messages.insert(0, ChatMessage(role="system", content="You are a concise assistant."))
+        if profile.team == "support" and rng.random() < 0.5:
+            messages, params, project = _faq(rng, profile)
+            model = "gpt-4o-mini"
+        else:
+            messages = [ChatMessage(role="user", content=_prompt(rng, n))]
+            if rng.random() < 0.3:
+                messages.insert(0, ChatMessage(role="system", content="You are a concise assistant."))
+            params = Params(max_tokens=rng.choice((64, 256, 1024)), temperature=round(rng.random(), 2),
+                            stream=rng.random() < 0.2)
+            project, model = rng.choice(profile.projects), rng.choice(profile.models)
         yield ChatRequest(
             request_id=f"{run}-{n:09d}",
             team="ghost-team" if oddity < 0.005 else profile.team,
-            project=rng.choice(profile.projects),
+            project=project,
             api_key_id=hash_api_key(rng.choice(profile.keys)),
             user_id=f"user-{rng.randint(1, 50)}",
-            model="gpt-17-ultra" if 0.005 <= oddity < 0.01 else rng.choice(profile.models),
+            model="gpt-17-ultra" if 0.005 <= oddity < 0.01 else model,
             messages=messages,
-            params=Params(max_tokens=rng.choice((64, 256, 1024)), temperature=round(rng.random(), 2),
-                          stream=rng.random() < 0.2),
+            params=params,
             tags={"env": "demo", "feature": rng.choice(("chat", "summarize", "classify"))},
             region=profile.region,
         )

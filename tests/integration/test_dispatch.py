@@ -150,7 +150,7 @@ def test_exact_cache_answers_a_repeat_without_calling_the_provider(rig: Dispatch
     other_team = routed([{"model": "cached"}], "the same question", temperature=0.0, team="research")
     _run(rig, [repeat, other_team])
     [hit] = rig.responses[repeat["request_id"]]
-    assert hit["cache_hit"] and hit["content"] == rig.responses[first["request_id"]][0]["content"]
+    assert hit["cache_kind"] == "exact" and hit["content"] == rig.responses[first["request_id"]][0]["content"]
     assert hit["cost_nanousd"] == 0 and rig.telemetry[repeat["request_id"]][0]["cache_hit"]
     assert not rig.responses[other_team["request_id"]][0]["cache_hit"]  # scoped per team
     assert rig.simulator.stats()["cached"]["ok"] == 2
@@ -212,7 +212,8 @@ def test_semantic_cache_answers_a_paraphrase_but_not_a_different_question(rig: D
     negated = ask("Why can I not reset my password in Kafka?")
     _run(rig, [paraphrase, other_product, negated])
     [hit] = rig.responses[paraphrase["request_id"]]
-    assert hit["cache_hit"] and hit["content"] == rig.responses[first["request_id"]][0]["content"]
+    assert hit["cache_kind"] == "semantic"
+    assert hit["content"] == rig.responses[first["request_id"]][0]["content"]
     assert not rig.responses[other_product["request_id"]][0]["cache_hit"]
     assert not rig.responses[negated["request_id"]][0]["cache_hit"]
     assert rig.simulator.stats()["faq"]["ok"] == 3
