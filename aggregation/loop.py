@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -73,8 +74,9 @@ class Aggregator:
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, *, idle_exit_s: float | None = None) -> Counter[str]:
         """Consume until SIGTERM/SIGINT (or `idle_exit_s` without events, for benchmarks)."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._halt())
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._halt())
         self.producer.init_transactions(30)
         self.producer.begin_transaction()
         self.consumer.subscribe([self.topics[Topic.TELEMETRY]], on_assign=self._on_assign,

@@ -6,7 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
-              "dispatch": "bench.dispatch", "semantic-cache": "bench.semantic_cache"}
+              "dispatch": "bench.dispatch", "semantic-cache": "bench.semantic_cache",
+              "aggregation": "bench.aggregation"}
 
 
 def main(argv: list[str]) -> None:

@@ -164,6 +164,8 @@ async def _semantic_probe(routed: dict[str, Any], deps: DispatchDeps) -> _Semant
     if parts is None:
         return None
     scope, text = parts
+    if len(text) > deps.settings.cache.semantic.max_chars:
+        return None
     vector = await deps.embedder.embed(text)
     return _SemanticProbe(scope, text, vector, deps.semantic.lookup(scope, text, vector))
 

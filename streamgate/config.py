@@ -107,6 +107,9 @@ class SemanticCacheSettings(_Strict):
     #: recall on bench/data/paraphrases.jsonl (streamgate bench semantic-cache).
     threshold: float = Field(default=0.85, gt=0, le=1)
     max_entries_per_scope: int = Field(default=10_000, ge=1)
+    #: Longer messages skip the semantic cache: embedding cost grows with length (a 600-word prompt
+    #: costs ~100x a question), and long prompts with context are rarely answered by a paraphrase.
+    max_chars: int = Field(default=500, ge=1)
     model_dir: Path = Path.home() / ".cache" / "streamgate" / "models" / "all-MiniLM-L6-v2"
 
     def applies_to(self, team: str) -> bool:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,47 +105,39 @@ class SemanticCache:
 
 
 class BatchingEmbedder:
-    """Embeds texts for many concurrent requests together, off the event loop.
+    """Embeds texts for many concurrent requests together, off the event loop, one batch at a time.
 
-    Requests arriving within `window_s` of each other share one model call (a batch of 32 costs about
-    as much as a few single calls), and the call runs in a worker thread (numpy releases the GIL).
+    One worker takes everything pending (up to `max_batch`) per model call, so batches grow with load
+    instead of queueing: a burst costs a few large calls, not thousands of small ones. The call runs on
+    the embedder's own thread (numpy releases the GIL), never on the loop's shared default executor,
+    where it could starve other work (the dispatcher's transaction commits once did, until they timed out).
     """
 
     def __init__(self, model: MiniLM, window_s: float = 0.002, max_batch: int = 64) -> None:
         self._model, self._window, self._max = model, window_s, max_batch
         self._pending: list[tuple[str, asyncio.Future[Array]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak refs)
+        self._worker: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
     async def embed(self, text: str) -> Array:
         future: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
         self._pending.append((text, future))
-        if len(self._pending) >= self._max:
-            self._start_batch()
-        elif self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_later())
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
         return await future
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._window)
-        self._flusher = None
-        self._start_batch()
-
-    def _start_batch(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _run(self, batch: list[tuple[str, asyncio.Future[Array]]]) -> None:
-        try:
-            vectors = await asyncio.to_thread(self._model.embed, [t for t, _ in batch])
-        except Exception as exc:  # every waiter learns of it; none hangs
-            for _, f in batch:
+    async def _work(self) -> None:
+        await asyncio.sleep(self._window)  # let a first batch gather
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            try:
+                vectors = await loop.run_in_executor(self._thread, self._model.embed, [t for t, _ in batch])
+            except Exception as exc:  # every waiter learns of it; none hangs
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(exc)
+                continue
+            for (_, f), v in zip(batch, vectors, strict=True):
                 if not f.done():
-                    f.set_exception(exc)
-            return
-        for (_, f), v in zip(batch, vectors, strict=True):
-            if not f.done():
-                f.set_result(v)
+                    f.set_result(v)

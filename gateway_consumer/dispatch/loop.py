@@ -25,6 +25,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +80,11 @@ class Dispatcher:
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
                        Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry)}
         group = prefix + settings.dispatch.group_id
+        # static membership: a restarted instance takes its partitions back at once, and a zombie with
+        # the same --instance is fenced out of the group as its producers are out of transactions
         self.consumer = Consumer(consumer_config(settings, group_id=group) | {
-            "partition.assignment.strategy": "cooperative-sticky"})
+            "partition.assignment.strategy": "cooperative-sticky",
+            "group.instance.id": f"{group}-{instance}"})
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
@@ -91,6 +95,9 @@ class Dispatcher:
         self.produced = 0  # records produced into the open transaction
         self.stats = DispatchStats(keep_samples=keep_samples)
         self.stop = asyncio.Event()
+        # transaction calls get their own thread: on the shared default executor they once queued
+        # behind other blocking work until the broker timed the transaction out and fenced us
+        self.txn_thread = ThreadPoolExecutor(max_workers=2, thread_name_prefix="txn")
 
     # -- Kafka callbacks (run inside consume(), on the loop thread) --------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -124,7 +131,7 @@ class Dispatcher:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
                 loop.add_signal_handler(sig, self.stop.set)
         for producer in self.producers:
-            await loop.run_in_executor(None, producer.init_transactions, 30)
+            await loop.run_in_executor(self.txn_thread, producer.init_transactions, 30)
         self.producer.begin_transaction()
         self.consumer.subscribe([self.topics[Topic.ROUTED]], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -264,9 +271,9 @@ class Dispatcher:
         began = time.monotonic()
         try:
             if offsets:
-                await loop.run_in_executor(None, closing.send_offsets_to_transaction, offsets,
+                await loop.run_in_executor(self.txn_thread, closing.send_offsets_to_transaction, offsets,
                                            self.consumer.consumer_group_metadata(), 30)
-            await loop.run_in_executor(None, closing.commit_transaction, 60)
+            await loop.run_in_executor(self.txn_thread, closing.commit_transaction, 60)
         except KafkaException as exc:
             error = exc.args[0]
             if error.fatal():
@@ -274,7 +281,7 @@ class Dispatcher:
                 self.stop.set()
                 raise
             log.warning("transaction aborted, outcomes will be redone: %s", error)
-            await loop.run_in_executor(None, closing.abort_transaction, 60)
+            await loop.run_in_executor(self.txn_thread, closing.abort_transaction, 60)
             raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
         self.stats.counts["commits"] += 1
         if (took := time.monotonic() - began) > 2:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import typer
 
@@ -21,4 +23,14 @@ def run(
     except ConfigError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from exc
-    run_demo(settings, requests=requests)
+    # SIGTERM (a timeout, a supervisor) must stop the child processes like Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_demo(settings, requests=requests)
+    except KeyboardInterrupt:
+        typer.secho("interrupted; every process the demo started was stopped", fg="yellow", err=True)
+        raise typer.Exit(130) from None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
