@@ -30,12 +30,13 @@ class CellKey(NamedTuple):
 
 
 @dataclass
-class Cell:
-    window_end: int
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+class Partial:
+    """Events of one batch that land in the same cells, summed before they touch any cell."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS[:-1], 0))
     sketch: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
 
-    def add(self, event: dict[str, Any], late: bool) -> None:
+    def add(self, event: dict[str, Any]) -> None:
         c = self.counts
         c["attempts"] += 1
         c["requests"] += event["attempt"] == 1
@@ -45,9 +46,25 @@ class Cell:
         c["completion_tokens"] += event["completion_tokens"]
         c["cached_tokens"] += event["cached_tokens"]
         c["cost_nanousd"] += event["cost_nanousd"]
-        c["late_events"] += late
-        if event["latency_ms"] is not None and event["latency_ms"] > 0:
-            self.sketch.add(event["latency_ms"])
+        latency = event["latency_ms"]
+        if latency is not None and latency > 0:
+            self.sketch.add(latency)
+
+
+@dataclass
+class Cell:
+    window_end: int
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    sketch: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+
+    def merge(self, partial: Partial, late: bool) -> None:
+        c = self.counts
+        for name, value in partial.counts.items():
+            c[name] += value
+        if late:
+            c["late_events"] += partial.counts["attempts"]
+        if partial.sketch.count:
+            self.sketch.merge(partial.sketch)
 
     def quantile(self, q: float) -> float | None:
         return self.sketch.get_quantile_value(q) if self.sketch.count else None

@@ -85,8 +85,12 @@ class Aggregator:
         next_commit, last_event = time.monotonic() + interval, time.monotonic()
         while self.running:
             batch = self.consumer.consume(2000, timeout=0.05)
+            events: dict[int, list[dict[str, Any]]] = {}
             for msg in batch:
-                self._count(msg)
+                self._decode(msg, events)
+            for partition, decoded in events.items():
+                self.states[partition].apply_batch(decoded)
+                self.counts["events"] += len(decoded)
             if batch:
                 last_event = time.monotonic()
             if time.monotonic() >= next_commit:
@@ -101,7 +105,7 @@ class Aggregator:
     def _halt(self) -> None:
         self.running = False
 
-    def _count(self, msg: Message) -> None:
+    def _decode(self, msg: Message, events: dict[int, list[dict[str, Any]]]) -> None:
         if msg.error():
             log.warning("consume error: %s", msg.error())
             return
@@ -118,8 +122,7 @@ class Aggregator:
             self._produce(self.topics[Topic.DEADLETTER], msg.key() or b"", self.dead.encode(letter))
             self.counts["dead_lettered"] += 1
         else:
-            state.apply(event)
-            self.counts["events"] += 1
+            events.setdefault(partition, []).append(event)
         self.positions[partition] = offset + 1
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:

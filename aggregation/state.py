@@ -10,10 +10,14 @@ while closed windows are never rewritten.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from aggregation.cell import Cell, CellKey
-from aggregation.windows import WINDOWS, dimension_values, window_bounds
+from aggregation.cell import Cell, CellKey, Partial
+from aggregation.windows import WINDOWS, dimension_values
+
+Placement = tuple[tuple[str, int, bool], ...]
+Dims = tuple[tuple[str, str], ...]
 
 
 class PartitionState:
@@ -25,22 +29,41 @@ class PartitionState:
         self.late_events = 0
 
     def apply(self, event: dict[str, Any]) -> None:
-        at = int(event["ended_at"])
-        self.watermark_ms = max(self.watermark_ms, at)
-        dims = dimension_values(event)
-        for window in WINDOWS:
-            start, end = window_bounds(window, at)
-            late = end + self.grace_ms <= self.watermark_ms
-            if late:  # closed: count it where the watermark is, flagged
-                start, end = window_bounds(window, self.watermark_ms)
-                self.late_events += 1
-            for dimension, value in dims:
-                key = CellKey(window, start, dimension, value, self.partition)
-                cell = self.cells.get(key)
-                if cell is None:
-                    cell = self.cells[key] = Cell(end)
-                cell.add(event, late)
-                self.dirty.add(key)
+        self.apply_batch((event,))
+
+    def apply_batch(self, events: Iterable[dict[str, Any]]) -> None:
+        """Count events in offset order. Events that land in the same 15 cells are summed first (one
+        partial per team/project/key/model/provider and window placement), so a batch costs one cell
+        update per distinct placement instead of fifteen per event."""
+        partials: dict[tuple[Placement, Dims], Partial] = {}
+        grace = self.grace_ms
+        for event in events:
+            at = int(event["ended_at"])
+            self.watermark_ms = max(self.watermark_ms, at)
+            wm = self.watermark_ms
+            placement = []
+            for window, size in WINDOWS.items():
+                start = at - at % size
+                late = start + size + grace <= wm
+                if late:  # closed: count it where the watermark is, flagged
+                    start = wm - wm % size
+                    self.late_events += 1
+                placement.append((window, start, late))
+            signature = (tuple(placement), dimension_values(event))
+            partial = partials.get(signature)
+            if partial is None:
+                partial = partials[signature] = Partial()
+            partial.add(event)
+        for (placement_, dims), partial in partials.items():
+            for window, start, late in placement_:
+                end = start + WINDOWS[window]
+                for dimension, value in dims:
+                    key = CellKey(window, start, dimension, value, self.partition)
+                    cell = self.cells.get(key)
+                    if cell is None:
+                        cell = self.cells[key] = Cell(end)
+                    cell.merge(partial, late)
+                    self.dirty.add(key)
 
     def take_dirty(self) -> list[tuple[CellKey, Cell]]:
         rows = [(k, self.cells[k]) for k in self.dirty]
