@@ -146,6 +146,17 @@ class AggregationSettings(_Strict):
     commit_interval_ms: int = Field(default=250, ge=10)
 
 
+class LakehouseSettings(_Strict):
+    """Kafka -> Delta Lake: where tables live and how the sink batches."""
+
+    #: Table root; relative paths are under the state directory.
+    root: Path = Path("lakehouse")
+    group_id: str = "streamgate-lakehouse"
+    #: A table is written when this many rows are buffered for it, or its oldest row is this old.
+    batch_rows: int = Field(default=5_000, ge=1)
+    flush_s: float = Field(default=5.0, gt=0)
+
+
 class SimulatorSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=18080, ge=1, le=65535)
@@ -161,6 +172,7 @@ class Settings(_Strict):
     providers: dict[str, ProviderSettings] = {}
     dispatch: DispatchSettings = DispatchSettings()
     aggregation: AggregationSettings = AggregationSettings()
+    lakehouse: LakehouseSettings = LakehouseSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     def resolve(self, path: Path) -> Path:

@@ -12,6 +12,7 @@ from streamgate.cli import (
     demo,
     dispatch,
     kafka,
+    lakehouse,
     registry,
     streams,
     topics,
@@ -32,6 +33,8 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(dispatch.app, name="dispatch")
 app.add_typer(aggregate.app, name="aggregate")
 app.command("usage")(aggregate.usage)
+app.add_typer(lakehouse.app, name="lakehouse")
+app.command("query")(lakehouse.query)
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
 app.command("bench")(bench.run)

@@ -87,6 +87,44 @@ def _wait_for_outcomes(watcher: OutcomeWatcher, ids: set[str], components: Compo
     return time.perf_counter() - t0
 
 
+def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float = 90) -> None:
+    """Until no bronze table has taken a new commit for two flush periods (the sink has caught up)."""
+    from lakehouse.query import find_tables
+
+    task = progress.add_task("lakehouse catching up", total=None)
+    quiet_for = 2 * settings.lakehouse.flush_s + 1
+    root = settings.resolve(settings.lakehouse.root)
+    last, changed, deadline = None, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        tables = find_tables(root)
+        state = {name: len(list((path / "_delta_log").glob("*.json"))) for name, path in tables.items()}
+        if state != last:
+            last, changed = state, time.monotonic()
+        elif time.monotonic() - changed >= quiet_for:
+            break
+        time.sleep(0.5)
+    progress.update(task, total=1, completed=1)
+
+
+def _print_lakehouse(console: Console, settings: Settings) -> None:
+    from lakehouse.query import run_query
+
+    try:
+        rows = run_query(settings, "select team, count(*) as attempts, sum(cost_nanousd) as cost_nanousd "
+                                   "from telemetry group by team order by cost_nanousd desc")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]lakehouse query failed: {exc}[/]")
+        return
+    table = Table(title="cost by team, all runs (SQL over the Delta table `telemetry`)")
+    for name in ("team", "attempts", "cost (USD)"):
+        table.add_column(name, justify="left" if name == "team" else "right")
+    for r in rows.to_pylist():
+        table.add_row(r["team"], f"{r['attempts']:,}", f"{(r['cost_nanousd'] or 0) / 1e9:,.4f}")
+    console.print(table)
+    console.print(f"Delta tables in {settings.resolve(settings.lakehouse.root)} · try "
+                  f"streamgate query \"select * from responses limit 5\"")
+
+
 def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600,
              console: Console | None = None) -> Outcomes:
     console = console or Console()
@@ -100,11 +138,13 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
+        components.start("lakehouse-sink", "lakehouse", "sink")
         watcher = OutcomeWatcher(settings)
         try:
             with _progress(console) as progress:
                 ids, teams, send_s = _produce(settings, requests, progress)
                 wait_s = _wait_for_outcomes(watcher, ids, components, progress, timeout_s)
+                _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
                               f"(see {components.logs})")
@@ -112,6 +152,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
             watcher.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
+    _print_lakehouse(console, settings)
     missing = len(ids) - outcomes.finished(ids)
     if missing:
         raise RuntimeError(f"{missing} of {len(ids)} requests have no outcome after {timeout_s:.0f} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
+from lakehouse.query import run_query
 from streamgate.config import Settings
 from streamgate.demo.processes import use_simulator_port
 from streamgate.demo.run import run_demo
@@ -25,3 +26,11 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert outcomes.dead_letters["malformed"] >= 3 and outcomes.dead_letters["duplicate"] >= 4
     text = console.export_text()
     assert "requests by outcome" in text and "routing split" in text and "provider attempts" in text
+    # the lakehouse caught up: every attempt and every final answer landed once, cost to the nano-dollar
+    [landed] = run_query(external, "select count(*) as n, sum(cost_nanousd) as cost from telemetry"
+                                   ).to_pylist()
+    assert landed == {"n": sum(outcomes.attempts.values()), "cost": outcomes.cost_nanousd}
+    [answers] = run_query(external, "select count(*) as n, count(distinct request_id) as ids "
+                                    "from responses").to_pylist()
+    assert answers == {"n": len(outcomes.answered), "ids": len(outcomes.answered)}
+    assert "cost by team" in text

@@ -1,0 +1,64 @@
+"""`streamgate lakehouse ...` and `streamgate query`: the Delta tables and SQL over them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamgate.cli.common import ConfigOption, fail, settings_or_exit
+
+app = typer.Typer(help="Kafka -> Delta Lake tables for analysts.", no_args_is_help=True)
+
+
+@app.command()
+def sink(
+    instance: str = typer.Option("0", help="Stable id of this sink process (its group member id)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Land every pipeline topic in its bronze Delta table, exactly once; run more to scale."""
+    from lakehouse.sink import run_sink
+
+    run_sink(settings_or_exit(config), instance=instance)
+
+
+def query(
+    sql: str = typer.Argument(..., help='SQL over the tables, e.g. "select team, sum(cost_nanousd) '
+                              'from telemetry group by team".'),
+    output: str = typer.Option("table", help="table, csv or json."),
+    limit: int = typer.Option(1000, help="Rows to print at most (table output)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Run SQL over every Delta table (DataFusion, inside delta-rs); tables are named after the folder."""
+    from lakehouse.query import run_query
+
+    if output not in ("table", "csv", "json"):
+        raise fail(f"unknown output {output!r}; choose table, csv or json", 2)
+    settings = settings_or_exit(config)
+    started = time.perf_counter()
+    try:
+        result = run_query(settings, sql)
+    except Exception as exc:  # SQL errors, missing tables: say what went wrong, not a traceback
+        raise fail(f"query failed: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    if output == "json":
+        typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
+    elif output == "csv":
+        import io
+
+        import pyarrow.csv as pacsv
+
+        buf = io.BytesIO()
+        pacsv.write_csv(result, buf)
+        typer.echo(buf.getvalue().decode())
+    else:
+        table = Table(caption=f"{result.num_rows:,} rows in {elapsed * 1000:,.0f} ms")
+        for name in result.column_names:
+            table.add_column(name)
+        for row in result.slice(0, limit).to_pylist():
+            table.add_row(*(str(v) for v in row.values()))
+        Console().print(table)
