@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
               "dispatch": "bench.dispatch", "semantic-cache": "bench.semantic_cache",
-              "aggregation": "bench.aggregation"}
+              "aggregation": "bench.aggregation", "sink": "bench.sink"}
 
 
 def main(argv: list[str]) -> None:
