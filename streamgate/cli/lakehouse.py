@@ -62,3 +62,19 @@ def query(
         for row in result.slice(0, limit).to_pylist():
             table.add_row(*(str(v) for v in row.values()))
         Console().print(table)
+
+
+@app.command()
+def gold(
+    date: list[str] = typer.Option(None, "--date", help="Only these dates (YYYY-MM-DD); default all."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rebuild the gold tables (daily cost per team/project/provider/model) from bronze."""
+    from lakehouse.gold import gold_root, rebuild_daily_cost
+
+    settings = settings_or_exit(config)
+    try:
+        rows = rebuild_daily_cost(settings, date or None)
+    except Exception as exc:
+        raise fail(f"gold rebuild failed: {exc}") from exc
+    typer.echo(f"gold/daily_cost: {rows:,} rows written under {gold_root(settings)}")

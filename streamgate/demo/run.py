@@ -107,15 +107,17 @@ def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float
 
 
 def _print_lakehouse(console: Console, settings: Settings) -> None:
+    from lakehouse.gold import rebuild_daily_cost
     from lakehouse.query import run_query
 
     try:
-        rows = run_query(settings, "select team, count(*) as attempts, sum(cost_nanousd) as cost_nanousd "
-                                   "from telemetry group by team order by cost_nanousd desc")
+        rebuild_daily_cost(settings)
+        rows = run_query(settings, "select team, sum(attempts) as attempts, sum(cost_nanousd) as cost_nanousd"
+                                   " from gold_daily_cost group by team order by 3 desc")
     except Exception as exc:  # the summary must not fail on the optional part
         console.print(f"[yellow]lakehouse query failed: {exc}[/]")
         return
-    table = Table(title="cost by team, all runs (SQL over the Delta table `telemetry`)")
+    table = Table(title="cost by team, all runs (SQL over the Delta table gold_daily_cost)")
     for name in ("team", "attempts", "cost (USD)"):
         table.add_column(name, justify="left" if name == "team" else "right")
     for r in rows.to_pylist():

@@ -14,6 +14,8 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
+from lakehouse.gold import rebuild_daily_cost, touched_dates
+from lakehouse.query import run_query
 from lakehouse.sink import bronze_root
 from schemas import make_codec
 from streamgate.config import Settings
@@ -74,3 +76,12 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
     got = table.to_pyarrow_table(columns=["cost_nanousd"])["cost_nanousd"].to_pylist()
     assert sum(got) == sum(e["cost_nanousd"] for e in events)
     assert table.version() >= 6  # it really committed in many small transactions
+
+    assert rebuild_daily_cost(settings) > 0  # gold adds up to the same cost, to the nano-dollar
+    [gold] = run_query(settings, "select sum(cost_nanousd) as cost, sum(attempts) as attempts "
+                                 "from gold_daily_cost").to_pylist()
+    assert gold == {"cost": sum(e["cost_nanousd"] for e in events), "attempts": len(events)}
+    day = touched_dates(settings)[0]
+    assert rebuild_daily_cost(settings, [day]) > 0  # a partial rebuild replaces that day only
+    [again] = run_query(settings, "select sum(cost_nanousd) as cost from gold_daily_cost").to_pylist()
+    assert again["cost"] == gold["cost"]
