@@ -35,6 +35,8 @@ class BronzeTable:
     transform: Transform | None = None
     drop: tuple[str, ...] = ()
     add: tuple[pa.Field, ...] = field(default_factory=tuple)
+    #: Z-order columns for `streamgate lakehouse maintain` (the filters analysts use most).
+    cluster_by: tuple[str, ...] = ()
 
     def schema(self) -> pa.Schema:
         base = [f for f in event_schema(self.event_type) if f.name not in self.drop]
@@ -43,10 +45,10 @@ class BronzeTable:
 
 BRONZE: tuple[BronzeTable, ...] = (
     # requests land after input guardrails, so only redacted content is ever persisted
-    BronzeTable("requests", Topic.GUARDED, "Request"),
-    BronzeTable("routed", Topic.ROUTED, "RoutedRequest"),
-    BronzeTable("responses", Topic.RESPONSES, "Response"),
-    BronzeTable("telemetry", Topic.TELEMETRY, "Telemetry"),
+    BronzeTable("requests", Topic.GUARDED, "Request", cluster_by=("team", "model")),
+    BronzeTable("routed", Topic.ROUTED, "RoutedRequest", cluster_by=("team",)),
+    BronzeTable("responses", Topic.RESPONSES, "Response", cluster_by=("team", "status")),
+    BronzeTable("telemetry", Topic.TELEMETRY, "Telemetry", cluster_by=("team", "provider", "model")),
     BronzeTable("verdicts", Topic.VERDICTS, "GuardrailVerdict"),
     BronzeTable("audit", Topic.AUDIT, "AuditEvent"),
     BronzeTable("deadletter", Topic.DEADLETTER, "DeadLetter", _no_original_bytes, drop=("original_value",),

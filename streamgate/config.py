@@ -155,6 +155,8 @@ class LakehouseSettings(_Strict):
     #: A table is written when this many rows are buffered for it, or its oldest row is this old.
     batch_rows: int = Field(default=5_000, ge=1)
     flush_s: float = Field(default=5.0, gt=0)
+    #: `streamgate lakehouse maintain` keeps this much history for time travel (audits); 7 days.
+    vacuum_retention_hours: int = Field(default=168, ge=0)
 
 
 class SimulatorSettings(_Strict):

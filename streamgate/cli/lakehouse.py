@@ -78,3 +78,14 @@ def gold(
     except Exception as exc:
         raise fail(f"gold rebuild failed: {exc}") from exc
     typer.echo(f"gold/daily_cost: {rows:,} rows written under {gold_root(settings)}")
+
+
+@app.command()
+def maintain(config: Path | None = ConfigOption) -> None:
+    """Compact and z-order every table, write a checkpoint, vacuum beyond the retention."""
+    from lakehouse.maintain import maintain_all
+
+    settings = settings_or_exit(config)
+    for care in maintain_all(settings):
+        typer.echo(f"{care.table}: files {care.files_before} -> {care.files_after}, "
+                   f"{care.vacuumed} unreferenced files removed")

@@ -1,0 +1,46 @@
+"""Table care: compact small files, cluster on the common filters, checkpoint, vacuum.
+
+Safe beside the running sink: the sink only appends, and Delta lets a compaction commit alongside
+blind appends; the sink's application transactions (its offsets) live in the log, not in data files,
+so compaction and vacuum never lose them. Vacuum keeps `vacuum_retention_hours` of history, so audits
+can still time-travel that far back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from lakehouse.query import find_tables
+from lakehouse.tables import BRONZE
+from streamgate.config import Settings
+
+CLUSTER = {t.name: t.cluster_by for t in BRONZE}
+
+
+@dataclass(frozen=True)
+class TableCare:
+    table: str
+    files_before: int
+    files_after: int
+    vacuumed: int
+
+
+def maintain_table(path: Path, cluster_by: tuple[str, ...], retention_hours: int) -> TableCare:
+    table = DeltaTable(str(path))
+    before = len(table.file_uris())
+    if cluster_by:
+        table.optimize.z_order(list(cluster_by))
+    else:
+        table.optimize.compact()
+    table.create_checkpoint()
+    removed = table.vacuum(retention_hours=retention_hours, dry_run=False)
+    return TableCare(path.name, before, len(DeltaTable(str(path)).file_uris()), len(removed))
+
+
+def maintain_all(settings: Settings) -> list[TableCare]:
+    root = settings.resolve(settings.lakehouse.root)
+    hours = settings.lakehouse.vacuum_retention_hours
+    return [maintain_table(path, CLUSTER.get(name, ()), hours) for name, path in find_tables(root).items()]
