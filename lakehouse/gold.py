@@ -1,9 +1,13 @@
 """Gold tables: what analysts and the report read, rebuilt from bronze for the days that changed.
 
-`daily_cost`: per date, team, project, provider and model — requests, attempts, errors, cache hits,
-tokens and cost (integer nano-dollars, summed exactly from telemetry). A rebuild overwrites only the
-date partitions it recomputes (`predicate`), in one Delta transaction per run, so readers never see a
-half-written day.
+- `daily_cost`: per date, team, project, provider and model — requests, attempts, errors, cache hits,
+  tokens and cost (integer nano-dollars, summed exactly from telemetry).
+- `provider_daily`: per date, provider and model — attempts, error and fallback rates, latency
+  p50/p95/p99 (DataFusion's approximate percentiles) and time to first token.
+- `guardrail_daily`: per date, team, stage (input/output), guardrail and action — verdicts and entities.
+
+A rebuild overwrites only the date partitions it recomputes (`predicate`), in one Delta transaction per
+table, so readers never see a half-written day.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.query import run_query
+from lakehouse.query import find_tables, run_query
 from streamgate.config import Settings
 
 DAILY_COST_SQL = """
@@ -30,21 +34,55 @@ group by date, team, project, provider, model
 """
 
 
+PROVIDER_DAILY_SQL = """
+select date, provider, model,
+       cast(count(*) as bigint) as attempts,
+       avg(case when status = 'ok' then 0.0 else 1.0 end) as error_rate,
+       avg(case when fallback_index > 0 then 1.0 else 0.0 end) as fallback_rate,
+       approx_percentile_cont(latency_ms, 0.5) as latency_p50_ms,
+       approx_percentile_cont(latency_ms, 0.95) as latency_p95_ms,
+       approx_percentile_cont(latency_ms, 0.99) as latency_p99_ms,
+       avg(ttft_ms) as ttft_mean_ms
+from telemetry {where} and not cache_hit
+group by date, provider, model
+"""
+
+GUARDRAIL_DAILY_SQL = """
+select date, team, stage, guardrail, action,
+       cast(count(*) as bigint) as verdicts,
+       cast(sum(array_length(entities)) as bigint) as entities
+from verdicts {where}
+group by date, team, stage, guardrail, action
+"""
+
+#: gold table -> (SQL, the bronze table it reads)
+GOLD = {"daily_cost": (DAILY_COST_SQL, "telemetry"), "provider_daily": (PROVIDER_DAILY_SQL, "telemetry"),
+        "guardrail_daily": (GUARDRAIL_DAILY_SQL, "verdicts")}
+
+
 def gold_root(settings: Settings) -> Path:
     return settings.resolve(settings.lakehouse.root) / "gold"
 
 
 def rebuild_daily_cost(settings: Settings, dates: list[str] | None = None) -> int:
     """Recompute `gold/daily_cost` for `dates` (all dates when None); returns rows written."""
-    where = ""
-    if dates:
-        quoted = ", ".join(f"'{d}'" for d in dates if _is_date(d))
-        where = f"where date in ({quoted})"
-    table = run_query(settings, DAILY_COST_SQL.format(where=where))
-    path = gold_root(settings) / "daily_cost"
-    exists = _exists(path)
-    if dates and exists:
-        predicate = " or ".join(f"date = '{d}'" for d in dates if _is_date(d))
+    return rebuild(settings, "daily_cost", dates)
+
+
+def rebuild_all(settings: Settings, dates: list[str] | None = None) -> dict[str, int]:
+    """Every gold table whose bronze source exists; returns rows written per table."""
+    have = set(find_tables(settings.resolve(settings.lakehouse.root)))
+    return {name: rebuild(settings, name, dates) for name, (_, source) in GOLD.items() if source in have}
+
+
+def rebuild(settings: Settings, name: str, dates: list[str] | None = None) -> int:
+    sql, _ = GOLD[name]
+    valid = [d for d in dates or [] if _is_date(d)]
+    where = f"where date in ({', '.join(repr(d) for d in valid)})" if valid else "where true"
+    table = run_query(settings, sql.format(where=where))
+    path = gold_root(settings) / name
+    if valid and _exists(path):
+        predicate = " or ".join(f"date = '{d}'" for d in valid)
         write_deltalake(str(path), table, mode="overwrite", predicate=predicate, partition_by=["date"])
     else:
         write_deltalake(str(path), table, mode="overwrite", partition_by=["date"], schema_mode="overwrite")

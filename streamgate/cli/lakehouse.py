@@ -69,15 +69,16 @@ def gold(
     date: list[str] = typer.Option(None, "--date", help="Only these dates (YYYY-MM-DD); default all."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Rebuild the gold tables (daily cost per team/project/provider/model) from bronze."""
-    from lakehouse.gold import gold_root, rebuild_daily_cost
+    """Rebuild the gold tables (daily cost, provider health, guardrail hits) from bronze."""
+    from lakehouse.gold import gold_root, rebuild_all
 
     settings = settings_or_exit(config)
     try:
-        rows = rebuild_daily_cost(settings, date or None)
+        written = rebuild_all(settings, date or None)
     except Exception as exc:
         raise fail(f"gold rebuild failed: {exc}") from exc
-    typer.echo(f"gold/daily_cost: {rows:,} rows written under {gold_root(settings)}")
+    for name, rows in written.items():
+        typer.echo(f"gold/{name}: {rows:,} rows written under {gold_root(settings)}")
 
 
 @app.command()

@@ -107,11 +107,11 @@ def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float
 
 
 def _print_lakehouse(console: Console, settings: Settings) -> None:
-    from lakehouse.gold import rebuild_daily_cost
+    from lakehouse.gold import rebuild_all
     from lakehouse.query import run_query
 
     try:
-        rebuild_daily_cost(settings)
+        rebuild_all(settings)
         rows = run_query(settings, "select team, sum(attempts) as attempts, sum(cost_nanousd) as cost_nanousd"
                                    " from gold_daily_cost group by team order by 3 desc")
     except Exception as exc:  # the summary must not fail on the optional part

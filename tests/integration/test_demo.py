@@ -34,3 +34,8 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
                                     "from responses").to_pylist()
     assert answers == {"n": len(outcomes.answered), "ids": len(outcomes.answered)}
     assert "cost by team" in text
+    [health] = run_query(external, "select sum(attempts) as n, max(latency_p99_ms) as p99 "
+                                   "from gold_provider_daily").to_pylist()
+    assert health["n"] > 0 and health["p99"] > 0
+    [hits] = run_query(external, "select sum(entities) as n from gold_guardrail_daily").to_pylist()
+    assert hits["n"] == sum(outcomes.entities.values())
