@@ -109,8 +109,10 @@ def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float
 def _print_lakehouse(console: Console, settings: Settings) -> None:
     from lakehouse.gold import rebuild_all
     from lakehouse.query import run_query
+    from lakehouse.silver import merge_request_facts
 
     try:
+        merge_request_facts(settings)
         rebuild_all(settings)
         rows = run_query(settings, "select team, sum(attempts) as attempts, sum(cost_nanousd) as cost_nanousd"
                                    " from gold_daily_cost group by team order by 3 desc")

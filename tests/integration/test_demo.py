@@ -6,6 +6,7 @@ import pytest
 from rich.console import Console
 
 from lakehouse.query import run_query
+from lakehouse.silver import merge_request_facts
 from streamgate.config import Settings
 from streamgate.demo.processes import use_simulator_port
 from streamgate.demo.run import run_demo
@@ -39,3 +40,10 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert health["n"] > 0 and health["p99"] > 0
     [hits] = run_query(external, "select sum(entities) as n from gold_guardrail_daily").to_pylist()
     assert hits["n"] == sum(outcomes.entities.values())
+    [facts] = run_query(external, "select count(*) as n, count(distinct request_id) as ids, "
+                                  "sum(cost_nanousd) as cost from silver_request_facts").to_pylist()
+    answered = len(outcomes.answered)
+    assert facts == {"n": answered, "ids": answered, "cost": outcomes.cost_nanousd}
+    assert merge_request_facts(external) == answered  # a second MERGE updates in place: still one row each
+    [again] = run_query(external, "select count(*) as n from silver_request_facts").to_pylist()
+    assert again["n"] == answered
