@@ -93,3 +93,21 @@ def maintain(config: Path | None = ConfigOption) -> None:
     for care in maintain_all(settings):
         typer.echo(f"{care.table}: files {care.files_before} -> {care.files_after}, "
                    f"{care.vacuumed} unreferenced files removed")
+
+
+@app.command()
+def check(config: Path | None = ConfigOption) -> None:
+    """Run the Great Expectations suites over the tables; results to quality/results and report.html."""
+    from lakehouse.quality import alert, record, run_checks
+
+    settings = settings_or_exit(config)
+    results = run_checks(settings)
+    report = record(settings, results)
+    alerts = alert(settings, results)
+    failed = [r for r in results if not r.success]
+    for r in failed:
+        typer.secho(f"FAIL {r.table}.{r.column or '*'}: {r.expectation} ({r.unexpected:,} unexpected)",
+                    fg="red")
+    typer.echo(f"{len(results)} expectations, {len(failed)} failed, {alerts} alert events · report: {report}")
+    if failed:
+        raise typer.Exit(1)

@@ -125,6 +125,16 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
     for r in rows.to_pylist():
         table.add_row(r["team"], f"{r['attempts']:,}", f"{(r['cost_nanousd'] or 0) / 1e9:,.4f}")
     console.print(table)
+    from lakehouse.quality import alert, record, run_checks
+
+    results = run_checks(settings)
+    failed = [r for r in results if not r.success]
+    report, alerts = record(settings, results), alert(settings, results)
+    for r in failed:
+        console.print(f"[red]data quality FAIL[/] {r.table}.{r.column or '*'}: {r.expectation} "
+                      f"({r.unexpected:,} unexpected)")
+    console.print(f"data quality: {len(results) - len(failed)}/{len(results)} expectations passed "
+                  f"({alerts} alert events) · report {report}")
     console.print(f"Delta tables in {settings.resolve(settings.lakehouse.root)} · try "
                   f"streamgate query \"select * from responses limit 5\"")
 

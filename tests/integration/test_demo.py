@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 
-from lakehouse.query import run_query
+from lakehouse.quality import alert, record, run_checks
+from lakehouse.query import find_tables, run_query
 from lakehouse.silver import merge_request_facts
 from streamgate.config import Settings
 from streamgate.demo.processes import use_simulator_port
@@ -47,3 +51,12 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert merge_request_facts(external) == answered  # a second MERGE updates in place: still one row each
     [again] = run_query(external, "select count(*) as n from silver_request_facts").to_pylist()
     assert again["n"] == answered
+
+    # data quality: the demo's tables pass every expectation; a duplicated response is caught
+    assert "data quality" in text and all(r.success for r in run_checks(external))
+    responses = Path(find_tables(external.resolve(external.lakehouse.root))["responses"])
+    write_deltalake(str(responses), DeltaTable(str(responses)).to_pyarrow_table().slice(0, 1), mode="append")
+    failed = [r for r in run_checks(external) if not r.success]
+    assert [(r.table, r.expectation, r.unexpected) for r in failed] == [
+        ("responses", "expect_column_values_to_be_unique", 2)]
+    assert alert(external, failed) == 1 and record(external, failed).exists()
