@@ -7,6 +7,7 @@ import logging
 from aggregation.usage import LiveUsage
 from streamgate.config import Settings
 from streams.app import RequestPathDeps, create_app
+from streams.guardrails.budgets import AdmittedUsage
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
 
@@ -18,7 +19,7 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     follower = PolicyFollower(settings, holder)
     follower.start()
     usage = LiveUsage(settings).start()  # budgets read what the aggregator counted
-    deps = RequestPathDeps(policy=holder, usage=usage)
+    deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     try:
         from faust.worker import Worker

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.guardrails.access import check_access
-from streams.guardrails.budgets import UsageReader, check_budget
+from streams.guardrails.budgets import UsageReader, budget_decision
 from streams.guardrails.policy_rules import check_content
 from streams.outcome import Rejection
 from streams.policy.config import GatewayPolicy
@@ -62,24 +62,28 @@ def verdict_event(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, 
 
 def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiScanner,
                   usage: UsageReader, now_ms: int) -> GuardResult:
-    denied = check_access(event, policy) or check_budget(event, policy, usage, now_ms)
+    denied = check_access(event, policy)
+    warnings: list[str] = []
+    if denied is None:
+        denied, warnings = budget_decision(event, policy, usage, now_ms)
     if denied:
         return GuardResult(None, denied)
+    budget = [verdict_event(event, policy, "budget", "warn", [], w) for w in warnings]
     texts = [m["content"] for m in event["messages"]]
     content = check_content(texts, policy.guardrails)
     if content:
         verdict = verdict_event(event, policy, "policy", "block", [], content.message)
-        return GuardResult(None, content, [verdict])
+        return GuardResult(None, content, [*budget, verdict])
     pii = scan_pii(texts, policy, event["team"])
     verdicts = [verdict_event(event, policy, "pii", pii.action, pii.findings, None)] if pii.findings else []
     if pii.action == "block":
         kinds = sorted({f.type for f in pii.findings if f.action == "block"})
         rejection = Rejection("guard", "pii_blocked", f"the prompt contains {', '.join(kinds)}", audit=True)
         verdicts[0]["reason"] = rejection.message
-        return GuardResult(None, rejection, verdicts)
+        return GuardResult(None, rejection, budget + verdicts)
     if pii.action == "redact":
         event = dict(event)
         event["messages"] = [dict(m, content=t) for m, t in zip(event["messages"], pii.texts, strict=True)]
         kinds = sorted({f.type for f in pii.findings if f.action == "redact"})
         event["metadata"] = {**(event.get("metadata") or {}), "guard.pii": "redact:" + "|".join(kinds)}
-    return GuardResult(event, None, verdicts)
+    return GuardResult(event, None, budget + verdicts)

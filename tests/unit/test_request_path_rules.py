@@ -10,7 +10,7 @@ import pytest
 from streamgate.catalog import default_catalog
 from streamgate.client import hash_api_key
 from streams.guardrails.access import check_access
-from streams.guardrails.budgets import UsageSnapshot, check_budget
+from streams.guardrails.budgets import AdmittedUsage, UsageSnapshot, check_budget
 from streams.guardrails.pii_scan import find_pii, scan_pii
 from streams.guardrails.policy_rules import check_content
 from streams.guardrails.stage import guard_request
@@ -96,6 +96,25 @@ def test_budget_limits_per_team_and_key() -> None:
     assert "requests per minute" in over.message
     spent = check_budget(event(), policy, FixedUsage(UsageSnapshot(spend_today_nanousd=1_001)), 0)
     assert spent is not None and "daily spend" in spent.message
+
+
+def test_admissions_count_before_the_aggregator_does() -> None:
+    policy = POLICY.model_copy(update={"budgets": {"search": BudgetLimit(requests_per_minute=3)}})
+    usage = AdmittedUsage(FixedUsage(UsageSnapshot()))  # the aggregator has counted nothing yet
+    decisions = [check_budget(event(), policy, usage, 1_000) for _ in range(5)]
+    assert [d is None for d in decisions] == [True, True, True, False, False]
+    assert check_budget(event(), policy, usage, 61_000) is None  # a new minute starts from the floor
+
+
+def test_soft_limit_admits_with_a_budget_warning_verdict() -> None:
+    limit = BudgetLimit(daily_nanousd=1_000, soft_ratio=0.8)
+    policy = POLICY.model_copy(update={"budgets": {"search": limit}})
+    result = guard_request(event(), policy, scan_pii, FixedUsage(UsageSnapshot(spend_today_nanousd=900)), 0)
+    assert result.rejection is None
+    [warning] = [v for v in result.verdicts if v["guardrail"] == "budget"]
+    assert warning["action"] == "warn" and "daily spend" in warning["reason"]
+    calm = guard_request(event(), policy, scan_pii, FixedUsage(UsageSnapshot(spend_today_nanousd=700)), 0)
+    assert not [v for v in calm.verdicts if v["guardrail"] == "budget"]
 
 
 def test_pii_detection_validators_and_offsets() -> None:
