@@ -80,27 +80,21 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         datadir=str(datadir),
     )
     topics = {t: app.topic(io.names[t], key_serializer="raw", value_serializer="raw") for t in io.names}
-    # request id -> [first seen ms, offset of the record that claimed it]; the offset tells a replay of
-    # the same record after a crash (process it again) from a second record with the same id (drop it)
-    seen = app.Table("dedup", default=list, partitions=6, key_type=bytes)
-    window_ms = deps.policy.policy.validation.dedup_window_s * 1000
+    duplicate = _Claims(app, deps.policy.policy.validation.dedup_window_s * 1000).duplicate
 
     def validate(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
         rejection = validate_request(event, deps.policy.policy, deps.catalog)
         if rejection:
             return StageResult(rejection=rejection)
+        if (dup := duplicate("validate", event, fev)) is not None:
+            return dup
         rid = event["request_id"].encode()
-        now, offset = int(time.time() * 1000), fev.message.offset
-        claim = seen[rid]
-        if claim and now - claim[0] < window_ms and claim[1] != offset:
-            message = f"request {event['request_id']} was already accepted"
-            return StageResult(rejection=Rejection("validate", "duplicate", message, respond=False))
-        if not claim or claim[1] != offset:
-            seen[rid] = [now, offset]
         # validation changes nothing: forward the original bytes instead of encoding again
         return StageResult([Output(io.names[Topic.VALIDATED], fev.message.key or rid, _raw(fev))])
 
     def guard(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+        if (dup := duplicate("guard", event, fev)) is not None:
+            return dup
         result = guard_request(event, deps.policy.policy, deps.scan_pii, deps.usage, int(time.time() * 1000))
         outputs = [io.out(Topic.VERDICTS, event["request_id"], v) for v in result.verdicts]
         if result.rejection is None and result.event is event:  # untouched: forward the original bytes
@@ -110,6 +104,8 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         return StageResult(outputs, result.rejection)
 
     def route(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
+        if (dup := duplicate("route", event, fev)) is not None:
+            return dup
         routed = route_stage(event, deps.policy.policy, deps.health, deps.rng)
         if isinstance(routed, Rejection):
             return StageResult(rejection=routed)
@@ -149,6 +145,34 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     app.agent(topics[Topic.VALIDATED], name=f"{app_id}.guard")(stage_agent(Topic.VALIDATED, "guard", guard))
     app.agent(topics[Topic.GUARDED], name=f"{app_id}.route")(stage_agent(Topic.GUARDED, "route", route))
     return app
+
+
+class _Claims:
+    """Every stage claims request ids: the request path is at-least-once, and a record seen twice under
+    another offset (a producer retry, a faust redelivery, a gap re-enqueue) must not be decided twice —
+    a second decision can differ (budgets move) and would give the caller a second answer.
+
+    request id -> [first seen ms, offset of the record that claimed it]; the offset tells a replay of
+    the same record after a crash (process it again) from a second record with the same id (drop it).
+    """
+
+    def __init__(self, app: faust.App, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.tables = {stage: app.Table(name, default=list, partitions=6, key_type=bytes)
+                       for stage, name in (("validate", "dedup"), ("guard", "dedup-guard"),
+                                           ("route", "dedup-route"))}
+
+    def duplicate(self, stage: str, event: dict[str, Any],
+                  fev: faust.types.EventT[bytes]) -> StageResult | None:
+        table, rid = self.tables[stage], event["request_id"].encode()
+        now, offset = int(time.time() * 1000), fev.message.offset
+        claim = table[rid]
+        if claim and now - claim[0] < self.window_ms and claim[1] != offset:
+            message = f"request {event['request_id']} was already seen by the {stage} stage"
+            return StageResult(rejection=Rejection(stage, "duplicate", message, respond=False))
+        if not claim or claim[1] != offset:
+            table[rid] = [now, offset]
+        return None
 
 
 def _raw(fev: faust.types.EventT[bytes]) -> bytes:
