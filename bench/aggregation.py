@@ -21,24 +21,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aggregation.loop import Aggregator
 from aggregation.usage import LiveUsage
-from bench.harness import write_result
+from bench.harness import bench_settings, write_result
 from schemas import make_codec
-from schemas.topics import load_topic_specs
-from streamgate.config import Settings, load_settings
+from streamgate.config import Settings
 from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import consumer_config, producer_config
-from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
 
 N = 100_000
 
 
 def _settings() -> Settings:
-    base = load_settings()
-    settings = base.model_copy(update={"kafka": base.kafka.model_copy(
-        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
-    LocalKafka(settings).up()
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    settings: Settings = bench_settings()
     return settings
 
 

@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import io
-import uuid
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from bench.harness import rate, write_result
+from bench.harness import bench_settings, rate, write_result
 from schemas import SingleObjectCodec, default_catalog
 from streamgate.demo import workload
 
@@ -58,18 +57,10 @@ def measure_codec() -> dict[str, float]:
 def measure_produce() -> dict[str, float]:
     from confluent_kafka import Producer
 
-    from schemas.topics import load_topic_specs
     from streamgate.client import RequestProducer
-    from streamgate.config import load_settings
     from streamgate.kafka.clients import producer_config
-    from streamgate.kafka.launcher import LocalKafka
-    from streamgate.kafka.topics import apply_topics
 
-    base = load_settings()
-    settings = base.model_copy(update={"kafka": base.kafka.model_copy(
-        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
-    LocalKafka(settings).up()
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    settings = bench_settings()
     requests = list(workload.requests(N, seed=12, run_id="bench"))
     encoded = SingleObjectCodec("requests", "Request").encode_many(r.to_event() for r in requests)
     topic = settings.kafka.topic_prefix + "requests"

@@ -69,3 +69,20 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], what: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} {what} -> {path}")
+
+
+def bench_settings() -> Any:
+    """Settings with a fresh topic prefix on the local broker (started if needed), topics applied."""
+    import uuid
+
+    from schemas.topics import load_topic_specs
+    from streamgate.config import load_settings
+    from streamgate.kafka.launcher import LocalKafka
+    from streamgate.kafka.topics import apply_topics
+
+    base = load_settings()
+    settings = base.model_copy(update={"kafka": base.kafka.model_copy(
+        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
+    LocalKafka(settings).up()
+    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    return settings

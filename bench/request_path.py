@@ -16,17 +16,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.harness import write_result
+from bench.harness import bench_settings, write_result
 from schemas import SingleObjectCodec
-from schemas.topics import load_topic_specs
 from streamgate.catalog import default_catalog
 from streamgate.client import ChatMessage
-from streamgate.config import Settings, load_settings
+from streamgate.config import Settings
 from streamgate.demo import workload
 from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
-from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
 from streams.guardrails.budgets import NoUsage
 from streams.guardrails.pii_scan import scan_pii
 from streams.guardrails.stage import guard_request
@@ -71,11 +68,7 @@ def logic_rate(events: list[dict[str, Any]]) -> float:
 
 
 def _settings() -> Settings:
-    base = load_settings()
-    settings = base.model_copy(update={"kafka": base.kafka.model_copy(
-        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
-    LocalKafka(settings).up()
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    settings: Settings = bench_settings()
     return settings
 
 
