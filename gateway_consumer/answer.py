@@ -64,7 +64,8 @@ class _Attempts:
         prompt = reply.prompt_tokens if reply else 0
         completion = reply.completion_tokens if reply else 0
         cached = reply.cached_tokens if reply else 0
-        cost, price_version = (0, None) if cache_kind else self._price(target, prompt, completion, cached)
+        cost, price_version = ((0, None) if cache_kind
+                               else self._price(target, prompt, completion, cached, int(started * 1000)))
         event = {
             "event_id": str(uuid.uuid4()), "request_id": r["request_id"], "trace_id": r["trace_id"],
             "attempt": len(self.events) + 1, "fallback_index": index, "team": r["team"],
@@ -87,8 +88,9 @@ class _Attempts:
         self.events.append(event)
         return event
 
-    def _price(self, target: dict[str, Any], prompt: int, completion: int,
-               cached: int) -> tuple[int, str | None]:
+    def _price(self, target: dict[str, Any], prompt: int, completion: int, cached: int,
+               at_ms: int) -> tuple[int, str | None]:
+        """Priced at the prices in effect when the attempt started (a later change never reprices it)."""
         try:
             info = self.deps.catalog.get(f"{target['provider']}/{target['model']}")
         except UnknownModelError:
@@ -96,6 +98,7 @@ class _Attempts:
                 info = self.deps.catalog.get(target["model"])
             except UnknownModelError:
                 return 0, "unpriced"  # visible in telemetry, never a silent $0
+        info = self.deps.catalog.priced_at(info, at_ms)
         return info.cost_nanousd(prompt, completion, cached), info.source or None
 
 

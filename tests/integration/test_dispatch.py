@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from tests.conftest import free_port
 from tests.helpers.dispatch import DispatchRig, routed
@@ -47,7 +48,12 @@ def test_success_emits_one_response_and_priced_telemetry(rig: DispatchRig) -> No
         assert response["provider"] == "sim" and response["model"] == "sim-small"
         [attempt] = rig.telemetry[e["request_id"]]
         assert attempt["status"] == "ok" and attempt["prompt_tokens"] > 0
-        assert attempt["cost_nanousd"] > 0 and attempt["price_version"] == "local"
+        # priced exactly, at the prices in effect when the attempt started (config/catalog/price_changes.csv)
+        catalog = default_catalog()
+        prices = catalog.priced_at(catalog.get("sim-small"), attempt["started_at"])
+        assert attempt["price_version"] == prices.source and prices.source.startswith("local")
+        assert attempt["cost_nanousd"] == prices.cost_nanousd(
+            attempt["prompt_tokens"], attempt["completion_tokens"], attempt["cached_tokens"]) > 0
         assert response["cost_nanousd"] == attempt["cost_nanousd"]
 
 
