@@ -73,6 +73,7 @@ class LiveUsage:
         self.thread = threading.Thread(target=self._follow, name="usage-follower", daemon=True)
         #: how long after its event the latest row became visible here (enforcement lag), ms
         self.last_lag_ms: float | None = None
+        self._seen = 0
 
     def start(self) -> LiveUsage:
         parts = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
@@ -101,7 +102,16 @@ class LiveUsage:
                 group = (row["window"], int(row["window_start"]), row["dimension"], row["dimension_value"])
                 with self.lock:
                     self.rows[group][int(row["source_partition"])] = row
+                    self._seen += 1
+                    if self._seen % 10_000 == 0:
+                        self._prune(int(row["watermark_ms"]))
                 self.last_lag_ms = time.time() * 1000 - int(row["watermark_ms"])
+
+    def _prune(self, now_ms: int) -> None:
+        """Keep the minutes a limit can still read and this month's days (and last month's, at the turn)."""
+        for group in [g for g in self.rows if (g[0] == "1m" and g[1] < now_ms - 120_000)
+                      or (g[0] == "1d" and g[1] < now_ms - 32 * 86_400_000)]:
+            del self.rows[group]
 
     def _sum(self, group: Group, *fields: str) -> int:
         with self.lock:

@@ -28,7 +28,7 @@ from streams.gaps import GapRepair
 from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.pii_scan import scan_pii
 from streams.guardrails.stage import PiiScanner, guard_request
-from streams.io import Output, StageIO
+from streams.io import Output, StageIO, redaction_audit
 from streams.outcome import Rejection
 from streams.policy.holder import PolicyHolder
 from streams.route.health import ProviderHealth, StaticHealth
@@ -101,6 +101,9 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
             outputs.append(Output(io.names[Topic.GUARDED], fev.message.key or b"", _raw(fev)))
         elif result.rejection is None and result.event is not None:
             outputs.append(io.out(Topic.GUARDED, fev.message.key or b"", result.event))
+            if redacted := (result.event.get("metadata") or {}).get("guard.pii"):
+                audit = redaction_audit(event, redacted.removeprefix("redact:"), deps.policy.policy.version)
+                outputs.append(io.out(Topic.AUDIT, fev.message.key or b"", audit))
         return StageResult(outputs, result.rejection)
 
     def route(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:

@@ -77,6 +77,16 @@ def rejected_response(event: dict[str, Any], rejection: Rejection) -> dict[str, 
     }
 
 
+def redaction_audit(event: dict[str, Any], redacted: str, policy_version: str) -> dict[str, Any]:
+    """A prompt changed before it was persisted or sent: who, what kinds, under which policy."""
+    return {
+        "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
+        "action": "redact", "resource": f"request:{event['request_id']}", "decision": "redacted",
+        "reason": f"PII redacted: {redacted}", "request_id": event["request_id"], "team": event.get("team"),
+        "config_version": policy_version, "details": {"stage": "guard", "model": str(event.get("model"))},
+    }
+
+
 def audit_event(event: dict[str, Any], rejection: Rejection, policy_version: str | None) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",

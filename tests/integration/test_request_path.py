@@ -121,6 +121,9 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     assert any(d["original_value"] == b"\x00garbage" for d in letters)
     audited = {a["request_id"] for a in out["audit"]}
     assert {ids[n] for n in ("ssn", "denied", "no_region", "blocked_topic")} <= audited
+    [redaction] = [a for a in out["audit"] if a["request_id"] == ids["pii"]]
+    assert redaction["action"] == "redact" and redaction["reason"] == "PII redacted: EMAIL"
+    assert redaction["config_version"]
     pii_verdicts = [v for v in out["guardrail.verdicts"] if v["request_id"] == ids["pii"]]
     assert pii_verdicts and pii_verdicts[0]["entities"][0]["type"] == "EMAIL"
     # nothing downstream of the guard stage carries the raw e-mail address or the API key

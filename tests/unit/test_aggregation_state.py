@@ -60,3 +60,19 @@ def test_closed_windows_are_evicted_but_open_ones_kept() -> None:
     assert state.evict_closed() > 0
     assert CellKey("1m", T0, "team", "search", 0) not in state.cells
     assert CellKey("1d", window_bounds("1d", T0)[0], "team", "search", 0) in state.cells
+
+
+def test_live_usage_forgets_minutes_no_limit_reads_any_more() -> None:
+    from aggregation.usage import LiveUsage
+    from streamgate.config import Settings
+
+    live = LiveUsage(Settings())  # not started: no broker needed to hold and prune rows
+    now = T0 + 10 * 60_000
+    for start in (T0, now - 60_000, now):
+        live.rows[("1m", start, "team", "search")][0] = {"requests": 1}
+    live.rows[("1d", T0 - 40 * 86_400_000, "team", "search")][0] = {"cost_nanousd": 1}
+    live.rows[("1d", T0 - 86_400_000, "team", "search")][0] = {"cost_nanousd": 1}
+    live._prune(now)
+    assert sorted((w, s) for w, s, _, _ in live.rows) == [
+        ("1d", T0 - 86_400_000), ("1m", now - 60_000), ("1m", now)]
+    live.consumer.close()
