@@ -111,3 +111,29 @@ def check(config: Path | None = ConfigOption) -> None:
     typer.echo(f"{len(results)} expectations, {len(failed)} failed, {alerts} alert events · report: {report}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def refine(
+    every: float = typer.Option(60.0, help="Seconds between rounds of silver, gold and checks."),
+    maintain_every: float = typer.Option(3600.0, help="Seconds between rounds of table care."),
+    once: bool = typer.Option(False, "--once", help="Run one round and exit (for cron)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Keep silver, gold and the quality checks current (and the tables cared for) on a schedule."""
+    import logging
+    import signal
+
+    from lakehouse.refine import refine_forever, refine_once
+
+    settings = settings_or_exit(config)
+    if once:
+        done = refine_once(settings)
+        typer.echo(f"{done.facts:,} facts merged · gold {done.gold_rows} · "
+                   f"{done.checks - done.failed}/{done.checks} checks passed")
+        raise typer.Exit(1 if done.failed else 0)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    running = [True]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: running.__setitem__(0, False))
+    refine_forever(settings, every, maintain_every, running)

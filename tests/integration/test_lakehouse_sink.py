@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from lakehouse.gold import rebuild_daily_cost, touched_dates
 from lakehouse.maintain import maintain_all
 from lakehouse.query import run_query
+from lakehouse.refine import refine_once
 from lakehouse.sink import bronze_root
 from schemas import make_codec
 from streamgate.config import Settings
@@ -87,6 +88,9 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
     [again] = run_query(settings, "select sum(cost_nanousd) as cost from gold_daily_cost").to_pylist()
     assert again["cost"] == gold["cost"]
 
+    done = refine_once(settings)  # the scheduled round: gold for recent dates, then the GX suites
+    assert set(done.gold_rows) == {"daily_cost", "provider_daily"} and done.checks > 0 and done.failed == 0
+
     offsets = {p: table.transaction_version(f"{settings.kafka.topic_prefix}streamgate-lakehouse:{topic}:{p}")
                for p in range(6)}
     [care] = [c for c in maintain_all(settings) if c.table == "telemetry"]
@@ -96,3 +100,40 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
     assert {p: after.transaction_version(f"{settings.kafka.topic_prefix}streamgate-lakehouse:{topic}:{p}")
             for p in range(6)} == offsets
     after.load_as_version(1)  # time travel still works within the retention
+
+
+def test_two_sinks_share_the_partitions_and_append_to_one_table(settings: Settings, topics: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
+        update={"batch_rows": 500, "flush_s": 0.3})})
+    config = write_config(settings, tmp_path / "sink.yaml")
+    exe = Path(sys.executable).parent / "streamgate"
+    logs = [tmp_path / f"sink-{i}.log" for i in "ab"]
+    procs = [subprocess.Popen([str(exe), "lakehouse", "sink", "--instance", i, "--config", str(config)],
+                              stdout=log.open("ab"), stderr=subprocess.STDOUT)
+             for i, log in zip("ab", logs, strict=True)]
+    try:
+        time.sleep(8)  # both have joined the group before the records arrive
+        topic, codec = topics["telemetry"], make_codec(topics["telemetry"], "Telemetry")
+        producer = Producer(producer_config(settings, client_id="t"))
+        events = list(telemetry_events(8_000, start_ms=int(time.time() * 1000) - 60_000, span_ms=60_000))
+        for e in events:
+            producer.produce(topic, codec.encode(e), e["request_id"].encode())
+            producer.poll(0)
+        producer.flush(30)
+        path = bronze_root(settings) / "telemetry"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(_rows(path)) < len(events):
+            time.sleep(1)
+        time.sleep(2)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+    rows = _rows(path)
+    assert len(rows) == len(set(rows)) == len(events)
+    writers = {p for p, _ in rows}
+    assert writers == set(range(6))
+    owned = [max((int(line.split("assigned ")[1].split()[0]) for line in log.read_text().splitlines()
+                  if "assigned " in line), default=0) for log in logs]
+    assert min(owned) > 0, f"both sinks must own partitions (cooperative split): {owned}"
