@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.gold import rebuild_daily_cost, touched_dates
 from lakehouse.maintain import maintain_all
@@ -137,3 +138,35 @@ def test_two_sinks_share_the_partitions_and_append_to_one_table(settings: Settin
     owned = [max((int(line.split("assigned ")[1].split()[0]) for line in log.read_text().splitlines()
                   if "assigned " in line), default=0) for log in logs]
     assert min(owned) > 0, f"both sinks must own partitions (cooperative split): {owned}"
+
+
+def test_a_field_added_to_the_schema_is_added_to_the_table_without_rewriting_it(
+        settings: Settings, topics: dict[str, str]) -> None:
+    from lakehouse.sink import BronzeSink
+    from lakehouse.tables import BRONZE
+
+    table = next(t for t in BRONZE if t.name == "telemetry")
+    old_schema = pa.schema([f for f in table.schema() if f.name != "cache_kind"])  # Telemetry v1's columns
+    path = bronze_root(settings) / "telemetry"
+    [old] = telemetry_events(1, start_ms=int(time.time() * 1000))
+    old_row = {k: v for k, v in old.items() if k != "cache_kind"} | {
+        "_partition": 0, "_offset": -1, "_kafka_ts": old["ended_at"], "date": "2026-01-01"}
+    write_deltalake(str(path), pa.Table.from_pylist([old_row], schema=old_schema), partition_by=["date"])
+    first_files = set(DeltaTable(str(path)).file_uris())
+
+    codec = make_codec(topics["telemetry"], "Telemetry")
+    producer = Producer(producer_config(settings, client_id="t"))
+    events = list(telemetry_events(200, start_ms=int(time.time() * 1000), seed=5))
+    for e in events:
+        producer.produce(topics["telemetry"], codec.encode(e), e["request_id"].encode())
+    producer.flush(30)
+    sink = BronzeSink(settings, instance="evolve", tables=(table,))
+    assert sink.run(idle_exit_s=3.0)["rows:telemetry"] == len(events)
+
+    evolved = DeltaTable(str(path))
+    assert "cache_kind" in evolved.schema().to_arrow().names
+    assert first_files <= set(evolved.file_uris())  # the old file is still there, untouched
+    kinds = evolved.to_pyarrow_table(columns=["_offset", "cache_kind"]).to_pylist()
+    assert [k["cache_kind"] for k in kinds if k["_offset"] == -1] == [None]
+    assert sorted((k["cache_kind"] or "") for k in kinds if k["_offset"] >= 0) == sorted(
+        (e["cache_kind"] or "") for e in events)
