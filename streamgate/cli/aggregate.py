@@ -34,9 +34,11 @@ def usage(
     since: str | None = typer.Option(None, help="Only windows starting at or after this UTC date/time "
                                      "(ISO 8601, e.g. 2026-11-25 or 2026-11-25T10:00)."),
     output: str = typer.Option("table", help="table, csv or json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --output json."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Usage and cost per window and dimension value, summed over every telemetry partition."""
+    """Usage and cost per window and dimension value, summed over every telemetry partition, beside the
+    limits that apply (budgets in config/gateway.yaml, for teams and keys)."""
     from aggregation.restore import read_committed_rows
     from aggregation.usage import totals
     from schemas import make_codec
@@ -46,6 +48,7 @@ def usage(
         raise fail(f"unknown dimension {by!r}; choose one of {', '.join(DIMENSIONS)}", 2)
     if window not in ("1m", "1h", "1d"):
         raise fail(f"unknown window {window!r}; choose 1m, 1h or 1d", 2)
+    output = "json" if as_json else output
     if output not in ("table", "csv", "json"):
         raise fail(f"unknown output {output!r}; choose table, csv or json", 2)
     try:
@@ -69,7 +72,7 @@ def usage(
         "tokens_in": t.counts["prompt_tokens"], "tokens_out": t.counts["completion_tokens"],
         "cost_usd": f"{t.counts['cost_nanousd'] / 1e9:.6f}", "cost_nanousd": t.counts["cost_nanousd"],
         "p50_ms": _ms(t.quantile(0.5)), "p95_ms": _ms(t.quantile(0.95)), "p99_ms": _ms(t.quantile(0.99)),
-        "late_events": t.counts["late_events"],
+        "late_events": t.counts["late_events"], **_limits(by, t.value),
     } for t in found]
     if output == "json":
         typer.echo(json.dumps(records, indent=2))
@@ -79,12 +82,29 @@ def usage(
             for r in records:
                 typer.echo(",".join(str(v) for v in r.values()))
     else:
+        # the table keeps what fits a terminal; csv and json carry every column
+        columns = ("window_start", by, "requests", "errors", "cache_hits", "cost_usd", "p95_ms",
+                   "limit_usd_day", "limit_rpm")
         table = Table(title=f"usage per {by}, {window} windows (as of {time.strftime('%H:%M:%S')})")
-        for column in records[0] if records else ("window_start", by):
-            table.add_column(column, justify="left" if column in ("window_start", by) else "right")
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("window_start", by) else "right",
+                             overflow="fold")
         for r in records:
-            table.add_row(*(str(v) for v in r.values()))
-        Console().print(table)
+            table.add_row(*(str(r[c]) for c in columns))
+        Console(width=max(Console().width, 120)).print(table)
+
+
+def _limits(by: str, value: str) -> dict[str, str]:
+    """The budget of a team (or of a key, whose budgets are keyed `team/<hash>`), as printed columns."""
+    from streams.policy.config import load_policy
+
+    budgets = load_policy().budgets
+    limit = budgets.get(value) if by == "team" else next(
+        (b for k, b in budgets.items() if by == "api_key" and k.endswith("/" + value)), None)
+    if limit is None:
+        return {"limit_usd_day": "", "limit_rpm": ""}
+    day = "" if limit.daily_nanousd is None else f"{limit.daily_nanousd / 1e9:.6f}"
+    return {"limit_usd_day": day, "limit_rpm": str(limit.requests_per_minute or "")}
 
 
 def _ms(value: float | None) -> str:

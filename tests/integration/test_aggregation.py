@@ -3,6 +3,7 @@ kill -9 at random moments; bad records are dead-lettered; budgets read what it c
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -16,11 +17,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from typer.testing import CliRunner
 
 from aggregation.restore import read_committed_rows
 from aggregation.usage import LiveUsage, totals
 from aggregation.windows import dimension_values
 from schemas import make_codec
+from streamgate.cli.main import app
 from streamgate.config import Settings
 from streamgate.demo.processes import write_config
 from streamgate.demo.telemetry import telemetry_events
@@ -168,3 +171,9 @@ def test_live_usage_reads_what_the_aggregator_counted(settings: Settings, topics
         assert live.last_lag_ms is not None
     finally:
         live.close()
+    # the same figure through the command analysts run
+    printed = CliRunner().invoke(app, ["usage", "--by", "team", "--window", "1d", "--json",
+                                       "--config", str(aggregator.config)])
+    assert printed.exit_code == 0, printed.output
+    [row] = [r for r in json.loads(printed.output) if r["team"] == team]
+    assert row["cost_nanousd"] == want
