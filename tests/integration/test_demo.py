@@ -52,6 +52,14 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     [again] = run_query(external, "select count(*) as n from silver_request_facts").to_pylist()
     assert again["n"] == answered
 
+    # no raw PII at rest: the values the workload injects (redacted or blocked for every team by the
+    # policy) appear in no bronze, silver or gold table, though the guardrails saw them on the way in
+    injected = ("4111 1111 1111 1111", "123-45-67", "DE89 3704 0044 0532 0130 00", "+1 415 555 01")
+    assert sum(outcomes.entities[k] for k in ("CREDIT_CARD", "US_SSN", "IBAN", "PHONE")) > 0
+    for name, path in find_tables(external.resolve(external.lakehouse.root)).items():
+        stored = repr(DeltaTable(str(path)).to_pyarrow_table().to_pylist())
+        assert not [v for v in injected if v in stored], f"raw PII at rest in {name}"
+
     # data quality: the demo's tables pass every expectation; a duplicated response is caught
     assert "data quality" in text and all(r.success for r in run_checks(external))
     responses = Path(find_tables(external.resolve(external.lakehouse.root))["responses"])
