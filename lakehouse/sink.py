@@ -81,6 +81,9 @@ class BronzeSink:
             "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False})
         self.counts: dict[str, int] = defaultdict(int)
         self.running = True
+        #: monotonic times of the first record buffered and the last commit: the steady-state window
+        self.first_record_at: float | None = None
+        self.last_commit_at: float | None = None
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"{self.group}:{topic}:{partition}"
@@ -122,6 +125,8 @@ class BronzeSink:
         return dict(self.counts)
 
     def _buffer(self, batch: list[Message]) -> None:
+        if batch and self.first_record_at is None:
+            self.first_record_at = time.monotonic()
         buffers = {topic: self.buffers[table.name] for topic, table in self.by_topic.items()}
         for msg in batch:
             if msg.error():
@@ -150,6 +155,7 @@ class BronzeSink:
                         schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
         self.counts[f"rows:{name}"] += data.num_rows
         self.counts["commits"] += 1
+        self.last_commit_at = time.monotonic()
         offsets = [TopicPartition(topic, p, o + 1) for p, o in buffer.last.items()]
         self.consumer.commit(offsets=offsets, asynchronous=True)  # for lag only; Delta is the truth
         buffer.clear()
@@ -185,7 +191,8 @@ class BronzeSink:
                 "_offset": pa.array([m.offset() for m in messages], pa.int64()).take(taken),
                 "_kafka_ts": ts, "date": ts.cast(pa.date32()).cast(pa.string())}
         columns = [batch.table.column(f.name) if f.name not in meta else meta[f.name] for f in schema]
-        return pa.Table.from_arrays(columns, schema=schema)
+        # one chunk: delta-rs writes a file per record batch of a partition, and the reader's are small
+        return pa.Table.from_arrays(columns, schema=schema).combine_chunks()
 
     def _transformed(self, topic: str, values: list[bytes]) -> ArrowBatch:
         table = self.by_topic[topic]

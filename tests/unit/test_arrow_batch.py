@@ -33,7 +33,7 @@ def test_every_event_type_decodes_to_the_rows_per_record_decoding_gives(name: st
 
 
 def test_bad_records_take_only_their_own_place() -> None:
-    codec, decoder, schema = _decoder("Telemetry")
+    codec, decoder, _ = _decoder("Telemetry")
     good = codec.encode_many([sample_event("Telemetry", seed) for seed in range(10)])
     truncated = good[3][:-4]
     unknown = b"\xc3\x01" + b"\x01" * 8 + good[4][10:]
