@@ -28,6 +28,7 @@ from schemas.deadletter import dead_letter_from_error
 from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
 
 log = logging.getLogger("streamgate.aggregation")
@@ -161,6 +162,8 @@ class Aggregator:
 
 def run_aggregator(settings: Settings, *, instance: str = "0") -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    counts = Aggregator(settings, instance=instance).run()
+    aggregator = Aggregator(settings, instance=instance)
+    freeze_startup_heap()
+    counts = aggregator.run()
     log.info("stopped: %s", dict(counts))
     return dict(counts)

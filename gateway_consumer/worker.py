@@ -16,7 +16,7 @@ def run_dispatcher(settings: Settings, *, instance: str = "0") -> None:
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance)
+    dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance, freeze_heap=True)
     try:
         asyncio.run(dispatcher.run())
     finally:

@@ -30,6 +30,7 @@ from schemas.arrow_batch import ArrowBatch, ArrowBatchDecoder
 from schemas.errors import EventDecodeError
 from schemas.topics import physical_name
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config
 
 log = logging.getLogger("streamgate.lakehouse")
@@ -209,6 +210,8 @@ class BronzeSink:
 
 def run_sink(settings: Settings, *, instance: str = "0") -> dict[str, int]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    counts = BronzeSink(settings, instance=instance).run()
+    sink = BronzeSink(settings, instance=instance)
+    freeze_startup_heap()
+    counts = sink.run()
     log.info("stopped: %s", counts)
     return counts

@@ -46,6 +46,7 @@ from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
 from streams.policy.config import GatewayPolicy
 
@@ -69,8 +70,10 @@ class DispatchStats:
 
 class Dispatcher:
     def __init__(self, settings: Settings, policy: Callable[[], GatewayPolicy], *, instance: str = "0",
-                 keep_samples: bool = False) -> None:
-        self.settings, self.policy = settings, policy
+                 keep_samples: bool = False, freeze_heap: bool = False) -> None:
+        """`freeze_heap`: a worker process takes its start-up heap out of garbage collection
+        (`streamgate.gc_tuning`) once its dependencies are built; a test process does not."""
+        self.settings, self.policy, self.freeze_heap = settings, policy, freeze_heap
         prefix = settings.kafka.topic_prefix
         self.topics = {t: physical_name(t, prefix) for t in Topic}
         registry = settings.schema_registry.url
@@ -140,6 +143,8 @@ class Dispatcher:
         timeout = aiohttp.ClientTimeout(total=None)  # per-attempt timeouts are the targets' own
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             deps = self.deps = self._deps(session)
+            if self.freeze_heap:
+                freeze_startup_heap()
             next_commit = time.monotonic()
             commit: asyncio.Task[None] | None = None
             while not self.stop.is_set():

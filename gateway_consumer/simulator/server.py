@@ -181,5 +181,7 @@ def create_app(profiles: Profiles, seed: int | None = None) -> web.Application:
 
 
 def serve(host: str, port: int, profiles_path: Path, seed: int | None = None) -> None:
+    # a gateway opens hundreds of connections at once when traffic starts: with the default backlog
+    # (128) the kernel drops the excess SYNs and those clients wait seconds for a retransmit
     web.run_app(create_app(load_profiles(profiles_path), seed), host=host, port=port, access_log=None,
-                print=lambda msg: print(f"simulator: {msg}", flush=True))
+                backlog=4096, print=lambda msg: print(f"simulator: {msg}", flush=True))
