@@ -173,14 +173,17 @@ def main() -> dict[str, Any]:
             peak_mb, inflight = _inflight_memory(settings, Path(tmp), sim)
         finally:
             sim.stop()
-    p50, p99 = added
+    p50, p99 = added["p50"], added["p99"]
     result = {"requests": N, "requests_per_s": throughput, "bare_http_requests_per_s": bare,
               "dispatch_over_bare_http": throughput / bare, "added_latency_p50_ms": p50,
-              "added_latency_p99_ms": p99, "peak_rss_mb_2000_inflight": peak_mb, "inflight": inflight}
+              "added_latency_p99_ms": p99, "added_latency_first_second_p99_ms": added["cold_p99"],
+              "peak_rss_mb_2000_inflight": peak_mb, "inflight": inflight}
     table = [("(1) dispatch throughput, simulator at 0 ms", f"{throughput:,.0f} requests/s"),
              ("baseline: bare aiohttp loop to the same simulator", f"{bare:,.0f} requests/s"),
              ("dispatch / bare HTTP", f"{throughput / bare:.2f}"),
-             ("(2) gateway added latency p50 / p99", f"{p50:.2f} ms / {p99:.2f} ms"),
+             ("(2) gateway added latency p50 / p99 (after the first second)", f"{p50:.2f} ms / {p99:.2f} ms"),
+             (f"    first second ({added['cold_n']:.0f} requests, connections opening) p99",
+              f"{added['cold_p99']:.2f} ms"),
              ("(3) peak RSS, 2,000 in flight at 500 ms", f"{peak_mb:,.0f} MB"),
              ("targets", ">= 3,000 requests/s; p99 added <= 5 ms")]
     write_result("dispatch", result, table)
@@ -189,8 +192,11 @@ def main() -> dict[str, Any]:
     return result
 
 
-async def _paced_latency(settings: Settings, total: int, rate: float) -> tuple[float, float]:
-    """Dispatcher started first, then requests arrive at `rate`/s; added = total - provider time."""
+async def _paced_latency(settings: Settings, total: int, rate: float) -> dict[str, float]:
+    """Dispatcher started first, then requests arrive at `rate`/s; added = total - provider time.
+
+    The first second of traffic is reported apart: its requests open the connections to the provider
+    and the first transaction, which a running gateway has done long before."""
     task = asyncio.create_task(_drain(settings, total, "paced"))
     await asyncio.sleep(3)  # let it join the group and get its partitions
     # the paced producer runs in its own process: as a thread here it took the GIL from the dispatcher's
@@ -200,5 +206,9 @@ async def _paced_latency(settings: Settings, total: int, rate: float) -> tuple[f
     filler.start()
     await asyncio.to_thread(filler.join)
     _, dispatcher = await task
-    added = sorted((s.total_s - s.provider_s) * 1000 for s in dispatcher.stats.samples)
-    return statistics.median(added), added[int(len(added) * 0.99)]
+    samples = dispatcher.stats.samples
+    warm_until = min(s.consumed_at for s in samples) + 1.0
+    cold = sorted((s.total_s - s.provider_s) * 1000 for s in samples if s.consumed_at < warm_until)
+    steady = sorted((s.total_s - s.provider_s) * 1000 for s in samples if s.consumed_at >= warm_until)
+    return {"p50": statistics.median(steady), "p99": steady[int(len(steady) * 0.99)],
+            "cold_p99": cold[int(len(cold) * 0.99)], "cold_n": len(cold)}

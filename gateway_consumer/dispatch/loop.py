@@ -59,6 +59,7 @@ class LatencySample:
 
     total_s: float
     provider_s: float
+    consumed_at: float  # perf_counter() when consumed
 
 
 @dataclass
@@ -247,7 +248,8 @@ class Dispatcher:
         self.stats.counts["answered_" + outcome.response["status"]] += 1
         self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
         if self.stats.keep_samples:
-            self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s))
+            self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s,
+                                                    consumed))
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
         value = self.codecs[topic].encode(record)
