@@ -23,7 +23,19 @@ _API_KEY = re.compile(
     r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
     r"|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----"
     r"|(?i:(?:api[_-]?key|secret|token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-+/]{16,})")
-_KEY_HINTS = ("sk-", "AKIA", "gh", "xox", "AIza", "PRIVATE KEY", "key", "KEY", "ecret", "oken", "assword")
+#: Literal prefixes of the key formats, and the words a `name = secret` assignment starts with (any case).
+_KEY_PREFIXES = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "PRIVATE KEY")
+_ASSIGNMENT_WORDS = ("key", "secret", "token", "password")
+
+
+def _may_hold_key(text: str) -> bool:
+    """Most prose holds "key" or "token" somewhere; an assignment also needs ':' or '='."""
+    if any(p in text for p in _KEY_PREFIXES):
+        return True
+    if ":" not in text and "=" not in text:
+        return False
+    lowered = text.lower()
+    return any(w in lowered for w in _ASSIGNMENT_WORDS)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?![\w:])")
 #: Runs of digits and the separators numbers are written with; each run is then classified.
@@ -99,7 +111,7 @@ def _candidates(text: str) -> list[tuple[str, int, int]]:
     found: list[tuple[str, int, int]] = []
     if "@" in text:
         found += [("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
-    if any(h in text for h in _KEY_HINTS):
+    if _may_hold_key(text):
         found += [("API_KEY", m.start(), m.end()) for m in _API_KEY.finditer(text)]
     if "::" in text or text.count(":") >= 3:
         found += [("IP_ADDRESS", m.start(), m.end()) for m in _IPV6.finditer(text)]
