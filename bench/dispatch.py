@@ -2,7 +2,9 @@
 requests in flight against a 500 ms simulator.
 
 (1) throughput: N routed requests preloaded, one dispatcher (in this process) drains them; requests/s
-    from the first consumed to the last produced. Its baseline, in the same run: the same requests
+    from the first consumed to the last produced. (1b): two dispatcher processes in one consumer group
+    while 2N requests are produced, from the first produced to the last response committed.
+    Baseline, in the same run: the same requests
     through a bare aiohttp client loop to the same simulator (no Kafka, no bookkeeping); the ratio says
     what the dispatcher's Kafka, transactions and telemetry cost on top of the HTTP calls themselves.
 (2) added latency at a paced load (not saturated; requests produced by a separate process): per
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from bench.harness import write_result
 from gateway_consumer.dispatch import Dispatcher
@@ -33,7 +35,7 @@ from schemas import SingleObjectCodec
 from schemas.topics import load_topic_specs
 from streamgate.config import ProviderSettings, Settings, load_settings
 from streamgate.demo.processes import write_config
-from streamgate.kafka.clients import producer_config
+from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
 from streams.policy.config import load_policy
@@ -154,6 +156,40 @@ def _inflight_memory(settings: Settings, workdir: Path, sim: SimulatorProcess) -
     return peak, peak_inflight
 
 
+def _workers_throughput(settings: Settings, workdir: Path, workers: int, total: int) -> float:
+    """Requests/s of `workers` dispatcher processes in one consumer group (the way dispatch scales):
+    from the first request produced to the last response committed."""
+    prefix = settings.kafka.topic_prefix + f"w{workers}."
+    kafka = settings.kafka.model_copy(update={"topic_prefix": prefix})
+    settings = settings.model_copy(update={"kafka": kafka})
+    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    config = write_config(settings, workdir / f"workers{workers}.yaml")
+    exe = Path(sys.executable).parent / "streamgate"
+    procs = []
+    with open(workdir / "workers.log", "ab") as log:
+        for n in range(workers):
+            args = [str(exe), "dispatch", "worker", "--instance", f"w{n}", "--config", str(config)]
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+    reader = Consumer(consumer_config(settings, group_id=f"bench-count-{uuid.uuid4().hex[:6]}"))
+    try:
+        reader.subscribe([prefix + "responses"])
+        time.sleep(8)  # every worker joined the group and holds its partitions
+        t0, seen = time.perf_counter(), 0
+        _fill(settings, [_routed("zero", i) for i in range(total)])
+        deadline = time.monotonic() + 300
+        while seen < total and time.monotonic() < deadline:
+            seen += sum(1 for m in reader.consume(5000, timeout=0.5) if m.error() is None)
+        if seen < total:
+            raise RuntimeError(f"only {seen} of {total} responses within 300 s; see {workdir}/workers.log")
+        return total / (time.perf_counter() - t0)
+    finally:
+        reader.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
 def main() -> dict[str, Any]:
     settings = _settings(f"benchd{uuid.uuid4().hex[:6]}.")
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,6 +200,7 @@ def main() -> dict[str, Any]:
             _fill(settings, [_routed("zero", i) for i in range(N)])
             elapsed, _ = asyncio.run(_drain(settings, N, "tput"))
             throughput = N / elapsed
+            two_workers = _workers_throughput(settings, Path(tmp), 2, 2 * N)
             paced_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
                 update={"topic_prefix": settings.kafka.topic_prefix + "paced."})})
             apply_topics(settings.kafka.bootstrap(), load_topic_specs(),
@@ -174,13 +211,15 @@ def main() -> dict[str, Any]:
         finally:
             sim.stop()
     p50, p99 = added["p50"], added["p99"]
-    result = {"requests": N, "requests_per_s": throughput, "bare_http_requests_per_s": bare,
+    result = {"requests": N, "requests_per_s": throughput,
+              "two_workers_requests_per_s": two_workers, "bare_http_requests_per_s": bare,
               "dispatch_over_bare_http": throughput / bare, "added_latency_p50_ms": p50,
               "added_latency_p99_ms": p99, "added_latency_first_second_p99_ms": added["cold_p99"],
               "peak_rss_mb_2000_inflight": peak_mb, "inflight": inflight}
     table = [("(1) dispatch throughput, simulator at 0 ms", f"{throughput:,.0f} requests/s"),
              ("baseline: bare aiohttp loop to the same simulator", f"{bare:,.0f} requests/s"),
              ("dispatch / bare HTTP", f"{throughput / bare:.2f}"),
+             ("(1b) two dispatcher processes (one consumer group)", f"{two_workers:,.0f} requests/s"),
              ("(2) gateway added latency p50 / p99 (after the first second)", f"{p50:.2f} ms / {p99:.2f} ms"),
              (f"    first second ({added['cold_n']:.0f} requests, connections opening) p99",
               f"{added['cold_p99']:.2f} ms"),
