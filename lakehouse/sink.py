@@ -32,8 +32,19 @@ from schemas.errors import EventDecodeError
 from schemas.topics import physical_name
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
+from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
+from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 log = logging.getLogger("streamgate.lakehouse")
+C = "lakehouse_sink"
+
+
+def _route(key: str) -> list[Any]:
+    """`BronzeSink.counts` keys ("rows:<table>") -> metric children."""
+    if key.startswith("rows:"):
+        return [EVENTS_OUT.labels(C, "bronze", key.removeprefix("rows:"))]
+    return {"consumed": [EVENTS_IN.labels(C, "bronze")], "commits": [COMMITS.labels(C)],
+            "undecodable": [ERRORS.labels(C, "bronze", "undecodable")]}.get(key, [])
 
 
 def bronze_root(settings: Settings) -> Path:
@@ -57,7 +68,7 @@ class _Buffer:
 
 class BronzeSink:
     def __init__(self, settings: Settings, *, instance: str = "0",
-                 tables: tuple[BronzeTable, ...] = BRONZE) -> None:
+                 tables: tuple[BronzeTable, ...] = BRONZE, heartbeat: Heartbeat | None = None) -> None:
         self.settings, self.root = settings, bronze_root(settings)
         prefix, registry = settings.kafka.topic_prefix, settings.schema_registry.url
         self.group = prefix + settings.lakehouse.group_id
@@ -67,9 +78,13 @@ class BronzeSink:
         self.buffers: dict[str, _Buffer] = defaultdict(_Buffer)
         self.consumer = Consumer(consumer_config(settings, group_id=self.group) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False})
+            "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False}
+            | kafka_lag_stats(C))
         self.counts: dict[str, int] = defaultdict(int)
         self.running = True
+        self.heartbeat = heartbeat or Heartbeat(C, settings.metrics.stale_after_s)
+        self.exported = CountExport(self.counts, _route)
+        self.write_time = LATENCY.labels(C, "delta_write")
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"{self.group}:{topic}:{partition}"
@@ -101,6 +116,8 @@ class BronzeSink:
         last_event = time.monotonic()
         while self.running:
             batch = self.consumer.consume(min(5000, self.settings.lakehouse.batch_rows), timeout=0.2)
+            self.heartbeat.beat()
+            self.counts["consumed"] += len(batch)
             for msg in batch:
                 self._buffer(msg)
             if batch or not self.consumer.assignment():  # idle time counts once partitions are ours
@@ -147,13 +164,16 @@ class BronzeSink:
             full = len(buffer.rows) >= limits.batch_rows
             if force or full or time.monotonic() - buffer.since >= limits.flush_s:
                 self._write(name, buffer)
+                self.exported.publish()
 
     def _write(self, name: str, buffer: _Buffer) -> None:
         topic = next(t for t, table in self.by_topic.items() if table.name == name)
         txns = [Transaction(self.app_id(topic, p), o) for p, o in buffer.last.items()]
         data = pa.Table.from_pylist(buffer.rows, schema=self.schemas[name])
+        began = time.perf_counter()
         write_deltalake(str(self.root / name), data, mode="append", partition_by=["date"],
                         schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
+        self.write_time.observe(time.perf_counter() - began)
         self.counts[f"rows:{name}"] += len(buffer.rows)
         self.counts["commits"] += 1
         offsets = [TopicPartition(topic, p, o + 1) for p, o in buffer.last.items()]
@@ -161,8 +181,10 @@ class BronzeSink:
         buffer.rows, buffer.last = [], {}
 
 
-def run_sink(settings: Settings, *, instance: str = "0") -> dict[str, int]:
+def run_sink(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> dict[str, int]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    counts = BronzeSink(settings, instance=instance).run()
+    heartbeat = serve_metrics(settings, C, metrics_port)
+    counts = BronzeSink(settings, instance=instance, heartbeat=heartbeat).run()
+    heartbeat.stop()
     log.info("stopped: %s", counts)
     return counts

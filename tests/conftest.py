@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import load_topic_specs, physical_name
-from streamgate.config import Settings, load_settings
+from streamgate.config import COMPONENTS, MetricsPorts, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
 
@@ -63,7 +63,11 @@ def kafka_bootstrap(kafka_settings: Settings) -> str:
 def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: the shared broker, a unique topic prefix and a private state directory."""
     kafka = kafka_settings.kafka.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}."})
-    return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state"})
+    # metrics on free ports: components a test starts never clash with a demo or another test run
+    ports = MetricsPorts(**{c: free_port() for c in COMPONENTS})
+    metrics = kafka_settings.metrics.model_copy(update={"ports": ports})
+    return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state",
+                                             "metrics": metrics})
 
 
 @pytest.fixture
