@@ -7,6 +7,7 @@ suite uses that cluster instead and starts nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -27,6 +28,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (held together while chosen, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def local_broker_settings(state_dir: Path) -> Settings:
@@ -64,7 +74,7 @@ def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: the shared broker, a unique topic prefix and a private state directory."""
     kafka = kafka_settings.kafka.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}."})
     # metrics on free ports: components a test starts never clash with a demo or another test run
-    ports = MetricsPorts(**{c: free_port() for c in COMPONENTS})
+    ports = MetricsPorts(**dict(zip(COMPONENTS, free_ports(len(COMPONENTS)), strict=True)))
     metrics = kafka_settings.metrics.model_copy(update={"ports": ports})
     return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state",
                                              "metrics": metrics})
