@@ -17,6 +17,7 @@ from streamgate.observability.metrics import (
 
 C, STAGE = "dispatcher", "dispatch"
 _TOTAL = LATENCY.labels(C, STAGE)
+_PROVIDER: dict[tuple[str, bool], Any] = {}  # children looked up once: `labels()` costs more than observe
 
 
 def route(key: str) -> Iterable[Any]:
@@ -46,7 +47,9 @@ def observe(outcome: Outcome, total_s: float) -> None:
             continue
         ok = event["status"] == "ok"
         if event.get("latency_ms") is not None:
-            PROVIDER_LATENCY.labels(event["provider"], "ok" if ok else "error").observe(
-                event["latency_ms"] / 1000)
+            key = (event["provider"], ok)
+            if key not in _PROVIDER:
+                _PROVIDER[key] = PROVIDER_LATENCY.labels(key[0], "ok" if ok else "error")
+            _PROVIDER[key].observe(event["latency_ms"] / 1000)
         if not ok:
             ERRORS.labels(C, "provider", event.get("error_class") or "error").inc()
