@@ -51,6 +51,7 @@ def _kpis(data: ReportData) -> str:
     tiles = [("requests", "requests", charts.count), ("spend", "spend_usd", charts.usd),
              ("error rate", "error_rate", lambda v: charts.pct(100 * v)),
              ("cache hit rate", "cache_hit_rate", lambda v: charts.pct(100 * v)),
+             ("answered from cache", "answered_from_cache", lambda v: charts.pct(100 * v)),
              ("p95 latency", "latency_p95_ms", charts.ms),
              ("fallback rate", "fallback_rate", lambda v: charts.pct(100 * v)),
              ("guardrail hits", "guardrail_hits", charts.count)]

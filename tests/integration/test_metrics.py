@@ -85,8 +85,10 @@ def test_dispatcher_and_simulator_count_requests_errors_cache_and_breakers(
             rig.collect({e["request_id"] for e in batch}, linger_s=0)
         n = len(ok) + len(repeat) + len(falling)
         assert sum(len(r) for r in rig.responses.values()) == n
+        # lag comes from librdkafka's statistics, every 5 s
         samples = wait_for(ports.dispatcher, lambda s: total(
-            s, "streamgate_events_out_total", component="dispatcher", destination="responses") >= n)
+            s, "streamgate_events_out_total", component="dispatcher", destination="responses") >= n
+            and has(s, LAG), 30)
     finally:
         rig.close()
     c = {"component": "dispatcher"}
@@ -105,6 +107,9 @@ def test_dispatcher_and_simulator_count_requests_errors_cache_and_breakers(
     assert total(samples, "streamgate_circuit_breaker_state", provider="sim", model="down") == 2  # open
     assert total(samples, "streamgate_circuit_breaker_state", provider="sim", model="sim-small") == 0
     assert total(samples, "streamgate_commits_total", **c) > 0
+    lag = [(labels, v) for name, labels, v in samples if name == LAG and labels["component"] == "dispatcher"]
+    assert {labels["topic"] for labels, _ in lag} == {topics["requests.routed"]}
+    assert sum(v for _, v in lag) == 0  # every routed request consumed
 
 
 def test_simulator_serves_metrics_and_health(settings: Settings, tmp_path: Path) -> None:
