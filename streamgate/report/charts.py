@@ -82,6 +82,8 @@ def time_chart(series: Sequence[Series], fmt: Format, label: str, *, kind: str =
     if not series:
         return empty("no data for this period yet")
     xs = sorted({x for s in series for x, _ in s.points})
+    if kind == "area":  # an empty bucket is a zero (nothing spent), not a gap to draw a slope across
+        xs = [xs[0] + i * bucket_s for i in range(round((xs[-1] - xs[0]) / bucket_s) + 1)]
     values = [dict(s.points) for s in series]
     stacked = kind != "line"
     tops = [sum(v.get(x, 0.0) for v in values) for x in xs] if stacked else [
@@ -100,7 +102,8 @@ def time_chart(series: Sequence[Series], fmt: Format, label: str, *, kind: str =
     body = _y_axis(ticks, fmt, py)
     for i in range(6):
         t = x0 + span * i / 5
-        body.append(f'<text class="tick" x="{px(t):.1f}" y="{H - PAD_B + 18}" text-anchor="middle">'
+        anchor = "start" if i == 0 else "end" if i == 5 else "middle"
+        body.append(f'<text class="tick" x="{px(t):.1f}" y="{H - PAD_B + 18}" text-anchor="{anchor}">'
                     f'{_time_label(t, span)}</text>')
     body.append(f'<text class="axis-label" x="{PAD_L + pw / 2}" y="{H - 8}" text-anchor="middle">'
                 f'time (UTC), {_duration(bucket_s)} buckets</text>')
@@ -155,9 +158,9 @@ def _duration(seconds: float) -> str:
 
 def bar_chart(items: Sequence[tuple[str, Sequence[float]]], groups: Sequence[str], fmt: Format,
               label: str) -> str:
-    """Horizontal bars, one row per item and one bar per group in it (p50/p95/p99, say)."""
-    items = [(name, vals) for name, vals in items if any(v > 0 for v in vals)]
-    if not items:
+    """Horizontal bars, one row per item and one bar per group in it (p50/p95/p99, say); a zero is
+    drawn as a hairline, since 0% errors is news too."""
+    if not any(v > 0 for _, vals in items for v in vals):
         return empty("no data yet")
     left, bar_h, gap = 200, 14 if len(groups) > 1 else 20, 12
     row_h = bar_h * len(groups) + gap
@@ -175,6 +178,9 @@ def bar_chart(items: Sequence[tuple[str, Sequence[float]]], groups: Sequence[str
         body.append(f'<text class="tick" x="{px(t):.1f}" y="{height - 14}" text-anchor="middle">'
                     f'{fmt(t)}</text>')
     marks = 0
+    # one bar per row: coloured by the name's place in sorted order, as series are in time charts, so a
+    # team keeps its colour from chart to chart
+    order = {name: i for i, name in enumerate(sorted(name for name, _ in items))}
     for r, (name, vals) in enumerate(items):
         y = PAD_T + r * row_h
         body.append(f'<text class="cat" x="{left - 10}" y="{y + row_h / 2:.1f}" text-anchor="end" '
@@ -183,8 +189,9 @@ def bar_chart(items: Sequence[tuple[str, Sequence[float]]], groups: Sequence[str
             by = y + g * bar_h
             width = max(px(v) - left, 1.0)
             tip = f"{name} {group}: {fmt(v)}" if group else f"{name}: {fmt(v)}"
+            fill = colour(group, order[name] if len(groups) == 1 else g)
             body.append(f'<rect class="mark" x="{left}" y="{by:.1f}" width="{width:.1f}" '
-                        f'height="{bar_h - 2}" rx="2" fill="{colour(group, r if len(groups) == 1 else g)}">'
+                        f'height="{bar_h - 2}" rx="2" fill="{fill}">'
                         f'<title>{escape(tip)}</title></rect>')
             body.append(f'<text class="value" x="{left + width + 5:.1f}" y="{by + bar_h / 2:.1f}" '
                         f'dominant-baseline="middle">{fmt(v)}</text>')

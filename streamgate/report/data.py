@@ -19,7 +19,7 @@ from streamgate.config import Settings
 log = logging.getLogger("streamgate.report")
 
 #: Time-bucket sizes (seconds): the smallest that keeps a series under ~60 points is used.
-_BUCKETS = (10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400)
+_BUCKETS = (1, 2, 5, 10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400)
 Point = tuple[float, float]
 
 
