@@ -4,10 +4,13 @@ silver and gold), opened in headless Chromium: every chart drew every mark, with
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +18,7 @@ from streamgate.cli.main import app
 from streamgate.config import Settings
 from streamgate.demo.processes import write_config
 from streamgate.report.charts import count, usd
+from tests.conftest import free_port
 from tests.helpers.browser import dump_dom
 from tests.helpers.lakehouse_data import land, pipeline_events
 
@@ -31,8 +35,8 @@ def test_the_report_renders_every_chart_with_the_tables_data_in_chromium(
     events = pipeline_events(800, start_ms=now - 2 * 3600_000, span_ms=2 * 3600_000)
     land(settings, topics, events)
     page = tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["report", "--output", str(page),
-                                      "--config", str(write_config(settings, tmp_path / "c.yaml"))])
+    config = write_config(settings, tmp_path / "c.yaml")
+    result = CliRunner().invoke(app, ["report", "--output", str(page), "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "http://" not in page.read_text().replace("http://www.w3.org/2000/svg", "")  # nothing fetched
 
@@ -59,3 +63,22 @@ def test_the_report_renders_every_chart_with_the_tables_data_in_chromium(
     outcomes = Counter(r["status"] for r in events["responses"])
     assert drawn["requests over time by outcome"][0] >= len(outcomes)
     assert f"<b>{count(sum(e['attempt'] == 1 for e in telemetry))}</b><span>requests</span>" in dom
+
+    # served live: the same page, built from the tables on each load
+    port = free_port()
+    exe = Path(sys.executable).parent / "streamgate"
+    server = subprocess.Popen([str(exe), "report", "--serve", str(port), "--config", str(config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        served = ""
+        for _ in range(100):
+            try:
+                served = httpx.get(f"http://127.0.0.1:{port}/", timeout=10).text
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert served.count('<svg class="chart"') == len(CHARTS) and usd(spend) in served
+        assert httpx.get(f"http://127.0.0.1:{port}/nope", timeout=10).status_code == 404
+    finally:
+        server.terminate()
+        server.wait(10)

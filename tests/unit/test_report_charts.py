@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from streamgate.cli.main import app
 from streamgate.report.charts import bar_chart, nice_ticks, pct, time_chart, usd
 from streamgate.report.data import Series
 
@@ -38,3 +42,14 @@ def test_stacked_series_and_empty_data() -> None:
     assert columns.count('class="mark"') == 3  # a column per non-zero value
     assert 'class="empty"' in time_chart([Series("x", [])], str, "nothing")
     assert 'class="empty"' in bar_chart([("a", (0.0,))], ("",), str, "zeros")
+
+
+def test_report_cli_refuses_two_destinations_and_renders_with_no_tables(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    both = CliRunner().invoke(app, ["report", "-o", "x.html", "--serve", "8050", "--config", str(config)])
+    assert both.exit_code == 2 and "choose one of --output and --serve" in both.output
+    done = CliRunner().invoke(app, ["report", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    page = (tmp_path / "state" / "report.html").read_text()
+    assert "No Delta tables yet" in page and "<svg" not in page
