@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -32,8 +33,19 @@ from schemas.topics import physical_name
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config
+from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
+from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 log = logging.getLogger("streamgate.lakehouse")
+C = "lakehouse_sink"
+
+
+def _route(key: str) -> list[Any]:
+    """`BronzeSink.counts` keys ("rows:<table>") -> metric children."""
+    if key.startswith("rows:"):
+        return [EVENTS_OUT.labels(C, "bronze", key.removeprefix("rows:"))]
+    return {"consumed": [EVENTS_IN.labels(C, "bronze")], "commits": [COMMITS.labels(C)],
+            "undecodable": [ERRORS.labels(C, "bronze", "undecodable")]}.get(key, [])
 
 
 def bronze_root(settings: Settings) -> Path:
@@ -66,7 +78,7 @@ class _Buffer:
 
 class BronzeSink:
     def __init__(self, settings: Settings, *, instance: str = "0",
-                 tables: tuple[BronzeTable, ...] = BRONZE) -> None:
+                 tables: tuple[BronzeTable, ...] = BRONZE, heartbeat: Heartbeat | None = None) -> None:
         self.settings, self.root = settings, bronze_root(settings)
         prefix, registry = settings.kafka.topic_prefix, settings.schema_registry.url
         self.group = prefix + settings.lakehouse.group_id
@@ -79,12 +91,16 @@ class BronzeSink:
         self.tables: dict[str, DeltaTable] = {}
         self.consumer = Consumer(consumer_config(settings, group_id=self.group) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False})
+            "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False}
+            | kafka_lag_stats(C))
         self.counts: dict[str, int] = defaultdict(int)
         self.running = True
         #: monotonic times of the first record buffered and the last commit: the steady-state window
         self.first_record_at: float | None = None
         self.last_commit_at: float | None = None
+        self.heartbeat = heartbeat or Heartbeat(C, settings.metrics.stale_after_s)
+        self.exported = CountExport(self.counts, _route)
+        self.write_time = LATENCY.labels(C, "delta_write")
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"{self.group}:{topic}:{partition}"
@@ -115,6 +131,8 @@ class BronzeSink:
         last_event = time.monotonic()
         while self.running:
             batch = self.consumer.consume(min(5000, self.settings.lakehouse.batch_rows), timeout=0.2)
+            self.heartbeat.beat()
+            self.counts["consumed"] += len(batch)
             self._buffer(batch)
             if batch or not self.consumer.assignment():  # idle time counts once partitions are ours
                 last_event = time.monotonic()
@@ -147,13 +165,16 @@ class BronzeSink:
             full = len(buffer.messages) >= limits.batch_rows
             if force or full or time.monotonic() - buffer.since >= limits.flush_s:
                 self._write(name, buffer)
+                self.exported.publish()
 
     def _write(self, name: str, buffer: _Buffer) -> None:
         topic = next(t for t, table in self.by_topic.items() if table.name == name)
         data = self._rows(topic, buffer)
         txns = [Transaction(self.app_id(topic, p), o) for p, o in buffer.last.items()]
+        began = time.perf_counter()
         write_deltalake(self._table(name), data, mode="append", partition_by=["date"],
                         schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
+        self.write_time.observe(time.perf_counter() - began)
         self.counts[f"rows:{name}"] += data.num_rows
         self.counts["commits"] += 1
         self.last_commit_at = time.monotonic()
@@ -208,10 +229,12 @@ class BronzeSink:
         return ArrowBatch(pa.Table.from_pylist(rows, schema=table.event_schema()), index, errors)
 
 
-def run_sink(settings: Settings, *, instance: str = "0") -> dict[str, int]:
+def run_sink(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> dict[str, int]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    sink = BronzeSink(settings, instance=instance)
+    heartbeat = serve_metrics(settings, C, metrics_port)
+    sink = BronzeSink(settings, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
     counts = sink.run()
+    heartbeat.stop()
     log.info("stopped: %s", counts)
     return counts

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 #: Environment variables the loader honours (and the only ones the code base reads).
 ENV_CONFIG = "STREAMGATE_CONFIG"
@@ -198,6 +198,45 @@ class SimulatorSettings(_Strict):
     profiles: Path = Path("config/simulator.yaml")
 
 
+#: The long-running components that serve /metrics and /healthz, by their key under `metrics.ports`.
+COMPONENTS = ("streams_worker", "dispatcher", "aggregator", "lakehouse_sink", "simulator")
+
+
+class MetricsPorts(_Strict):
+    """One port per component (0: that component serves no metrics). A second instance on the same host
+    takes `--metrics-port` on its command line."""
+
+    streams_worker: int = Field(default=9401, ge=0, le=65535)
+    dispatcher: int = Field(default=9402, ge=0, le=65535)
+    aggregator: int = Field(default=9403, ge=0, le=65535)
+    lakehouse_sink: int = Field(default=9404, ge=0, le=65535)
+    simulator: int = Field(default=9405, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MetricsPorts:
+        used = [p for p in self.model_dump().values() if p]
+        if len(used) != len(set(used)):
+            raise ValueError(f"metrics ports must differ per component, got {self.model_dump()}")
+        return self
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics and a health endpoint per component (streamgate/observability)."""
+
+    enabled: bool = True
+    #: 0.0.0.0 where a scraper on another host (a Prometheus container) must reach the components.
+    host: str = "127.0.0.1"
+    ports: MetricsPorts = MetricsPorts()
+    #: /healthz answers 503 when the component's loop made no progress for this long.
+    stale_after_s: float = Field(default=30.0, gt=0)
+
+    def port(self, component: str) -> int:
+        """The port `component` serves on, 0 when metrics are off for it."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
+        return int(getattr(self.ports, component)) if self.enabled else 0
+
+
 class Settings(_Strict):
     #: Runtime state (broker logs, Delta tables, Feast registry); never inside the work tree by default.
     state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
@@ -209,6 +248,7 @@ class Settings(_Strict):
     aggregation: AggregationSettings = AggregationSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""

@@ -29,6 +29,7 @@ from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.pii_scan import scan_pii
 from streams.guardrails.stage import PiiScanner, guard_request
 from streams.io import Output, StageIO, redaction_audit
+from streams.metrics import StageMeter
 from streams.outcome import Rejection
 from streams.policy.holder import PolicyHolder
 from streams.route.health import ProviderHealth, StaticHealth
@@ -129,9 +130,11 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
 
     def stage_agent(source: Topic, name: str, handler: Handler) -> Callable[[Any], Awaitable[None]]:
         codec = io.codecs[source]
+        meter = StageMeter(name, io.names)
 
         async def agent(stream: Any) -> None:  # faust.Stream; take_events is untyped there
             async for events in stream.take_events(BATCH, within=WITHIN_S):
+                began = time.perf_counter()
                 outputs: list[Output] = []
                 for fev in events:
                     m = fev.message
@@ -139,6 +142,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
                         await gaps.repair(m.topic, m.partition, m.offset)
                     outputs += _handle(io, source, codec, handler, fev, deps)
                 await send(outputs)
+                meter.batch(len(events), outputs, time.perf_counter() - began)
 
         agent.__name__ = name
         return agent

@@ -10,8 +10,11 @@ from aggregation.usage import LiveUsage
 from schemas.topics import TopicSpec, load_topic_specs
 from streamgate.config import Settings
 from streamgate.kafka.topics import apply_topics
+from streamgate.observability import Heartbeat, serve_metrics
+from streamgate.observability.metrics import set_lag
 from streams.app import RequestPathDeps, create_app
 from streams.guardrails.budgets import AdmittedUsage
+from streams.metrics import C, faust_lag
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
 
@@ -27,8 +30,18 @@ def declare_changelogs(app: faust.App, settings: Settings) -> None:
     apply_topics(settings.kafka.bootstrap(), specs)
 
 
+def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None:
+    """A faust timer: beats while the worker's event loop runs, and publishes the agents' lag."""
+    sources = {t for agent in app.agents.values() for t in agent.channel.topics}
+
+    @app.timer(interval=interval_s)  # type: ignore[untyped-decorator]
+    async def _alive() -> None:
+        heartbeat.beat()
+        set_lag(C, faust_lag(app, sources))
+
+
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
-               loglevel: str = "warn") -> None:
+               loglevel: str = "warn", metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
@@ -37,6 +50,8 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
+    heartbeat = serve_metrics(settings, C, metrics_port)
+    watch(app, heartbeat)
     try:
         from faust.worker import Worker
 
@@ -44,3 +59,4 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     finally:
         follower.stop()
         usage.close()
+        heartbeat.stop()

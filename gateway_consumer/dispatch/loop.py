@@ -36,6 +36,7 @@ from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
 from gateway_consumer.cache.embedder import MiniLM, ModelMissingError
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
+from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnsweredIds, replay_start_ms, seed_answered
 from gateway_consumer.dispatch.offsets import OffsetTracker
 from gateway_consumer.providers import build_provider
@@ -48,6 +49,8 @@ from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
+from streamgate.observability.metrics import COMMITS, set_breakers
 from streams.policy.config import GatewayPolicy
 
 log = logging.getLogger("streamgate.dispatch")
@@ -71,7 +74,8 @@ class DispatchStats:
 
 class Dispatcher:
     def __init__(self, settings: Settings, policy: Callable[[], GatewayPolicy], *, instance: str = "0",
-                 keep_samples: bool = False, freeze_heap: bool = False) -> None:
+                 keep_samples: bool = False, freeze_heap: bool = False,
+                 heartbeat: Heartbeat | None = None) -> None:
         """`freeze_heap`: a worker process takes its start-up heap out of garbage collection
         (`streamgate.gc_tuning`) once its dependencies are built; a test process does not."""
         self.settings, self.policy, self.freeze_heap = settings, policy, freeze_heap
@@ -88,7 +92,7 @@ class Dispatcher:
         # the same --instance is fenced out of the group as its producers are out of transactions
         self.consumer = Consumer(consumer_config(settings, group_id=group) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{group}-{instance}"})
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
@@ -98,6 +102,8 @@ class Dispatcher:
         self.task_partition: dict[str, int] = {}
         self.produced = 0  # records produced into the open transaction
         self.stats = DispatchStats(keep_samples=keep_samples)
+        self.heartbeat = heartbeat or Heartbeat(metrics.C, settings.metrics.stale_after_s)
+        self.exported = CountExport(self.stats.counts, metrics.route)
         self.stop = asyncio.Event()
         # transaction calls get their own thread: on the shared default executor they once queued
         # behind other blocking work until the broker timed the transaction out and fenced us
@@ -158,6 +164,7 @@ class Dispatcher:
                         self._accept(msg, deps)
                 for producer in self.producers:
                     producer.poll(0)
+                self.heartbeat.beat()
                 if time.monotonic() >= next_commit and (commit is None or commit.done()):
                     if commit is not None:
                         commit.result()  # re-raise a failed commit
@@ -245,11 +252,17 @@ class Dispatcher:
         for event in outcome.verdicts:
             self._produce(Topic.VERDICTS, partition, key, event)
         self.tracker.done(partition, offset)
-        self.stats.counts["answered_" + outcome.response["status"]] += 1
-        self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
+        counts, response = self.stats.counts, outcome.response
+        counts["answered_" + response["status"]] += 1
+        counts["cache_hits"] += int(response["cache_hit"])
+        counts["telemetry"] += len(outcome.telemetry)
+        if self.deps.cache is not None:
+            hit = f"hit_{response['cache_kind'] or 'exact'}" if response["cache_hit"] else "miss"
+            counts["lookup_" + hit] += 1
+        total_s = time.perf_counter() - consumed
+        metrics.observe(outcome, total_s)
         if self.stats.keep_samples:
-            self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s,
-                                                    consumed))
+            self.stats.samples.append(LatencySample(total_s, outcome.provider_s, consumed))
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
         value = self.codecs[topic].encode(record)
@@ -291,6 +304,9 @@ class Dispatcher:
             await loop.run_in_executor(self.txn_thread, closing.abort_transaction, 60)
             raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
         self.stats.counts["commits"] += 1
+        COMMITS.labels(metrics.C).inc()
+        self.exported.publish()
+        set_breakers(self.deps.breakers.states())
         if (took := time.monotonic() - began) > 2:
             log.warning("slow transaction commit: %.1f s (transactions time out after 60 s)", took)
 

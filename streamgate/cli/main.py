@@ -14,6 +14,7 @@ from streamgate.cli import (
     kafka,
     lakehouse,
     registry,
+    report,
     streams,
     topics,
 )
@@ -37,6 +38,7 @@ app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
+app.command("report")(report.run)
 app.command("bench")(bench.run)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,10 +21,10 @@ from rich.table import Table
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, load_topic_specs, physical_name
 from streamgate.client import RequestProducer
-from streamgate.config import Settings
+from streamgate.config import COMPONENTS, Settings
 from streamgate.demo import workload
 from streamgate.demo.observe import Outcomes, OutcomeWatcher
-from streamgate.demo.processes import Components
+from streamgate.demo.processes import Components, use_free_metrics_ports
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
@@ -139,10 +139,19 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
                   f"streamgate query \"select * from responses limit 5\"")
 
 
+def _print_metrics(console: Console, settings: Settings) -> None:
+    metrics = settings.metrics
+    ports = [f"{c.replace('_', '-')} :{metrics.port(c)}" for c in COMPONENTS if metrics.port(c)]
+    if ports:
+        console.print(f"[bold]metrics[/] http://{metrics.host}:<port>/metrics and /healthz on "
+                      + ", ".join(ports))
+
+
 def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600,
              console: Console | None = None) -> Outcomes:
     console = console or Console()
     _start_infrastructure(settings, console)
+    settings = use_free_metrics_ports(settings)
     with Components(settings) as components:
         simulator = SimulatorProcess(settings.simulator.port, components.logs / "simulator.log",
                                      components.config).start()
@@ -153,6 +162,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
         components.start("lakehouse-sink", "lakehouse", "sink")
+        _print_metrics(console, settings)
         watcher = OutcomeWatcher(settings)
         try:
             with _progress(console) as progress:
@@ -167,10 +177,23 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
     _print_lakehouse(console, settings)
+    _write_report(console, settings)
     missing = len(ids) - outcomes.finished(ids)
     if missing:
         raise RuntimeError(f"{missing} of {len(ids)} requests have no outcome after {timeout_s:.0f} s")
     return outcomes
+
+
+def _write_report(console: Console, settings: Settings) -> None:
+    from streamgate.report.page import write_report
+
+    try:
+        path = write_report(settings, settings.state_dir / "report.html")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]report failed: {exc}[/]")
+        return
+    console.print(f"[bold]report[/] {path} (charts of spend, latency, errors, guardrails, cache; "
+                  f"`streamgate report --serve 8050` serves it live)")
 
 
 def _table(title: str, label: str, counts: Counter[str]) -> Table:

@@ -11,7 +11,7 @@ from rich.console import Console
 from lakehouse.quality import alert, record, run_checks
 from lakehouse.query import find_tables, run_query
 from lakehouse.silver import merge_request_facts
-from streamgate.config import Settings
+from streamgate.config import COMPONENTS, Settings
 from streamgate.demo.processes import use_simulator_port
 from streamgate.demo.run import run_demo
 from tests.conftest import free_port
@@ -39,6 +39,13 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
                                     "from responses").to_pylist()
     assert answers == {"n": len(outcomes.answered), "ids": len(outcomes.answered)}
     assert "cost by team" in text
+    # every component served metrics on its own port, and the report was written from the tables
+    ports = external.metrics.ports
+    assert all(f"{c.replace('_', '-')} :{getattr(ports, c)}" in text for c in COMPONENTS)
+    report = external.state_dir / "report.html"
+    assert f"report {report}" in text.replace("\n", "")
+    page = report.read_text()
+    assert page.count('<svg class="chart"') == 9 and 'class="empty"' not in page
     [health] = run_query(external, "select sum(attempts) as n, max(latency_p99_ms) as p99 "
                                    "from gold_provider_daily").to_pylist()
     assert health["n"] > 0 and health["p99"] > 0
