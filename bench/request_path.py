@@ -18,19 +18,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.harness import bench_settings, write_result
 from schemas import SingleObjectCodec
-from streamgate.catalog import default_catalog
+from schemas.topics import Topic
 from streamgate.client import ChatMessage
 from streamgate.config import Settings
 from streamgate.demo import workload
 from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
-from streams.guardrails.budgets import NoUsage
-from streams.guardrails.pii_scan import scan_pii
-from streams.guardrails.stage import guard_request
+from streams.io import StageIO
+from streams.pipeline import RequestPath, RequestPathDeps, claim
 from streams.policy.config import load_policy
-from streams.route.health import StaticHealth
-from streams.route.stage import route_stage
-from streams.validate.rules import validate_request
+from streams.policy.holder import PolicyHolder
 
 N = 20_000
 FILLER = "The gateway routes requests across providers while tracking cost and latency. "
@@ -47,23 +44,22 @@ def _events(n: int) -> list[dict[str, Any]]:
 
 
 def logic_rate(events: list[dict[str, Any]]) -> float:
-    codec = SingleObjectCodec("requests", "Request")
-    routed_codec = SingleObjectCodec("requests.routed", "RoutedRequest")
-    encoded = codec.encode_many(events)
-    policy, catalog, health, usage = load_policy(), default_catalog(), StaticHealth(), NoUsage()
-    rng = random.Random(1)
+    """The worker's own per-record function with in-memory dedup claims: everything but Kafka and faust."""
+    from streamgate.config import load_settings
+
+    io = StageIO(load_settings())
+    encoded = io.codecs[Topic.REQUESTS].encode_many(events)
+    holder = PolicyHolder(load_policy())
+    path = RequestPath(io, RequestPathDeps(policy=holder, rng=random.Random(1)))
+    claims: dict[bytes, list[int]] = {}
+    window_ms = holder.policy.validation.dedup_window_s * 1000
+
+    def duplicate(request_id: bytes, offset: int, now_ms: int) -> bool:
+        return claim(claims, request_id, offset, now_ms, window_ms)
+
     t0 = time.perf_counter()
-    for value in encoded:
-        event = codec.decode(value)
-        if validate_request(event, policy, catalog):
-            continue
-        validated = codec.decode(codec.encode(event))
-        guarded = guard_request(validated, policy, scan_pii, usage, 0)
-        if guarded.event is None:
-            continue
-        routed = route_stage(codec.decode(codec.encode(guarded.event)), policy, health, rng)
-        if isinstance(routed, dict):
-            routed_codec.encode(routed)
+    for offset, value in enumerate(encoded):
+        path.process(value, str(offset).encode(), 0, offset, duplicate, int(time.time() * 1000))
     return len(encoded) / (time.perf_counter() - t0)
 
 
