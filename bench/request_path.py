@@ -25,7 +25,7 @@ from streamgate.demo import workload
 from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
 from streams.io import StageIO
-from streams.pipeline import RequestPath, RequestPathDeps, claim
+from streams.pipeline import RequestPath, RequestPathDeps, check_claim
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyHolder
 
@@ -54,8 +54,11 @@ def logic_rate(events: list[dict[str, Any]]) -> float:
     claims: dict[bytes, list[int]] = {}
     window_ms = holder.policy.validation.dedup_window_s * 1000
 
-    def duplicate(request_id: bytes, offset: int, now_ms: int) -> bool:
-        return claim(claims, request_id, offset, now_ms, window_ms)
+    def duplicate(request_id: bytes, partition: int, offset: int, now_ms: int) -> bool:
+        dup, new = check_claim(claims.get(request_id), offset, now_ms, window_ms)
+        if new is not None:
+            claims[request_id] = new
+        return dup
 
     t0 = time.perf_counter()
     for offset, value in enumerate(encoded):

@@ -24,11 +24,14 @@ _EVENT_TYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     topic: str
     key: bytes
     value: bytes
+    #: None: the producer's partitioner chooses by key. Set for changelog records, which must land in
+    #: the partition of the record they belong to.
+    partition: int | None = None
 
 
 class StageIO:

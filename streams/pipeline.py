@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,8 @@ from streams.validate.rules import validate_request
 
 log = logging.getLogger(__name__)
 
-#: request id -> True when another record already claimed it within the dedup window.
-Duplicate = Callable[[bytes, int, int], bool]
+#: (request id, partition, offset, now ms) -> True when another record claimed the id within the window.
+Duplicate = Callable[[bytes, int, int, int], bool]
 
 
 @dataclass
@@ -46,23 +46,23 @@ class RequestPathDeps:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def claim(claims: MutableMapping[bytes, list[int]], request_id: bytes, offset: int, now_ms: int,
-          window_ms: int) -> bool:
-    """Claim a request id for the record at `offset`; True when it is a duplicate to drop.
+def check_claim(held: list[int] | None, offset: int, now_ms: int,
+                window_ms: int) -> tuple[bool, list[int] | None]:
+    """(is a duplicate to drop, the claim to store or None) for a request id held by `held`.
 
     The path is at-least-once, and a record seen twice under another offset (a producer retry, a
     redelivery, a gap re-enqueue) must not be decided twice: a second decision can differ (budgets move)
     and would give the caller a second answer. A claim is [first seen ms, offset of the claiming record];
     the offset tells a replay of the same record after a crash (process it again) from a second record
-    with the same id (drop it). `claims` is a faust Table in the worker (its changelog makes claims
-    survive a crash) and a dict in unit tests and the benchmark.
+    with the same id (drop it). Claims live in a faust table in the worker (its changelog makes them
+    survive a crash) and in a dict in unit tests and the benchmark.
     """
-    held = claims.get(request_id)
     if held and now_ms - held[0] < window_ms and held[1] != offset:
-        return True
+        return True, None
     if not held or held[1] != offset:
-        claims[request_id] = [now_ms, offset]
-    return False
+        return False, [now_ms, offset]
+    return False, None
+
 
 
 class RequestPath:
@@ -86,7 +86,7 @@ class RequestPath:
         outputs: list[Output] = []
         self._stage = "validate"
         try:
-            rejection = self._decide(event, raw, key, offset, duplicate, now_ms, outputs)
+            rejection = self._decide(event, raw, key, partition, offset, duplicate, now_ms, outputs)
         except Exception as exc:  # one bad event must not stop the stream: it is dead-lettered with the cause
             log.exception("%s stage failed on %s[%s]@%s", self._stage, self.source, partition, offset)
             rejection = Rejection(self._stage, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -96,14 +96,14 @@ class RequestPath:
             rejection, source=Topic.REQUESTS, partition=partition, offset=offset, raw_key=key, raw_value=raw,
             event=event, policy_version=self.deps.policy.policy.version)
 
-    def _decide(self, event: dict[str, Any], raw: bytes, key: bytes | None, offset: int,
+    def _decide(self, event: dict[str, Any], raw: bytes, key: bytes | None, partition: int, offset: int,
                 duplicate: Duplicate, now_ms: int, outputs: list[Output]) -> Rejection | None:
         deps, io, policy = self.deps, self.io, self.deps.policy.policy
         rejection = validate_request(event, policy, deps.catalog)
         if rejection:
             return rejection
         request_id = event["request_id"]
-        if duplicate(request_id.encode(), offset, now_ms):
+        if duplicate(request_id.encode(), partition, offset, now_ms):
             message = f"request {request_id} was already seen within the dedup window"
             return Rejection("validate", "duplicate", message, respond=False)
         key = key or request_id.encode()
