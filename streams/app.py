@@ -12,17 +12,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import MutableMapping, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from schemas.topics import Topic
 from streamgate.config import Settings
+from streams.claims import BatchedClaims
 from streams.gaps import GapRepair
 from streams.io import Output, StageIO
-from streams.pipeline import RequestPath, RequestPathDeps, check_claim
+from streams.pipeline import RequestPath, RequestPathDeps
 
 BATCH, WITHIN_S = 500, 0.02
 log = logging.getLogger(__name__)
@@ -47,12 +47,10 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         datadir=str(datadir),
     )
     source = app.topic(io.names[Topic.REQUESTS], key_serializer="raw", value_serializer="raw")
-    # request id -> [first seen ms, claiming offset], restored from its changelog after a crash. Claims
-    # are written to the store and their changelog records sent with the batch's outputs (and awaited
-    # with them), not through Table.__setitem__: that path queues one record at a time through faust's
-    # producer buffer, a fifth of the worker's time in a profile.
-    claims = app.Table("dedup", default=list, partitions=6, key_type=bytes)
-    changelog = claims.changelog_topic.get_topic_name()
+    # dedup claims: one changelog record per batch and partition (streams/claims.py), restored by faust
+    table = app.Table("dedup", default=dict, partitions=6, key_type=bytes)
+    changelog = table.changelog_topic.get_topic_name()
+    claims = BatchedClaims(table.data, deps.policy.policy.validation.dedup_window_s * 1000)
     path = RequestPath(io, deps)
     gaps = GapRepair(settings, app.conf.id)
 
@@ -71,24 +69,16 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     async def request_path(stream: Any) -> None:  # faust.Stream; take_events is untyped there
         async for events in stream.take_events(BATCH, within=WITHIN_S):
             outputs: list[Output] = []
-            duplicate = partial(_claim, claims.data, changelog, outputs,
-                                deps.policy.policy.validation.dedup_window_s * 1000)
+            claims.window_ms = deps.policy.policy.validation.dedup_window_s * 1000  # may change live
             for fev in events:
                 m = fev.message
                 if not gaps.in_order(m.topic, m.partition, m.offset):
                     await gaps.repair(m.topic, m.partition, m.offset)
                 raw = fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
-                outputs += path.process(raw, m.key, m.partition, m.offset, duplicate, int(time.time() * 1000))
+                now_ms = int(time.time() * 1000)
+                outputs += path.process(raw, m.key, m.partition, m.offset, claims.duplicate, now_ms)
+            outputs += [Output(changelog, key, json.dumps(value).encode(), partition)
+                        for partition, key, value in claims.flush()]
             await send(outputs)
 
     return app
-
-
-def _claim(store: MutableMapping[bytes, list[int]], changelog: str, outputs: list[Output], window_ms: int,
-           request_id: bytes, partition: int, offset: int, now_ms: int) -> bool:
-    """The dedup check against the table's store; a new claim adds its changelog record to `outputs`."""
-    dup, new = check_claim(store.get(request_id), offset, now_ms, window_ms)
-    if new is not None:
-        store[request_id] = new
-        outputs.append(Output(changelog, request_id, json.dumps(new).encode(), partition))
-    return dup
