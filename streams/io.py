@@ -18,7 +18,7 @@ from streamgate.config import Settings
 from streams.outcome import Rejection
 
 _EVENT_TYPES = {
-    Topic.REQUESTS: "Request", Topic.VALIDATED: "Request", Topic.GUARDED: "Request",
+    Topic.REQUESTS: "Request", Topic.GUARDED: "Request",
     Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.VERDICTS: "GuardrailVerdict",
     Topic.AUDIT: "AuditEvent", Topic.DEADLETTER: "DeadLetter", Topic.CONFIG: "ConfigRecord",
 }
