@@ -106,6 +106,23 @@ def _count(settings: Settings, topics: list[str]) -> int:
         c.close()
 
 
+def _wait_for_group(settings: Settings, group: str, members: int, timeout_s: float = 120) -> None:
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap()})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            if found.state == ConsumerGroupState.STABLE and len(found.members) == members:
+                return
+        except KafkaException:
+            pass  # the group does not exist yet
+        time.sleep(0.5)
+    raise TimeoutError(f"consumer group {group} never had {members} stable member(s)")
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: per-event CPU holds up on a shared machine, events/s not."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -139,7 +156,6 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
     """Events/s through `workers` worker processes (one consumer group), and their CPU us per event."""
     prefix = settings.kafka.topic_prefix
     workdir.mkdir(parents=True, exist_ok=True)
-    _fill(settings, prefix + "requests", values)
     config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     outcomes = [prefix + "requests.routed", prefix + "responses"]
@@ -149,6 +165,9 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
             args = [str(exe), "streams", "worker", "--config", str(config)]
             procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
     try:
+        # fill once every worker holds its partitions, so a rebalance is not what gets measured
+        _wait_for_group(settings, f"{prefix}streamgate-request-path", workers)
+        _fill(settings, prefix + "requests", values)
         started = None
         while True:
             done = _count(settings, outcomes)
