@@ -1,18 +1,16 @@
 """The request path as one faust-streaming agent: requests -> (validate, guard, route) -> routed.
 
 The agent only wires: it takes a batch, hands each record to :class:`streams.pipeline.RequestPath` (which
-chains the stages' plain functions) and sends what it returns. Offsets are committed by faust after the
-producer is flushed (at-least-once); with `processing_guarantee="exactly_once"` sends and offsets commit
-in one Kafka transaction.
+chains the stages' plain functions), sends what it returns and waits until Kafka has all of it
+(streams/delivery.py) before faust acks the batch and may commit its offsets (at-least-once); with
+`processing_guarantee="exactly_once"` sends and offsets commit in one Kafka transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -20,6 +18,7 @@ import faust
 from schemas.topics import Topic
 from streamgate.config import Settings
 from streams.claims import BatchedClaims
+from streams.delivery import Delivery, FaustDelivery, LibrdkafkaDelivery
 from streams.gaps import GapRepair
 from streams.io import Output, StageIO
 from streams.pipeline import RequestPath, RequestPathDeps
@@ -54,12 +53,8 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     path = RequestPath(io, deps)
     gaps = GapRepair(settings, app.conf.id)
 
-    async def send(outputs: Sequence[Output]) -> None:
-        # with exactly_once this is faust's transaction manager, so sends join the offsets' transaction.
-        # Delivery is awaited: faust flushes before it commits but never looks at a failed send.
-        producer = await app.maybe_start_producer()
-        pending = [await producer.send(o.topic, o.key, o.value, o.partition, None, None) for o in outputs]
-        await asyncio.gather(*pending)
+    delivery: Delivery = (FaustDelivery(app) if exactly_once
+                          else LibrdkafkaDelivery(settings, client_id=f"{app.conf.id}-out"))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -79,6 +74,6 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
                 outputs += path.process(raw, m.key, m.partition, m.offset, claims.duplicate, now_ms)
             outputs += [Output(changelog, key, json.dumps(value).encode(), partition)
                         for partition, key, value in claims.flush()]
-            await send(outputs)
+            await delivery.send(outputs)
 
     return app
