@@ -72,6 +72,3 @@ class LibrdkafkaDelivery:
         if left or failed:
             raise DeliveryError(f"{left} record(s) undelivered after 60 s, {len(failed)} failed: "
                                 f"{failed[0] if failed else ''}")
-
-    def close(self) -> None:
-        self.producer.flush(30)

@@ -10,6 +10,7 @@ from typing import Any
 from schemas.topics import Topic
 from streamgate.config import load_settings
 from streams.claims import BatchedClaims
+from streams.guardrails.budgets import AdmittedUsage, UsageSnapshot
 from streams.guardrails.policy_rules import check_content
 from streams.io import StageIO
 from streams.pipeline import RequestPath, RequestPathDeps, check_claim
@@ -115,3 +116,20 @@ def test_content_rules_take_the_same_decisions_on_the_lower_cased_fast_path() ->
     for text, expected in cases.items():
         got = check_content([text], rules)
         assert (got.reason_code if got else None) == expected, text
+
+
+def test_admitted_usage_reads_the_aggregators_counts_once_per_scope_and_second() -> None:
+    calls: list[str] = []
+
+    class Counting:
+        def usage(self, scope: str, now_ms: int) -> UsageSnapshot:
+            calls.append(scope)
+            return UsageSnapshot(requests_last_minute=7)
+
+    usage = AdmittedUsage(Counting())
+    assert [usage.usage("t", ms).requests_last_minute for ms in (1_000, 1_200, 1_999)] == [7, 7, 7]
+    usage.usage("u", 1_500)
+    usage.usage("t", 2_000)
+    assert calls == ["t", "u", "t"]
+    usage.admit(["t"], 10, 2_100)  # what this worker admitted still counts on top, at once
+    assert usage.usage("t", 2_200).tokens_last_minute == 10
