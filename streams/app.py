@@ -8,6 +8,7 @@ chains the stages' plain functions), sends what it returns and waits until Kafka
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -60,8 +61,14 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     async def _forget(sender: Any, revoked: set[Any], **_: Any) -> None:
         gaps.forget((tp.topic, tp.partition) for tp in revoked)
 
+    async def deliver_then_ack(outputs: list[Output], events: list[Any]) -> None:
+        await delivery.send(outputs)  # raises on a failed delivery: then these events are never acked
+        for fev in events:
+            fev.ack()
+
     @app.agent(source, name=f"{app_id}.request-path")
     async def request_path(stream: Any) -> None:  # faust.Stream; take_events is untyped there
+        in_flight: asyncio.Task[None] | None = None
         async for events in stream.take_events(BATCH, within=WITHIN_S):
             outputs: list[Output] = []
             claims.window_ms = deps.policy.policy.validation.dedup_window_s * 1000  # may change live
@@ -74,6 +81,16 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
                 outputs += path.process(raw, m.key, m.partition, m.offset, claims.duplicate, now_ms)
             outputs += [Output(changelog, key, json.dumps(value).encode(), partition)
                         for partition, key, value in claims.flush()]
-            await delivery.send(outputs)
+            if exactly_once:  # the sends must join the transaction that commits these offsets: no overlap
+                await delivery.send(outputs)
+                continue
+            # at-least-once: the batch is delivered while the next one is processed. take_events acks
+            # each event when this body returns; the extra reference keeps its offset uncommittable
+            # until deliver_then_ack has seen every record of the batch delivered.
+            for fev in events:
+                fev.message.incref()
+            if in_flight is not None:
+                await in_flight  # one batch in flight: records stay in order, memory stays bounded
+            in_flight = asyncio.ensure_future(deliver_then_ack(outputs, events))
 
     return app
