@@ -79,7 +79,7 @@ def _of(share: float | None) -> str:
 def main() -> None:
     names = {t: f"bench.{t}" for t in Topic}
     meter = StageMeter("bench", names)
-    outputs = [Output(names[Topic.VALIDATED], b"k", b"v")] * (BATCH - 5) + \
+    outputs = [Output(names[Topic.ROUTED], b"k", b"v")] * (BATCH - 5) + \
         [Output(names[Topic.DEADLETTER], b"k", b"v")] * 5
     stage_ns = _per_call(lambda: meter.batch(BATCH, outputs, 0.01), 2000) / BATCH * 1e9
     attempt = {"status": "ok", "provider": "openai", "latency_ms": 420.0, "cache_hit": False}

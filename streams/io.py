@@ -8,27 +8,29 @@ event saying who was refused what and why.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from schemas import TopicCodec, dead_letter, make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
-from streams.outcome import Rejection
+from streams.outcome import Rejection, event_id
 
 _EVENT_TYPES = {
-    Topic.REQUESTS: "Request", Topic.VALIDATED: "Request", Topic.GUARDED: "Request",
+    Topic.REQUESTS: "Request", Topic.GUARDED: "Request",
     Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.VERDICTS: "GuardrailVerdict",
     Topic.AUDIT: "AuditEvent", Topic.DEADLETTER: "DeadLetter", Topic.CONFIG: "ConfigRecord",
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     topic: str
     key: bytes
     value: bytes
+    #: None: the producer's partitioner chooses by key. Set for changelog records, which must land in
+    #: the partition of the record they belong to.
+    partition: int | None = None
 
 
 class StageIO:
@@ -80,7 +82,7 @@ def rejected_response(event: dict[str, Any], rejection: Rejection) -> dict[str, 
 def redaction_audit(event: dict[str, Any], redacted: str, policy_version: str) -> dict[str, Any]:
     """A prompt changed before it was persisted or sent: who, what kinds, under which policy."""
     return {
-        "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
+        "event_id": event_id(), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
         "action": "redact", "resource": f"request:{event['request_id']}", "decision": "redacted",
         "reason": f"PII redacted: {redacted}", "request_id": event["request_id"], "team": event.get("team"),
         "config_version": policy_version, "details": {"stage": "guard", "model": str(event.get("model"))},
@@ -89,7 +91,7 @@ def redaction_audit(event: dict[str, Any], redacted: str, policy_version: str) -
 
 def audit_event(event: dict[str, Any], rejection: Rejection, policy_version: str | None) -> dict[str, Any]:
     return {
-        "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
+        "event_id": event_id(), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
         "action": "reject", "resource": f"request:{event['request_id']}", "decision": "denied",
         "reason": f"{rejection.reason_code}: {rejection.message}", "request_id": event["request_id"],
         "team": event.get("team"), "config_version": policy_version,
