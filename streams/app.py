@@ -82,8 +82,8 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
                 raw = fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
                 now_ms = int(time.time() * 1000)
                 outputs += path.process(raw, m.key, m.partition, m.offset, claims.duplicate, now_ms)
-            outputs += [Output(changelog, key, json.dumps(value).encode(), partition)
-                        for partition, key, value in claims.flush()]
+            outputs += [Output(changelog, key, _json_or_tombstone(value), partition)
+                        for partition, key, value in claims.flush(int(time.time() * 1000))]
             meter.batch(len(events), outputs, time.perf_counter() - began)
             if exactly_once:  # the sends must join the transaction that commits these offsets: no overlap
                 await delivery.send(outputs)
@@ -98,3 +98,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
             in_flight = asyncio.ensure_future(deliver_then_ack(outputs, events))
 
     return app
+
+
+def _json_or_tombstone(value: Any) -> bytes | None:
+    return None if value is None else json.dumps(value).encode()

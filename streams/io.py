@@ -27,7 +27,7 @@ _EVENT_TYPES = {
 class Output:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     #: None: the producer's partitioner chooses by key. Set for changelog records, which must land in
     #: the partition of the record they belong to.
     partition: int | None = None

@@ -133,3 +133,29 @@ def test_admitted_usage_reads_the_aggregators_counts_once_per_scope_and_second()
     assert calls == ["t", "u", "t"]
     usage.admit(["t"], 10, 2_100)  # what this worker admitted still counts on top, at once
     assert usage.usage("t", 2_200).tokens_last_minute == 10
+
+
+def test_records_whose_claims_all_expired_are_deleted_with_a_tombstone() -> None:
+    store: dict[bytes, Any] = {}
+    claims = BatchedClaims(store, WINDOW)
+    assert not claims.duplicate(b"old", 2, 5, 1_000)
+    claims.flush(1_000)
+    assert not claims.duplicate(b"young", 2, 6, 1_000 + WINDOW - 1)
+    assert not claims.duplicate(b"again", 4, 9, 1_000 + WINDOW - 1)
+    records = claims.flush(1_000 + WINDOW + 20_000)
+    assert (2, b"2@5", None) in records, "the expired record goes, as a tombstone on its partition"
+    assert set(store) == {b"2@6", b"4@9"}
+    assert claims.duplicate(b"young", 2, 7, 1_000 + WINDOW + 20_000), "younger claims still decide"
+    # the expired id is free again: a new record with it is processed (and claims it anew)
+    assert not claims.duplicate(b"old", 2, 8, 1_000 + WINDOW + 20_000)
+    after_crash = BatchedClaims(_restored(store), WINDOW)  # faust applied the tombstone: key deleted
+    assert after_crash.flush(10 * WINDOW) == [(2, b"2@6", None), (4, b"4@9", None)]
+    assert after_crash.store == {}
+
+
+def test_expiry_runs_at_most_every_few_seconds() -> None:
+    claims = BatchedClaims({}, 1_000)
+    assert not claims.duplicate(b"a", 0, 1, 0)
+    claims.flush(20_000)  # writes "0@1" and, its one claim already past the window, tombstones it
+    assert not claims.duplicate(b"b", 0, 2, 20_000)
+    assert [r for r in claims.flush(21_000) if r[2] is None] == [], "too soon after the last expiry"
