@@ -23,6 +23,7 @@ class Topic(StrEnum):
     REQUESTS = "requests"
     GUARDED = "requests.guarded"
     ROUTED = "requests.routed"
+    REJECTED = "requests.rejected"
     RESPONSES = "responses"
     TELEMETRY = "telemetry"
     VERDICTS = "guardrail.verdicts"

@@ -1,8 +1,9 @@
 """The request path's inputs and outputs: codecs per topic, and the records a rejection produces.
 
 A rejected request always yields three things, so nothing is silent: a dead letter with the original
-bytes and the reason, a `rejected` Response so the caller learns the outcome, and, for denials, an audit
-event saying who was refused what and why.
+bytes and the reason, a `rejected` Response so the caller learns the outcome (on `requests.rejected`,
+from where the dispatcher answers it exactly once), and, for denials, an audit event saying who was
+refused what and why.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from streams.outcome import Rejection, event_id
 
 _EVENT_TYPES = {
     Topic.REQUESTS: "Request", Topic.GUARDED: "Request",
-    Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.VERDICTS: "GuardrailVerdict",
+    Topic.ROUTED: "RoutedRequest", Topic.REJECTED: "Response", Topic.VERDICTS: "GuardrailVerdict",
     Topic.AUDIT: "AuditEvent", Topic.DEADLETTER: "DeadLetter", Topic.CONFIG: "ConfigRecord",
 }
 
@@ -55,7 +56,8 @@ class StageIO:
             self.names[source], partition, offset, rejection.stage, rejection.reason_code, rejection.message,
             raw_value, raw_key, request_id))]
         if event is not None and request_id and rejection.respond:
-            outputs.append(self.out(Topic.RESPONSES, key, rejected_response(event, rejection)))
+            # to the dispatcher, which answers each request exactly once (a replay here may reject again)
+            outputs.append(self.out(Topic.REJECTED, key, rejected_response(event, rejection)))
             if rejection.audit:
                 outputs.append(self.out(Topic.AUDIT, key, audit_event(event, rejection, policy_version)))
         return outputs

@@ -83,6 +83,8 @@ class Dispatcher:
         self.topics = {t: physical_name(t, prefix) for t in Topic}
         registry = settings.schema_registry.url
         self.routed_codec = make_codec(self.topics[Topic.ROUTED], "RoutedRequest", registry)
+        self.rejected_codec = make_codec(self.topics[Topic.REJECTED], "Response", registry)
+        self.sources = (self.topics[Topic.ROUTED], self.topics[Topic.REJECTED])
         self.codecs = {Topic.RESPONSES: make_codec(self.topics[Topic.RESPONSES], "Response", registry),
                        Topic.TELEMETRY: make_codec(self.topics[Topic.TELEMETRY], "Telemetry", registry),
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
@@ -96,10 +98,10 @@ class Dispatcher:
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
-        self.tracker = OffsetTracker()
+        self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
         self.answered = AnsweredIds()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.task_partition: dict[str, int] = {}
+        self.task_partition: dict[str, tuple[str, int]] = {}
         self.produced = 0  # records produced into the open transaction
         self.stats = DispatchStats(keep_samples=keep_samples)
         self.heartbeat = heartbeat or Heartbeat(metrics.C, settings.metrics.stale_after_s)
@@ -114,11 +116,11 @@ class Dispatcher:
         committed = consumer.committed(partitions, timeout=10)
         since: list[int] = []
         for tp in committed:
-            start = replay_start_ms(self.settings, self.topics[Topic.ROUTED], tp.partition, tp.offset)
+            start = replay_start_ms(self.settings, tp.topic, tp.partition, tp.offset)
             if start is not None:
                 since.append(start)
         if since:
-            parts = [tp.partition for tp in partitions]
+            parts = sorted({tp.partition for tp in partitions})
             n = seed_answered(self.settings, self.topics[Topic.RESPONSES], parts, min(since),
                               self.codecs[Topic.RESPONSES], self.answered)
             log.info("assigned %s; %d recent answers known before replay",
@@ -126,7 +128,7 @@ class Dispatcher:
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
+        gone = {(tp.topic, tp.partition) for tp in partitions}
         for request_id, part in list(self.task_partition.items()):
             if part in gone:
                 self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
@@ -143,7 +145,7 @@ class Dispatcher:
         for producer in self.producers:
             await loop.run_in_executor(self.txn_thread, producer.init_transactions, 30)
         self.producer.begin_transaction()
-        self.consumer.subscribe([self.topics[Topic.ROUTED]], on_assign=self._on_assign,
+        self.consumer.subscribe(list(self.sources), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         settings = self.settings
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
@@ -206,26 +208,34 @@ class Dispatcher:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", error)
             return
-        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value() or b""
-        self.tracker.add(partition, offset)
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        value, place = msg.value() or b"", (topic, partition)
+        self.tracker.add(place, offset)
         self.stats.counts["consumed"] += 1
+        codec = self.routed_codec if topic == self.sources[0] else self.rejected_codec
         try:
-            routed = self.routed_codec.decode(value, partition=partition, offset=offset)
+            event = codec.decode(value, partition=partition, offset=offset)
         except EventDecodeError as err:
             record = dead_letter_from_error(err, raw_value=value, raw_key=msg.key(), stage="dispatch")
             self._produce(Topic.DEADLETTER, partition, msg.key(), record)
-            self.tracker.done(partition, offset)
+            self.tracker.done(place, offset)
             self.stats.counts["dead_lettered"] += 1
             return
-        request_id = routed["request_id"]
+        request_id = event["request_id"]
         if request_id in self.answered or request_id in self.in_flight:
-            self.tracker.done(partition, offset)  # answered (or being answered) already: never twice
+            self.tracker.done(place, offset)  # answered (or being answered) already: never twice
             self.stats.counts["duplicates_skipped"] += 1
             return
+        if codec is self.rejected_codec:  # the request path's answer: forwarded, in this transaction
+            self._produce(Topic.RESPONSES, partition, msg.key(), event)
+            self.answered.add(request_id)
+            self.tracker.done(place, offset)
+            self.stats.counts["answered_rejected"] += 1
+            return
         consumed = time.perf_counter()
-        task = asyncio.create_task(self._answer(routed, deps, partition, offset, msg.key(), consumed))
+        task = asyncio.create_task(self._answer(event, deps, partition, offset, msg.key(), consumed))
         self.in_flight[request_id] = task
-        self.task_partition[request_id] = partition
+        self.task_partition[request_id] = place
 
     async def _answer(self, routed: dict[str, Any], deps: DispatchDeps, partition: int, offset: int,
                       key: bytes | None, consumed: float) -> None:
@@ -251,7 +261,7 @@ class Dispatcher:
             self._produce(Topic.TELEMETRY, partition, key, event)
         for event in outcome.verdicts:
             self._produce(Topic.VERDICTS, partition, key, event)
-        self.tracker.done(partition, offset)
+        self.tracker.done((self.sources[0], partition), offset)
         counts, response = self.stats.counts, outcome.response
         counts["answered_" + response["status"]] += 1
         counts["cache_hits"] += int(response["cache_hit"])
@@ -282,7 +292,7 @@ class Dispatcher:
         points = self.tracker.commit_points()  # only offsets whose outcomes are already produced
         if not points and not self.produced:
             return
-        offsets = [TopicPartition(self.topics[Topic.ROUTED], p, o) for p, o in points.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
         self.producer.begin_transaction()

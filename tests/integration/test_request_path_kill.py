@@ -47,9 +47,9 @@ def _start(settings: Settings, tmp_path: Path, exactly_once: bool, n: int) -> su
 def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout_s: float) -> Counter[str]:
     """Request id -> how many outcomes (routed or response), read_committed."""
     consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}"))
-    consumer.subscribe([topics["requests.routed"], topics["responses"]])
+    consumer.subscribe([topics["requests.routed"], topics["requests.rejected"]])
     codecs = {topics["requests.routed"]: make_codec(topics["requests.routed"], "RoutedRequest"),
-              topics["responses"]: make_codec(topics["responses"], "Response")}
+              topics["requests.rejected"]: make_codec(topics["requests.rejected"], "Response")}
     counts: Counter[str] = Counter()
     deadline = time.monotonic() + timeout_s
     quiet_until = None
