@@ -33,8 +33,19 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    usage = LiveUsage(settings).start()  # budgets read what the aggregator counted
-    deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
+    deps = RequestPathDeps(policy=holder)
+    live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
+    if live is not None:
+        deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
+    if "feast" in (settings.features.health_source, settings.features.usage_source):
+        from features.serving import feast_health, feast_usage
+        from features.store import open_store
+
+        store = open_store(settings)  # online features fed by `streamgate features push`
+        if settings.features.health_source == "feast":
+            deps.health = feast_health(settings, store)
+        if settings.features.usage_source == "feast":
+            deps.usage = AdmittedUsage(feast_usage(settings, store))
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
     try:
@@ -43,4 +54,5 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
         Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         follower.stop()
-        usage.close()
+        if live is not None:
+            live.close()
