@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from feast import FeatureStore
@@ -83,3 +86,39 @@ def feast_health(settings: Settings, store: FeatureStore | None = None) -> Feast
 
 def feast_usage(settings: Settings, store: FeatureStore | None = None) -> FeastUsage:
     return FeastUsage(store or open_store(settings), settings.features.read_cache_s)
+
+
+@dataclass
+class OnlineSummary:
+    repo: Path
+    views: int
+    targets: dict[str, dict[str, Any]]
+    team_spend_today: dict[str, int]
+
+
+def online_summary(settings: Settings) -> OnlineSummary:
+    """Apply, rebuild the daily features from gold and materialize them (closed days only: a day's row
+    is stamped at its end), then read the pushed features of every provider/model and team in gold
+    (what `streamgate demo` prints)."""
+    from features.store import apply, write_config
+    from features.tables import build_from_gold
+    from lakehouse.query import run_query
+
+    build_from_gold(settings)
+    store, defs = apply(settings)
+    now = datetime.now(UTC)
+    store.materialize(now - timedelta(days=3), now, feature_views=["team_daily", "provider_daily"])
+    seen = run_query(settings, "select distinct team, provider || '/' || model as target "
+                               "from gold_daily_cost").to_pylist()
+    targets = sorted({r["target"] for r in seen})
+    teams = sorted({r["team"] for r in seen})
+    health = store.get_online_features(
+        ["provider_health:latency_p95_ms", "provider_health:error_rate", "provider_health:attempts_5m"],
+        [{"target": t} for t in targets]).to_dict()
+    spend = store.get_online_features(["team_usage:spend_today_nanousd"],
+                                      [{"team": t} for t in teams]).to_dict()
+    return OnlineSummary(
+        repo=write_config(settings), views=len(defs.objects()),
+        targets={t: {k: health[k][i] for k in ("latency_p95_ms", "error_rate", "attempts_5m")}
+                 for i, t in enumerate(targets)},
+        team_spend_today={t: v for t, v in zip(teams, spend["spend_today_nanousd"], strict=True) if v})
