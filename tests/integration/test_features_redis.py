@@ -3,9 +3,6 @@ repo applied to it, pushed and materialized features read back, by Feast and by 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,35 +13,18 @@ import pytest
 import redis
 
 from features import tables
+from features.local_redis import LocalRedis
 from features.serving import FeastHealth
 from features.store import apply, repo_config
 from streamgate.config import Settings, load_settings
-from tests.conftest import free_port
 
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
+    if not LocalRedis.available():
         pytest.skip("redis-server is not installed (scripts/bootstrap.sh installs the Debian package)")
-    port = free_port()
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp_path)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = redis.Redis(port=port)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with LocalRedis(tmp_path / "redis") as server:
+        yield server.url
 
 
 def test_redis_online_store_round_trip(redis_url: str, tmp_path: Path) -> None:
