@@ -112,3 +112,22 @@ def recall_at_k(store: FeatureStore, embedder: MiniLM, questions: list[dict[str,
         expected = set(q["sources"])  # type: ignore[call-overload]
         found += any(h.source in expected for h in retrieve(store, embedder, str(q["question"]), k))
     return found / len(questions) if questions else 0.0
+
+
+class DocsRetriever:
+    """The request path's `ContextRetriever` for the `docs` collection (streams/route/context.py).
+
+    Embedding a question costs a few ms of CPU on the request path, paid only by tagged requests;
+    passages farther than `max_distance` (L2 between unit vectors; 1.2 ~ cosine 0.28) are left out.
+    """
+
+    COLLECTION = "docs"
+
+    def __init__(self, store: FeatureStore, embedder: MiniLM, top_k: int = 3, max_distance: float = 1.2):
+        self.store, self.embedder, self.top_k, self.max_distance = store, embedder, top_k, max_distance
+
+    def passages(self, collection: str, question: str) -> list[str]:
+        if collection != self.COLLECTION:
+            return []
+        hits = retrieve(self.store, self.embedder, question, self.top_k)
+        return [h.text for h in hits if h.distance <= self.max_distance]

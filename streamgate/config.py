@@ -180,6 +180,9 @@ class FeaturesSettings(_Strict):
     push_interval_s: float = Field(default=1.0, gt=0)
     #: Provider latency and error rate are taken over this many of the latest 1-minute windows.
     health_window_minutes: int = Field(default=5, ge=1, le=60)
+    #: Requests tagged `rag: docs` get passages of the project's docs (`streamgate features index-docs`)
+    #: added before routing. Off by default: it costs an embedding per tagged request.
+    rag: bool = False
 
 
 class SimulatorSettings(_Strict):

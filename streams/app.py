@@ -31,6 +31,7 @@ from streams.guardrails.stage import PiiScanner, guard_request
 from streams.io import Output, StageIO, redaction_audit
 from streams.outcome import Rejection
 from streams.policy.holder import PolicyHolder
+from streams.route.context import ContextRetriever, with_context
 from streams.route.health import ProviderHealth, StaticHealth
 from streams.route.stage import route_stage
 from streams.validate.rules import validate_request
@@ -49,6 +50,8 @@ class RequestPathDeps:
     usage: UsageReader = field(default_factory=NoUsage)
     scan_pii: PiiScanner = scan_pii
     rng: random.Random = field(default_factory=random.Random)
+    #: retrieved context for requests tagged `rag: <collection>` (None: the tag is ignored)
+    context: ContextRetriever | None = None
 
 
 @dataclass
@@ -109,7 +112,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
     def route(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
         if (dup := duplicate("route", event, fev)) is not None:
             return dup
-        routed = route_stage(event, deps.policy.policy, deps.health, deps.rng)
+        routed = route_stage(with_context(event, deps.context), deps.policy.policy, deps.health, deps.rng)
         if isinstance(routed, Rejection):
             return StageResult(rejection=routed)
         return StageResult([io.out(Topic.ROUTED, fev.message.key or b"", routed)])

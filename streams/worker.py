@@ -27,6 +27,23 @@ def declare_changelogs(app: faust.App, settings: Settings) -> None:
     apply_topics(settings.kafka.bootstrap(), specs)
 
 
+def _use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
+    """Read provider health, usage and RAG context from Feast, as configured under `features:`."""
+    from features.serving import feast_health, feast_usage
+    from features.store import open_store
+
+    store = open_store(settings)  # online features fed by `streamgate features push`
+    if settings.features.health_source == "feast":
+        deps.health = feast_health(settings, store)
+    if settings.features.usage_source == "feast":
+        deps.usage = AdmittedUsage(feast_usage(settings, store))
+    if settings.features.rag:
+        from features.rag import DocsRetriever
+        from gateway_consumer.cache.embedder import MiniLM
+
+        deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
+
+
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
                loglevel: str = "warn") -> None:
     logging.basicConfig(level=logging.INFO)
@@ -37,15 +54,8 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
     if live is not None:
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
-    if "feast" in (settings.features.health_source, settings.features.usage_source):
-        from features.serving import feast_health, feast_usage
-        from features.store import open_store
-
-        store = open_store(settings)  # online features fed by `streamgate features push`
-        if settings.features.health_source == "feast":
-            deps.health = feast_health(settings, store)
-        if settings.features.usage_source == "feast":
-            deps.usage = AdmittedUsage(feast_usage(settings, store))
+    if "feast" in (settings.features.health_source, settings.features.usage_source) or settings.features.rag:
+        _use_feature_store(settings, deps)
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
     try:
