@@ -27,7 +27,7 @@ from aggregation.loop import Aggregator
 from bench.harness import ROOT, bench_settings, read_jsonl, write_result
 from features.local_redis import LocalRedis
 from features.push import FeaturePusher
-from features.rag import index_docs, recall_at_k
+from features.rag import DocsRetriever, index_docs, recall_at_k
 from features.store import apply
 from gateway_consumer.cache.embedder import MiniLM
 from schemas import make_codec
@@ -106,11 +106,17 @@ def _redis_reads(settings: Settings, workdir: Path) -> tuple[float, float] | Non
         return _reads(apply(redis_settings)[0])
 
 
-def _recall(settings: Settings, store: FeatureStore) -> tuple[float, int, int]:
+def _recall(settings: Settings, store: FeatureStore) -> tuple[float, int, int, float]:
+    """Recall@5, questions, chunks, and the median cost of adding context to one tagged request (ms)."""
     embedder = MiniLM(settings.dispatch.cache.semantic.model_dir)
     chunks = index_docs(settings, store, embedder=embedder)
     questions: list[dict[str, Any]] = read_jsonl(ROOT / "data" / "rag_questions.jsonl")
-    return recall_at_k(store, embedder, questions, 5), len(questions), chunks
+    retriever, costs = DocsRetriever(store, embedder), []
+    for q in questions:
+        t0 = time.perf_counter()
+        retriever.passages("docs", q["question"])
+        costs.append((time.perf_counter() - t0) * 1000)
+    return recall_at_k(store, embedder, questions, 5), len(questions), chunks, statistics.median(costs)
 
 
 def main() -> None:
@@ -122,14 +128,15 @@ def main() -> None:
         store = apply(settings)[0]
         sqlite_p50, sqlite_p99 = _reads(store)
         on_redis = _redis_reads(settings, Path(tmp))
-        recall, questions, chunks = _recall(settings, store)
+        recall, questions, chunks, context_ms = _recall(settings, store)
     p50, p95 = statistics.median(lags), lags[int(len(lags) * 0.95)]
     result = {"freshness_lag_p50_ms": p50, "freshness_lag_p95_ms": p95, "freshness_lag_max_ms": lags[-1],
               "freshness_samples": len(lags), "push_interval_s": settings.features.push_interval_s,
               "online_read_sqlite_p50_ms": sqlite_p50, "online_read_sqlite_p99_ms": sqlite_p99,
               "online_read_redis_p50_ms": on_redis and on_redis[0],
               "online_read_redis_p99_ms": on_redis and on_redis[1],
-              "rag_recall_at_5": recall, "rag_questions": questions, "rag_chunks": chunks}
+              "rag_recall_at_5": recall, "rag_questions": questions, "rag_chunks": chunks,
+              "rag_context_per_request_p50_ms": context_ms}
     table = [
         (f"freshness lag p50 / p95 / max ({RATE:.0f} events/s, push every "
          f"{settings.features.push_interval_s:g} s)", f"{p50:,.0f} / {p95:,.0f} / {lags[-1]:,.0f} ms"),
@@ -137,6 +144,7 @@ def main() -> None:
         ("online read, Redis p50 / p99",
          f"{on_redis[0]:.1f} / {on_redis[1]:.1f} ms" if on_redis else "redis-server not installed"),
         (f"RAG recall@5 ({questions} labeled questions, {chunks} chunks)", f"{recall:.2f}"),
+        ("RAG context for one tagged request (embed + vector query) p50", f"{context_ms:.0f} ms"),
     ]
     write_result("features", result, table)
     for k, v in table:
