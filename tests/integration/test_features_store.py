@@ -24,7 +24,7 @@ from features import tables
 from features.rag import index_docs, retrieve
 from features.serving import FeastHealth, FeastUsage
 from features.store import apply
-from features.training import build_training_set, training_set
+from features.training import training_path, training_set
 from gateway_consumer.cache.embedder import MiniLM
 from streamgate.cli.main import app
 from streamgate.config import Settings, load_settings
@@ -109,9 +109,12 @@ def test_training_set_is_point_in_time_correct(settings: Settings, store: Featur
         "status": ["ok", "ok", "error"], "cache_hit": [False, False, False],
         "created_at": pa.array([at[1], at[2], at[2]], pa.timestamp("ms", tz="UTC")),
         "latency_ms": [120, 950, 5], "cost_nanousd": [1, 2, 3]}))
-    path, rows = build_training_set(settings, store)
-    written = DeltaTable(str(path)).to_pandas().set_index("request_id")
-    assert rows == 2 and set(written.index) == {"r1", "r2"}  # errors are not latency examples
+    config = write_config(settings, settings.state_dir / "config.yaml")
+    result = CliRunner().invoke(app, ["features", "training-set", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("2 rows")  # errors are not latency examples
+    written = DeltaTable(str(training_path(settings))).to_pandas().set_index("request_id")
+    assert set(written.index) == {"r1", "r2"}
     assert written.loc["r1", "latency_p95_ms"] == 100.0 and written.loc["r1", "latency_ms"] == 120
     assert written.loc["r2", "latency_p95_ms"] == 900.0
 
