@@ -47,6 +47,8 @@ class FeaturePusher:
         self.store = store or apply(settings)[0]
         self.live = LiveUsage(settings, dimensions=tuple(VIEWS))
         self.stop_event = threading.Event()
+        #: entities a failed push left behind (pushed again with the next round)
+        self._retry: dict[tuple[str, str], int] = {}
 
     def start(self) -> FeaturePusher:
         self.live.start()
@@ -57,8 +59,16 @@ class FeaturePusher:
         self.live.close()
 
     def push_once(self, now_ms: int | None = None) -> PushReport:
-        changed = self.live.take_changed()
-        now_ms = now_ms or int(time.time() * 1000)
+        changed, self._retry = self._retry, {}
+        for entity, at in self.live.take_changed().items():
+            changed[entity] = max(at, changed.get(entity, 0))
+        try:
+            return self._push(changed, now_ms or int(time.time() * 1000))
+        except Exception:
+            self._retry = changed  # the online values are the latest totals: pushing again is safe
+            raise
+
+    def _push(self, changed: dict[tuple[str, str], int], now_ms: int) -> PushReport:
         report = PushReport()
         for dimension, (view, key) in VIEWS.items():
             entities = {value: at for (dim, value), at in changed.items() if dim == dimension}
