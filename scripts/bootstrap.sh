@@ -51,3 +51,16 @@ if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then
     echo "bootstrap: chromium is missing; install it (Debian: apt-get install chromium) for the report test" >&2
   fi
 fi
+
+# Redis: the feature store's production online store (features.online_store: redis). Its test starts a
+# private redis-server on a free port; the Debian package is installed here when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing redis-server (Debian package)"
+    { apt-get install -y -q redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; }; } \
+      || echo "bootstrap: could not install redis-server (not root?); the Redis online-store test will skip" >&2
+  else
+    echo "bootstrap: no redis-server and no apt-get; the Redis online-store test will skip" >&2
+  fi
+fi

@@ -188,6 +188,32 @@ class LakehouseSettings(_Strict):
     vacuum_retention_hours: int = Field(default=168, ge=0)
 
 
+class FeaturesSettings(_Strict):
+    """The Feast feature store over the lakehouse (features/): where it lives and what the gateway reads."""
+
+    #: Registry, online store (SQLite) and the generated feature_store.yaml; relative to the state directory.
+    dir: Path = Path("features")
+    project: str = "streamgate"
+    #: `sqlite` (one file, default) or `redis` (production: shared by every gateway replica).
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "127.0.0.1:6379"
+    #: How long a reader trusts its cached registry; a newly applied feature view is seen within this.
+    registry_ttl_s: int = Field(default=60, ge=0)
+    #: Where the router's provider health and the budget check read from: the static table / the
+    #: aggregates topic (LiveUsage), or the Feast online store fed by `streamgate features push`.
+    health_source: Literal["static", "feast"] = "static"
+    usage_source: Literal["live", "feast"] = "live"
+    #: Online reads are cached this long by the gateway readers (one SQLite read per target otherwise).
+    read_cache_s: float = Field(default=1.0, ge=0)
+    #: The push worker pushes changed entities this often.
+    push_interval_s: float = Field(default=1.0, gt=0)
+    #: Provider latency and error rate are taken over this many of the latest 1-minute windows.
+    health_window_minutes: int = Field(default=5, ge=1, le=60)
+    #: Requests tagged `rag: docs` get passages of the project's docs (`streamgate features index-docs`)
+    #: added before routing. Off by default: it costs an embedding per tagged request.
+    rag: bool = False
+
+
 class SimulatorSettings(_Strict):
     """The built-in OpenAI-compatible provider simulator (`streamgate simulator`)."""
 
@@ -247,6 +273,7 @@ class Settings(_Strict):
     dispatch: DispatchSettings = DispatchSettings()
     aggregation: AggregationSettings = AggregationSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
+    features: FeaturesSettings = FeaturesSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     metrics: MetricsSettings = MetricsSettings()
 

@@ -24,6 +24,7 @@ from streams.guardrails.stage import PiiScanner, guard_request
 from streams.io import Output, StageIO, redaction_audit
 from streams.outcome import Rejection
 from streams.policy.holder import PolicyHolder
+from streams.route.context import ContextRetriever, with_context
 from streams.route.health import ProviderHealth, StaticHealth
 from streams.route.stage import route_stage
 from streams.validate.rules import validate_request
@@ -44,6 +45,8 @@ class RequestPathDeps:
     usage: UsageReader = field(default_factory=NoUsage)
     scan_pii: PiiScanner = scan_pii
     rng: random.Random = field(default_factory=random.Random)
+    #: retrieved context for requests tagged `rag: <collection>` (None: the tag is ignored)
+    context: ContextRetriever | None = None
 
 
 def check_claim(held: list[int] | None, offset: int, now_ms: int,
@@ -120,7 +123,8 @@ class RequestPath:
                 audit = redaction_audit(event, redacted.removeprefix("redact:"), policy.version)
                 outputs.append(io.out(Topic.AUDIT, key, audit))
         self._stage = "route"
-        routed = route_stage(guarded.event, policy, deps.health, deps.rng)
+        # context is added after the guardrails (they judged what the caller sent) and before routing
+        routed = route_stage(with_context(guarded.event, deps.context), policy, deps.health, deps.rng)
         if isinstance(routed, Rejection):
             return routed
         outputs.append(io.out(Topic.ROUTED, key, routed))

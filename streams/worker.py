@@ -40,14 +40,35 @@ def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None
         set_lag(C, faust_lag(app, sources))
 
 
+def _use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
+    """Read provider health, usage and RAG context from Feast, as configured under `features:`."""
+    from features.serving import feast_health, feast_usage
+    from features.store import open_store
+
+    store = open_store(settings)  # online features fed by `streamgate features push`
+    if settings.features.health_source == "feast":
+        deps.health = feast_health(settings, store)
+    if settings.features.usage_source == "feast":
+        deps.usage = AdmittedUsage(feast_usage(settings, store))
+    if settings.features.rag:
+        from features.rag import DocsRetriever
+        from gateway_consumer.cache.embedder import MiniLM
+
+        deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
+
+
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
                loglevel: str = "warn", metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    usage = LiveUsage(settings).start()  # budgets read what the aggregator counted
-    deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
+    deps = RequestPathDeps(policy=holder)
+    live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
+    if live is not None:
+        deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
+    if "feast" in (settings.features.health_source, settings.features.usage_source) or settings.features.rag:
+        _use_feature_store(settings, deps)
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
     heartbeat = serve_metrics(settings, C, metrics_port)
@@ -62,5 +83,6 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
         worker.execute_from_commandline()
     finally:
         follower.stop()
-        usage.close()
+        if live is not None:
+            live.close()
         heartbeat.stop()

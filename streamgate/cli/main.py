@@ -11,6 +11,7 @@ from streamgate.cli import (
     config_cmd,
     demo,
     dispatch,
+    features,
     kafka,
     lakehouse,
     registry,
@@ -36,6 +37,7 @@ app.add_typer(aggregate.app, name="aggregate")
 app.command("usage")(aggregate.usage)
 app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)
+app.add_typer(features.app, name="features")
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
 app.command("report")(report.run)

@@ -147,6 +147,35 @@ def _print_metrics(console: Console, settings: Settings) -> None:
                       + ", ".join(ports))
 
 
+def _print_features(console: Console, settings: Settings) -> None:
+    """The Feast store after the run: daily features from gold materialized, the stream-pushed ones read
+    online as the gateway reads them."""
+    from features.serving import online_summary
+
+    try:
+        started = time.perf_counter()
+        summary = online_summary(settings)
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]feature store failed: {exc}[/]")
+        return
+    table = Table(title="online features (Feast), pushed from the streams: provider health, last 5 minutes")
+    for name in ("provider/model", "latency p95 (ms)", "error rate", "attempts"):
+        table.add_column(name, justify="left" if name == "provider/model" else "right")
+    for target, row in summary.targets.items():
+        table.add_row(target, _num(row["latency_p95_ms"], "{:,.0f}"), _num(row["error_rate"], "{:.3f}"),
+                      _num(row["attempts_5m"], "{:,.0f}"))
+    console.print(table)
+    spend = ", ".join(f"{team} ${usd / 1e9:,.4f}" for team, usd in summary.team_spend_today.items())
+    console.print(f"team spend today (online, pushed): {spend or 'none yet'}")
+    console.print(f"feature store: {summary.views} views applied, gold materialized in "
+                  f"{time.perf_counter() - started:.1f} s · repo {summary.repo} · try "
+                  f"streamgate features online provider_health openai/gpt-4o-mini")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600,
              console: Console | None = None) -> Outcomes:
     console = console or Console()
@@ -163,6 +192,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
         components.start("aggregator", "aggregate", "worker")
         components.start("lakehouse-sink", "lakehouse", "sink")
         _print_metrics(console, settings)
+        components.start("feature-pusher", "features", "push")
         watcher = OutcomeWatcher(settings)
         try:
             with _progress(console) as progress:
@@ -178,6 +208,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
     _print_lakehouse(console, settings)
     _write_report(console, settings)
+    _print_features(console, settings)
     missing = len(ids) - outcomes.finished(ids)
     if missing:
         raise RuntimeError(f"{missing} of {len(ids)} requests have no outcome after {timeout_s:.0f} s")

@@ -46,6 +46,15 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert f"report {report}" in text.replace("\n", "")
     page = report.read_text()
     assert page.count('<svg class="chart"') == 9 and 'class="empty"' not in page
+    # the feature store: the push worker's provider health and team spend are online, as pushed
+    assert "online features (Feast)" in text and "team spend today (online, pushed): none" not in text
+    from features.store import open_store
+
+    store = open_store(external)
+    [team] = run_query(external, "select team from gold_daily_cost group by team order by sum(cost_nanousd) "
+                                 "desc limit 1").to_pylist()
+    online = store.get_online_features(["team_usage:spend_today_nanousd"], [team]).to_dict()
+    assert online["spend_today_nanousd"][0] > 0
     [health] = run_query(external, "select sum(attempts) as n, max(latency_p99_ms) as p99 "
                                    "from gold_provider_daily").to_pylist()
     assert health["n"] > 0 and health["p99"] > 0
