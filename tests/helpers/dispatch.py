@@ -37,6 +37,11 @@ def routed(targets: list[dict[str, Any]], content: str = "hello there", *, team:
     }
 
 
+#: Breaker open time in the rig: long enough that a loaded machine's round trips (over a second each
+#: seen here) still observe the open state before the breaker half-opens.
+OPEN_S = 15.0
+
+
 class DispatchRig:
     def __init__(self, settings: Settings, topics: dict[str, str], workdir: Path, sim_port: int) -> None:
         self.topics, self.workdir = topics, workdir
@@ -44,7 +49,7 @@ class DispatchRig:
         providers = {"sim": ProviderSettings(kind="openai", base_url=url),
                      "sim_anthropic": ProviderSettings(kind="anthropic", base_url=url)}
         dispatch = settings.dispatch.model_copy(update={"breaker": settings.dispatch.breaker.model_copy(
-            update={"min_calls": 4, "window": 8, "open_s": 6.0})})
+            update={"min_calls": 4, "window": 8, "open_s": OPEN_S})})
         self.settings = settings.model_copy(update={"providers": providers, "dispatch": dispatch})
         self.config = write_config(self.settings, workdir / "dispatch.yaml")
         self.simulator = SimulatorProcess(sim_port, workdir / "simulator.log", seed=7)

@@ -18,7 +18,7 @@ import pytest
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from tests.conftest import free_port
-from tests.helpers.dispatch import DispatchRig, routed
+from tests.helpers.dispatch import OPEN_S, DispatchRig, routed
 
 pytestmark = [pytest.mark.kafka]
 
@@ -110,10 +110,11 @@ def test_rate_limit_honours_retry_after(rig: DispatchRig) -> None:
 def test_circuit_breaker_opens_half_opens_and_closes(rig: DispatchRig) -> None:
     rig.simulator.set_profile("cb", error_rate=1.0, median_ms=1, p99_ms=1)
     first = [routed([{"model": "cb"}, {"model": "sim-small"}], f"cb {i}") for i in range(6)]
-    t0 = time.monotonic()
-    for e in first:  # one at a time, so the breaker sees each outcome before the next request
+    for n, e in enumerate(first):  # one at a time, so the breaker sees each outcome before the next request
         _run(rig, [e], linger_s=0)
-    assert time.monotonic() - t0 < 6, "too slow to observe the open state (open_s = 6)"
+        if n == 3:
+            opened = time.monotonic()  # the 4th failed call opened it
+    assert time.monotonic() - opened < OPEN_S, f"too slow to observe the open state (open_s = {OPEN_S})"
     calls_when_open = rig.simulator.stats()["cb"]["error"]
     # breaker: min_calls 4 of window 8 at 50% -> open after the 4th failed call; later requests skip it
     assert calls_when_open == 4
@@ -121,7 +122,7 @@ def test_circuit_breaker_opens_half_opens_and_closes(rig: DispatchRig) -> None:
     skipped = first[-1]
     assert all(a["model"] == "sim-small" for a in rig.telemetry[skipped["request_id"]])
     rig.simulator.set_profile("cb", error_rate=0.0)
-    time.sleep(6.2)  # open_s = 6: the next request is the half-open probe, and it succeeds
+    time.sleep(max(0.0, opened + OPEN_S + 0.2 - time.monotonic()))  # then the next request is the probe
     probe = routed([{"model": "cb"}, {"model": "sim-small"}], "probe")
     _run(rig, [probe])
     assert rig.responses[probe["request_id"]][0]["model"] == "cb"
