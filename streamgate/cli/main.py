@@ -8,6 +8,7 @@ from streamgate.cli import (
     aggregate,
     bench,
     catalog,
+    chaos,
     config_cmd,
     demo,
     dispatch,
@@ -37,6 +38,7 @@ app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
+app.command("chaos")(chaos.run)
 app.command("bench")(bench.run)
 
 if __name__ == "__main__":  # pragma: no cover

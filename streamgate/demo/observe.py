@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from schemas import make_codec
+from schemas import EventDecodeError, make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
@@ -27,6 +27,7 @@ class Outcomes:
     entities: Counter[str] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)
     audits: int = 0
+    undecodable: int = 0
     #: request id -> final status of its Response (ok | failed | rejected); a second one is counted apart
     answered: dict[str, str] = field(default_factory=dict)
     answered_twice: int = 0
@@ -75,7 +76,11 @@ class OutcomeWatcher:
             if msg.error():
                 continue
             topic = self.names[msg.topic() or ""]
-            event = self.codecs[topic].decode(msg.value() or b"")
+            try:
+                event = self.codecs[topic].decode(msg.value() or b"")
+            except EventDecodeError:  # bad bytes on a topic: the stage reading it dead-letters them
+                o.undecodable += 1
+                continue
             if topic == Topic.ROUTED:
                 o.routed.add(event["request_id"])
                 first = event["targets"][0]
