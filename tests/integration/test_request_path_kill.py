@@ -25,6 +25,7 @@ from schemas import make_codec
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
 from streamgate.demo import workload
+from streamgate.demo.processes import Components
 from streamgate.kafka.clients import consumer_config
 
 # Once failed (~1% of requests without an outcome): the dedup table's changelog was written with the raw
@@ -44,12 +45,13 @@ def _start(settings: Settings, tmp_path: Path, exactly_once: bool, n: int) -> su
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout_s: float) -> Counter[str]:
+def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout_s: float,
+              kinds: tuple[str, ...] = ("requests.routed", "responses")) -> Counter[str]:
     """Request id -> how many outcomes (routed or response), read_committed."""
     consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}"))
-    consumer.subscribe([topics["requests.routed"], topics["responses"]])
-    codecs = {topics["requests.routed"]: make_codec(topics["requests.routed"], "RoutedRequest"),
-              topics["responses"]: make_codec(topics["responses"], "Response")}
+    consumer.subscribe([topics[k] for k in kinds])
+    types = {"requests.routed": "RoutedRequest", "responses": "Response"}
+    codecs = {topics[k]: make_codec(topics[k], types[k]) for k in kinds}
     counts: Counter[str] = Counter()
     deadline = time.monotonic() + timeout_s
     quiet_until = None
@@ -97,3 +99,39 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, s
     assert set(counts) == ids, "outcomes for requests that were never sent"
     doubled = [rid for rid, n in counts.items() if n > 1]
     print(f"at-least-once after kill -9: {len(doubled)} of {N} requests processed twice, none lost")
+
+
+# Known bug (found by `streamgate chaos`): a kill -9 of the stream worker answers a rejected request twice.
+#
+# The request path is at-least-once (faust, offsets committed every second): records processed after the
+# last commit are processed again by the restarted worker. For a request that goes on to the dispatcher
+# this is harmless (it answers each request id once), but a rejection is answered by the request path
+# itself, so the replay produces a second `rejected` response, dead letter and audit event. The chaos run
+# `--requests 4000 --duration 90 --seed 11 --kills 3` showed two requests answered three times each; this
+# test (6,000 rejected requests in a steady stream, five kills) saw 327 and 727 answered twice.
+# Fixing it needs the request path to commit its outputs with its offsets (a Kafka transaction) or a
+# responses consumer that drops repeats; until then this test is deselected (`known_bug`).
+@pytest.mark.known_bug
+def test_kill_9_does_not_answer_a_rejected_request_twice(settings: Settings, topics: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    rejected = [r.model_copy(update={"team": "ghost-team"}) for r in workload.requests(6000, seed=9)]
+    with Components(settings.model_copy(update={"state_dir": tmp_path})) as components:
+        worker = components.start("streams-worker", "streams", "worker")
+        with RequestProducer(settings) as producer:
+            for r in rejected[:100]:
+                producer.send(r)
+            producer.flush()
+            assert len(_outcomes(settings, topics, 100, 120, ("responses",))) >= 100
+            for n, r in enumerate(rejected[100:], 1):  # a steady stream, so the kill lands mid-stream
+                producer.send(r)
+                if n % 500 == 0:
+                    producer.flush()
+                    time.sleep(0.1)  # the worker is busy with these 500 now
+                    if n % 1000 == 0:
+                        os.kill(worker.pid, signal.SIGKILL)  # between two offset commits
+                        worker.wait(10)
+                        worker = components.start("streams-worker", "streams", "worker")
+        counts = _outcomes(settings, topics, len(rejected), 300, ("responses",))
+    assert set(counts) == {r.request_id for r in rejected}, "a rejected request got no answer"
+    twice = [rid for rid, n in counts.items() if n > 1]
+    assert not twice, f"{len(twice)} of {len(rejected)} rejected requests answered twice after kill -9"
