@@ -14,6 +14,7 @@ from streams.app import RequestPathDeps, create_app
 from streams.guardrails.budgets import AdmittedUsage
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
+from streams.watchdog import AssignmentWatchdog
 
 
 def declare_changelogs(app: faust.App, settings: Settings) -> None:
@@ -37,10 +38,13 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
+    watchdog = AssignmentWatchdog(settings, app.conf.id)
+    watchdog.start()
     try:
         from faust.worker import Worker
 
         Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
+        watchdog.stop()
         follower.stop()
         usage.close()

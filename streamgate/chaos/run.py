@@ -36,7 +36,12 @@ from streamgate.config import Settings
 from streamgate.demo import workload
 from streamgate.demo.observe import OutcomeWatcher
 from streamgate.demo.processes import Components
-from streamgate.demo.run import DUPLICATE_EVERY, _start_infrastructure
+from streamgate.demo.run import (
+    DUPLICATE_EVERY,
+    _start_infrastructure,
+    start_simulator,
+    stop_broker_on_interrupt,
+)
 
 WORKER_ARGS = {"streams-worker": ("streams", "worker"), "dispatcher": ("dispatch", "worker"),
                "aggregator": ("aggregate", "worker"), "lakehouse-sink": ("lakehouse", "sink")}
@@ -163,17 +168,14 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     settings = chaos_settings(settings, report.run_id)
     console.print(f"[bold]chaos run {report.run_id}[/]: {requests:,} requests over {duration_s:.0f} s, "
                   f"seed {seed} (the same faults again: --seed {seed})")
-    _start_infrastructure(settings, console)
+    started_broker = _start_infrastructure(settings, console)
     plan = fx.plan(duration_s, seed, kills=kills, broker=not settings.kafka.external)
     if settings.kafka.external:
         console.print("[yellow]external cluster: the broker restart is skipped[/]")
     run = _Run(settings, report, console)
-    with Components(settings, name="chaos") as components:
+    with stop_broker_on_interrupt(settings, started_broker), Components(settings, name="chaos") as components:
         components.logs = Path(settings.lakehouse.root).parent / "logs"
-        simulator = SimulatorProcess(settings.simulator.port, components.logs / "simulator.log",
-                                     components.config).start()
-        assert simulator.proc is not None
-        components.procs["simulator"] = simulator.proc
+        simulator = start_simulator(settings, components)
         for name, args in WORKER_ARGS.items():
             components.start(name, *args)
         watcher = OutcomeWatcher(settings)

@@ -9,10 +9,11 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from confluent_kafka import Producer
 from rich.console import Console
@@ -43,12 +44,40 @@ def _progress(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
-def _start_infrastructure(settings: Settings, console: Console) -> None:
+def _start_infrastructure(settings: Settings, console: Console) -> bool:
+    """The broker (unless one runs) and the topics; returns whether this started the broker."""
     started = time.perf_counter()
-    status = LocalKafka(settings).up()
+    broker = LocalKafka(settings)
+    was_running = settings.kafka.external or broker.status().running
+    status = broker.up()
     console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
     report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
     console.print(f"[bold]topics[/] {report.summary()}")
+    return not was_running
+
+
+@contextlib.contextmanager
+def stop_broker_on_interrupt(settings: Settings, started: bool) -> Iterator[None]:
+    """Ctrl-C stops every process the run started, the broker too when the run started it (a run that
+    finishes leaves it up for `streamgate usage` and the next run)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if started:
+            LocalKafka(settings).down()
+        raise
+
+
+def start_simulator(settings: Settings, components: Components) -> SimulatorProcess:
+    """The provider simulator, owned by `components` from the moment it exists (even if start is cut)."""
+    log = components.logs / "simulator.log"
+    simulator = SimulatorProcess(settings.simulator.port, log, components.config)
+    try:
+        simulator.start()
+    finally:
+        if simulator.proc is not None:
+            components.procs["simulator"] = simulator.proc
+    return simulator
 
 
 def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
@@ -183,12 +212,9 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     console = console or Console()
     pace = Pace(requests, duration_s) if duration_s else None
     run_id = uuid.uuid4().hex[:8]
-    _start_infrastructure(settings, console)
-    with Components(settings) as components:
-        simulator = SimulatorProcess(settings.simulator.port, components.logs / "simulator.log",
-                                     components.config).start()
-        assert simulator.proc is not None
-        components.procs["simulator"] = simulator.proc
+    started_broker = _start_infrastructure(settings, console)
+    with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
+        simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
