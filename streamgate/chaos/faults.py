@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, physical_name
+from streamgate.chaos import KILLABLE
 from streamgate.chaos.invariants import Coord
 from streamgate.config import Settings
 from streamgate.demo.processes import Components
@@ -26,8 +27,6 @@ from streamgate.demo.run import CORRUPT_RECORDS
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
 
-WORKERS = ("streams-worker", "dispatcher", "aggregator", "lakehouse-sink")
-KILLABLE = (*WORKERS, "simulator")
 #: One topic per consuming stage: the request path, the dispatcher and the aggregator (+ the sink).
 MALFORMED_TOPICS = (Topic.REQUESTS, Topic.ROUTED, Topic.TELEMETRY)
 #: Models taken down by an outage: one with a single target (requests fail), one behind aliases.
@@ -45,8 +44,8 @@ class Fault:
         return f"{self.at_s:6.1f} s  {self.kind} {self.target}".rstrip()
 
 
-def plan(duration_s: float, seed: int, *, kills: int = 1, broker: bool = True, outages: int = 2,
-         malformed: int = 3) -> list[Fault]:
+def plan(duration_s: float, seed: int, *, kills: int = 1, kinds: tuple[str, ...] = KILLABLE,
+         broker: bool = True, outages: int = 2, malformed: int = 3) -> list[Fault]:
     """Random times within the middle of the run, so every fault meets traffic before and after it."""
     rng = random.Random(seed)
 
@@ -54,6 +53,7 @@ def plan(duration_s: float, seed: int, *, kills: int = 1, broker: bool = True, o
         return round(rng.uniform(0.1, 0.8) * duration_s, 1)
 
     faults = [Fault(at(), "kill", name) for name in KILLABLE for _ in range(kills)]
+    faults = [f for f in faults if f.target in kinds]  # drawn for all kinds: a seed keeps its times
     faults += [Fault(round(rng.uniform(0.35, 0.55) * duration_s, 1), "broker")] if broker else []
     faults += [Fault(at(), "malformed", MALFORMED_TOPICS[i % len(MALFORMED_TOPICS)])
                for i in range(malformed)]

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic
+from streamgate.chaos import KILLABLE
 from streamgate.chaos import faults as fx
 from streamgate.chaos.evidence import Evidence, collect
 from streamgate.chaos.invariants import (
@@ -161,7 +162,9 @@ class _Run:
 
 
 def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 60, seed: int | None = None,
-              kills: int = 1, settle_s: float = 180, console: Console | None = None) -> ChaosReport:
+              kills: int = 1, kinds: tuple[str, ...] = KILLABLE, broker_restart: bool = True,
+              settle_s: float = 180,
+              console: Console | None = None) -> ChaosReport:
     console = console or Console()
     seed = seed if seed is not None else random.randrange(2**31)
     report = ChaosReport(run_id=f"{seed:x}-{uuid.uuid4().hex[:4]}", seed=seed)
@@ -169,7 +172,8 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     console.print(f"[bold]chaos run {report.run_id}[/]: {requests:,} requests over {duration_s:.0f} s, "
                   f"seed {seed} (the same faults again: --seed {seed})")
     started_broker = _start_infrastructure(settings, console)
-    plan = fx.plan(duration_s, seed, kills=kills, broker=not settings.kafka.external)
+    plan = fx.plan(duration_s, seed, kills=kills, kinds=kinds,
+                   broker=broker_restart and not settings.kafka.external)
     if settings.kafka.external:
         console.print("[yellow]external cluster: the broker restart is skipped[/]")
     run = _Run(settings, report, console)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streamgate.chaos.faults import KILLABLE, plan
+from streamgate.chaos import KILLABLE
+from streamgate.chaos.faults import plan
 from streamgate.chaos.invariants import (
     Answer,
     Letter,
