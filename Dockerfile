@@ -8,6 +8,7 @@ COPY schemas ./schemas
 COPY streamgate ./streamgate
 COPY streams ./streams
 COPY gateway_consumer ./gateway_consumer
+COPY aggregation ./aggregation
 COPY lakehouse ./lakehouse
 COPY features ./features
 COPY config ./config

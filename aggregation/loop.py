@@ -28,13 +28,27 @@ from schemas.deadletter import dead_letter_from_error
 from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
+from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 log = logging.getLogger("streamgate.aggregation")
+C = "aggregator"
+
+
+def _route(key: str) -> list[Any]:
+    """`Aggregator.counts` keys -> metric children."""
+    return {"events": [EVENTS_IN.labels(C, "aggregate")],
+            "rows_written": [EVENTS_OUT.labels(C, "aggregate", "usage.aggregates")],
+            "dead_lettered": [EVENTS_OUT.labels(C, "aggregate", "deadletter"),
+                              ERRORS.labels(C, "aggregate", "undecodable")],
+            "commits": [COMMITS.labels(C)]}.get(key, [])
 
 
 class Aggregator:
-    def __init__(self, settings: Settings, *, instance: str = "0") -> None:
+    def __init__(self, settings: Settings, *, instance: str = "0",
+                 heartbeat: Heartbeat | None = None) -> None:
         self.settings = settings
         prefix, registry = settings.kafka.topic_prefix, settings.schema_registry.url
         self.topics = {t: physical_name(t, prefix) for t in Topic}
@@ -46,7 +60,7 @@ class Aggregator:
         # waiting out the session timeout of the member it replaces
         self.consumer = Consumer(consumer_config(settings, group_id=group) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{group}-{instance}"})
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
         self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
             "transactional.id": f"{group}-{instance}", "linger.ms": 5})
         self.grace_ms = int(settings.aggregation.grace_s * 1000)
@@ -54,6 +68,9 @@ class Aggregator:
         self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)
         self.counts: Counter[str] = Counter()
         self.running = True
+        self.heartbeat = heartbeat or Heartbeat(C, settings.metrics.stale_after_s)
+        self.exported = CountExport(self.counts, _route)
+        self.commit_time = LATENCY.labels(C, "commit")
 
     # -- assignment ---------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -85,6 +102,7 @@ class Aggregator:
         next_commit, last_event = time.monotonic() + interval, time.monotonic()
         while self.running:
             batch = self.consumer.consume(2000, timeout=0.05)
+            self.heartbeat.beat()
             events: dict[int, list[dict[str, Any]]] = {}
             for msg in batch:
                 self._decode(msg, events)
@@ -137,6 +155,7 @@ class Aggregator:
         """Changed rows and the offsets that produced them, in one transaction."""
         if not self.positions:
             return
+        began = time.perf_counter()
         now = int(time.time() * 1000)
         topic = self.topics[Topic.AGGREGATES]
         for state in self.states.values():
@@ -157,10 +176,17 @@ class Aggregator:
         self.positions.clear()
         self.counts["commits"] += 1
         self.producer.begin_transaction()
+        self.commit_time.observe(time.perf_counter() - began)
+        self.exported.publish()
 
 
-def run_aggregator(settings: Settings, *, instance: str = "0") -> dict[str, Any]:
+def run_aggregator(settings: Settings, *, instance: str = "0",
+                   metrics_port: int | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    counts = Aggregator(settings, instance=instance).run()
+    heartbeat = serve_metrics(settings, C, metrics_port)
+    aggregator = Aggregator(settings, instance=instance, heartbeat=heartbeat)
+    freeze_startup_heap()
+    counts = aggregator.run()
+    heartbeat.stop()
     log.info("stopped: %s", dict(counts))
     return dict(counts)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import calendar
 import logging
 import threading
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from ddsketch import DDSketch
 
 from aggregation.cell import COUNTERS, RELATIVE_ACCURACY, load_sketch
-from aggregation.windows import window_bounds
+from aggregation.windows import month_start_ms, window_bounds
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
@@ -41,6 +39,12 @@ class Total:
     def quantile(self, q: float) -> float | None:
         return self.sketch.get_quantile_value(q) if self.sketch.count else None
 
+    def add(self, row: dict[str, Any]) -> None:
+        for k in COUNTERS:
+            self.counts[k] += int(row.get(k) or 0)
+        if row.get("latency_sketch"):
+            self.sketch.merge(load_sketch(row["latency_sketch"]))
+
 
 def totals(rows: list[dict[str, Any]]) -> dict[Group, Total]:
     """Latest row per key, then summed per group; `rows` oldest first."""
@@ -48,11 +52,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[Group, Total]:
     out: dict[Group, Total] = {}
     for row in latest.values():
         group = (row["window"], int(row["window_start"]), row["dimension"], row["dimension_value"])
-        total = out.get(group) or out.setdefault(group, Total(*group))
-        for k in COUNTERS:
-            total.counts[k] += int(row.get(k) or 0)
-        if row.get("latency_sketch"):
-            total.sketch.merge(load_sketch(row["latency_sketch"]))
+        (out.get(group) or out.setdefault(group, Total(*group))).add(row)
     return out
 
 
@@ -63,7 +63,8 @@ class LiveUsage:
     rows on read, so limits are exact however many aggregator replicas there are.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, dimensions: tuple[str, ...] = ("team", "api_key")) -> None:
+        self.dimensions = dimensions
         self.topic = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
         self.codec = make_codec(self.topic, "UsageAggregate", settings.schema_registry.url)
         self.consumer = Consumer(consumer_config(settings, group_id=f"usage-{uuid.uuid4().hex[:8]}"))
@@ -74,6 +75,8 @@ class LiveUsage:
         #: how long after its event the latest row became visible here (enforcement lag), ms
         self.last_lag_ms: float | None = None
         self._seen = 0
+        #: (dimension, value) -> latest event time seen in its rows, since the last `take_changed`
+        self._changed: dict[tuple[str, str], int] = {}
 
     def start(self) -> LiveUsage:
         parts = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
@@ -97,11 +100,13 @@ class LiveUsage:
                 except Exception:  # a bad row must not stop budget reads; the aggregator dead-letters input
                     log.exception("undecodable usage row at %s@%s", msg.partition(), msg.offset())
                     continue
-                if row["window"] == "1h" or row["dimension"] not in ("team", "api_key"):
+                if row["window"] == "1h" or row["dimension"] not in self.dimensions:
                     continue
                 group = (row["window"], int(row["window_start"]), row["dimension"], row["dimension_value"])
+                entity = (row["dimension"], row["dimension_value"])
                 with self.lock:
                     self.rows[group][int(row["source_partition"])] = row
+                    self._changed[entity] = max(self._changed.get(entity, 0), int(row["watermark_ms"]))
                     self._seen += 1
                     if self._seen % 10_000 == 0:
                         self._prune(int(row["watermark_ms"]))
@@ -113,6 +118,24 @@ class LiveUsage:
                       or (g[0] == "1d" and g[1] < now_ms - 32 * 86_400_000)]:
             del self.rows[group]
 
+    def take_changed(self) -> dict[tuple[str, str], int]:
+        """The (dimension, value) pairs whose rows changed since the last call, with their latest event
+        time (what the feature push worker pushes)."""
+        with self.lock:
+            changed, self._changed = self._changed, {}
+        return changed
+
+    def recent(self, dimension: str, value: str, now_ms: int, minutes: int) -> Total:
+        """The last `minutes` 1-minute windows (the current one included), summed over partitions."""
+        minute, _ = window_bounds("1m", now_ms)
+        total = Total("1m", minute - (minutes - 1) * 60_000, dimension, value)
+        with self.lock:
+            partials = [r for start in range(total.window_start, minute + 1, 60_000)
+                        for r in self.rows.get(("1m", start, dimension, value), {}).values()]
+        for row in partials:
+            total.add(row)
+        return total
+
     def _sum(self, group: Group, *fields: str) -> int:
         with self.lock:
             partials = list(self.rows.get(group, {}).values())
@@ -122,8 +145,7 @@ class LiveUsage:
         dimension, value = ("api_key", scope.split("/", 1)[1]) if "/" in scope else ("team", scope)
         minute, _ = window_bounds("1m", now_ms)
         day, _ = window_bounds("1d", now_ms)
-        now = datetime.fromtimestamp(now_ms / 1000, UTC)
-        month_start = calendar.timegm((now.year, now.month, 1, 0, 0, 0)) * 1000
+        month_start = month_start_ms(now_ms)
         month = sum(self._sum(("1d", d, dimension, value), "cost_nanousd")
                     for d in range(month_start, day + 1, 86_400_000))
         return UsageSnapshot(

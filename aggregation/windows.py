@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+from datetime import UTC, datetime
+
 WINDOWS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 DIMENSIONS = ("team", "project", "api_key", "model", "provider")
 
@@ -10,6 +13,12 @@ def window_bounds(window: str, at_ms: int) -> tuple[int, int]:
     size = WINDOWS[window]
     start = at_ms - at_ms % size
     return start, start + size
+
+
+def month_start_ms(at_ms: int) -> int:
+    """The start of the UTC calendar month `at_ms` falls in (monthly budgets and spend)."""
+    now = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return calendar.timegm((now.year, now.month, 1, 0, 0, 0)) * 1000
 
 
 def dimension_values(event: dict[str, object]) -> tuple[tuple[str, str], ...]:

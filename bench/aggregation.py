@@ -49,7 +49,8 @@ def _fill(settings: Settings, events: list[dict[str, Any]]) -> None:
     producer.flush(120)
 
 
-def _bare(settings: Settings) -> float:
+def _bare(settings: Settings, *, decode: bool = True) -> float:
+    """Records/s of a bare consumer that decodes each record (or, with `decode=False`, only consumes)."""
     topic = settings.kafka.topic_prefix + "telemetry"
     codec = make_codec(topic, "Telemetry")
     consumer = Consumer(consumer_config(settings, group_id=f"bare-{uuid.uuid4().hex[:6]}"))
@@ -59,7 +60,8 @@ def _bare(settings: Settings) -> float:
     while seen < N:
         for msg in consumer.consume(2000, timeout=1.0):
             if not msg.error():
-                codec.decode(msg.value() or b"")
+                if decode:
+                    codec.decode(msg.value() or b"")
                 seen += 1
     elapsed = time.perf_counter() - t0
     consumer.close()

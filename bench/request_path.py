@@ -6,6 +6,7 @@ Events: the demo workload with ~1 KB prompts, ~10% carrying PII.
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -14,23 +15,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from bench.harness import bench_settings, write_result
 from schemas import SingleObjectCodec
-from streamgate.catalog import default_catalog
+from schemas.topics import Topic
 from streamgate.client import ChatMessage
 from streamgate.config import Settings
 from streamgate.demo import workload
 from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
-from streams.guardrails.budgets import NoUsage
-from streams.guardrails.pii_scan import scan_pii
-from streams.guardrails.stage import guard_request
+from streams.io import StageIO
+from streams.pipeline import RequestPath, RequestPathDeps, check_claim
 from streams.policy.config import load_policy
-from streams.route.health import StaticHealth
-from streams.route.stage import route_stage
-from streams.validate.rules import validate_request
+from streams.policy.holder import PolicyHolder
 
 N = 20_000
 FILLER = "The gateway routes requests across providers while tracking cost and latency. "
@@ -46,25 +44,29 @@ def _events(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def logic_rate(events: list[dict[str, Any]]) -> float:
-    codec = SingleObjectCodec("requests", "Request")
-    routed_codec = SingleObjectCodec("requests.routed", "RoutedRequest")
-    encoded = codec.encode_many(events)
-    policy, catalog, health, usage = load_policy(), default_catalog(), StaticHealth(), NoUsage()
-    rng = random.Random(1)
-    t0 = time.perf_counter()
-    for value in encoded:
-        event = codec.decode(value)
-        if validate_request(event, policy, catalog):
-            continue
-        validated = codec.decode(codec.encode(event))
-        guarded = guard_request(validated, policy, scan_pii, usage, 0)
-        if guarded.event is None:
-            continue
-        routed = route_stage(codec.decode(codec.encode(guarded.event)), policy, health, rng)
-        if isinstance(routed, dict):
-            routed_codec.encode(routed)
-    return len(encoded) / (time.perf_counter() - t0)
+def logic_rate(events: list[dict[str, Any]]) -> tuple[float, float]:
+    """The worker's own per-record function with in-memory dedup claims: everything but Kafka and faust.
+    Returns events/s and CPU microseconds per event."""
+    from streamgate.config import load_settings
+
+    io = StageIO(load_settings())
+    encoded = io.codecs[Topic.REQUESTS].encode_many(events)
+    holder = PolicyHolder(load_policy())
+    path = RequestPath(io, RequestPathDeps(policy=holder, rng=random.Random(1)))
+    claims: dict[bytes, list[int]] = {}
+    window_ms = holder.policy.validation.dedup_window_s * 1000
+
+    def duplicate(request_id: bytes, partition: int, offset: int, now_ms: int) -> bool:
+        dup, new = check_claim(claims.get(request_id), offset, now_ms, window_ms)
+        if new is not None:
+            claims[request_id] = new
+        return dup
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for offset, value in enumerate(encoded):
+        path.process(value, str(offset).encode(), 0, offset, duplicate, int(time.time() * 1000))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return len(encoded) / elapsed, cpu * 1e6 / len(encoded)
 
 
 def _settings() -> Settings:
@@ -86,17 +88,49 @@ def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
 
 def _count(settings: Settings, topics: list[str]) -> int:
     c = Consumer(consumer_config(settings, group_id="bench-count"))
-    total = 0
-    for t in topics:
-        for p in c.list_topics(t, timeout=10).topics[t].partitions:
-            low, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-            total += high - low
-    c.close()
-    return total
+    try:
+        for attempt in range(10):
+            try:
+                total = 0
+                for t in topics:
+                    for p in c.list_topics(t, timeout=10).topics[t].partitions:
+                        low, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                        total += high - low
+                return total
+            except KafkaException:  # a new topic's leader is still being elected
+                if attempt == 9:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+    finally:
+        c.close()
+
+
+def _wait_for_group(settings: Settings, group: str, members: int, timeout_s: float = 120) -> None:
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap()})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            if found.state == ConsumerGroupState.STABLE and len(found.members) == members:
+                return
+        except KafkaException:
+            pass  # the group does not exist yet
+        time.sleep(0.5)
+    raise TimeoutError(f"consumer group {group} never had {members} stable member(s)")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: per-event CPU holds up on a shared machine, events/s not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
-    src, dst = settings.kafka.topic_prefix + "requests.validated", settings.kafka.topic_prefix + "audit"
+    src, dst = settings.kafka.topic_prefix + "requests.guarded", settings.kafka.topic_prefix + "audit"
     _fill(settings, src, values)
     consumer = Consumer(consumer_config(settings, group_id="bench-pass"))
     consumer.subscribe([src])
@@ -117,49 +151,78 @@ def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
     return len(values) / elapsed
 
 
-def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path) -> float:
+def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
+                  workers: int = 1) -> tuple[float, float]:
+    """Events/s through `workers` worker processes (one consumer group), and their CPU us per event."""
     prefix = settings.kafka.topic_prefix
-    _fill(settings, prefix + "requests", values)
+    workdir.mkdir(parents=True, exist_ok=True)
     config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     outcomes = [prefix + "requests.routed", prefix + "responses"]
-    with open(workdir / "worker.log", "wb") as log:
-        proc = subprocess.Popen([str(exe), "streams", "worker", "--config", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT)
+    procs = []
+    for i in range(workers):
+        with open(workdir / f"worker-{i}.log", "wb") as log:
+            args = [str(exe), "streams", "worker", "--config", str(config)]
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
     try:
+        # fill once every worker holds its partitions, so a rebalance is not what gets measured
+        _wait_for_group(settings, f"{prefix}streamgate-request-path", workers)
+        _fill(settings, prefix + "requests", values)
         started = None
         while True:
             done = _count(settings, outcomes)
             if done and started is None:
-                started, first = time.perf_counter(), done
-            if done >= len(values) - 10 or proc.poll() is not None:
+                started, first, cpu0 = time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs)
+            if done >= len(values) - 10 or any(p.poll() is not None for p in procs):
                 break
             time.sleep(0.2)
         assert started is not None, "the worker produced nothing"
-        return (done - first) / (time.perf_counter() - started)
+        assert done > first, "the workers stopped"
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
+        return (done - first) / (time.perf_counter() - started), cpu * 1e6 / (done - first)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
 
 
-def main() -> dict[str, Any]:
+def _median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The run with the median events/s (and its CPU per event): the machine is shared, so one run can
+    land on a busy moment."""
+    return sorted(runs)[len(runs) // 2]
+
+
+def main(repeats: int = 3) -> dict[str, Any]:
     import tempfile
 
     events = _events(N)
     values = SingleObjectCodec("requests", "Request").encode_many(events)
-    logic = logic_rate(events)
-    settings = _settings()
-    passthrough = passthrough_rate(settings, values)
-    with tempfile.TemporaryDirectory() as tmp:
-        pipeline = pipeline_rate(settings, values, Path(tmp))
-    result = {"events": N, "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
+    logic_runs = [logic_rate(events) for _ in range(repeats)]
+    passthrough = passthrough_rate(_settings(), values)
+    pipeline_runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for workers, runs in pipeline_runs.items():
+            with tempfile.TemporaryDirectory() as tmp:  # fresh topics and group: the same events again
+                runs.append(pipeline_rate(_settings(), values, Path(tmp), workers=workers))
+    (logic, logic_cpu), (pipeline, pipeline_cpu) = _median_run(logic_runs), _median_run(pipeline_runs[1])
+    pipeline2 = _median_run(pipeline_runs[2])[0]
+    result = {"events": N, "repeats": repeats, "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
+              "pipeline_2_workers_events_per_s": pipeline2,
               "passthrough_events_per_s": passthrough, "pipeline_over_logic": pipeline / logic,
               "pipeline_over_passthrough": pipeline / passthrough,
+              "logic_cpu_us_per_event": logic_cpu, "worker_cpu_us_per_event": pipeline_cpu,
+              "runs_events_per_s": {"logic": [r for r, _ in logic_runs],
+                                    **{f"pipeline_{w}_workers": [r for r, _ in runs]
+                                       for w, runs in pipeline_runs.items()}},
               "mean_event_bytes": sum(map(len, values)) / len(values)}
     table = [("(a) stage logic alone, in memory", f"{logic:,.0f} events/s"),
              ("(b) full path through Kafka + faust (1 worker)", f"{pipeline:,.0f} events/s"),
+             ("(b2) the same with 2 worker processes", f"{pipeline2:,.0f} events/s"),
              ("(c) raw confluent-kafka consume->produce", f"{passthrough:,.0f} events/s"),
              ("b/a", f"{pipeline / logic:.2f}"), ("b/c", f"{pipeline / passthrough:.2f}"),
+             ("CPU per event: logic / 1 worker process", f"{logic_cpu:.0f} us / {pipeline_cpu:.0f} us"),
+             ("runs (median shown)", f"{repeats} of each"),
              ("mean event size", f"{result['mean_event_bytes']:.0f} bytes")]
     write_result("request-path", result, table)
     for k, v in table:

@@ -1,1 +1,2 @@
-"""features: see README (planned)."""
+"""The Feast feature store over the lakehouse: definitions, the push worker, the gateway's readers,
+training sets and RAG (docs/features.md)."""

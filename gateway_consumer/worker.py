@@ -8,16 +8,19 @@ import os
 
 from gateway_consumer.dispatch import Dispatcher
 from streamgate.config import Settings
+from streamgate.observability import serve_metrics
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
 
 
-def run_dispatcher(settings: Settings, *, instance: str = "0") -> None:
+def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance)
+    heartbeat = serve_metrics(settings, "dispatcher", metrics_port)
+    dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance, heartbeat=heartbeat,
+                            freeze_heap=True)
     log = logging.getLogger("streamgate.dispatch")
     try:
         asyncio.run(dispatcher.run())
@@ -26,8 +29,9 @@ def run_dispatcher(settings: Settings, *, instance: str = "0") -> None:
         # exit hung here (found by `streamgate chaos` after a broker restart fenced the producers): the
         # Kafka clients' destructors wait on the fenced transaction and the group, so nothing restarted.
         log.exception("dispatcher failed; exiting for a restart: %s", dict(dispatcher.stats.counts))
-        follower.stop()
+        heartbeat.stop()
         logging.shutdown()
         os._exit(3)
     follower.stop()
+    heartbeat.stop()
     log.info("stopped: %s", dict(dispatcher.stats.counts))

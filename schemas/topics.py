@@ -21,9 +21,9 @@ _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 class Topic(StrEnum):
     REQUESTS = "requests"
-    VALIDATED = "requests.validated"
     GUARDED = "requests.guarded"
     ROUTED = "requests.routed"
+    REJECTED = "requests.rejected"
     RESPONSES = "responses"
     TELEMETRY = "telemetry"
     VERDICTS = "guardrail.verdicts"

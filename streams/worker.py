@@ -10,8 +10,11 @@ from aggregation.usage import LiveUsage
 from schemas.topics import TopicSpec, load_topic_specs
 from streamgate.config import Settings
 from streamgate.kafka.topics import apply_topics
+from streamgate.observability import Heartbeat, serve_metrics
+from streamgate.observability.metrics import set_lag
 from streams.app import RequestPathDeps, create_app
 from streams.guardrails.budgets import AdmittedUsage
+from streams.metrics import C, faust_lag
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
 from streams.watchdog import AssignmentWatchdog
@@ -28,23 +31,62 @@ def declare_changelogs(app: faust.App, settings: Settings) -> None:
     apply_topics(settings.kafka.bootstrap(), specs)
 
 
+def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None:
+    """A faust timer: beats while the worker's event loop runs, and publishes the agents' lag."""
+    sources = {t for agent in app.agents.values() for t in agent.channel.topics}
+
+    @app.timer(interval=interval_s)  # type: ignore[untyped-decorator]
+    async def _alive() -> None:
+        heartbeat.beat()
+        set_lag(C, faust_lag(app, sources))
+
+
+def _use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
+    """Read provider health, usage and RAG context from Feast, as configured under `features:`."""
+    from features.serving import feast_health, feast_usage
+    from features.store import open_store
+
+    store = open_store(settings)  # online features fed by `streamgate features push`
+    if settings.features.health_source == "feast":
+        deps.health = feast_health(settings, store)
+    if settings.features.usage_source == "feast":
+        deps.usage = AdmittedUsage(feast_usage(settings, store))
+    if settings.features.rag:
+        from features.rag import DocsRetriever
+        from gateway_consumer.cache.embedder import MiniLM
+
+        deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
+
+
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
-               loglevel: str = "warn") -> None:
+               loglevel: str = "warn", metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    usage = LiveUsage(settings).start()  # budgets read what the aggregator counted
-    deps = RequestPathDeps(policy=holder, usage=AdmittedUsage(usage))
+    deps = RequestPathDeps(policy=holder)
+    live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
+    if live is not None:
+        deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
+    if "feast" in (settings.features.health_source, settings.features.usage_source) or settings.features.rag:
+        _use_feature_store(settings, deps)
     app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
     declare_changelogs(app, settings)
+    heartbeat = serve_metrics(settings, C, metrics_port)
+    watch(app, heartbeat)
     watchdog = AssignmentWatchdog(settings, app.conf.id)
     watchdog.start()
     try:
         from faust.worker import Worker
 
-        Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+        worker = Worker(app, loglevel=loglevel, quiet=True)
+        # faust's terminal spinner sets the root logger to DEBUG so it can spin on every record: every
+        # aiokafka debug call then builds a LogRecord (10% of the worker's time in a profile)
+        worker.spinner = None
+        worker.execute_from_commandline()
     finally:
         watchdog.stop()
         follower.stop()
-        usage.close()
+        if live is not None:
+            live.close()
+        heartbeat.stop()

@@ -7,6 +7,7 @@ suite uses that cluster instead and starts nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import load_topic_specs, physical_name
-from streamgate.config import Settings, load_settings
+from streamgate.config import COMPONENTS, MetricsPorts, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
 
@@ -27,6 +28,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (held together while chosen, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def local_broker_settings(state_dir: Path) -> Settings:
@@ -63,7 +73,11 @@ def kafka_bootstrap(kafka_settings: Settings) -> str:
 def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: the shared broker, a unique topic prefix and a private state directory."""
     kafka = kafka_settings.kafka.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}."})
-    return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state"})
+    # metrics on free ports: components a test starts never clash with a demo or another test run
+    ports = MetricsPorts(**dict(zip(COMPONENTS, free_ports(len(COMPONENTS)), strict=True)))
+    metrics = kafka_settings.metrics.model_copy(update={"ports": ports})
+    return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state",
+                                             "metrics": metrics})
 
 
 @pytest.fixture

@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.codec import TopicCodec
 from schemas.errors import EventDecodeError
@@ -21,6 +24,7 @@ from streamgate.kafka.clients import consumer_config
 
 #: How far before the first replayed request's timestamp answers are looked for (clock skew margin).
 SEED_MARGIN_MS = 60_000
+T = TypeVar("T")
 
 
 class AnsweredIds:
@@ -42,11 +46,30 @@ class AnsweredIds:
             self._ids.popitem(last=False)
 
 
+_RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def _patiently(call: Callable[[], T], attempts: int = 20) -> T:
+    """A metadata call, retried while the cluster is still electing leaders (a topic just created, a
+    broker just restarted): on assignment, an exception here would stop the dispatcher."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if attempt == attempts - 1 or not (error.retriable() or error.code() in _RETRIABLE):
+                raise
+            time.sleep(min(0.1 * 2 ** attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
 def replay_start_ms(settings: Settings, routed: str, partition: int, committed: int) -> int | None:
     """Timestamp of the first record that will be replayed on `partition`, or None if none will be."""
     probe = Consumer(consumer_config(settings, group_id=f"sg-probe-{uuid.uuid4().hex[:8]}"))
     try:
-        low, high = probe.get_watermark_offsets(TopicPartition(routed, partition), timeout=10)
+        low, high = _patiently(lambda: probe.get_watermark_offsets(TopicPartition(routed, partition),
+                                                                   timeout=10))
         start = max(committed, low) if committed >= 0 else low
         if start >= high:
             return None
@@ -66,9 +89,9 @@ def seed_answered(settings: Settings, responses: str, partitions: list[int], sin
     reader = Consumer(consumer_config(settings, group_id=f"sg-seed-{uuid.uuid4().hex[:8]}"))
     try:
         wanted = [TopicPartition(responses, p, max(since_ms - SEED_MARGIN_MS, 0)) for p in partitions]
-        starts = reader.offsets_for_times(wanted, timeout=10)
-        ends = {p: reader.get_watermark_offsets(TopicPartition(responses, p), timeout=10)[1]
-                for p in partitions}
+        starts = _patiently(lambda: reader.offsets_for_times(wanted, timeout=10))
+        high = partial(reader.get_watermark_offsets, timeout=10)
+        ends = {p: _patiently(partial(high, TopicPartition(responses, p)))[1] for p in partitions}
         todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
         if not todo:
             return 0

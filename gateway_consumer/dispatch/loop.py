@@ -36,6 +36,7 @@ from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
 from gateway_consumer.cache.embedder import MiniLM, ModelMissingError
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
+from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnsweredIds, replay_start_ms, seed_answered
 from gateway_consumer.dispatch.offsets import OffsetTracker
 from gateway_consumer.providers import build_provider
@@ -46,7 +47,10 @@ from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
+from streamgate.observability.metrics import COMMITS, set_breakers
 from streams.policy.config import GatewayPolicy
 
 log = logging.getLogger("streamgate.dispatch")
@@ -58,6 +62,7 @@ class LatencySample:
 
     total_s: float
     provider_s: float
+    consumed_at: float  # perf_counter() when consumed
 
 
 @dataclass
@@ -69,12 +74,17 @@ class DispatchStats:
 
 class Dispatcher:
     def __init__(self, settings: Settings, policy: Callable[[], GatewayPolicy], *, instance: str = "0",
-                 keep_samples: bool = False) -> None:
-        self.settings, self.policy = settings, policy
+                 keep_samples: bool = False, freeze_heap: bool = False,
+                 heartbeat: Heartbeat | None = None) -> None:
+        """`freeze_heap`: a worker process takes its start-up heap out of garbage collection
+        (`streamgate.gc_tuning`) once its dependencies are built; a test process does not."""
+        self.settings, self.policy, self.freeze_heap = settings, policy, freeze_heap
         prefix = settings.kafka.topic_prefix
         self.topics = {t: physical_name(t, prefix) for t in Topic}
         registry = settings.schema_registry.url
         self.routed_codec = make_codec(self.topics[Topic.ROUTED], "RoutedRequest", registry)
+        self.rejected_codec = make_codec(self.topics[Topic.REJECTED], "Response", registry)
+        self.sources = (self.topics[Topic.ROUTED], self.topics[Topic.REJECTED])
         self.codecs = {Topic.RESPONSES: make_codec(self.topics[Topic.RESPONSES], "Response", registry),
                        Topic.TELEMETRY: make_codec(self.topics[Topic.TELEMETRY], "Telemetry", registry),
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
@@ -84,16 +94,18 @@ class Dispatcher:
         # the same --instance is fenced out of the group as its producers are out of transactions
         self.consumer = Consumer(consumer_config(settings, group_id=group) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{group}-{instance}"})
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
-        self.tracker = OffsetTracker()
+        self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
         self.answered = AnsweredIds()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.task_partition: dict[str, int] = {}
+        self.task_partition: dict[str, tuple[str, int]] = {}
         self.produced = 0  # records produced into the open transaction
         self.stats = DispatchStats(keep_samples=keep_samples)
+        self.heartbeat = heartbeat or Heartbeat(metrics.C, settings.metrics.stale_after_s)
+        self.exported = CountExport(self.stats.counts, metrics.route)
         self.stop = asyncio.Event()
         # transaction calls get their own thread: on the shared default executor they once queued
         # behind other blocking work until the broker timed the transaction out and fenced us
@@ -104,11 +116,11 @@ class Dispatcher:
         committed = consumer.committed(partitions, timeout=10)
         since: list[int] = []
         for tp in committed:
-            start = replay_start_ms(self.settings, self.topics[Topic.ROUTED], tp.partition, tp.offset)
+            start = replay_start_ms(self.settings, tp.topic, tp.partition, tp.offset)
             if start is not None:
                 since.append(start)
         if since:
-            parts = [tp.partition for tp in partitions]
+            parts = sorted({tp.partition for tp in partitions})
             n = seed_answered(self.settings, self.topics[Topic.RESPONSES], parts, min(since),
                               self.codecs[Topic.RESPONSES], self.answered)
             log.info("assigned %s; %d recent answers known before replay",
@@ -116,7 +128,7 @@ class Dispatcher:
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
+        gone = {(tp.topic, tp.partition) for tp in partitions}
         for request_id, part in list(self.task_partition.items()):
             if part in gone:
                 self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
@@ -133,13 +145,15 @@ class Dispatcher:
         for producer in self.producers:
             await loop.run_in_executor(self.txn_thread, producer.init_transactions, 30)
         self.producer.begin_transaction()
-        self.consumer.subscribe([self.topics[Topic.ROUTED]], on_assign=self._on_assign,
+        self.consumer.subscribe(list(self.sources), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         settings = self.settings
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=None)  # per-attempt timeouts are the targets' own
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             deps = self.deps = self._deps(session)
+            if self.freeze_heap:
+                freeze_startup_heap()
             next_commit = time.monotonic()
             commit: asyncio.Task[None] | None = None
             while not self.stop.is_set():
@@ -152,6 +166,7 @@ class Dispatcher:
                         self._accept(msg, deps)
                 for producer in self.producers:
                     producer.poll(0)
+                self.heartbeat.beat()
                 if time.monotonic() >= next_commit and (commit is None or commit.done()):
                     if commit is not None:
                         commit.result()  # re-raise a failed commit
@@ -193,26 +208,34 @@ class Dispatcher:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", error)
             return
-        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value() or b""
-        self.tracker.add(partition, offset)
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        value, place = msg.value() or b"", (topic, partition)
+        self.tracker.add(place, offset)
         self.stats.counts["consumed"] += 1
+        codec = self.routed_codec if topic == self.sources[0] else self.rejected_codec
         try:
-            routed = self.routed_codec.decode(value, partition=partition, offset=offset)
+            event = codec.decode(value, partition=partition, offset=offset)
         except EventDecodeError as err:
             record = dead_letter_from_error(err, raw_value=value, raw_key=msg.key(), stage="dispatch")
             self._produce(Topic.DEADLETTER, partition, msg.key(), record)
-            self.tracker.done(partition, offset)
+            self.tracker.done(place, offset)
             self.stats.counts["dead_lettered"] += 1
             return
-        request_id = routed["request_id"]
+        request_id = event["request_id"]
         if request_id in self.answered or request_id in self.in_flight:
-            self.tracker.done(partition, offset)  # answered (or being answered) already: never twice
+            self.tracker.done(place, offset)  # answered (or being answered) already: never twice
             self.stats.counts["duplicates_skipped"] += 1
             return
+        if codec is self.rejected_codec:  # the request path's answer: forwarded, in this transaction
+            self._produce(Topic.RESPONSES, partition, msg.key(), event)
+            self.answered.add(request_id)
+            self.tracker.done(place, offset)
+            self.stats.counts["answered_rejected"] += 1
+            return
         consumed = time.perf_counter()
-        task = asyncio.create_task(self._answer(routed, deps, partition, offset, msg.key(), consumed))
+        task = asyncio.create_task(self._answer(event, deps, partition, offset, msg.key(), consumed))
         self.in_flight[request_id] = task
-        self.task_partition[request_id] = partition
+        self.task_partition[request_id] = place
 
     async def _answer(self, routed: dict[str, Any], deps: DispatchDeps, partition: int, offset: int,
                       key: bytes | None, consumed: float) -> None:
@@ -238,11 +261,18 @@ class Dispatcher:
             self._produce(Topic.TELEMETRY, partition, key, event)
         for event in outcome.verdicts:
             self._produce(Topic.VERDICTS, partition, key, event)
-        self.tracker.done(partition, offset)
-        self.stats.counts["answered_" + outcome.response["status"]] += 1
-        self.stats.counts["cache_hits"] += int(outcome.response["cache_hit"])
+        self.tracker.done((self.sources[0], partition), offset)
+        counts, response = self.stats.counts, outcome.response
+        counts["answered_" + response["status"]] += 1
+        counts["cache_hits"] += int(response["cache_hit"])
+        counts["telemetry"] += len(outcome.telemetry)
+        if self.deps.cache is not None:
+            hit = f"hit_{response['cache_kind'] or 'exact'}" if response["cache_hit"] else "miss"
+            counts["lookup_" + hit] += 1
+        total_s = time.perf_counter() - consumed
+        metrics.observe(outcome, total_s)
         if self.stats.keep_samples:
-            self.stats.samples.append(LatencySample(time.perf_counter() - consumed, outcome.provider_s))
+            self.stats.samples.append(LatencySample(total_s, outcome.provider_s, consumed))
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
         value = self.codecs[topic].encode(record)
@@ -262,7 +292,7 @@ class Dispatcher:
         points = self.tracker.commit_points()  # only offsets whose outcomes are already produced
         if not points and not self.produced:
             return
-        offsets = [TopicPartition(self.topics[Topic.ROUTED], p, o) for p, o in points.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
         self.producer.begin_transaction()
@@ -284,6 +314,9 @@ class Dispatcher:
             await loop.run_in_executor(self.txn_thread, closing.abort_transaction, 60)
             raise SystemExit(3) from exc  # restart clean: the aborted answers and offsets are redone
         self.stats.counts["commits"] += 1
+        COMMITS.labels(metrics.C).inc()
+        self.exported.publish()
+        set_breakers(self.deps.breakers.states())
         if (took := time.monotonic() - began) > 2:
             log.warning("slow transaction commit: %.1f s (transactions time out after 60 s)", took)
 

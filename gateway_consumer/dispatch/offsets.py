@@ -7,6 +7,11 @@ commit point is the lowest offset still open, never the highest one finished.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+#: What offsets are counted per: a partition number, or (topic, partition) for several topics.
+K = TypeVar("K", bound=Hashable)
 
 
 class PartitionOffsets:
@@ -33,19 +38,19 @@ class PartitionOffsets:
         return len(self._order)
 
 
-class OffsetTracker:
+class OffsetTracker(Generic[K]):
     def __init__(self) -> None:
-        self.partitions: dict[int, PartitionOffsets] = {}
+        self.partitions: dict[K, PartitionOffsets] = {}
 
-    def add(self, partition: int, offset: int) -> None:
+    def add(self, partition: K, offset: int) -> None:
         self.partitions.setdefault(partition, PartitionOffsets()).add(offset)
 
-    def done(self, partition: int, offset: int) -> None:
+    def done(self, partition: K, offset: int) -> None:
         if partition in self.partitions:
             self.partitions[partition].done(offset)
 
-    def commit_points(self) -> dict[int, int]:
+    def commit_points(self) -> dict[K, int]:
         return {p: n for p, t in self.partitions.items() if (n := t.commit_point()) is not None}
 
-    def forget(self, partition: int) -> None:
+    def forget(self, partition: K) -> None:
         self.partitions.pop(partition, None)

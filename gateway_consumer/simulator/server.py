@@ -20,12 +20,17 @@ from typing import Any
 from aiohttp import web
 
 from gateway_consumer.simulator.profiles import Profile, Profiles, load_profiles
+from streamgate.observability import Heartbeat
+from streamgate.observability.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 _WORDS = ("stream", "gateway", "token", "route", "model", "latency", "budget", "cache", "policy", "event")
 _PROFILES = web.AppKey("profiles", Profiles)
 _OVERRIDES = web.AppKey("overrides", dict)
 _STATS = web.AppKey("stats", Counter)
 _RNG = web.AppKey("rng", random.Random)
+C = "simulator"
+_CALLS, _ANSWERS = EVENTS_IN.labels(C, "chat"), EVENTS_OUT.labels(C, "chat", "http")
+_DRAWN = LATENCY.labels(C, "chat")
 
 
 def _prompt_text(messages: list[dict[str, Any]]) -> str:
@@ -69,6 +74,12 @@ class _Call:
                         "rate_limit" if roll < p.hang_rate + p.rate_limit_rate else
                         "error" if roll < p.hang_rate + p.rate_limit_rate + p.error_rate else None)
         app[_STATS][(self.model, self.failure or "ok")] += 1
+        _CALLS.inc()
+        _DRAWN.observe(self.latency_s)
+        if self.failure:
+            ERRORS.labels(C, "chat", self.failure).inc()
+        else:
+            _ANSWERS.inc()
 
     async def fail_if_due(self) -> web.Response | None:
         if self.failure == "hang":
@@ -180,6 +191,28 @@ def create_app(profiles: Profiles, seed: int | None = None) -> web.Application:
     return app
 
 
-def serve(host: str, port: int, profiles_path: Path, seed: int | None = None) -> None:
-    web.run_app(create_app(load_profiles(profiles_path), seed), host=host, port=port, access_log=None,
+def serve(host: str, port: int, profiles_path: Path, seed: int | None = None,
+          heartbeat: Heartbeat | None = None) -> None:
+    app = create_app(load_profiles(profiles_path), seed)
+    if heartbeat is not None:
+        app.cleanup_ctx.append(_beating(heartbeat))
+    # a gateway opens hundreds of connections at once when traffic starts: with the default backlog
+    # (128) the kernel drops the excess SYNs and those clients wait seconds for a retransmit
+    web.run_app(app, host=host, port=port, access_log=None, backlog=4096,
                 print=lambda msg: print(f"simulator: {msg}", flush=True))
+
+
+def _beating(heartbeat: Heartbeat) -> Any:
+    """A task that beats while the event loop serving requests runs (what /healthz reports)."""
+
+    async def context(_: web.Application) -> Any:
+        async def beat() -> None:
+            while True:
+                heartbeat.beat()
+                await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(beat())
+        yield
+        task.cancel()
+
+    return context

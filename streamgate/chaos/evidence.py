@@ -26,11 +26,11 @@ from streamgate.chaos.invariants import Answer, Coord, Letter, repeats
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
 
-EVENT_TYPES = {Topic.REQUESTS: "Request", Topic.VALIDATED: "Request", Topic.GUARDED: "Request",
-               Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.TELEMETRY: "Telemetry",
+EVENT_TYPES = {Topic.REQUESTS: "Request", Topic.GUARDED: "Request", Topic.ROUTED: "RoutedRequest",
+               Topic.REJECTED: "Response", Topic.RESPONSES: "Response", Topic.TELEMETRY: "Telemetry",
                Topic.VERDICTS: "GuardrailVerdict", Topic.AUDIT: "AuditEvent", Topic.DEADLETTER: "DeadLetter"}
 #: The request-path stages pass one record per request id read from these topics, and drop the others.
-DEDUPED = (Topic.REQUESTS, Topic.VALIDATED, Topic.GUARDED)
+DEDUPED = (Topic.REQUESTS,)
 
 Totals = dict[str, tuple[int, int]]  # team -> (cost in nano-dollars, attempts)
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamgate.cli.common import ConfigOption, fail, settings_or_exit
+from streamgate.cli.common import ConfigOption, MetricsPortOption, fail, settings_or_exit
 
 app = typer.Typer(help="Cost and usage aggregation over telemetry.", no_args_is_help=True)
 DIMENSIONS = ("team", "project", "api_key", "model", "provider")
@@ -20,12 +20,13 @@ DIMENSIONS = ("team", "project", "api_key", "model", "provider")
 @app.command()
 def worker(
     instance: str = typer.Option("0", help="Stable id of this aggregator (its Kafka transactional id)."),
+    metrics_port: int | None = MetricsPortOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run one aggregator; start more with distinct --instance ids to scale (partitions are shared out)."""
     from aggregation.loop import run_aggregator
 
-    run_aggregator(settings_or_exit(config), instance=instance)
+    run_aggregator(settings_or_exit(config), instance=instance, metrics_port=metrics_port)
 
 
 def usage(

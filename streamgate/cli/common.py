@@ -10,6 +10,9 @@ from streamgate.config import ConfigError, Settings, load_settings
 
 ConfigOption = typer.Option(None, "--config", "-c",
                             help="streamgate YAML config (default: config/streamgate.yaml).")
+MetricsPortOption = typer.Option(None, "--metrics-port",
+                                 help="Serve /metrics and /healthz here (default: metrics.ports in the "
+                                 "config; 0: off). For a second instance on one host.")
 
 
 def settings_or_exit(config: Path | None) -> Settings:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamgate.cli.common import ConfigOption, fail, settings_or_exit
+from streamgate.cli.common import ConfigOption, MetricsPortOption, fail, settings_or_exit
 
 app = typer.Typer(help="Kafka -> Delta Lake tables for analysts.", no_args_is_help=True)
 
@@ -18,12 +18,13 @@ app = typer.Typer(help="Kafka -> Delta Lake tables for analysts.", no_args_is_he
 @app.command()
 def sink(
     instance: str = typer.Option("0", help="Stable id of this sink process (its group member id)."),
+    metrics_port: int | None = MetricsPortOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Land every pipeline topic in its bronze Delta table, exactly once; run more to scale."""
     from lakehouse.sink import run_sink
 
-    run_sink(settings_or_exit(config), instance=instance)
+    run_sink(settings_or_exit(config), instance=instance, metrics_port=metrics_port)
 
 
 def query(

@@ -12,9 +12,11 @@ from streamgate.cli import (
     config_cmd,
     demo,
     dispatch,
+    features,
     kafka,
     lakehouse,
     registry,
+    report,
     streams,
     topics,
 )
@@ -36,9 +38,11 @@ app.add_typer(aggregate.app, name="aggregate")
 app.command("usage")(aggregate.usage)
 app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)
+app.add_typer(features.app, name="features")
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
 app.command("chaos")(chaos.run)
+app.command("report")(report.run)
 app.command("bench")(bench.run)
 
 if __name__ == "__main__":  # pragma: no cover

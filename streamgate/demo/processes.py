@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from types import TracebackType
 
 import yaml
 
-from streamgate.config import Settings
+from streamgate.config import COMPONENTS, MetricsPorts, Settings
 
 
 def write_config(settings: Settings, path: Path) -> Path:
@@ -31,6 +32,28 @@ def use_simulator_port(settings: Settings, port: int) -> Settings:
                  for name, p in settings.providers.items()}
     return settings.model_copy(update={"providers": providers,
                                        "simulator": settings.simulator.model_copy(update={"port": port})})
+
+
+def use_free_metrics_ports(settings: Settings) -> Settings:
+    """Each component's configured metrics port if it is free here, else one the OS picks: a second demo
+    or a test run on the same machine must not take (or lose) another run's endpoints."""
+    metrics = settings.metrics
+    if not metrics.enabled:
+        return settings
+    chosen: dict[str, int] = {}
+    with contextlib.ExitStack() as held:  # every socket stays bound until all are chosen: no port twice
+        for component in COMPONENTS:
+            if not (port := metrics.port(component)):
+                chosen[component] = 0
+                continue
+            sock = held.enter_context(socket.socket())
+            try:
+                sock.bind((metrics.host, port))
+            except OSError:
+                sock.bind((metrics.host, 0))
+            chosen[component] = int(sock.getsockname()[1])
+    ports = MetricsPorts(**chosen)
+    return settings.model_copy(update={"metrics": metrics.model_copy(update={"ports": ports})})
 
 
 class Components:

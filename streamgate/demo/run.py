@@ -23,12 +23,12 @@ from rich.table import Table
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, load_topic_specs, physical_name
 from streamgate.client import RequestProducer
-from streamgate.config import Settings
+from streamgate.config import COMPONENTS, Settings
 from streamgate.demo import workload
 from streamgate.demo.lag import LagProbe
 from streamgate.demo.observe import Outcomes, OutcomeWatcher
 from streamgate.demo.pace import Pace
-from streamgate.demo.processes import Components
+from streamgate.demo.processes import Components, use_free_metrics_ports
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
@@ -205,6 +205,43 @@ class _Ticker:
             self.console.print(f"[green]provider recovered[/]: {model}")
 
 
+def _print_metrics(console: Console, settings: Settings) -> None:
+    metrics = settings.metrics
+    ports = [f"{c.replace('_', '-')} :{metrics.port(c)}" for c in COMPONENTS if metrics.port(c)]
+    if ports:
+        console.print(f"[bold]metrics[/] http://{metrics.host}:<port>/metrics and /healthz on "
+                      + ", ".join(ports))
+
+
+def _print_features(console: Console, settings: Settings) -> None:
+    """The Feast store after the run: daily features from gold materialized, the stream-pushed ones read
+    online as the gateway reads them."""
+    from features.serving import online_summary
+
+    try:
+        started = time.perf_counter()
+        summary = online_summary(settings)
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]feature store failed: {exc}[/]")
+        return
+    table = Table(title="online features (Feast), pushed from the streams: provider health, last 5 minutes")
+    for name in ("provider/model", "latency p95 (ms)", "error rate", "attempts"):
+        table.add_column(name, justify="left" if name == "provider/model" else "right")
+    for target, row in summary.targets.items():
+        table.add_row(target, _num(row["latency_p95_ms"], "{:,.0f}"), _num(row["error_rate"], "{:.3f}"),
+                      _num(row["attempts_5m"], "{:,.0f}"))
+    console.print(table)
+    spend = ", ".join(f"{team} ${usd / 1e9:,.4f}" for team, usd in summary.team_spend_today.items())
+    console.print(f"team spend today (online, pushed): {spend or 'none yet'}")
+    console.print(f"feature store: {summary.views} views applied, gold materialized in "
+                  f"{time.perf_counter() - started:.1f} s · repo {summary.repo} · try "
+                  f"streamgate features online provider_health openai/gpt-4o-mini")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | None = None,
              timeout_s: float = 600, console: Console | None = None) -> Outcomes:
     """`duration_s` paces the requests over that many seconds, with a 50x burst and a provider that
@@ -213,6 +250,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     pace = Pace(requests, duration_s) if duration_s else None
     run_id = uuid.uuid4().hex[:8]
     started_broker = _start_infrastructure(settings, console)
+    settings = use_free_metrics_ports(settings)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
@@ -220,6 +258,8 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
         components.start("lakehouse-sink", "lakehouse", "sink")
+        _print_metrics(console, settings)
+        components.start("feature-pusher", "features", "push")
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
         tick = _Ticker(lag, simulator, pace, console)
@@ -243,10 +283,24 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
     console.print(f"consumer lag peak (records not yet committed): {peaks}")
     _print_lakehouse(console, settings)
+    _write_report(console, settings)
+    _print_features(console, settings)
     missing = requests - outcomes.mine
     if missing:
         raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
     return outcomes
+
+
+def _write_report(console: Console, settings: Settings) -> None:
+    from streamgate.report.page import write_report
+
+    try:
+        path = write_report(settings, settings.state_dir / "report.html")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]report failed: {exc}[/]")
+        return
+    console.print(f"[bold]report[/] {path} (charts of spend, latency, errors, guardrails, cache; "
+                  f"`streamgate report --serve 8050` serves it live)")
 
 
 def _table(title: str, label: str, counts: Counter[str]) -> Table:

@@ -7,14 +7,13 @@ event that leaves this stage carries only redacted text.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.guardrails.access import check_access
 from streams.guardrails.budgets import UsageReader, budget_decision
 from streams.guardrails.policy_rules import check_content
-from streams.outcome import Rejection
+from streams.outcome import Rejection, event_id
 from streams.policy.config import GatewayPolicy
 
 
@@ -52,7 +51,7 @@ def verdict_event(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, 
                   findings: list[Finding], reason: str | None, stage: str = "input") -> dict[str, Any]:
     """A GuardrailVerdict event; input and output guardrails (gateway_consumer) share it."""
     return {
-        "event_id": str(uuid.uuid4()), "request_id": event["request_id"], "team": event["team"],
+        "event_id": event_id(), "request_id": event["request_id"], "team": event["team"],
         "stage": stage, "guardrail": guardrail, "action": action,
         "entities": [{"type": f.type, "start": f.start, "end": f.end, "score": f.score, "action": f.action}
                      for f in findings],

@@ -52,10 +52,26 @@ class TeamConfig(_Strict):
     pii: dict[str, PiiAction] = {}
 
     def may_use_model(self, model: str) -> bool:
-        return _matches(model, self.models)
+        allowed = self._allowed_models.get(model)
+        if allowed is None:  # names are routes' and the catalog's (validation ran first): a bounded set
+            allowed = self._allowed_models[model] = _matches(model, self.models)
+        return allowed
 
     def may_use_provider(self, provider: str) -> bool:
-        return _matches(provider, self.providers)
+        allowed = self._allowed_providers.get(provider)
+        if allowed is None:
+            allowed = self._allowed_providers[provider] = _matches(provider, self.providers)
+        return allowed
+
+    # glob answers per name, asked for every request and every target of its route; a new policy
+    # version is a new object, so these never outlive the patterns they were computed from
+    @cached_property
+    def _allowed_models(self) -> dict[str, bool]:
+        return {}
+
+    @cached_property
+    def _allowed_providers(self) -> dict[str, bool]:
+        return {}
 
 
 class ValidationConfig(_Strict):

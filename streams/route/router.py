@@ -61,8 +61,11 @@ def _candidates(route: Route, event: dict[str, Any], health: ProviderHealth,
     elif route.strategy == "latency":
         targets = _latency_order(route, targets, health)
     chain: list[Target] = []
+    seen: set[tuple[str, str, str, int, float]] = set()  # all of a Target's fields: pydantic's == is slow
     for t in [*targets, *route.fallbacks]:
-        if t not in chain:
+        key = (t.provider, t.model, t.region, t.timeout_ms, t.weight)
+        if key not in seen:
+            seen.add(key)
             chain.append(t)
     return chain
 

@@ -44,7 +44,7 @@ class DispatchRig:
         providers = {"sim": ProviderSettings(kind="openai", base_url=url),
                      "sim_anthropic": ProviderSettings(kind="anthropic", base_url=url)}
         dispatch = settings.dispatch.model_copy(update={"breaker": settings.dispatch.breaker.model_copy(
-            update={"min_calls": 4, "window": 8, "open_s": 4.0})})
+            update={"min_calls": 4, "window": 8, "open_s": 6.0})})
         self.settings = settings.model_copy(update={"providers": providers, "dispatch": dispatch})
         self.config = write_config(self.settings, workdir / "dispatch.yaml")
         self.simulator = SimulatorProcess(sim_port, workdir / "simulator.log", seed=7)

@@ -4,11 +4,7 @@ kill -9 at random moments; bad records are dead-lettered; budgets read what it c
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -25,9 +21,9 @@ from aggregation.windows import dimension_values
 from schemas import make_codec
 from streamgate.cli.main import app
 from streamgate.config import Settings
-from streamgate.demo.processes import write_config
 from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import consumer_config, producer_config
+from tests.helpers.aggregation import AggregatorProcess
 
 pytestmark = pytest.mark.kafka
 FIELDS = ("requests", "attempts", "errors", "cache_hits", "prompt_tokens", "completion_tokens",
@@ -69,29 +65,6 @@ def _aggregated(settings: Settings, topic: str, window: str) -> dict[tuple[str, 
             for f in FIELDS:
                 c[f] += total.counts[f]
     return out
-
-
-class AggregatorProcess:
-    def __init__(self, settings: Settings, workdir: Path) -> None:
-        self.config = write_config(settings, workdir / "aggregate.yaml")
-        self.log = workdir / "aggregator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = Path(sys.executable).parent / "streamgate"
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(exe), "aggregate", "worker", "--config", str(self.config)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 def _wait_caught_up(settings: Settings, topic: str, timeout_s: float = 240) -> None:

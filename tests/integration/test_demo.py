@@ -11,7 +11,7 @@ from rich.console import Console
 from lakehouse.quality import alert, record, run_checks
 from lakehouse.query import find_tables, run_query
 from lakehouse.silver import merge_request_facts
-from streamgate.config import Settings
+from streamgate.config import COMPONENTS, Settings
 from streamgate.demo.processes import use_simulator_port
 from streamgate.demo.run import run_demo
 from tests.conftest import free_port
@@ -42,6 +42,22 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
                                     "from responses").to_pylist()
     assert answers == {"n": len(outcomes.answered), "ids": len(outcomes.answered)}
     assert "cost by team" in text
+    # every component served metrics on its own port, and the report was written from the tables
+    ports = external.metrics.ports
+    assert all(f"{c.replace('_', '-')} :{getattr(ports, c)}" in text for c in COMPONENTS)
+    report = external.state_dir / "report.html"
+    assert f"report {report}" in text.replace("\n", "")
+    page = report.read_text()
+    assert page.count('<svg class="chart"') == 9 and 'class="empty"' not in page
+    # the feature store: the push worker's provider health and team spend are online, as pushed
+    assert "online features (Feast)" in text and "team spend today (online, pushed): none" not in text
+    from features.store import open_store
+
+    store = open_store(external)
+    [team] = run_query(external, "select team from gold_daily_cost group by team order by sum(cost_nanousd) "
+                                 "desc limit 1").to_pylist()
+    online = store.get_online_features(["team_usage:spend_today_nanousd"], [team]).to_dict()
+    assert online["spend_today_nanousd"][0] > 0
     [health] = run_query(external, "select sum(attempts) as n, max(latency_p99_ms) as p99 "
                                    "from gold_provider_daily").to_pylist()
     assert health["n"] > 0 and health["p99"] > 0

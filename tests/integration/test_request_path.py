@@ -52,15 +52,15 @@ def _req(**over: Any) -> Any:
 
 def _collect(settings: Settings, topics: dict[str, str], until: int,
              timeout_s: float = 90) -> dict[str, list[Any]]:
-    names = {"requests.routed": "RoutedRequest", "responses": "Response", "deadletter": "DeadLetter",
-             "guardrail.verdicts": "GuardrailVerdict", "audit": "AuditEvent"}
+    names = {"requests.routed": "RoutedRequest", "requests.rejected": "Response",
+             "deadletter": "DeadLetter", "guardrail.verdicts": "GuardrailVerdict", "audit": "AuditEvent"}
     consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([topics[n] for n in names])
     by_topic = {topics[n]: n for n in names}
     codecs = {n: make_codec(topics[n], et) for n, et in names.items()}
     out: dict[str, list[Any]] = {n: [] for n in names}
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(out["requests.routed"]) + len(out["responses"]) < until:
+    while time.monotonic() < deadline and len(out["requests.routed"]) + len(out["requests.rejected"]) < until:
         for m in consumer.consume(500, timeout=0.5):
             if m.error() is None:
                 name = by_topic[m.topic()]
@@ -99,7 +99,7 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     out = _collect(settings, topics, until=len(cases))
     assert worker.poll() is None, "the worker died; see worker.log in the test's tmp dir"
     routed = {e["request_id"]: e for e in out["requests.routed"]}
-    responses = {e["request_id"]: e for e in out["responses"]}
+    responses = {e["request_id"]: e for e in out["requests.rejected"]}
 
     assert set(routed) == {ids[n] for n in ("valid", "fallback", "pii", "eu")}
     assert len(out["requests.routed"]) == 4, "the duplicate must not be routed twice"
@@ -158,7 +158,7 @@ def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, t
             probe = _req(model="fast")
             producer.send(probe)
         out = _collect(settings, topics, until=100, timeout_s=3)
-        denied = [r for r in out["responses"] if r["request_id"] == probe.request_id]
+        denied = [r for r in out["requests.rejected"] if r["request_id"] == probe.request_id]
         verdict = denied[0] if denied else None
     assert verdict is not None and verdict["reason_code"] == "access_denied"
     audits = _collect(settings, topics, until=100, timeout_s=2)["audit"]

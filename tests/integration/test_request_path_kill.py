@@ -46,11 +46,11 @@ def _start(settings: Settings, tmp_path: Path, exactly_once: bool, n: int) -> su
 
 
 def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout_s: float,
-              kinds: tuple[str, ...] = ("requests.routed", "responses")) -> Counter[str]:
+              kinds: tuple[str, ...] = ("requests.routed", "requests.rejected")) -> Counter[str]:
     """Request id -> how many outcomes (routed or response), read_committed."""
     consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([topics[k] for k in kinds])
-    types = {"requests.routed": "RoutedRequest", "responses": "Response"}
+    types = {"requests.routed": "RoutedRequest", "requests.rejected": "Response", "responses": "Response"}
     codecs = {topics[k]: make_codec(topics[k], types[k]) for k in kinds}
     counts: Counter[str] = Counter()
     deadline = time.monotonic() + timeout_s
@@ -101,22 +101,16 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, s
     print(f"at-least-once after kill -9: {len(doubled)} of {N} requests processed twice, none lost")
 
 
-# Known bug (found by `streamgate chaos`): a kill -9 of the stream worker answers a rejected request twice.
-#
-# The request path is at-least-once (faust, offsets committed every second): records processed after the
-# last commit are processed again by the restarted worker. For a request that goes on to the dispatcher
-# this is harmless (it answers each request id once), but a rejection is answered by the request path
-# itself, so the replay produces a second `rejected` response, dead letter and audit event. The chaos run
-# `--requests 4000 --duration 90 --seed 11 --kills 3` showed two requests answered three times each; this
-# test (6,000 rejected requests in a steady stream, five kills) saw 327 and 727 answered twice.
-# Fixing it needs the request path to commit its outputs with its offsets (a Kafka transaction) or a
-# responses consumer that drops repeats; until then this test is deselected (`known_bug`).
-@pytest.mark.known_bug
+# Found by `streamgate chaos`: the request path is at-least-once, so a stream worker killed mid-stream
+# replays the records after its last offset commit; when it answered rejections itself, a replayed
+# rejection was answered twice (327 and 727 of 6,000 in two runs of this test). Rejections now go through
+# the dispatcher, which answers each request id once; this test keeps it so.
 def test_kill_9_does_not_answer_a_rejected_request_twice(settings: Settings, topics: dict[str, str],
                                                           tmp_path: Path) -> None:
     rejected = [r.model_copy(update={"team": "ghost-team"}) for r in workload.requests(6000, seed=9)]
     with Components(settings.model_copy(update={"state_dir": tmp_path})) as components:
         worker = components.start("streams-worker", "streams", "worker")
+        components.start("dispatcher", "dispatch", "worker")
         with RequestProducer(settings) as producer:
             for r in rejected[:100]:
                 producer.send(r)

@@ -1,0 +1,161 @@
+"""The request path in one pass (streams/pipeline.py) and its batched dedup claims (streams/claims.py),
+in memory: what a record produces, duplicates dropped, claims surviving a restore of their changelog."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from schemas.topics import Topic
+from streamgate.config import load_settings
+from streams.claims import BatchedClaims
+from streams.guardrails.budgets import AdmittedUsage, UsageSnapshot
+from streams.guardrails.policy_rules import check_content
+from streams.io import StageIO
+from streams.pipeline import RequestPath, RequestPathDeps, check_claim
+from streams.policy.config import GuardrailConfig, load_policy
+from streams.policy.holder import PolicyHolder
+from tests.unit.test_request_path_rules import event
+
+WINDOW = 600_000
+
+
+def test_a_claim_drops_another_record_with_the_id_but_not_a_replay_of_the_same_record() -> None:
+    assert check_claim(None, 5, 1_000, WINDOW) == (False, [1_000, 5])
+    assert check_claim([1_000, 5], 5, 2_000, WINDOW) == (False, None)  # replay after a crash
+    assert check_claim([1_000, 5], 9, 2_000, WINDOW) == (True, None)  # a second record with the id
+    assert check_claim([1_000, 5], 9, 1_000 + WINDOW, WINDOW) == (False, [1_000 + WINDOW, 9])  # expired
+
+
+def _restored(store: dict[bytes, Any]) -> dict[bytes, Any]:
+    """What faust's memory store holds after reading the changelog back: JSON round-tripped values."""
+    return {k: json.loads(json.dumps(v)) for k, v in store.items()}
+
+
+def test_claims_go_out_as_one_record_per_batch_and_partition_and_come_back_after_a_restore() -> None:
+    store: dict[bytes, Any] = {}
+    claims = BatchedClaims(store, WINDOW)
+    assert not claims.duplicate(b"a", 0, 10, 1_000)
+    assert not claims.duplicate(b"b", 0, 11, 1_000)
+    assert not claims.duplicate(b"c", 3, 7, 1_000)
+    assert claims.duplicate(b"a", 3, 8, 1_001)  # same id, other record: dropped before any flush
+    records = claims.flush()
+    assert sorted((p, k) for p, k, _ in records) == [(0, b"0@10"), (3, b"3@7")]
+    assert dict(records[0][2]) == {"a": [1_000, 10], "b": [1_000, 11]}
+    assert claims.flush() == []
+
+    after_crash = BatchedClaims(_restored(store), WINDOW)
+    assert not after_crash.duplicate(b"a", 0, 10, 5_000), "a replay of the claiming record is processed"
+    assert after_crash.duplicate(b"b", 0, 12, 5_000), "another record with a claimed id is dropped"
+    assert not after_crash.duplicate(b"d", 0, 13, 5_000)
+
+
+def test_claims_written_one_per_request_id_by_the_previous_layout_still_count() -> None:
+    claims = BatchedClaims({b"old-request": [1_000, 4]}, WINDOW)
+    assert claims.duplicate(b"old-request", 2, 99, 2_000)
+
+
+def test_a_store_changed_under_the_index_is_read_again() -> None:
+    store: dict[bytes, Any] = {}
+    claims = BatchedClaims(store, WINDOW)
+    assert not claims.duplicate(b"x", 1, 1, 1_000)
+    claims.flush()
+    store[b"1@50"] = {"y": [1_000, 50]}  # a partition restored from the changelog by faust
+    assert claims.duplicate(b"y", 1, 51, 2_000)
+    assert claims.duplicate(b"x", 1, 2, 2_000)
+
+
+def _path() -> tuple[RequestPath, StageIO]:
+    io = StageIO(load_settings())
+    return RequestPath(io, RequestPathDeps(policy=PolicyHolder(load_policy()), rng=random.Random(1))), io
+
+
+def test_one_pass_routes_a_valid_request_and_forwards_its_original_bytes_as_guarded() -> None:
+    path, io = _path()
+    raw = io.codecs[Topic.REQUESTS].encode(event())
+    claims = BatchedClaims({}, WINDOW)
+    outputs = path.process(raw, b"k", 0, 1, claims.duplicate, 1_000)
+    by_topic = {o.topic: o for o in outputs}
+    assert set(by_topic) == {io.names[Topic.GUARDED], io.names[Topic.ROUTED]}
+    assert by_topic[io.names[Topic.GUARDED]].value == raw
+    routed = io.codecs[Topic.ROUTED].decode(by_topic[io.names[Topic.ROUTED]].value)
+    assert [t["provider"] for t in routed["targets"]] == ["openai", "azure"]
+
+    again = path.process(io.codecs[Topic.REQUESTS].encode(event()), b"k", 0, 2, claims.duplicate, 1_001)
+    [letter] = again
+    assert letter.topic == io.names[Topic.DEADLETTER]
+    assert io.codecs[Topic.DEADLETTER].decode(letter.value)["reason_code"] == "duplicate"
+
+
+def test_one_pass_redacts_pii_before_the_guarded_and_routed_records() -> None:
+    path, io = _path()
+    raw = io.codecs[Topic.REQUESTS].encode(event(messages=[
+        {"role": "user", "content": "write to jane@example.com", "name": None}]))
+    outputs = path.process(raw, b"k", 0, 1, BatchedClaims({}, WINDOW).duplicate, 1_000)
+    topics = [o.topic for o in outputs]
+    assert topics == [io.names[t] for t in (Topic.VERDICTS, Topic.GUARDED, Topic.AUDIT, Topic.ROUTED)]
+    for o in outputs:
+        assert b"jane@example.com" not in o.value
+
+
+def test_a_garbage_record_is_dead_lettered_with_its_bytes() -> None:
+    path, io = _path()
+    [letter] = path.process(b"\x00garbage", b"g", 2, 3, BatchedClaims({}, WINDOW).duplicate, 1_000)
+    decoded = io.codecs[Topic.DEADLETTER].decode(letter.value)
+    assert decoded["original_value"] == b"\x00garbage" and decoded["reason_code"] == "malformed"
+
+
+def test_content_rules_take_the_same_decisions_on_the_lower_cased_fast_path() -> None:
+    rules = GuardrailConfig(deny_patterns=["(?i)ignore (all )?previous instructions", "Secret[A-Z]+",
+                                           r"(?i)\x41bc"],
+                            blocked_topics=["build a bomb"])
+    cases = {"IGNORE previous Instructions": "policy_denied", "a SecretPLAN": "policy_denied",
+             "a secretplan": None, "ABC": "policy_denied", "how to Build A Bomb": "blocked_topic",
+             "hello": None, "ignore all previous instructions é": "policy_denied"}
+    for text, expected in cases.items():
+        got = check_content([text], rules)
+        assert (got.reason_code if got else None) == expected, text
+
+
+def test_admitted_usage_reads_the_aggregators_counts_once_per_scope_and_second() -> None:
+    calls: list[str] = []
+
+    class Counting:
+        def usage(self, scope: str, now_ms: int) -> UsageSnapshot:
+            calls.append(scope)
+            return UsageSnapshot(requests_last_minute=7)
+
+    usage = AdmittedUsage(Counting())
+    assert [usage.usage("t", ms).requests_last_minute for ms in (1_000, 1_200, 1_999)] == [7, 7, 7]
+    usage.usage("u", 1_500)
+    usage.usage("t", 2_000)
+    assert calls == ["t", "u", "t"]
+    usage.admit(["t"], 10, 2_100)  # what this worker admitted still counts on top, at once
+    assert usage.usage("t", 2_200).tokens_last_minute == 10
+
+
+def test_records_whose_claims_all_expired_are_deleted_with_a_tombstone() -> None:
+    store: dict[bytes, Any] = {}
+    claims = BatchedClaims(store, WINDOW)
+    assert not claims.duplicate(b"old", 2, 5, 1_000)
+    claims.flush(1_000)
+    assert not claims.duplicate(b"young", 2, 6, 1_000 + WINDOW - 1)
+    assert not claims.duplicate(b"again", 4, 9, 1_000 + WINDOW - 1)
+    records = claims.flush(1_000 + WINDOW + 20_000)
+    assert (2, b"2@5", None) in records, "the expired record goes, as a tombstone on its partition"
+    assert set(store) == {b"2@6", b"4@9"}
+    assert claims.duplicate(b"young", 2, 7, 1_000 + WINDOW + 20_000), "younger claims still decide"
+    # the expired id is free again: a new record with it is processed (and claims it anew)
+    assert not claims.duplicate(b"old", 2, 8, 1_000 + WINDOW + 20_000)
+    after_crash = BatchedClaims(_restored(store), WINDOW)  # faust applied the tombstone: key deleted
+    assert after_crash.flush(10 * WINDOW) == [(2, b"2@6", None), (4, b"4@9", None)]
+    assert after_crash.store == {}
+
+
+def test_expiry_runs_at_most_every_few_seconds() -> None:
+    claims = BatchedClaims({}, 1_000)
+    assert not claims.duplicate(b"a", 0, 1, 0)
+    claims.flush(20_000)  # writes "0@1" and, its one claim already past the window, tombstones it
+    assert not claims.duplicate(b"b", 0, 2, 20_000)
+    assert [r for r in claims.flush(21_000) if r[2] is None] == [], "too soon after the last expiry"
