@@ -71,7 +71,7 @@ def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -
       stalled forever (streams/watchdog.py exits it); a fenced dispatcher hung on exit instead of
       restarting (gateway_consumer/worker.py exits at once); a gap check during the broker restart
       crashed the faust agent and lost its batch (streams/gaps.py waits the broker out);
-    - open, tested on its own: a replayed rejection is answered twice (test_request_path_kill.py).
+    - fixed since (main): a replayed rejection was answered twice (test_request_path_kill.py).
     """
     out = _chaos(tmp_path)
     assert load_settings().kafka.external or "broker restarted" in out
