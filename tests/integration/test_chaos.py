@@ -59,7 +59,8 @@ def test_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
 @pytest.mark.known_bug
 def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -> None:
     """Known bugs: with the stream worker killed too and the broker restarted the run does not always
-    recover within the settle time (failed 5 of 7 runs on the shared 2-core machine).
+    recover within the settle time (failed 6 of 8 runs on the shared 2-core machine, once after merging
+    main: 609 of 800 requests unanswered after 150 s).
 
     - open: after a kill -9 the restarted faust worker repairs offset gaps (re-enqueues skipped records)
       and then stops processing some partitions: its group stays stable, its committed offsets stop (seed
