@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from gateway_consumer.dispatch import Dispatcher
 from streamgate.config import Settings
@@ -20,9 +21,17 @@ def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int
     heartbeat = serve_metrics(settings, "dispatcher", metrics_port)
     dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance, heartbeat=heartbeat,
                             freeze_heap=True)
+    log = logging.getLogger("streamgate.dispatch")
     try:
         asyncio.run(dispatcher.run())
-    finally:
-        follower.stop()
+    except (Exception, SystemExit):
+        # Fenced, or a transaction aborted: exit now so the supervisor restarts a clean instance. A normal
+        # exit hung here (found by `streamgate chaos` after a broker restart fenced the producers): the
+        # Kafka clients' destructors wait on the fenced transaction and the group, so nothing restarted.
+        log.exception("dispatcher failed; exiting for a restart: %s", dict(dispatcher.stats.counts))
         heartbeat.stop()
-        logging.getLogger("streamgate.dispatch").info("stopped: %s", dict(dispatcher.stats.counts))
+        logging.shutdown()
+        os._exit(3)
+    follower.stop()
+    heartbeat.stop()
+    log.info("stopped: %s", dict(dispatcher.stats.counts))

@@ -44,8 +44,23 @@ class GapRepair:
         self._last[(topic, partition)] = max(last, offset)
         return True
 
-    async def repair(self, topic: str, partition: int, offset: int) -> None:
-        """Called when :meth:`in_order` said no: re-enqueue whatever lies between the last and `offset`."""
+    async def repair(self, topic: str, partition: int, offset: int, wait_s: float = 600) -> None:
+        """Called when :meth:`in_order` said no: re-enqueue whatever lies between the last and `offset`.
+
+        Broker errors are waited out (up to `wait_s`): raising here would crash the faust agent with its
+        batch in hand, and faust then commits past that batch, losing it (found by `streamgate chaos`
+        restarting the broker)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return await self._repair(topic, partition, offset)
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("gap check on %s[%d] waits for the broker: %s", topic, partition, exc)
+                await asyncio.sleep(1.0)
+
+    async def _repair(self, topic: str, partition: int, offset: int) -> None:
         key = (topic, partition)
         last = self._last.get(key)
         if last is None:

@@ -17,6 +17,7 @@ from streams.guardrails.budgets import AdmittedUsage
 from streams.metrics import C, faust_lag
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
+from streams.watchdog import AssignmentWatchdog
 
 
 def declare_changelogs(app: faust.App, settings: Settings) -> None:
@@ -73,6 +74,8 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     declare_changelogs(app, settings)
     heartbeat = serve_metrics(settings, C, metrics_port)
     watch(app, heartbeat)
+    watchdog = AssignmentWatchdog(settings, app.conf.id)
+    watchdog.start()
     try:
         from faust.worker import Worker
 
@@ -82,6 +85,7 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
         worker.spinner = None
         worker.execute_from_commandline()
     finally:
+        watchdog.stop()
         follower.stop()
         if live is not None:
             live.close()

@@ -13,6 +13,8 @@ from streamgate.config import ConfigError, load_settings
 
 def run(
     requests: int = typer.Option(5000, "--requests", "-n", min=1, help="How many requests to send."),
+    duration: float = typer.Option(60.0, "--duration", min=0, help="Seconds to send them over, with a "
+                                   "50x burst and a provider that degrades and recovers (0: at once)."),
     config: Path | None = typer.Option(None, "--config", help="streamgate YAML config file."),
 ) -> None:
     """Run the end-to-end demo on embedded defaults (starts a local Kafka broker if none is configured)."""
@@ -26,7 +28,7 @@ def run(
     # SIGTERM (a timeout, a supervisor) must stop the child processes like Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_demo(settings, requests=requests)
+        run_demo(settings, requests=requests, duration_s=duration or None)
     except KeyboardInterrupt:
         typer.secho("interrupted; every process the demo started was stopped", fg="yellow", err=True)
         raise typer.Exit(130) from None

@@ -8,6 +8,7 @@ from streamgate.cli import (
     aggregate,
     bench,
     catalog,
+    chaos,
     config_cmd,
     demo,
     dispatch,
@@ -40,6 +41,7 @@ app.command("query")(lakehouse.query)
 app.add_typer(features.app, name="features")
 app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
+app.command("chaos")(chaos.run)
 app.command("report")(report.run)
 app.command("bench")(bench.run)
 

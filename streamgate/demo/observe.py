@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from ddsketch import DDSketch
 
-from schemas import make_codec
+from schemas import EventDecodeError, make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
@@ -21,12 +22,16 @@ WATCHED = {Topic.ROUTED: "RoutedRequest", Topic.RESPONSES: "Response", Topic.DEA
 
 @dataclass
 class Outcomes:
-    routed: set[str] = field(default_factory=set)
+    #: the run's request ids start with this; `mine` counts how many of them have their final answer
+    run_prefix: str = ""
+    mine: int = 0
+    routed: int = 0
     rejected: dict[str, str] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
     entities: Counter[str] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)
     audits: int = 0
+    undecodable: int = 0
     #: request id -> final status of its Response (ok | failed | rejected); a second one is counted apart
     answered: dict[str, str] = field(default_factory=dict)
     answered_twice: int = 0
@@ -34,7 +39,8 @@ class Outcomes:
     attempts: Counter[str] = field(default_factory=Counter)
     cost_nanousd: int = 0
     cache_hits: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
+    #: latency of ok answers, in a sketch (1% relative accuracy): bounded memory at any request count
+    latencies_ms: DDSketch = field(default_factory=lambda: DDSketch(0.01))
 
     def finished(self, request_ids: set[str]) -> int:
         """How many of `request_ids` have their final answer (a Response: ok, failed or rejected)."""
@@ -42,14 +48,14 @@ class Outcomes:
 
 
 class OutcomeWatcher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, run_id: str = "") -> None:
         prefix = settings.kafka.topic_prefix
         self.names = {physical_name(t, prefix): t for t in WATCHED}
         self.codecs = {t: make_codec(physical_name(t, prefix), et, settings.schema_registry.url)
                        for t, et in WATCHED.items()}
         self.consumer = Consumer(consumer_config(settings, group_id=f"demo-watch-{uuid.uuid4().hex[:8]}"))
         self.consumer.assign(self._ends())
-        self.outcomes = Outcomes()
+        self.outcomes = Outcomes(run_prefix=run_id)
 
     def _ends(self) -> list[TopicPartition]:
         marks = []
@@ -75,9 +81,13 @@ class OutcomeWatcher:
             if msg.error():
                 continue
             topic = self.names[msg.topic() or ""]
-            event = self.codecs[topic].decode(msg.value() or b"")
+            try:
+                event = self.codecs[topic].decode(msg.value() or b"")
+            except EventDecodeError:  # bad bytes on a topic: the stage reading it dead-letters them
+                o.undecodable += 1
+                continue
             if topic == Topic.ROUTED:
-                o.routed.add(event["request_id"])
+                o.routed += 1
                 first = event["targets"][0]
                 o.routes[f"{event['requested_model']} -> {first['provider']}/{first['model']}"] += 1
             elif topic == Topic.RESPONSES:
@@ -99,6 +109,7 @@ class OutcomeWatcher:
             o.answered_twice += 1
             return
         o.answered[rid] = event["status"]
+        o.mine += rid.startswith(o.run_prefix)
         if event["status"] == "rejected":
             o.rejected[rid] = event["reason_code"] or "?"
         elif event["status"] == "failed":
@@ -107,7 +118,7 @@ class OutcomeWatcher:
             if event["cache_hit"]:
                 o.cache_hits[event.get("cache_kind") or "exact"] += 1
             if event["latency_ms"] is not None:
-                o.latencies_ms.append(event["latency_ms"])
+                o.latencies_ms.add(event["latency_ms"])
 
     def close(self) -> None:
         self.consumer.close()

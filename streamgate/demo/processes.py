@@ -59,9 +59,9 @@ def use_free_metrics_ports(settings: Settings) -> Settings:
 class Components:
     """A group of `streamgate ...` child processes with logs under `<state>/logs`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, name: str = "demo") -> None:
         self.logs = settings.state_dir / "logs"
-        self.config = write_config(settings, settings.state_dir / "demo-config.yaml")
+        self.config = write_config(settings, settings.state_dir / f"{name}-config.yaml")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.args: dict[str, tuple[str, ...]] = {}
         self.restarts: dict[str, int] = {}

@@ -9,9 +9,11 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 from confluent_kafka import Producer
 from rich.console import Console
@@ -23,7 +25,9 @@ from schemas.topics import Topic, load_topic_specs, physical_name
 from streamgate.client import RequestProducer
 from streamgate.config import COMPONENTS, Settings
 from streamgate.demo import workload
+from streamgate.demo.lag import LagProbe
 from streamgate.demo.observe import Outcomes, OutcomeWatcher
+from streamgate.demo.pace import Pace
 from streamgate.demo.processes import Components, use_free_metrics_ports
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
@@ -40,46 +44,79 @@ def _progress(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
-def _start_infrastructure(settings: Settings, console: Console) -> None:
+def _start_infrastructure(settings: Settings, console: Console) -> bool:
+    """The broker (unless one runs) and the topics; returns whether this started the broker."""
     started = time.perf_counter()
-    status = LocalKafka(settings).up()
+    broker = LocalKafka(settings)
+    was_running = settings.kafka.external or broker.status().running
+    status = broker.up()
     console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
     report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
     console.print(f"[bold]topics[/] {report.summary()}")
+    return not was_running
 
 
-def _produce(settings: Settings, count: int, progress: Progress) -> tuple[set[str], Counter[str], float]:
-    """Send the workload (every 97th request twice); returns the ids, requests per team and seconds."""
-    ids: set[str] = set()
+@contextlib.contextmanager
+def stop_broker_on_interrupt(settings: Settings, started: bool) -> Iterator[None]:
+    """Ctrl-C stops every process the run started, the broker too when the run started it (a run that
+    finishes leaves it up for `streamgate usage` and the next run)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if started:
+            LocalKafka(settings).down()
+        raise
+
+
+def start_simulator(settings: Settings, components: Components) -> SimulatorProcess:
+    """The provider simulator, owned by `components` from the moment it exists (even if start is cut)."""
+    log = components.logs / "simulator.log"
+    simulator = SimulatorProcess(settings.simulator.port, log, components.config)
+    try:
+        simulator.start()
+    finally:
+        if simulator.proc is not None:
+            components.procs["simulator"] = simulator.proc
+    return simulator
+
+
+def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
+             tick: Callable[[float], None]) -> tuple[Counter[str], float]:
+    """Send the workload (every 97th request twice), as fast as possible or at `pace` (with its burst);
+    `tick(elapsed)` runs between sends. Returns requests per team and seconds; ids are `<run_id>-<n>`."""
     teams: Counter[str] = Counter()
     task = progress.add_task("sending requests", total=count)
     t0 = time.perf_counter()
     with RequestProducer(settings, client_id="demo") as producer:
-        for n, request in enumerate(workload.requests(count, run_id=uuid.uuid4().hex[:8]), 1):
+        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+            while pace is not None and pace.due(time.perf_counter() - t0) < n:
+                tick(time.perf_counter() - t0)
+                time.sleep(0.01)
             producer.send(request)
             if n % DUPLICATE_EVERY == 0:
                 producer.send(request)
-            ids.add(request.request_id)
             teams[request.team] += 1
             if n % 500 == 0:
                 progress.update(task, completed=n)
+                tick(time.perf_counter() - t0)
         producer.flush()
     progress.update(task, completed=count)
     raw = Producer(producer_config(settings, client_id="demo-corrupt"))
     for bad in CORRUPT_RECORDS:
         raw.produce(physical_name(Topic.REQUESTS, settings.kafka.topic_prefix), value=bad, key=b"corrupt")
     raw.flush(10)
-    return ids, teams, time.perf_counter() - t0
+    return teams, time.perf_counter() - t0
 
 
-def _wait_for_outcomes(watcher: OutcomeWatcher, ids: set[str], components: Components, progress: Progress,
-                       timeout_s: float) -> float:
-    task = progress.add_task("waiting for every outcome", total=len(ids))
+def _wait_for_outcomes(watcher: OutcomeWatcher, count: int, components: Components, progress: Progress,
+                       timeout_s: float, tick: Callable[[float], None]) -> float:
+    task = progress.add_task("waiting for every outcome", total=count)
     t0 = time.perf_counter()
     deadline = time.monotonic() + timeout_s
-    while watcher.outcomes.finished(ids) < len(ids) and time.monotonic() < deadline:
+    while watcher.outcomes.mine < count and time.monotonic() < deadline:
         watcher.poll()
-        progress.update(task, completed=watcher.outcomes.finished(ids))
+        tick(time.perf_counter() - t0)
+        progress.update(task, completed=watcher.outcomes.mine)
         if dead := components.supervise():
             raise RuntimeError(f"component(s) {dead} kept exiting; see {components.logs}")
     for _ in range(4):  # late dead letters and verdicts
@@ -139,6 +176,35 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
                   f"streamgate query \"select * from responses limit 5\"")
 
 
+class _Ticker:
+    """Between sends and polls: sample consumer lag once a second, and degrade one provider for the
+    middle of a paced run (slow and failing), then let it recover."""
+
+    DEGRADED = ("gpt-4o", {"median_ms": 900, "p99_ms": 4000, "error_rate": 0.3})
+
+    def __init__(self, lag: LagProbe, simulator: SimulatorProcess, pace: Pace | None,
+                 console: Console) -> None:
+        self.lag, self.simulator, self.pace, self.console = lag, simulator, pace, console
+        self.next_sample, self.phase = 0.0, "healthy"
+
+    def __call__(self, elapsed_s: float) -> None:
+        if time.monotonic() >= self.next_sample:
+            self.lag.sample()
+            self.next_sample = time.monotonic() + 1.0
+        if self.pace is None:
+            return
+        share = elapsed_s / self.pace.duration_s
+        model, profile = self.DEGRADED
+        if self.phase == "healthy" and share >= 0.35:
+            self.simulator.set_profile(model, **profile)
+            self.phase = "degraded"
+            self.console.print(f"[yellow]provider degraded[/]: {model} slow and failing 30% of calls")
+        elif self.phase == "degraded" and share >= 0.65:
+            self.simulator.reset_profile(model)
+            self.phase = "recovered"
+            self.console.print(f"[green]provider recovered[/]: {model}")
+
+
 def _print_metrics(console: Console, settings: Settings) -> None:
     metrics = settings.metrics
     ports = [f"{c.replace('_', '-')} :{metrics.port(c)}" for c in COMPONENTS if metrics.port(c)]
@@ -176,16 +242,17 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600,
-             console: Console | None = None) -> Outcomes:
+def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | None = None,
+             timeout_s: float = 600, console: Console | None = None) -> Outcomes:
+    """`duration_s` paces the requests over that many seconds, with a 50x burst and a provider that
+    degrades and recovers; without it they are sent as fast as possible."""
     console = console or Console()
-    _start_infrastructure(settings, console)
+    pace = Pace(requests, duration_s) if duration_s else None
+    run_id = uuid.uuid4().hex[:8]
+    started_broker = _start_infrastructure(settings, console)
     settings = use_free_metrics_ports(settings)
-    with Components(settings) as components:
-        simulator = SimulatorProcess(settings.simulator.port, components.logs / "simulator.log",
-                                     components.config).start()
-        assert simulator.proc is not None
-        components.procs["simulator"] = simulator.proc
+    with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
+        simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
@@ -193,25 +260,34 @@ def run_demo(settings: Settings, *, requests: int = 5000, timeout_s: float = 600
         components.start("lakehouse-sink", "lakehouse", "sink")
         _print_metrics(console, settings)
         components.start("feature-pusher", "features", "push")
-        watcher = OutcomeWatcher(settings)
+        watcher = OutcomeWatcher(settings, run_id)
+        lag = LagProbe(settings)
+        tick = _Ticker(lag, simulator, pace, console)
         try:
             with _progress(console) as progress:
-                ids, teams, send_s = _produce(settings, requests, progress)
-                wait_s = _wait_for_outcomes(watcher, ids, components, progress, timeout_s)
+                if pace is not None:
+                    start, end = pace.burst()
+                    console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
+                                  f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
+                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
+                wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
                               f"(see {components.logs})")
         finally:
             watcher.close()
+            lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
+    peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
+    console.print(f"consumer lag peak (records not yet committed): {peaks}")
     _print_lakehouse(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
-    missing = len(ids) - outcomes.finished(ids)
+    missing = requests - outcomes.mine
     if missing:
-        raise RuntimeError(f"{missing} of {len(ids)} requests have no outcome after {timeout_s:.0f} s")
+        raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
     return outcomes
 
 
@@ -251,10 +327,11 @@ def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings:
     console.print(f"sent {total:,} requests in {send_s:.1f} s; every outcome known {wait_s:.1f} s later "
                   f"({total / max(send_s + wait_s, 1e-9):,.0f} requests/s end to end); "
                   f"{o.audits} audit events")
-    lat = sorted(o.latencies_ms)
-    if lat:
-        console.print(f"answered: {len(lat):,} ok ({o.cache_hits['exact']:,} exact and "
+    lat = o.latencies_ms
+    if lat.count:
+        console.print(f"answered: {lat.count:,.0f} ok ({o.cache_hits['exact']:,} exact and "
                       f"{o.cache_hits['semantic']:,} semantic cache hits), latency p50 "
-                      f"{lat[len(lat) // 2]:,.0f} ms, p99 {lat[int(len(lat) * 0.99)]:,.0f} ms (simulated "
+                      f"{lat.get_quantile_value(0.5):,.0f} ms, p99 {lat.get_quantile_value(0.99):,.0f} ms "
+                      f"(simulated "
                       f"providers); spend ${o.cost_nanousd / 1e9:,.4f}; answered twice: {o.answered_twice}")
     console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")

@@ -1,0 +1,78 @@
+"""`streamgate chaos` at a small size: the dispatcher, aggregator, lakehouse sink and simulator killed
+with -9 and restarted, malformed events and provider outages — and every invariant still holds.
+
+The run gets a private broker (the session's one is left alone, since a run may restart its broker);
+with an external cluster configured it uses that. The full run — the stream worker killed too and the
+broker restarted — is a separate test, deselected as a known bug: it does not always recover (see there).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamgate.chaos import KILLABLE
+from streamgate.config import load_settings
+from streamgate.demo.processes import use_simulator_port, write_config
+from streamgate.kafka.launcher import LocalKafka
+from tests.conftest import free_port, local_broker_settings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def _chaos(tmp_path: Path, *args: str, killed: tuple[str, ...] = KILLABLE) -> str:
+    """Run `streamgate chaos` on its own broker; returns its output after checking every invariant."""
+    configured = load_settings()
+    external = configured.kafka.external
+    base = (configured.model_copy(update={"state_dir": tmp_path / "state"}) if external
+            else local_broker_settings(tmp_path / "state"))
+    settings = use_simulator_port(base, free_port())
+    config = write_config(settings, tmp_path / "chaos.yaml")
+    exe = Path(sys.executable).parent / "streamgate"
+    try:
+        run = subprocess.run([str(exe), "chaos", "--requests", "800", "--duration", "30", "--seed", "7",
+                              "--settle", "150", "--kill", ",".join(killed), *args, "--config", str(config)],
+                             capture_output=True, text=True, timeout=540, check=False,
+                             env=os.environ | {"COLUMNS": "160"})
+    finally:
+        if not external:
+            LocalKafka(settings).down()
+    out = run.stdout
+    verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert run.returncode == 0, f"{out[-4000:]}\n{run.stderr[-2000:]}"
+    assert len(verdicts) == 4 and all(v.startswith("PASS") for v in verdicts), verdicts
+    for name in KILLABLE:  # every planned fault really happened, and no other
+        assert (f"kill -9 {name}, restarted" in out) == (name in killed), name
+    assert out.count("malformed records into") == 3 and out.count("provider outage:") == 2
+    return out
+
+
+def test_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
+    out = _chaos(tmp_path, "--no-broker-restart", killed=tuple(k for k in KILLABLE if k != "streams-worker"))
+    assert "broker restarted" not in out
+
+
+@pytest.mark.known_bug
+def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -> None:
+    """Known bugs: with the stream worker killed too and the broker restarted the run does not always
+    recover within the settle time (failed 6 of 8 runs on the shared 2-core machine, once after merging
+    main: 609 of 800 requests unanswered after 150 s).
+
+    - open: after a kill -9 the restarted faust worker repairs offset gaps (re-enqueues skipped records)
+      and then stops processing some partitions: its group stays stable, its committed offsets stop (seed
+      3 without a broker restart: 432 of 800 answered; seed 11 at 4,000 requests: faust also committed
+      past ~1,900 re-enqueued records that no stage handled);
+    - open: after the broker restart the dispatcher's transactions stayed open for minutes, so
+      read_committed consumers saw 228 of 800 responses while all 800 were in the log;
+    - fixed on the way: a faust worker that re-joined while the broker was starting got no partitions and
+      stalled forever (streams/watchdog.py exits it); a fenced dispatcher hung on exit instead of
+      restarting (gateway_consumer/worker.py exits at once); a gap check during the broker restart
+      crashed the faust agent and lost its batch (streams/gaps.py waits the broker out);
+    - fixed since (main): a replayed rejection was answered twice (test_request_path_kill.py).
+    """
+    out = _chaos(tmp_path)
+    assert load_settings().kafka.external or "broker restarted" in out
