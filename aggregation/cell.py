@@ -47,7 +47,9 @@ class Partial:
         c["cached_tokens"] += event["cached_tokens"]
         c["cost_nanousd"] += event["cost_nanousd"]
         latency = event["latency_ms"]
-        if latency is not None and latency > 0:
+        # provider latency: a cache answer took no provider time and would pull the percentiles that
+        # latency-aware routing reads towards zero (gold provider_daily leaves them out too)
+        if latency is not None and latency > 0 and not event["cache_hit"]:
             self.sketch.add(latency)
 
 

@@ -76,3 +76,14 @@ def test_live_usage_forgets_minutes_no_limit_reads_any_more() -> None:
     assert sorted((w, s) for w, s, _, _ in live.rows) == [
         ("1d", T0 - 86_400_000), ("1m", now - 60_000), ("1m", now)]
     live.consumer.close()
+
+
+def test_cache_answers_count_but_stay_out_of_the_provider_latency() -> None:
+    state = PartitionState(0, grace_ms=0)
+    for i in range(50):
+        state.apply(_event(T0 + i) | {"cache_hit": False, "latency_ms": 400.0})
+    for i in range(200):  # answered from the cache: almost no time, and no provider was asked
+        state.apply(_event(T0 + 50 + i) | {"cache_hit": True, "latency_ms": 0.4})
+    cell = state.cells[CellKey("1m", T0, "team", "search", 0)]
+    assert cell.counts["attempts"] == 250 and cell.counts["cache_hits"] == 200
+    assert cell.sketch.count == 50 and cell.quantile(0.5) == pytest.approx(400.0, rel=0.02)
