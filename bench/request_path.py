@@ -158,7 +158,7 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
     exe = Path(sys.executable).parent / "streamgate"
-    outcomes = [prefix + "requests.routed", prefix + "responses"]
+    outcomes = [prefix + "requests.routed", prefix + "requests.rejected"]  # the request path's outcomes
     procs = []
     for i in range(workers):
         with open(workdir / f"worker-{i}.log", "wb") as log:
@@ -168,13 +168,15 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
         # fill once every worker holds its partitions, so a rebalance is not what gets measured
         _wait_for_group(settings, f"{prefix}streamgate-request-path", workers)
         _fill(settings, prefix + "requests", values)
-        started = None
+        started, deadline = None, time.monotonic() + 600
         while True:
             done = _count(settings, outcomes)
             if done and started is None:
                 started, first, cpu0 = time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs)
             if done >= len(values) - 10 or any(p.poll() is not None for p in procs):
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {done} of {len(values)} outcomes after 600 s; see {workdir}")
             time.sleep(0.2)
         assert started is not None, "the worker produced nothing"
         assert done > first, "the workers stopped"
