@@ -12,7 +12,6 @@ Baseline in the same run: a full scan of the bronze table (`count(*)` plus `sum(
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from rich.progress import Progress
 
-from bench.harness import write_result
+from bench.harness import median_ms, write_result
 from lakehouse.gold import rebuild
 from lakehouse.query import run_query
 from lakehouse.tables import BRONZE
@@ -103,13 +102,8 @@ def _build(settings: Settings) -> Path:
     return path
 
 
-def _median_ms(fn: Callable[[], Any], repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+def timed(fn: Callable[[], Any]) -> float:
+    return median_ms(fn, repeats=3)  # each gold rebuild over 10M rows takes seconds
 
 
 def main() -> None:
@@ -120,16 +114,16 @@ def main() -> None:
         _build(settings)
         one_day = time.strftime("%Y-%m-%d", time.gmtime((_START_MS + 15 * _DAY_MS) / 1000))
         ms = {
-            "full scan of bronze (baseline)": _median_ms(
+            "full scan of bronze (baseline)": timed(
                 lambda: run_query(settings, "select count(*), sum(cost_nanousd) from telemetry")),
-            "gold daily_cost, all 30 days": _median_ms(lambda: rebuild(settings, "daily_cost")),
-            "gold provider_daily, all 30 days": _median_ms(lambda: rebuild(settings, "provider_daily")),
-            "gold daily_cost, one day": _median_ms(lambda: rebuild(settings, "daily_cost", [one_day])),
-            "gold provider_daily, one day": _median_ms(
+            "gold daily_cost, all 30 days": timed(lambda: rebuild(settings, "daily_cost")),
+            "gold provider_daily, all 30 days": timed(lambda: rebuild(settings, "provider_daily")),
+            "gold daily_cost, one day": timed(lambda: rebuild(settings, "daily_cost", [one_day])),
+            "gold provider_daily, one day": timed(
                 lambda: rebuild(settings, "provider_daily", [one_day])),
         }
         for name, sql in GOLD_QUERIES.items():
-            ms[name] = _median_ms(partial(run_query, settings, sql))
+            ms[name] = timed(partial(run_query, settings, sql))
     scan = ms["full scan of bronze (baseline)"]
     result = {"rows": N, "days": DAYS, "ms": ms, "ratio_to_full_scan": {k: v / scan for k, v in ms.items()}}
     rows = [("bronze telemetry rows / days", f"{N:,} / {DAYS}"),

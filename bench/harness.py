@@ -30,6 +30,16 @@ def rate(fn: Callable[[], int], *, repeats: int = 5) -> float:
     return statistics.median(rates)
 
 
+def median_ms(fn: Callable[[], Any], *, repeats: int = 5) -> float:
+    """Median wall time of `repeats` calls of `fn`, in milliseconds."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 def machine() -> dict[str, Any]:
     import os
 

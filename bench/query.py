@@ -11,10 +11,7 @@ baseline analysts start from. Median of 5 runs per query.
 from __future__ import annotations
 
 import importlib
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
-from bench.harness import write_result
+from bench.harness import median_ms, write_result
 from lakehouse.tables import BRONZE
 from streamgate.demo.telemetry import telemetry_events
 
@@ -47,15 +44,6 @@ def _table(root: Path) -> Path:
         write_deltalake(str(path), pa.Table.from_pylist(rows[start:start + 50_000], schema=schema),
                         mode="append", partition_by=["date"])
     return path
-
-
-def _median(fn: Callable[[], Any], repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:
@@ -90,8 +78,9 @@ def main() -> None:
         result: dict[str, Any] = {"rows": N, "ms": {}}
         table = []
         for name, sql in QUERIES.items():
-            times = {"datafusion": _median(partial(datafusion, sql)), "duckdb": _median(partial(duck, sql)),
-                     "polars": _median(partial(polars, sql)), "pandas": _median(partial(pandas, name))}
+            times = {"datafusion": median_ms(partial(datafusion, sql)),
+                     "duckdb": median_ms(partial(duck, sql)),
+                     "polars": median_ms(partial(polars, sql)), "pandas": median_ms(partial(pandas, name))}
             result["ms"][name] = times
             table.append((name, " · ".join(f"{k} {v:,.0f} ms" for k, v in times.items())))
         write_result("query", result, [("rows in telemetry", f"{N:,}"), *table])
