@@ -151,8 +151,8 @@ def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
     return len(values) / elapsed
 
 
-def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
-                  workers: int = 1) -> tuple[float, float]:
+def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path, workers: int = 1,
+                  engine: str = "transactions") -> tuple[float, float]:
     """Events/s through `workers` worker processes (one consumer group), and their CPU us per event."""
     prefix = settings.kafka.topic_prefix
     workdir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,8 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path,
     procs = []
     for i in range(workers):
         with open(workdir / f"worker-{i}.log", "wb") as log:
-            args = [str(exe), "streams", "worker", "--config", str(config)]
+            args = [str(exe), "streams", "worker", "--config", str(config), "--engine", engine,
+                    "--instance", str(i)]
             procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
     try:
         # fill once every worker holds its partitions, so a rebalance is not what gets measured

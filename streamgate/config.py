@@ -148,6 +148,20 @@ class CacheSettings(_Strict):
     semantic: SemanticCacheSettings = SemanticCacheSettings()
 
 
+class StreamsSettings(_Strict):
+    """The request path (streams/): validation, guardrails, budgets and routing in one pass."""
+
+    #: `transactions`: a librdkafka consumer whose outputs, dedup claims and offsets commit in one Kafka
+    #: transaction (exactly-once; downstream reads read_committed). `faust`: faust-streaming agents,
+    #: at-least-once (`--exactly-once` turns on faust's own mode, which upstream marks experimental).
+    engine: Literal["transactions", "faust"] = "transactions"
+    #: Kafka consumer group (faust: the app id); workers share the requests partitions.
+    group_id: str = "streamgate-request-path"
+    #: `transactions` engine: outputs and offsets are committed together this often; a request's
+    #: outcome becomes visible downstream at its transaction's commit.
+    commit_interval_ms: int = Field(default=100, ge=5)
+
+
 class DispatchSettings(_Strict):
     """The gateway consumer: routed requests in, responses and per-attempt telemetry out."""
 
@@ -270,6 +284,7 @@ class Settings(_Strict):
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     #: Providers the dispatcher calls, by the names routes use in config/gateway.yaml.
     providers: dict[str, ProviderSettings] = {}
+    streams: StreamsSettings = StreamsSettings()
     dispatch: DispatchSettings = DispatchSettings()
     aggregation: AggregationSettings = AggregationSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()

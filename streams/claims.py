@@ -11,7 +11,7 @@ more: it is deleted and a tombstone sent, so neither memory nor the changelog gr
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from typing import Any
 
 from streams.pipeline import check_claim
@@ -43,6 +43,23 @@ class BatchedClaims:
             _, claims = self._pending.setdefault(partition, (offset, {}))
             claims[request_id.decode()] = new
         return dup
+
+    def load(self, key: bytes, value: dict[str, list[int]] | None) -> None:
+        """One changelog record read back on assignment (None: its tombstone)."""
+        if value is None:
+            self.store.pop(key, None)
+        else:
+            self.store[key] = value
+        self._indexed_records = -1  # the index is rebuilt at the next use
+
+    def forget(self, partitions: Collection[int]) -> None:
+        """Drop the claims of partitions this worker no longer owns; their new owner loads them."""
+        prefixes = tuple(f"{p}@".encode() for p in partitions)
+        for key in [k for k in self.store if isinstance(k, bytes) and k.startswith(prefixes)]:
+            del self.store[key]
+        for partition in partitions:
+            self._pending.pop(partition, None)
+        self._indexed_records = -1
 
     def flush(self, now_ms: int | None = None) -> list[ClaimRecord]:
         """The changelog records for the claims made since the last flush (also kept in the store) and,

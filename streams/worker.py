@@ -1,4 +1,4 @@
-"""Run the request-path agents as a faust worker process (`streamgate streams worker`)."""
+"""Run the request path as a worker process (`streamgate streams worker`), on the configured engine."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import faust
 from aggregation.usage import LiveUsage
 from schemas.topics import TopicSpec, load_topic_specs
 from streamgate.config import Settings
+from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.topics import apply_topics
 from streamgate.observability import Heartbeat, serve_metrics
 from streamgate.observability.metrics import set_lag
 from streams.app import RequestPathDeps, create_app
 from streams.guardrails.budgets import AdmittedUsage
+from streams.loop import TransactionalRequestPath, claims_topic
 from streams.metrics import C, faust_lag
 from streams.policy.config import load_policy
 from streams.policy.holder import PolicyFollower, PolicyHolder
@@ -58,9 +60,36 @@ def _use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
         deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
 
 
+def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
+                       instance: str) -> None:
+    spec = next(s for s in load_topic_specs() if s.name == "requests")
+    apply_topics(settings.kafka.bootstrap(), [TopicSpec(
+        name=claims_topic(settings), value_schema="dedup-claims", partitions=spec.partitions,
+        replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")])
+    loop = TransactionalRequestPath(settings, deps, instance=instance, heartbeat=heartbeat)
+    freeze_startup_heap()
+    events = loop.run()
+    logging.getLogger("streamgate.streams").info("stopped after %d events", events)
+
+
+def _run_faust(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat, exactly_once: bool,
+               web_port: int | None, loglevel: str) -> None:
+    from faust.worker import Worker
+
+    app = create_app(settings, deps, app_id=settings.streams.group_id, exactly_once=exactly_once,
+                     web_port=web_port)
+    declare_changelogs(app, settings)
+    watch(app, heartbeat)
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    # faust's terminal spinner sets the root logger to DEBUG so it can spin on every record: every
+    # aiokafka debug call then builds a LogRecord (10% of the worker's time in a profile)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
-               loglevel: str = "warn", metrics_port: int | None = None) -> None:
-    logging.basicConfig(level=logging.INFO)
+               loglevel: str = "warn", metrics_port: int | None = None, instance: str = "0") -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
@@ -70,20 +99,14 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
     if "feast" in (settings.features.health_source, settings.features.usage_source) or settings.features.rag:
         _use_feature_store(settings, deps)
-    app = create_app(settings, deps, exactly_once=exactly_once, web_port=web_port)
-    declare_changelogs(app, settings)
     heartbeat = serve_metrics(settings, C, metrics_port)
-    watch(app, heartbeat)
-    watchdog = AssignmentWatchdog(settings, app.conf.id)
+    watchdog = AssignmentWatchdog(settings, settings.kafka.topic_prefix + settings.streams.group_id)
     watchdog.start()
     try:
-        from faust.worker import Worker
-
-        worker = Worker(app, loglevel=loglevel, quiet=True)
-        # faust's terminal spinner sets the root logger to DEBUG so it can spin on every record: every
-        # aiokafka debug call then builds a LogRecord (10% of the worker's time in a profile)
-        worker.spinner = None
-        worker.execute_from_commandline()
+        if settings.streams.engine == "transactions":
+            _run_transactional(settings, deps, heartbeat, instance)
+        else:
+            _run_faust(settings, deps, heartbeat, exactly_once, web_port, loglevel)
     finally:
         watchdog.stop()
         follower.stop()

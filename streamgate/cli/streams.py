@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from streamgate.cli.common import ConfigOption, MetricsPortOption, settings_or_exit
 
-app = typer.Typer(help="Request path: validation, guardrails, budgets and routing (faust agents).",
+app = typer.Typer(help="Request path: validation, guardrails, budgets and routing.",
                   no_args_is_help=True)
+
+
+class Engine(StrEnum):
+    transactions = "transactions"
+    faust = "faust"
 
 
 @app.command()
 def worker(
-    exactly_once: bool = typer.Option(False, "--exactly-once", help="Kafka transactions for sends+offsets."),
-    web_port: int | None = typer.Option(None, help="Serve faust's web endpoints on this port."),
-    loglevel: str = typer.Option("warn", help="crit | error | warn | info | debug"),
+    engine: Engine | None = typer.Option(None, help="Override `streams.engine` of the config."),
+    instance: str = typer.Option("0", help="transactions engine: this worker's id within the group "
+                                           "(its transactional id); give each worker its own."),
+    exactly_once: bool = typer.Option(False, "--exactly-once",
+                                      help="faust engine: faust's experimental Kafka transactions."),
+    web_port: int | None = typer.Option(None, help="faust engine: serve faust's web endpoints here."),
+    loglevel: str = typer.Option("warn", help="faust engine: crit | error | warn | info | debug"),
     metrics_port: int | None = MetricsPortOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run one worker; start more to scale (they share partitions as a consumer group)."""
     from streams.worker import run_worker
 
-    run_worker(settings_or_exit(config), exactly_once=exactly_once, web_port=web_port, loglevel=loglevel,
-               metrics_port=metrics_port)
+    settings = settings_or_exit(config)
+    if engine is not None:
+        settings = settings.model_copy(update={
+            "streams": settings.streams.model_copy(update={"engine": engine.value})})
+    run_worker(settings, exactly_once=exactly_once, web_port=web_port, loglevel=loglevel,
+               metrics_port=metrics_port, instance=instance)

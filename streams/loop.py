@@ -1,0 +1,197 @@
+"""The request path on librdkafka transactions (the default engine): exactly-once, one pass per batch.
+
+Why not faust for this stage: its consumer path cost as much CPU per event as the stage logic itself
+(py-spy, docs/benchmarks.md), and its `exactly_once` mode stalled after a kill -9 ("Not in the middle
+of a transaction", upstream #517/#323). Here one confluent-kafka consumer hands batches to the same
+:class:`streams.pipeline.RequestPath` the faust agent calls; every output, the batch's dedup claims
+(streams/claims.py, in the changelog topic the faust table used) and the consumed offsets commit in one
+Kafka transaction. A kill -9 aborts the open transaction: downstream (read_committed) never sees its
+outputs, and the batch is decided again from the same claims. On assignment a partition's claims are
+read back from the changelog before its first record is processed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from schemas.topics import Topic
+from streamgate.config import Settings
+from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.replay import read_to_end
+from streamgate.observability import Heartbeat, kafka_lag_stats
+from streams.claims import BatchedClaims
+from streams.io import Output, StageIO
+from streams.metrics import C, StageMeter
+from streams.pipeline import RequestPath, RequestPathDeps
+
+log = logging.getLogger("streamgate.streams")
+BATCH = 500
+_UNASSIGNED = -1  # librdkafka: let the partitioner choose
+T = TypeVar("T")
+
+
+def claims_topic(settings: Settings) -> str:
+    """The dedup claims' compacted changelog: the name faust gives table `dedup` of the app, so the
+    claims survive a switch of engine."""
+    return f"{settings.kafka.topic_prefix}{settings.streams.group_id}-dedup-changelog"
+
+
+class TransactionalRequestPath:
+    """requests -> RequestPath -> routed / rejected / guarded / verdicts / audit / dead letters."""
+
+    def __init__(self, settings: Settings, deps: RequestPathDeps, *, instance: str = "0",
+                 heartbeat: Heartbeat | None = None) -> None:
+        self.settings, self.deps = settings, deps
+        io = StageIO(settings)
+        self.path = RequestPath(io, deps)
+        self.source = io.names[Topic.REQUESTS]
+        self.claims_topic = claims_topic(settings)
+        self.claims = BatchedClaims({}, self._window_ms())
+        self.meter = StageMeter("request_path", io.names)
+        group = settings.kafka.topic_prefix + settings.streams.group_id
+        self.consumer = Consumer(consumer_config(settings, group_id=group) | {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
+        # murmur2_random: Java's partitioner, as faust's producer chose, so a conversation keeps its
+        # partition across engines
+        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
+            "transactional.id": f"{group}-{instance}", "partitioner": "murmur2_random"})
+        self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)
+        self.owned: set[int] = set()
+        self.running = True
+        self.heartbeat = heartbeat or Heartbeat(C, settings.metrics.stale_after_s)
+        self.events = 0
+
+    def _window_ms(self) -> int:
+        return self.deps.policy.policy.validation.dedup_window_s * 1000
+
+    # -- assignment ---------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = {tp.partition for tp in partitions}
+        loaded = 0
+        for msg in read_to_end(self.settings, self.claims_topic, parts):
+            value = msg.value()
+            self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
+            loaded += 1
+        self.owned |= parts
+        log.info("assigned requests partitions %s; %d claim records loaded", sorted(parts), loaded)
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()  # what was decided lands with its offsets; the new owner resumes there
+        parts = {tp.partition for tp in partitions}
+        self.owned -= parts
+        for p in parts:
+            self.positions.pop(p, None)
+        self.claims.forget(parts)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group moved on without us (session timed out): our open transaction can no longer commit
+        and the decisions in memory belong to another member now."""
+        log.error("lost requests partitions %s; exiting to rejoin", sorted(tp.partition for tp in partitions))
+        self.producer.abort_transaction(30)
+        raise SystemExit(3)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, *, idle_exit_s: float | None = None) -> int:
+        """Consume until SIGTERM/SIGINT (or `idle_exit_s` without events); returns events processed."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._halt())
+        self.producer.init_transactions(60)  # fences a previous incarnation and aborts its transaction
+        self.producer.begin_transaction()
+        self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        interval = self.settings.streams.commit_interval_ms / 1000
+        next_commit = last_event = time.monotonic()
+        while self.running:
+            batch = self.consumer.consume(BATCH, timeout=0.05)
+            self.heartbeat.beat()
+            if batch:
+                self._process(batch)
+                last_event = time.monotonic()
+            if time.monotonic() >= next_commit:
+                self._commit()
+                next_commit = time.monotonic() + interval
+            if idle_exit_s is not None and time.monotonic() - last_event > idle_exit_s:
+                break
+        self._commit()
+        self.consumer.close()
+        return self.events
+
+    def _halt(self) -> None:
+        self.running = False
+
+    def _process(self, batch: list[Message]) -> None:
+        began = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        self.claims.window_ms = self._window_ms()  # the policy may change live
+        outputs: list[Output] = []
+        process, duplicate = self.path.process, self.claims.duplicate
+        for msg in batch:
+            if msg.error() is not None:
+                log.warning("consume error: %s", msg.error())
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None
+            if partition not in self.owned:  # revoked while the batch was in hand: its new owner decides
+                continue
+            outputs += process(msg.value() or b"", msg.key(), partition, offset, duplicate, now_ms)
+            self.positions[partition] = offset + 1
+            self.events += 1
+        for partition, key, value in self.claims.flush(now_ms):
+            record = None if value is None else json.dumps(value).encode()
+            outputs.append(Output(self.claims_topic, key, record, partition))
+        self._produce(outputs)
+        self.meter.batch(len(batch), outputs, time.perf_counter() - began)
+
+    def _produce(self, outputs: list[Output]) -> None:
+        produce = self.producer.produce
+        for o in outputs:
+            partition = _UNASSIGNED if o.partition is None else o.partition
+            while True:
+                try:
+                    produce(o.topic, o.value, o.key, partition=partition)
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    self.producer.poll(0.05)
+
+    def _commit(self) -> None:
+        """The outputs produced since the last commit and the offsets that produced them, atomically."""
+        if not self.positions:
+            return
+        offsets = [TopicPartition(self.source, p, o) for p, o in self.positions.items()]
+        try:
+            _retrying(lambda: self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), 30))
+            _retrying(lambda: self.producer.commit_transaction(60))
+        except KafkaException as exc:
+            error = exc.args[0]
+            log.error("request-path transaction failed (%s); exiting to resume from the last commit", error)
+            if error.txn_requires_abort():
+                self.producer.abort_transaction(30)
+            # decisions in memory (claims, positions) are ahead of Kafka: a restart rebuilds them
+            raise SystemExit(3) from exc
+        self.positions.clear()
+        self.producer.begin_transaction()
+
+
+def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
+    """A transactional call, repeated while librdkafka says the error is retriable (a broker away)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as exc:
+            if attempt == attempts - 1 or not exc.args[0].retriable():
+                raise
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+    raise AssertionError("unreachable")
