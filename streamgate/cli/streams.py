@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,8 +22,9 @@ class Engine(StrEnum):
 @app.command()
 def worker(
     engine: Engine | None = typer.Option(None, help="Override `streams.engine` of the config."),
-    instance: str = typer.Option("0", help="transactions engine: this worker's id within the group "
-                                           "(its transactional id); give each worker its own."),
+    instance: str = typer.Option("0", help="transactions engine: this worker's id within the group (its "
+                                           "transactional id): give each worker its own, stable across "
+                                           "restarts; `{hostname}` is replaced by the host's name."),
     exactly_once: bool = typer.Option(False, "--exactly-once",
                                       help="faust engine: faust's experimental Kafka transactions."),
     web_port: int | None = typer.Option(None, help="faust engine: serve faust's web endpoints here."),
@@ -38,4 +40,4 @@ def worker(
         settings = settings.model_copy(update={
             "streams": settings.streams.model_copy(update={"engine": engine.value})})
     run_worker(settings, exactly_once=exactly_once, web_port=web_port, loglevel=loglevel,
-               metrics_port=metrics_port, instance=instance)
+               metrics_port=metrics_port, instance=instance.format(hostname=socket.gethostname()))
