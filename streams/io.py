@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import TopicCodec, dead_letter, make_codec
+from schemas.splice import RoutedSplicer
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streams.outcome import Rejection, event_id
@@ -42,6 +43,8 @@ class StageIO:
         self.names = {t: physical_name(t, prefix) for t in _EVENT_TYPES}
         self.codecs: dict[Topic, TopicCodec] = {
             t: make_codec(self.names[t], et, registry) for t, et in _EVENT_TYPES.items()}
+        #: routed bytes from the guarded request's bytes (single-object encoding only)
+        self.splicer = None if registry else RoutedSplicer()
 
     def out(self, topic: Topic, key: str | bytes, record: dict[str, Any]) -> Output:
         raw_key = key if isinstance(key, bytes) else key.encode()

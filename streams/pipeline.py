@@ -116,16 +116,22 @@ class RequestPath:
         if guarded.rejection is not None or guarded.event is None:
             return guarded.rejection
         if guarded.event is event:  # untouched: forward the original bytes instead of encoding again
-            outputs.append(Output(io.names[Topic.GUARDED], key, raw))
+            guarded_out = Output(io.names[Topic.GUARDED], key, raw)
         else:
-            outputs.append(io.out(Topic.GUARDED, key, guarded.event))
-            if redacted := (guarded.event.get("metadata") or {}).get("guard.pii"):
-                audit = redaction_audit(event, redacted.removeprefix("redact:"), policy.version)
-                outputs.append(io.out(Topic.AUDIT, key, audit))
+            guarded_out = io.out(Topic.GUARDED, key, guarded.event)
+        outputs.append(guarded_out)
+        redacted = guarded.event is not event and (guarded.event.get("metadata") or {}).get("guard.pii")
+        if redacted:
+            audit = redaction_audit(event, redacted.removeprefix("redact:"), policy.version)
+            outputs.append(io.out(Topic.AUDIT, key, audit))
         self._stage = "route"
         # context is added after the guardrails (they judged what the caller sent) and before routing
-        routed = route_stage(with_context(guarded.event, deps.context), policy, deps.health, deps.rng)
+        contexted = with_context(guarded.event, deps.context)
+        routed = route_stage(contexted, policy, deps.health, deps.rng)
         if isinstance(routed, Rejection):
             return routed
-        outputs.append(io.out(Topic.ROUTED, key, routed))
+        spliced = (io.splicer.splice(guarded_out.value or b"", routed)
+                   if io.splicer is not None and contexted is guarded.event else None)
+        outputs.append(io.out(Topic.ROUTED, key, routed) if spliced is None
+                       else Output(io.names[Topic.ROUTED], key, spliced))
         return None

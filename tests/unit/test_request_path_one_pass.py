@@ -51,6 +51,23 @@ def test_claims_go_out_as_one_record_per_batch_and_partition_and_come_back_after
     assert not after_crash.duplicate(b"d", 0, 13, 5_000)
 
 
+def test_claims_loaded_on_assignment_count_and_a_revoked_partitions_claims_are_forgotten() -> None:
+    """The transactions engine (streams/loop.py) reads a partition's changelog back on assignment and
+    drops its claims when the partition moves to another worker."""
+    claims = BatchedClaims({}, WINDOW)
+    assert not claims.duplicate(b"mine", 1, 3, 1_000)
+    claims.flush()
+    claims.load(b"0@10", {"a": [1_000, 10]})
+    claims.load(b"0@20", {"b": [1_000, 20]})
+    claims.load(b"0@20", None)  # its tombstone came later in the changelog
+    assert claims.duplicate(b"a", 0, 11, 2_000), "a loaded claim drops another record with the id"
+    assert not claims.duplicate(b"b", 0, 21, 2_000), "a tombstoned claim is gone"
+    claims.flush()
+    claims.forget({0})
+    assert not claims.duplicate(b"a", 0, 12, 3_000), "a forgotten partition's claims no longer count"
+    assert claims.duplicate(b"mine", 1, 4, 3_000), "other partitions' claims stay"
+
+
 def test_claims_written_one_per_request_id_by_the_previous_layout_still_count() -> None:
     claims = BatchedClaims({b"old-request": [1_000, 4]}, WINDOW)
     assert claims.duplicate(b"old-request", 2, 99, 2_000)

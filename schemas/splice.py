@@ -1,0 +1,104 @@
+"""A RoutedRequest's bytes spliced from the Request bytes it extends: the request path's costliest encode.
+
+A RoutedRequest begins with a Request's fields but its last (the caller, the conversation, parameters,
+tags: nearly all of its bytes), and Avro's binary encoding of a record is its fields' encodings back to
+back. So the routed body is the request body without its trailing `created_at`, then the routing
+fields, then `created_at` and `routed_at`. The routing fields repeat (one route decision serves many
+requests) and are encoded once per distinct value. Encoding a routed 1 KB request with fastavro cost
+~17 us; the splice ~2 us.
+
+The layouts are compared at start-up (any schema change that breaks the correspondence disables the
+splice), and each request's bytes must be in the current Request schema and end with its `created_at`;
+otherwise :meth:`RoutedSplicer.splice` returns None and the caller encodes normally.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastavro import parse_schema, schemaless_writer
+
+from schemas.catalog import SchemaCatalog, default_catalog
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_TIMES = ("created_at", "routed_at")
+_CACHE_LIMIT = 4096
+
+
+def _shape(schema: Any) -> str:
+    """A field type without docs and defaults: what decides its binary encoding."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            kept = {k: strip(v) for k, v in node.items() if k not in ("doc", "default", "logicalType")}
+            return kept["type"] if list(kept) == ["type"] and isinstance(kept["type"], str) else kept
+        if isinstance(node, list):
+            return [strip(n) for n in node]
+        return node
+    return json.dumps(strip(schema), sort_keys=True)
+
+
+def zigzag_long(n: int) -> bytes:
+    """Avro's encoding of a long: zig-zag, then a little-endian base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class RoutedSplicer:
+    """Request bytes + route fields -> RoutedRequest bytes (Avro single-object encoding)."""
+
+    def __init__(self, catalog: SchemaCatalog | None = None) -> None:
+        catalog = catalog or default_catalog()
+        request, routed = catalog.current("Request"), catalog.current("RoutedRequest")
+        head, tail = request.source["fields"], routed.source["fields"]
+        shared = len(head) - 1
+        self.enabled = (
+            len(tail) > shared + 2
+            and [_shape(f["type"]) for f in head[:shared]] == [_shape(f["type"]) for f in tail[:shared]]
+            and (head[-1]["name"], _shape(head[-1]["type"])) == ("created_at", '"long"')
+            and [(f["name"], _shape(f["type"])) for f in tail[-2:]] == [(t, '"long"') for t in _TIMES])
+        self._request_header = SINGLE_OBJECT_MAGIC + request.fingerprint
+        self._routed_header = SINGLE_OBJECT_MAGIC + routed.fingerprint
+        middle = copy.deepcopy(tail[shared:-2])
+        self._middle_names = [f["name"] for f in middle]
+        self._middle = parse_schema({"type": "record", "name": "RoutedMiddle",
+                                     "namespace": routed.source.get("namespace"), "fields": middle})
+        self._encoded: dict[Any, bytes] = {}
+
+    def splice(self, request_value: bytes, routed: Mapping[str, Any]) -> bytes | None:
+        """The encoded `routed`, which must carry the request's own first fields, or None when
+        `request_value` is not a current-schema Request ending in `routed['created_at']`."""
+        if not self.enabled or not request_value.startswith(self._request_header):
+            return None
+        created = zigzag_long(routed["created_at"])
+        if not request_value.endswith(created):
+            return None
+        return b"".join((self._routed_header, request_value[len(self._request_header):-len(created)],
+                         self._middle_bytes(routed), created, zigzag_long(routed["routed_at"])))
+
+    def _middle_bytes(self, routed: Mapping[str, Any]) -> bytes:
+        key = tuple(_frozen(routed[name]) for name in self._middle_names)
+        found = self._encoded.get(key)
+        if found is None:
+            out = io.BytesIO()
+            schemaless_writer(out, self._middle, {name: routed[name] for name in self._middle_names})
+            if len(self._encoded) >= _CACHE_LIMIT:
+                self._encoded.clear()
+            found = self._encoded[key] = out.getvalue()
+        return found
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    return value
