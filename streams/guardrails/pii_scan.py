@@ -24,7 +24,6 @@ _KEY_TOKEN = re.compile(
     r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
     r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
     r"|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----")
-_KEY_PREFIXES = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "PRIVATE KEY")
 #: A secret assignment (`api_key = ...`, `password: ...`) is found from its separator: the value after
 #: it, then the key word right before it (whitespace between allowed), read backwards.
 _ASSIGNED = re.compile(r"(?i:[:=]\s*['\"]?[A-Za-z0-9_\-+/]{16,})")  # (?i) as before: U+017F counts
@@ -102,10 +101,30 @@ _SCORES = {"EMAIL": 1.0, "API_KEY": 0.95, "IBAN": 1.0, "CREDIT_CARD": 1.0, "US_S
 _SEVERITY = {"allow": 0, "redact": 1, "block": 2}
 
 
+def _may_hold_key(text: str) -> bool:
+    """Whether a key token's fixed prefix occurs: a substring test costs ~0.7 us per KB, the token
+    pattern ~10 (`_` first: a one-character test is a memchr, and gh*_ tokens all hold one)."""
+    return ("sk-" in text or "AKIA" in text or "AIza" in text or "xox" in text
+            or ("_" in text and "gh" in text) or "PRIVATE KEY" in text)
+
+
+def _first_digit(text: str) -> int:
+    r"""Where a digit scan can begin, -1 if nowhere. The regex engine steps ~12 ns per character to
+    find a digit; one memchr per ASCII digit is ~1 us per KB. Non-ASCII text starts at 0: `\d` also
+    matches other scripts' digits."""
+    if not text.isascii():
+        return 0
+    found = [i for i in map(text.find, "0123456789") if i >= 0]
+    return min(found) if found else -1
+
+
 def _number_runs(text: str) -> list[tuple[int, int]]:
     """(start, end) of each run of `+? (? digit [digits .()-]{5,} digit`, left to right."""
-    runs = []
-    for m in _NUMBER_RUN.finditer(text):
+    runs: list[tuple[int, int]] = []
+    first = _first_digit(text)
+    if first < 0:
+        return runs
+    for m in _NUMBER_RUN.finditer(text, first):
         start = m.start()
         if start and text[start - 1] == "(":
             start -= 1
@@ -131,7 +150,7 @@ def _candidates(text: str) -> list[tuple[str, int, int]]:
     found: list[tuple[str, int, int]] = []
     if "@" in text:
         found += [("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
-    if any(p in text for p in _KEY_PREFIXES):
+    if _may_hold_key(text):
         found += [("API_KEY", m.start(), m.end()) for m in _KEY_TOKEN.finditer(text)]
     if ":" in text or "=" in text:
         found += _secret_assignments(text)
