@@ -71,7 +71,7 @@ class RoutedSplicer:
         self._middle_names = [f["name"] for f in middle]
         self._middle = parse_schema({"type": "record", "name": "RoutedMiddle",
                                      "namespace": routed.source.get("namespace"), "fields": middle})
-        self._encoded: dict[Any, bytes] = {}
+        self._encoded: dict[str, bytes] = {}
 
     def splice(self, request_value: bytes, routed: Mapping[str, Any]) -> bytes | None:
         """The encoded `routed`, which must carry the request's own first fields, or None when
@@ -85,7 +85,7 @@ class RoutedSplicer:
                          self._middle_bytes(routed), created, zigzag_long(routed["routed_at"])))
 
     def _middle_bytes(self, routed: Mapping[str, Any]) -> bytes:
-        key = tuple(_frozen(routed[name]) for name in self._middle_names)
+        key = repr([routed[name] for name in self._middle_names])  # plain data: repr is its identity
         found = self._encoded.get(key)
         if found is None:
             out = io.BytesIO()
@@ -95,10 +95,3 @@ class RoutedSplicer:
             found = self._encoded[key] = out.getvalue()
         return found
 
-
-def _frozen(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return tuple((k, _frozen(v)) for k, v in value.items())
-    return value
