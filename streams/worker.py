@@ -69,7 +69,8 @@ def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Hea
     loop = TransactionalRequestPath(settings, deps, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
     events = loop.run()
-    logging.getLogger("streamgate.streams").info("stopped after %d events", events)
+    logging.getLogger("streamgate.streams").info(
+        "stopped after %d events; %d transactions committed in %.1f s", events, loop.commits, loop.commit_s)
 
 
 def _run_faust(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat, exactly_once: bool,
