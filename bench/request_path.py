@@ -1,5 +1,6 @@
-"""Request-path throughput: (a) the stage logic alone, (b) the full path through Kafka and faust,
-(c) a raw confluent-kafka consume->produce passthrough of the same events. Ratios b/a and b/c.
+"""Request-path throughput: (a) the stage logic alone, (b) the full path through Kafka (the default
+transactions engine; also with 2 workers, and 1 worker on the faust engine), (c) a raw confluent-kafka
+consume->produce passthrough of the same events. Ratios b/a and b/c.
 
 Events: the demo workload with ~1 KB prompts, ~10% carrying PII.
 """
@@ -163,7 +164,7 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path, worker
     for i in range(workers):
         with open(workdir / f"worker-{i}.log", "wb") as log:
             args = [str(exe), "streams", "worker", "--config", str(config), "--engine", engine,
-                    "--instance", str(i)]
+                    "--instance", str(i), "--metrics-port", "0"]
             procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
     try:
         # fill once every worker holds its partitions, so a rebalance is not what gets measured
@@ -203,31 +204,38 @@ def main(repeats: int = 3) -> dict[str, Any]:
     values = SingleObjectCodec("requests", "Request").encode_many(events)
     logic_runs = [logic_rate(events) for _ in range(repeats)]
     passthrough = passthrough_rate(_settings(), values)
-    pipeline_runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    setups = {"transactions_1": ("transactions", 1), "transactions_2": ("transactions", 2),
+              "faust_1": ("faust", 1)}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     for _ in range(repeats):
-        for workers, runs in pipeline_runs.items():
+        for name, (engine, workers) in setups.items():
             with tempfile.TemporaryDirectory() as tmp:  # fresh topics and group: the same events again
-                runs.append(pipeline_rate(_settings(), values, Path(tmp), workers=workers))
-    (logic, logic_cpu), (pipeline, pipeline_cpu) = _median_run(logic_runs), _median_run(pipeline_runs[1])
-    pipeline2 = _median_run(pipeline_runs[2])[0]
-    result = {"events": N, "repeats": repeats, "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
-              "pipeline_2_workers_events_per_s": pipeline2,
+                run = pipeline_rate(_settings(), values, Path(tmp), workers=workers, engine=engine)
+                runs[name].append(run)
+    logic, logic_cpu = _median_run(logic_runs)
+    pipeline, pipeline_cpu = _median_run(runs["transactions_1"])
+    pipeline2, (faust, faust_cpu) = _median_run(runs["transactions_2"])[0], _median_run(runs["faust_1"])
+    result = {"events": N, "repeats": repeats, "engine": "transactions",
+              "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
+              "pipeline_2_workers_events_per_s": pipeline2, "faust_pipeline_events_per_s": faust,
               "passthrough_events_per_s": passthrough, "pipeline_over_logic": pipeline / logic,
               "pipeline_over_passthrough": pipeline / passthrough,
               "logic_cpu_us_per_event": logic_cpu, "worker_cpu_us_per_event": pipeline_cpu,
+              "faust_worker_cpu_us_per_event": faust_cpu,
               "runs_events_per_s": {"logic": [r for r, _ in logic_runs],
-                                    **{f"pipeline_{w}_workers": [r for r, _ in runs]
-                                       for w, runs in pipeline_runs.items()}},
+                                    **{name: [r for r, _ in rs] for name, rs in runs.items()}},
               "mean_event_bytes": sum(map(len, values)) / len(values)}
     table = [("(a) stage logic alone, in memory", f"{logic:,.0f} events/s"),
-             ("(b) full path through Kafka + faust (1 worker)", f"{pipeline:,.0f} events/s"),
+             ("(b) full path through Kafka (1 worker, transactions engine)", f"{pipeline:,.0f} events/s"),
              ("(b2) the same with 2 worker processes", f"{pipeline2:,.0f} events/s"),
+             ("(b3) 1 worker on the faust engine (at-least-once)", f"{faust:,.0f} events/s"),
              ("(c) raw confluent-kafka consume->produce", f"{passthrough:,.0f} events/s"),
              ("b/a", f"{pipeline / logic:.2f}"), ("b/c", f"{pipeline / passthrough:.2f}"),
-             ("CPU per event: logic / 1 worker process", f"{logic_cpu:.0f} us / {pipeline_cpu:.0f} us"),
+             ("CPU per event: logic / worker / faust worker",
+              f"{logic_cpu:.0f} us / {pipeline_cpu:.0f} us / {faust_cpu:.0f} us"),
              ("runs (median shown)", f"{repeats} of each"),
              ("mean event size", f"{result['mean_event_bytes']:.0f} bytes")]
     write_result("request-path", result, table)
     for k, v in table:
-        print(f"{k:<50} {v}")
+        print(f"{k:<60} {v}")
     return result

@@ -85,13 +85,14 @@ class TransactionalRequestPath:
     # -- assignment ---------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in partitions}
-        loaded = 0
-        for msg in read_to_end(self.settings, self.claims_topic, parts):
-            value = msg.value()
-            self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
-            loaded += 1
-        self.owned |= parts
-        log.info("assigned requests partitions %s; %d claim records loaded", sorted(parts), loaded)
+        if parts:  # cooperative rebalances also call this with nothing new
+            loaded = 0
+            for msg in read_to_end(self.settings, self.claims_topic, parts):
+                value = msg.value()
+                self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
+                loaded += 1
+            self.owned |= parts
+            log.info("assigned requests partitions %s; %d claim records loaded", sorted(parts), loaded)
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
