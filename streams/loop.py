@@ -96,6 +96,8 @@ class TransactionalRequestPath:
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not partitions:
+            return
         self._commit()  # what was decided lands with its offsets; the new owner resumes there
         parts = {tp.partition for tp in partitions}
         self.owned -= parts
