@@ -1,4 +1,5 @@
-"""The request path as one faust-streaming agent: requests -> (validate, guard, route) -> routed.
+"""The request path as one faust-streaming agent (`streams.engine: faust`): requests -> (validate, guard,
+route) -> routed. The default engine is streams/loop.py; both call the same RequestPath.
 
 The agent only wires: it takes a batch, hands each record to :class:`streams.pipeline.RequestPath` (which
 chains the stages' plain functions), sends what it returns and waits until Kafka has all of it

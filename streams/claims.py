@@ -3,10 +3,12 @@
 A claim per request id written through a faust table costs one changelog record per request: a third of
 everything the request path produced. Here the claims a batch makes on one partition travel as one
 record (key `<partition>@<first offset>`, value `{request id: claim}`) in the table's changelog, sent and
-awaited with the batch's outputs. After a crash faust restores those records into the table's store;
-the index by request id is rebuilt from the store whenever the store changed under it (a recovery, a
-revoked partition). A record whose claims are all older than the dedup window can decide nothing any
-more: it is deleted and a tombstone sent, so neither memory nor the changelog grows with traffic.
+awaited with the batch's outputs (on the transactions engine, inside the batch's transaction). After a
+crash faust restores those records into the table's store, and the transactions engine reads them back
+on assignment (`load`); the index by request id is rebuilt from the store whenever the store changed
+under it (a recovery, a revoked partition). A record whose claims are all older than the dedup window
+can decide nothing any more: it is deleted and a tombstone sent, so neither memory nor the changelog
+grows with traffic.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`streamgate demo`: the whole system, as far as it exists, on embedded defaults.
 
 Stages join this run as they land. Today: a real broker and topics from the spec, the provider simulator,
-the request-path processors (a faust worker process), the gateway consumer (a dispatcher process calling
+the request-path processors (a worker process), the gateway consumer (a dispatcher process calling
 the simulator through the configured providers), a realistic workload sent through the service client
 (with duplicates and corrupt records mixed in), and a watcher that waits until every request has its
 final response (ok, failed or rejected, each with a reason) and tallies them with their telemetry.

@@ -1,4 +1,4 @@
-"""RAG in the request path, through the real broker and a real faust worker: a request tagged
+"""RAG in the request path, through the real broker and a real worker: a request tagged
 `rag: docs` is routed with passages of the docs (retrieved from Feast) ahead of its messages."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The request path end to end through the real broker and a real faust worker process.
+"""The request path end to end through the real broker and a real worker process (the default engine).
 
 Every kind of request lands where it should: valid ones routed with their fallback chain, PII redacted
 before anything is persisted downstream, blocked/denied/out-of-region ones rejected with a dead letter, a
