@@ -1,8 +1,12 @@
 """Read a topic (or some of its partitions) from the start to where it ended when the read began.
 
 Stages that keep their state in a compacted topic (the aggregator's rows, the request path's dedup
-claims) rebuild it this way on assignment. The consumer is read_committed, so its end is the last stable
-offset: records of a transaction that is still open are neither read nor waited for.
+claims) rebuild it this way on assignment. The read is read_committed but runs to the high watermark,
+not to the last stable offset: when a partition changes owner, the previous owner's last transaction
+has been committed (its commit returned) but its markers may not be written yet, so its records are
+still above the stable offset. Reading only to there missed them (found by a rebalance test: 4 of 3,000
+requests decided twice). Waiting for the high watermark waits for those markers, or for a dead
+owner's open transaction to be aborted (at most the transaction timeout).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Collection, Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -21,11 +26,12 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
                 timeout_s: float = 120.0) -> Iterator[Message]:
     """Every committed record (tombstones included) of `partitions` (default: all), oldest first within
     a partition. Raises TimeoutError when the end is not reached within `timeout_s`."""
-    consumer = Consumer(consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}"))
+    config = consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}")
+    consumer = Consumer(config)
     try:
         found = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         wanted = [p for p in found if partitions is None or p in partitions]
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in wanted}
+        ends = _high_watermarks(config, topic, wanted)
         pending = {p for p in wanted if ends[p] > 0}
         if not pending:
             return
@@ -42,3 +48,13 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
                     pending.discard(tp.partition)
     finally:
         consumer.close()
+
+
+def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
+    """Log end offsets, undecided transactions included (a read_committed client is told the last
+    stable offset instead)."""
+    probe = Consumer(config | {"isolation.level": "read_uncommitted"})
+    try:
+        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        probe.close()
