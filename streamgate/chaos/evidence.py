@@ -3,13 +3,10 @@ the usage aggregates — into the plain values the invariants check."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -24,7 +21,7 @@ from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.chaos.invariants import Answer, Coord, Letter, repeats
 from streamgate.config import Settings
-from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.replay import read_to_end
 
 EVENT_TYPES = {Topic.REQUESTS: "Request", Topic.GUARDED: "Request", Topic.ROUTED: "RoutedRequest",
                Topic.REJECTED: "Response", Topic.RESPONSES: "Response", Topic.TELEMETRY: "Telemetry",
@@ -60,31 +57,14 @@ def read_topic(settings: Settings, topic: Topic, timeout_s: float = 120) -> list
     """(partition, offset, event or None when it does not decode) for every committed record."""
     name = physical_name(topic, settings.kafka.topic_prefix)
     codec = make_codec(name, EVENT_TYPES[topic], settings.schema_registry.url)
-    consumer = Consumer(consumer_config(settings, group_id=f"chaos-read-{uuid.uuid4().hex[:8]}"))
-    try:
-        parts = consumer.list_topics(name, timeout=10).topics[name].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in parts}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(name, p, 0) for p in pending])
-        out: list[tuple[int, int, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {name} to its end in {timeout_s:.0f} s")
-            for msg in consumer.consume(5000, timeout=0.5):
-                if msg.error():
-                    continue
-                p, o = msg.partition() or 0, msg.offset() or 0
-                try:
-                    out.append((p, o, codec.decode(msg.value() or b"", partition=p, offset=o)))
-                except EventDecodeError:
-                    out.append((p, o, None))
-            for tp in consumer.position([TopicPartition(name, p) for p in pending]):
-                if tp.offset >= ends[tp.partition]:
-                    pending.discard(tp.partition)
-        return out
-    finally:
-        consumer.close()
+    out: list[tuple[int, int, Any]] = []
+    for msg in read_to_end(settings, name, timeout_s=timeout_s):
+        p, o = msg.partition() or 0, msg.offset() or 0
+        try:
+            out.append((p, o, codec.decode(msg.value() or b"", partition=p, offset=o)))
+        except EventDecodeError:
+            out.append((p, o, None))
+    return out
 
 
 def bronze_coordinates(settings: Settings, table: str) -> list[tuple[int, int]]:
