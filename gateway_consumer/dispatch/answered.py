@@ -42,6 +42,9 @@ log = logging.getLogger("streamgate.dispatch")
 #: How far an answer's timestamp (the dispatcher's clock) may lie before its request's `created_at` (the
 #: client's clock): clock skew margin.
 SEED_MARGIN_MS = 60_000
+#: A read goes this much further back than the request needs: a replay's requests come roughly in
+#: creation order, so the next slightly older one finds its answers known instead of reading again.
+READ_SLACK_MS = 30_000
 #: The furthest back a request makes its partition be read: bounds what a bogus `created_at` costs.
 #: A request re-routed later than this after its first answer would be answered again.
 MAX_LOOKBACK_MS = 3_600_000
@@ -192,7 +195,7 @@ class AnswerIndex:
         while not self.covers(partition, created_at_ms):
             async with lock:  # one read per partition at a time; who waited finds it done
                 if not self.covers(partition, created_at_ms):
-                    await self._read(partition, need_since_ms(created_at_ms, _now_ms()))
+                    await self._read(partition, need_since_ms(created_at_ms, _now_ms()) - READ_SLACK_MS)
 
     async def _read(self, partition: int, since: int) -> None:
         known, generation = self.known.get(partition), self._generation.get(partition, 0)
