@@ -66,10 +66,16 @@ def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -
       and then stops processing some partitions: its group stays stable, its committed offsets stop (seed
       3 without a broker restart: 432 of 800 answered; seed 11 at 4,000 requests: faust also committed
       past ~1,900 re-enqueued records that no stage handled);
-    - open: after the broker restart the dispatcher's transactions stayed open for minutes, so
-      read_committed consumers saw 228 of 800 responses while all 800 were in the log;
-    - open: a dispatcher killed at the moment the broker came back answered 4 of 800 requests twice
-      (seed 11 on the final main of stop 13; seed 7 passed every invariant but needed 192 s to recover);
+    - fixed (issue 8): a dispatcher killed at the moment the broker came back answered 4 of 800 requests
+      twice (seed 11): the request path routed them again 88 s after the killed instance had answered
+      them, and its successor only looked for answers to its own replay
+      (test_dispatch.py::test_a_request_routed_again_after_a_restart_is_not_answered_twice);
+    - open (issue 8, seen again in 2 of 3 seed-7 runs on branch eos8): after the broker restart a
+      dispatcher transaction stays open until the broker times it out (75-80 s), so read_committed
+      consumers see only part of the responses; the records in it were produced while the broker was
+      away, no later commit or commit error of that instance shows in its log, and the instance only
+      exits when a later produce is fenced. Not the commit call hanging (a 20 s bound on it never
+      fired); where its loop waits is not known yet;
     - fixed on the way: a faust worker that re-joined while the broker was starting got no partitions and
       stalled forever (streams/watchdog.py exits it); a fenced dispatcher hung on exit instead of
       restarting (gateway_consumer/worker.py exits at once); a gap check during the broker restart

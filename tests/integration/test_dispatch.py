@@ -248,3 +248,39 @@ def test_the_request_paths_rejections_are_answered_exactly_once(rig: DispatchRig
     assert answer["status"] == "rejected" and answer["reason_code"] == "model_not_allowed"
     assert rig.telemetry[denied["request_id"]] == [], "a rejection never reached a provider"
     assert [r["status"] for r in rig.responses[ok["request_id"]]] == ["ok"]
+
+
+def _dispatch_member(rig: DispatchRig) -> str | None:
+    """The member id of the dispatch group's one member once it holds partitions, else None."""
+    from confluent_kafka.admin import AdminClient
+
+    from streamgate.kafka.clients import admin_config
+
+    group = rig.settings.kafka.topic_prefix + rig.settings.dispatch.group_id
+    admin = AdminClient(admin_config(rig.settings))  # held: its futures die with it
+    description = admin.describe_consumer_groups([group])[group].result(10)
+    held = [m.member_id for m in description.members if m.assignment.topic_partitions]
+    return held[0] if len(held) == 1 else None
+
+
+def test_a_request_routed_again_after_a_restart_is_not_answered_twice(rig: DispatchRig) -> None:
+    """The request path is at-least-once: after its own crash or a broker restart it may route a request
+    again long after the dispatcher answered it — and after that dispatcher was killed and replaced
+    (chaos run seed 11: answered at 19.8 s, dispatcher killed at 32.6 s, routed again at 107 s). The new
+    instance has nothing of its own to replay, so it must find the earlier answers in `responses`."""
+    first = [routed([{"model": "sim-small"}], f"answered before the kill {i}") for i in range(6)]
+    _run(rig, first, linger_s=0.5)  # answered, and their offsets committed with them
+    before = _dispatch_member(rig)
+    assert rig.proc is not None and before is not None
+    os.kill(rig.proc.pid, signal.SIGKILL)
+    rig.proc.wait(10)
+    rig.start_dispatcher()
+    deadline = time.monotonic() + 60
+    while _dispatch_member(rig) in (before, None):  # the new instance took over, with nothing to replay
+        assert time.monotonic() < deadline, "the restarted dispatcher did not join its group"
+        time.sleep(0.2)
+    time.sleep(2.0)  # and its assignment callback ran (before anything new reached its partitions)
+    fresh = routed([{"model": "sim-small"}], "after the restart")
+    _run(rig, [fresh, *first], linger_s=3.0)  # routed again, as a replaying request path would
+    counts = {e["request_id"]: len(rig.responses[e["request_id"]]) for e in [fresh, *first]}
+    assert set(counts.values()) == {1}, f"answers per request: {counts}"

@@ -6,6 +6,7 @@ import json
 import random
 
 from gateway_consumer.cache import ExactCache, cache_key
+from gateway_consumer.dispatch.answered import MAX_LOOKBACK_MS, SEED_MARGIN_MS, need_since_ms
 from gateway_consumer.dispatch.offsets import OffsetTracker
 from gateway_consumer.output_guard import json_problem
 from gateway_consumer.providers import ProviderReply
@@ -64,6 +65,16 @@ def test_commit_point_waits_for_the_lowest_open_offset() -> None:
     assert t.commit_points() == {0: 11}
     t.done(0, 11)
     assert t.commit_points() == {0: 14}
+
+
+def test_a_request_needs_its_answers_known_back_to_its_creation() -> None:
+    now = 1_800_000_000_000
+    assert need_since_ms(now - 5_000, now) == now - 5_000 - SEED_MARGIN_MS  # a fresh request
+    assert need_since_ms(now - 600_000, now) == now - 600_000 - SEED_MARGIN_MS  # routed again, late
+    assert need_since_ms(0, now) == now - MAX_LOOKBACK_MS  # a bogus created_at reads back at most this
+    # a clock far ahead says nothing about when the request really came: look back the most
+    assert need_since_ms(now + 2 * SEED_MARGIN_MS, now) == now - MAX_LOOKBACK_MS
+    assert need_since_ms(now + SEED_MARGIN_MS // 2, now) == now - SEED_MARGIN_MS // 2
 
 
 def test_exact_cache_scopes_by_team_and_expires() -> None:
