@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -38,8 +38,9 @@ log = logging.getLogger("streamgate.streams")
 BATCH = 500
 #: Outputs held while a commit is in flight before the loop waits for it (bounds memory).
 HOLD = 20_000
+#: A transaction not committed within this many seconds ends the process (see `_settle`).
+COMMIT_DEADLINE_S = 10.0
 _UNASSIGNED = -1  # librdkafka: let the partitioner choose
-T = TypeVar("T")
 
 
 def claims_topic(settings: Settings) -> str:
@@ -75,6 +76,7 @@ class TransactionalRequestPath:
         self.events = 0
         self.commits, self.commit_s = 0, 0.0
         self.committing: threading.Thread | None = None
+        self.commit_started = 0.0
         self.commit_error: KafkaException | None = None
         self.held: list[Output] = []  # decided while a commit was in flight: for the next transaction
         self.commit_time = LATENCY.labels(C, "commit")
@@ -111,7 +113,7 @@ class TransactionalRequestPath:
         and the decisions in memory belong to another member now."""
         log.error("lost requests partitions %s; exiting to rejoin", sorted(tp.partition for tp in partitions))
         if self.committing is not None:
-            self.committing.join()
+            self.committing.join(COMMIT_DEADLINE_S)
         with contextlib.suppress(KafkaException):  # none open: the next incarnation aborts it anyway
             self.producer.abort_transaction(30)
         raise SystemExit(3)
@@ -129,7 +131,7 @@ class TransactionalRequestPath:
         interval = self.settings.streams.commit_interval_ms / 1000
         next_commit = last_event = time.monotonic()
         while self.running:
-            if self.committing is not None and (not self.committing.is_alive() or len(self.held) > HOLD):
+            if self.committing is not None and self._commit_done_or_overdue():
                 self._settle()
             batch = self.consumer.consume(BATCH, timeout=0.05)
             self.heartbeat.beat()
@@ -199,12 +201,13 @@ class TransactionalRequestPath:
         self.commit_error = None
         self.committing = threading.Thread(target=self._finish, args=(offsets, group, time.perf_counter()),
                                            name="commit", daemon=True)
+        self.commit_started = time.monotonic()
         self.committing.start()
 
     def _finish(self, offsets: list[TopicPartition], group: Any, began: float) -> None:
         try:
-            _retrying(lambda: self.producer.send_offsets_to_transaction(offsets, group, 30))
-            _retrying(lambda: self.producer.commit_transaction(60))
+            self.producer.send_offsets_to_transaction(offsets, group, COMMIT_DEADLINE_S)
+            self.producer.commit_transaction(COMMIT_DEADLINE_S)
         except KafkaException as exc:
             self.commit_error = exc
             return
@@ -212,17 +215,30 @@ class TransactionalRequestPath:
         self.commits, self.commit_s = self.commits + 1, self.commit_s + took
         self.commit_time.observe(took)
 
+    def _commit_done_or_overdue(self) -> bool:
+        assert self.committing is not None
+        return (not self.committing.is_alive() or len(self.held) > HOLD
+                or time.monotonic() - self.commit_started > COMMIT_DEADLINE_S)
+
     def _settle(self) -> None:
-        """Wait for the commit in flight, open the next transaction and produce what was held for it."""
+        """Wait for the commit in flight, open the next transaction and produce what was held for it.
+
+        A commit that fails, or outlasts COMMIT_DEADLINE_S, ends the process: retrying in place after a
+        broker restart left the transaction open for minutes (found by `streamgate chaos`: its consumer
+        group had moved on, so the offsets could never join the transaction), and every read_committed
+        reader downstream waits behind an open transaction. The restarted worker's init_transactions
+        aborts it at once, and the batch is decided again from the same claims."""
         if self.committing is None:
             return
-        self.committing.join()
+        self.committing.join(max(self.commit_started + COMMIT_DEADLINE_S - time.monotonic(), 0))
+        if self.committing.is_alive():
+            log.error("request-path transaction not committed after %.0f s; exiting for a restart",
+                      COMMIT_DEADLINE_S)
+            os._exit(3)  # the commit thread is blocked in librdkafka: a clean exit would wait for it
         self.committing = None
         if self.commit_error is not None:
             error = self.commit_error.args[0]
             log.error("request-path transaction failed (%s); exiting to resume from the last commit", error)
-            if error.txn_requires_abort():
-                self.producer.abort_transaction(30)
             # decisions in memory (claims, positions) are ahead of Kafka: a restart rebuilds them
             raise SystemExit(3) from self.commit_error
         self.producer.begin_transaction()
@@ -235,14 +251,3 @@ class TransactionalRequestPath:
         self._start_commit()
         self._settle()
 
-
-def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
-    """A transactional call, repeated while librdkafka says the error is retriable (a broker away)."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except KafkaException as exc:
-            if attempt == attempts - 1 or not exc.args[0].retriable():
-                raise
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
-    raise AssertionError("unreachable")
