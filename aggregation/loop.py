@@ -30,11 +30,14 @@ from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.stuck import exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 log = logging.getLogger("streamgate.aggregation")
 C = "aggregator"
+#: Timeout of each transaction call; a commit blocked for longer than both ends the process.
+TXN_CALL_S = 20.0
 
 
 def _route(key: str) -> list[Any]:
@@ -166,8 +169,10 @@ class Aggregator:
             self.counts["evicted"] += state.evict_closed()
         offsets = [TopicPartition(self.topics[Topic.TELEMETRY], p, o) for p, o in self.positions.items()]
         try:
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            self.producer.commit_transaction(60)
+            with exit_if_stuck(TXN_CALL_S * 2 + 5, "aggregator transaction commit"):
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
+                                                          TXN_CALL_S)
+                self.producer.commit_transaction(TXN_CALL_S)
         except KafkaException as exc:
             log.error("aggregate transaction failed (%s); restarting from the last commit", exc.args[0])
             if not exc.args[0].fatal():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -27,6 +26,7 @@ from schemas.topics import Topic
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.replay import read_to_end
+from streamgate.kafka.stuck import exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import LATENCY
 from streams.claims import BatchedClaims
@@ -76,7 +76,6 @@ class TransactionalRequestPath:
         self.events = 0
         self.commits, self.commit_s = 0, 0.0
         self.committing: threading.Thread | None = None
-        self.commit_started = 0.0
         self.commit_error: KafkaException | None = None
         self.held: list[Output] = []  # decided while a commit was in flight: for the next transaction
         self.commit_time = LATENCY.labels(C, "commit")
@@ -131,7 +130,7 @@ class TransactionalRequestPath:
         interval = self.settings.streams.commit_interval_ms / 1000
         next_commit = last_event = time.monotonic()
         while self.running:
-            if self.committing is not None and self._commit_done_or_overdue():
+            if self.committing is not None and (not self.committing.is_alive() or len(self.held) > HOLD):
                 self._settle()
             batch = self.consumer.consume(BATCH, timeout=0.05)
             self.heartbeat.beat()
@@ -201,13 +200,13 @@ class TransactionalRequestPath:
         self.commit_error = None
         self.committing = threading.Thread(target=self._finish, args=(offsets, group, time.perf_counter()),
                                            name="commit", daemon=True)
-        self.commit_started = time.monotonic()
         self.committing.start()
 
     def _finish(self, offsets: list[TopicPartition], group: Any, began: float) -> None:
         try:
-            self.producer.send_offsets_to_transaction(offsets, group, COMMIT_DEADLINE_S)
-            self.producer.commit_transaction(COMMIT_DEADLINE_S)
+            with exit_if_stuck(COMMIT_DEADLINE_S, "request-path transaction commit"):
+                self.producer.send_offsets_to_transaction(offsets, group, COMMIT_DEADLINE_S)
+                self.producer.commit_transaction(COMMIT_DEADLINE_S)
         except KafkaException as exc:
             self.commit_error = exc
             return
@@ -215,26 +214,17 @@ class TransactionalRequestPath:
         self.commits, self.commit_s = self.commits + 1, self.commit_s + took
         self.commit_time.observe(took)
 
-    def _commit_done_or_overdue(self) -> bool:
-        assert self.committing is not None
-        return (not self.committing.is_alive() or len(self.held) > HOLD
-                or time.monotonic() - self.commit_started > COMMIT_DEADLINE_S)
-
     def _settle(self) -> None:
         """Wait for the commit in flight, open the next transaction and produce what was held for it.
 
-        A commit that fails, or outlasts COMMIT_DEADLINE_S, ends the process: retrying in place after a
-        broker restart left the transaction open for minutes (found by `streamgate chaos`: its consumer
-        group had moved on, so the offsets could never join the transaction), and every read_committed
-        reader downstream waits behind an open transaction. The restarted worker's init_transactions
-        aborts it at once, and the batch is decided again from the same claims."""
+        A commit that fails, or outlasts COMMIT_DEADLINE_S (streamgate/kafka/stuck.py), ends the
+        process: retried in place after a broker restart, it stayed blocked for minutes with the
+        transaction open, and every read_committed reader downstream waits behind an open transaction.
+        The restarted worker's init_transactions aborts it at once, and the batch is decided again from
+        the same claims."""
         if self.committing is None:
             return
-        self.committing.join(max(self.commit_started + COMMIT_DEADLINE_S - time.monotonic(), 0))
-        if self.committing.is_alive():
-            log.error("request-path transaction not committed after %.0f s; exiting for a restart",
-                      COMMIT_DEADLINE_S)
-            os._exit(3)  # the commit thread is blocked in librdkafka: a clean exit would wait for it
+        self.committing.join()
         self.committing = None
         if self.commit_error is not None:
             error = self.commit_error.args[0]

@@ -54,6 +54,7 @@ from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.stuck import exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
 from streams.policy.config import GatewayPolicy
@@ -328,12 +329,16 @@ class Dispatcher:
         self.produced = 0
         loop = asyncio.get_running_loop()
         began = time.monotonic()
+        group = self.consumer.consumer_group_metadata()
+
+        def commit() -> None:
+            with exit_if_stuck(TXN_CALL_S + 5, "dispatcher transaction commit"):
+                if offsets:
+                    closing.send_offsets_to_transaction(offsets, group, TXN_CALL_S)
+                closing.commit_transaction(max(TXN_CALL_S - (time.monotonic() - began), 5.0))
+
         try:
-            if offsets:
-                await loop.run_in_executor(self.txn_thread, closing.send_offsets_to_transaction, offsets,
-                                           self.consumer.consumer_group_metadata(), TXN_CALL_S)
-            left = max(TXN_CALL_S - (time.monotonic() - began), 5.0)
-            await loop.run_in_executor(self.txn_thread, closing.commit_transaction, left)
+            await loop.run_in_executor(self.txn_thread, commit)
         except KafkaException as exc:
             # No abort_transaction here, and no retry: a commit in flight while the broker restarted
             # did not finish after it came back (chaos seed 7: the next commit never started, the other

@@ -3,7 +3,7 @@ with -9 and restarted, malformed events and provider outages — and every invar
 
 The run gets a private broker (the session's one is left alone, since a run may restart its broker);
 with an external cluster configured it uses that. The full run — the stream worker killed too and the
-broker restarted — is a separate test, deselected as a known bug: it does not always recover (see there).
+broker restarted — is a separate test.
 """
 
 from __future__ import annotations
@@ -56,31 +56,22 @@ def test_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     assert "broker restarted" not in out
 
 
-@pytest.mark.known_bug
 def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -> None:
-    """Known bugs: with the stream worker killed too and the broker restarted the run does not always
-    recover within the settle time (failed 6 of 8 runs on the shared 2-core machine, once after merging
-    main: 609 of 800 requests unanswered after 150 s).
+    """Every kind of component killed, the broker restarted once, malformed events and outages.
 
-    - open: after a kill -9 the restarted faust worker repairs offset gaps (re-enqueues skipped records)
-      and then stops processing some partitions: its group stays stable, its committed offsets stop (seed
-      3 without a broker restart: 432 of 800 answered; seed 11 at 4,000 requests: faust also committed
-      past ~1,900 re-enqueued records that no stage handled);
-    - fixed (issue 8): a dispatcher killed at the moment the broker came back answered 4 of 800 requests
-      twice (seed 11): the request path routed them again 88 s after the killed instance had answered
-      them, and its successor only looked for answers to its own replay
-      (test_dispatch.py::test_a_request_routed_again_after_a_restart_is_not_answered_twice);
-    - open (issue 8, seen again in 2 of 3 seed-7 runs on branch eos8): after the broker restart a
-      dispatcher transaction stays open until the broker times it out (75-80 s), so read_committed
-      consumers see only part of the responses; the records in it were produced while the broker was
-      away, no later commit or commit error of that instance shows in its log, and the instance only
-      exits when a later produce is fenced. Not the commit call hanging (a 20 s bound on it never
-      fired); where its loop waits is not known yet;
-    - fixed on the way: a faust worker that re-joined while the broker was starting got no partitions and
-      stalled forever (streams/watchdog.py exits it); a fenced dispatcher hung on exit instead of
-      restarting (gateway_consumer/worker.py exits at once); a gap check during the broker restart
-      crashed the faust agent and lost its batch (streams/gaps.py waits the broker out);
-    - fixed since (main): a replayed rejection was answered twice (test_request_path_kill.py).
+    What this run found on the way, fixed:
+    - the faust request path stalled after a kill -9 (offset gaps, partitions no longer processed) and
+      its exactly-once mode stalled in aiokafka: replaced by the transactions engine (streams/loop.py);
+    - that engine's commit, retried in place after the broker restart, stayed blocked for minutes with
+      its transaction open, so every read_committed reader downstream waited (461 of 800 unanswered):
+      a commit that fails or outlasts 10 s now ends the process, whose restart aborts it;
+    - a dispatcher killed as the broker came back answered 4 of 800 requests twice: they were routed
+      again 88 s after the killed instance answered them, and its successor only looked for answers to
+      its own replay (test_dispatch.py::test_a_request_routed_again_after_a_restart_is_not_answered_twice);
+    - a faust worker that re-joined while the broker was starting got no partitions and stalled forever
+      (streams/watchdog.py exits it); a fenced dispatcher hung on exit instead of restarting; a gap check
+      during the broker restart crashed the faust agent and lost its batch; a replayed rejection was
+      answered twice (test_request_path_kill.py).
     """
     out = _chaos(tmp_path)
     assert load_settings().kafka.external or "broker restarted" in out
