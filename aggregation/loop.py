@@ -30,7 +30,7 @@ from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
-from streamgate.kafka.stuck import exit_if_stuck
+from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
@@ -127,8 +127,11 @@ class Aggregator:
         self.running = False
 
     def _decode(self, msg: Message, events: dict[int, list[dict[str, Any]]]) -> None:
-        if msg.error():
-            log.warning("consume error: %s", msg.error())
+        if (error := msg.error()) is not None:
+            if committed_offsets_unknown(error):
+                log.error("%s; exiting for a restart", error.str())
+                raise SystemExit(3)
+            log.warning("consume error: %s", error)
             return
         partition, offset = msg.partition(), msg.offset()
         assert partition is not None and offset is not None

@@ -26,7 +26,7 @@ from schemas.topics import Topic
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.replay import read_to_end
-from streamgate.kafka.stuck import exit_if_stuck
+from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import LATENCY
 from streams.claims import BatchedClaims
@@ -156,8 +156,11 @@ class TransactionalRequestPath:
         outputs: list[Output] = []
         process, duplicate = self.path.process, self.claims.duplicate
         for msg in batch:
-            if msg.error() is not None:
-                log.warning("consume error: %s", msg.error())
+            if (error := msg.error()) is not None:
+                if committed_offsets_unknown(error):
+                    log.error("%s; exiting for a restart", error.str())
+                    raise SystemExit(3)
+                log.warning("consume error: %s", error)
                 continue
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None

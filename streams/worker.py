@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import faust
 
@@ -68,7 +69,13 @@ def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Hea
         replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")])
     loop = TransactionalRequestPath(settings, deps, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
-    events = loop.run()
+    try:
+        events = loop.run()
+    except SystemExit as exc:  # a transaction failed or the group was lost: the supervisor restarts us
+        # at once: a normal exit can hang in the Kafka clients' destructors on a fenced transaction
+        # (seen with the dispatcher, gateway_consumer/worker.py)
+        logging.shutdown()
+        os._exit(exc.code if isinstance(exc.code, int) else 3)
     logging.getLogger("streamgate.streams").info(
         "stopped after %d events; %d transactions committed in %.1f s", events, loop.commits, loop.commit_s)
 

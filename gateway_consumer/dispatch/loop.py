@@ -54,7 +54,7 @@ from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.clients import consumer_config, producer_config
-from streamgate.kafka.stuck import exit_if_stuck
+from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
 from streams.policy.config import GatewayPolicy
@@ -220,7 +220,9 @@ class Dispatcher:
 
     def _accept(self, msg: Message, deps: DispatchDeps) -> None:
         if (error := msg.error()) is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+            if committed_offsets_unknown(error):
+                self.failed = KafkaException(error)  # ends the loop: the restart fetches them again
+            elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", error)
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0

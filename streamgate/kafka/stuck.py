@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from confluent_kafka import KafkaError
+
 log = logging.getLogger("streamgate.kafka")
 #: Exit status of a process that ended itself this way.
 STUCK_EXIT = 3
@@ -38,3 +40,11 @@ def _exit(what: str, seconds: float) -> None:
     log.error("%s still blocked after %.0f s; exiting for a restart", what, seconds)
     logging.shutdown()
     os._exit(STUCK_EXIT)
+
+
+def committed_offsets_unknown(error: KafkaError) -> bool:
+    """A consume error saying the group's committed offsets could not be fetched ("Failed to fetch
+    committed offsets ...: Not coordinator", right after a broker restart). Seen once in `streamgate
+    chaos`: the assigned partitions then never started fetching (no event in 5 minutes). A consumer
+    that sees it exits; its restart fetches the offsets again and resumes exactly where it committed."""
+    return "committed offsets" in error.str()
