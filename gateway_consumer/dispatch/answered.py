@@ -36,6 +36,7 @@ from schemas.codec import TopicCodec
 from schemas.errors import EventDecodeError
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.replay import high_watermarks
 
 log = logging.getLogger("streamgate.dispatch")
 
@@ -103,17 +104,6 @@ def need_since_ms(created_at_ms: int, now_ms: int) -> int:
     return max(created_at_ms - SEED_MARGIN_MS, now_ms - MAX_LOOKBACK_MS)
 
 
-def _high_watermark(settings: Settings, tp: TopicPartition) -> int:
-    """The end of the log, open transactions included: a read_committed client's ListOffsets answers
-    the last stable offset instead, which leaves out answers of a transaction that commits later."""
-    probe = Consumer(consumer_config(settings, group_id=f"sg-probe-{uuid.uuid4().hex[:8]}")
-                     | {"isolation.level": "read_uncommitted"})
-    try:
-        return int(_patiently(lambda: probe.get_watermark_offsets(tp, timeout=10))[1])
-    finally:
-        probe.close()
-
-
 def read_answers(settings: Settings, responses: str, partition: int, since_ms: int, until: int | None,
                  codec: TopicCodec, into: AnsweredIds, timeout_s: float = READ_TIMEOUT_S) -> tuple[int, int]:
     """Add the ids of the committed answers on `partition` from the first with a timestamp >= `since_ms`
@@ -123,7 +113,8 @@ def read_answers(settings: Settings, responses: str, partition: int, since_ms: i
     reader = Consumer(consumer_config(settings, group_id=f"sg-seed-{uuid.uuid4().hex[:8]}"))
     try:
         tp = TopicPartition(responses, partition)
-        end = _high_watermark(settings, tp) if until is None else until
+        end = (high_watermarks(settings, responses, [partition], _patiently)[partition] if until is None
+               else until)
         [first] = _patiently(lambda: reader.offsets_for_times(
             [TopicPartition(responses, partition, max(since_ms, 0))], timeout=10))
         if first.error is not None:

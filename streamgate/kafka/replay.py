@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator
+from functools import partial
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -26,12 +26,11 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
                 timeout_s: float = 120.0) -> Iterator[Message]:
     """Every committed record (tombstones included) of `partitions` (default: all), oldest first within
     a partition. Raises TimeoutError when the end is not reached within `timeout_s`."""
-    config = consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}")
-    consumer = Consumer(config)
+    consumer = Consumer(consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}"))
     try:
         found = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         wanted = [p for p in found if partitions is None or p in partitions]
-        ends = _high_watermarks(config, topic, wanted)
+        ends = high_watermarks(settings, topic, wanted)
         pending = {p for p in wanted if ends[p] > 0}
         if not pending:
             return
@@ -50,11 +49,15 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
         consumer.close()
 
 
-def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
+def high_watermarks(settings: Settings, topic: str, partitions: Collection[int],
+                    retry: Callable[[Callable[[], tuple[int, int]]], tuple[int, int]] = lambda call: call(),
+                    ) -> dict[int, int]:
     """Log end offsets, undecided transactions included (a read_committed client is told the last
-    stable offset instead)."""
-    probe = Consumer(config | {"isolation.level": "read_uncommitted"})
+    stable offset instead). `retry` wraps each broker call (e.g. to ride out a leader election)."""
+    probe = Consumer(consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}")
+                     | {"isolation.level": "read_uncommitted"})
     try:
-        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        return {p: int(retry(partial(probe.get_watermark_offsets, TopicPartition(topic, p), timeout=10))[1])
+                for p in partitions}
     finally:
         probe.close()
