@@ -6,11 +6,13 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY schemas ./schemas
 COPY streamgate ./streamgate
+COPY shared ./shared
 COPY streams ./streams
 COPY gateway_consumer ./gateway_consumer
 COPY aggregation ./aggregation
 COPY lakehouse ./lakehouse
 COPY features ./features
+COPY apps ./apps
 COPY config ./config
 COPY ops ./ops
 RUN uv sync --frozen --no-dev

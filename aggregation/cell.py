@@ -10,12 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ddsketch import DDSketch
-from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchProto
-from ddsketch.pb.proto import DDSketchProto
 
-RELATIVE_ACCURACY = 0.01
-COUNTERS = ("requests", "attempts", "errors", "cache_hits", "prompt_tokens", "completion_tokens",
-            "cached_tokens", "cost_nanousd", "late_events")
+from shared.usage.sketch import COUNTERS, RELATIVE_ACCURACY, dump_sketch, load_sketch
 
 
 class CellKey(NamedTuple):
@@ -90,18 +86,6 @@ class Cell:
         if row.get("latency_sketch"):
             cell.sketch = load_sketch(row["latency_sketch"])
         return key, cell
-
-
-def dump_sketch(sketch: DDSketch) -> bytes:
-    data: bytes = DDSketchProto.to_proto(sketch).SerializeToString()  # type: ignore[no-untyped-call]
-    return data
-
-
-def load_sketch(data: bytes) -> DDSketch:
-    proto = SketchProto()
-    proto.ParseFromString(data)
-    sketch: DDSketch = DDSketchProto.from_proto(proto)  # type: ignore[no-untyped-call]
-    return sketch
 
 
 def _ms(value: Any) -> int:

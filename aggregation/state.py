@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aggregation.cell import Cell, CellKey, Partial
-from aggregation.windows import WINDOWS, dimension_values
+from shared.usage.windows import WINDOWS, dimension_values
 
 Placement = tuple[tuple[str, int, bool], ...]
 Dims = tuple[tuple[str, str], ...]

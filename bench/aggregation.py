@@ -20,11 +20,11 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aggregation.loop import Aggregator
-from aggregation.usage import LiveUsage
 from bench.harness import bench_settings, write_result
 from schemas import make_codec
+from shared.traffic.telemetry import telemetry_events
+from shared.usage.live import LiveUsage
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import consumer_config, producer_config
 
 N = 100_000

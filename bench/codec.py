@@ -15,7 +15,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from bench.harness import bench_settings, rate, write_result
 from schemas import SingleObjectCodec, default_catalog
-from streamgate.demo import workload
+from shared.traffic import workload
 
 N = 20_000
 

@@ -28,17 +28,17 @@ from typing import Any
 import aiohttp
 from confluent_kafka import Consumer, Producer
 
+from apps.demo.processes import write_config
 from bench.harness import write_result
 from gateway_consumer.dispatch import Dispatcher
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import SingleObjectCodec
 from schemas.topics import load_topic_specs
+from shared.policy.config import load_policy
 from streamgate.config import ProviderSettings, Settings, load_settings
-from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
-from streams.policy.config import load_policy
 
 N = 10_000
 SIM_PORT = 18181

@@ -29,10 +29,10 @@ from features.local_redis import LocalRedis
 from features.push import FeaturePusher
 from features.rag import DocsRetriever, index_docs, recall_at_k
 from features.store import apply
-from gateway_consumer.cache.embedder import MiniLM
 from schemas import make_codec
+from shared.embeddings.minilm import MiniLM
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
 
 RATE, SECONDS, TEAM = 200.0, 20.0, "bench-fresh"

@@ -26,8 +26,8 @@ from rich.progress import Progress
 
 from bench.harness import median_ms, write_result
 from lakehouse.gold import rebuild
-from lakehouse.query import run_query
 from lakehouse.tables import BRONZE
+from shared.tables.query import run_query
 from streamgate.config import Settings, load_settings
 
 N = 10_000_000

@@ -20,18 +20,18 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from prometheus_client import REGISTRY, generate_latest
 
+from apps.report.data import load_report_data
+from apps.report.page import render_page
 from bench.harness import RESULTS, write_result
 from gateway_consumer.answer import Outcome
 from gateway_consumer.dispatch import metrics as dispatch_metrics
 from lakehouse.gold import rebuild_all
 from lakehouse.tables import BRONZE
 from schemas.topics import Topic
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import load_settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.observability import CountExport
 from streamgate.observability.metrics import set_breakers, set_lag
-from streamgate.report.data import load_report_data
-from streamgate.report.page import render_page
 from streams.io import Output
 from streams.metrics import StageMeter
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.harness import write_result
 from bench.pii_dataset import load
-from streams.guardrails.pii_scan import find_pii
+from shared.guardrails.pii import find_pii
 
 Span = tuple[str, int, int]
 SHARED = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS")

@@ -21,7 +21,7 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
 from bench.harness import median_ms, write_result
 from lakehouse.tables import BRONZE
-from streamgate.demo.telemetry import telemetry_events
+from shared.traffic.telemetry import telemetry_events
 
 N = 300_000
 QUERIES = {

@@ -18,18 +18,18 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from apps.demo.processes import write_config
 from bench.harness import bench_settings, write_result
 from schemas import SingleObjectCodec
 from schemas.topics import Topic
+from shared.policy.config import load_policy
+from shared.policy.holder import PolicyHolder
+from shared.traffic import workload
 from streamgate.client import ChatMessage
 from streamgate.config import Settings
-from streamgate.demo import workload
-from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
 from streams.io import StageIO
 from streams.pipeline import RequestPath, RequestPathDeps, check_claim
-from streams.policy.config import load_policy
-from streams.policy.holder import PolicyHolder
 
 N = 20_000
 FILLER = "The gateway routes requests across providers while tracking cost and latency. "

@@ -20,11 +20,11 @@ import numpy as np
 
 from bench.harness import write_result
 from bench.paraphrase_dataset import ENTITIES, INTENTS, NUMBERS, PLACES, load
-from gateway_consumer.cache.embedder import MiniLM
 from gateway_consumer.cache.exact import CachedAnswer
 from gateway_consumer.cache.semantic import SemanticCache
 from gateway_consumer.cache.verify import compatible, signature
 from gateway_consumer.providers import ProviderReply
+from shared.embeddings.minilm import MiniLM
 from streamgate.config import SemanticCacheSettings
 
 TRAFFIC = 3000

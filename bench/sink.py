@@ -22,8 +22,8 @@ from bench.aggregation import N, _bare, _fill, _settings
 from bench.harness import write_result
 from lakehouse.sink import BronzeSink, bronze_root
 from lakehouse.tables import BRONZE
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 
 TELEMETRY = next(t for t in BRONZE if t.name == "telemetry")
 

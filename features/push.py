@@ -21,10 +21,10 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
-from aggregation.usage import LiveUsage
-from aggregation.windows import month_start_ms, window_bounds
 from features import tables
 from features.store import apply
+from shared.usage.live import LiveUsage
+from shared.usage.windows import month_start_ms, window_bounds
 from streamgate.config import Settings
 
 log = logging.getLogger(__name__)

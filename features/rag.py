@@ -20,7 +20,7 @@ import pyarrow as pa
 from feast import FeatureStore
 
 from features import tables
-from gateway_consumer.cache.embedder import MiniLM
+from shared.embeddings.minilm import MiniLM
 from streamgate.config import REPO_ROOT, Settings
 
 MAX_CHARS = 900

@@ -17,11 +17,10 @@ from typing import Any
 
 from feast import FeatureStore
 
-from aggregation.windows import month_start_ms, window_bounds
 from features.store import open_store
+from schemas.snapshots import HealthStats, UsageSnapshot
+from shared.usage.windows import month_start_ms, window_bounds
 from streamgate.config import Settings
-from streams.guardrails.budgets import UsageSnapshot
-from streams.route.health import HealthStats
 
 
 class _CachedReader:
@@ -102,7 +101,7 @@ def online_summary(settings: Settings) -> OnlineSummary:
     (what `streamgate demo` prints)."""
     from features.store import apply, write_config
     from features.tables import build_from_gold
-    from lakehouse.query import run_query
+    from shared.tables.query import run_query
 
     build_from_gold(settings)
     store, defs = apply(settings)

@@ -14,7 +14,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.query import find_tables, run_query
+from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
 
 TS = pa.timestamp("us", tz="UTC")

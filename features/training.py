@@ -18,7 +18,7 @@ from deltalake import DeltaTable, write_deltalake
 from feast import FeatureStore
 
 from features.store import apply
-from lakehouse.silver import silver_root
+from shared.tables.query import silver_root
 from streamgate.config import Settings
 
 #: the feature service (features/definitions.py) naming the model's features

@@ -22,9 +22,9 @@ from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache, sem
 from gateway_consumer.output_guard import check_output, json_problem
 from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
+from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog, UnknownModelError
 from streamgate.config import DispatchSettings
-from streams.policy.config import GatewayPolicy
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Any
 
 import jsonschema
 
-from streams.guardrails.pii_scan import scan_pii
-from streams.guardrails.stage import verdict_event
-from streams.policy.config import GatewayPolicy
+from shared.guardrails.pii import scan_pii
+from shared.guardrails.verdicts import verdict_event
+from shared.policy.config import GatewayPolicy
 
 
 @dataclass

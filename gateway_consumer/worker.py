@@ -7,10 +7,10 @@ import logging
 import os
 
 from gateway_consumer.dispatch import Dispatcher
+from shared.policy.config import load_policy
+from shared.policy.holder import PolicyFollower, PolicyHolder
 from streamgate.config import Settings
 from streamgate.observability import serve_metrics
-from streams.policy.config import load_policy
-from streams.policy.holder import PolicyFollower, PolicyHolder
 
 
 def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> None:

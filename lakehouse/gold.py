@@ -17,7 +17,7 @@ from pathlib import Path
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.query import find_tables, run_query
+from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
 
 DAILY_COST_SQL = """

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from lakehouse.query import find_tables
 from lakehouse.tables import BRONZE
+from shared.tables.query import find_tables
 from streamgate.config import Settings
 
 CLUSTER = {t.name: t.cluster_by for t in BRONZE}

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lakehouse.query import find_tables, run_query
+from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

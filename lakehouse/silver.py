@@ -9,12 +9,10 @@ dispatcher's telemetry, which is exactly once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.query import find_tables, run_query
+from shared.tables.query import find_tables, run_query, silver_root
 from streamgate.config import Settings
 
 REQUEST_FACTS_SQL = """
@@ -47,10 +45,6 @@ select resp.*, rt.requested_model, rt.strategy, rt.routing_config_version, rt.po
        coalesce(att.cost_nanousd, 0) as cost_nanousd
 from resp left join att on att.request_id = resp.request_id left join rt on rt.request_id = resp.request_id
 """
-
-
-def silver_root(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "silver"
 
 
 def merge_request_facts(settings: Settings, dates: list[str] | None = None) -> int:

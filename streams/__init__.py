@@ -1,1 +1,2 @@
-"""streams: see README (planned)."""
+"""The request path: validate, guard (PII, content, access, residency, budgets) and route each request
+in one pass, exactly once through Kafka transactions (`streams.loop`); faust is an optional engine."""

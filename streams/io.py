@@ -15,8 +15,8 @@ from typing import Any
 from schemas import TopicCodec, dead_letter, make_codec
 from schemas.splice import RoutedSplicer
 from schemas.topics import Topic, physical_name
+from shared.guardrails.outcome import Rejection, event_id
 from streamgate.config import Settings
-from streams.outcome import Rejection, event_id
 
 _EVENT_TYPES = {
     Topic.REQUESTS: "Request", Topic.GUARDED: "Request",

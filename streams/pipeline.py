@@ -17,13 +17,14 @@ from typing import Any
 
 from schemas import EventDecodeError, dead_letter_from_error
 from schemas.topics import Topic
+from shared.guardrails.outcome import Rejection
+from shared.guardrails.pii import scan_pii
+from shared.guardrails.verdicts import PiiScanner
+from shared.policy.holder import PolicyHolder
 from streamgate.catalog import ModelCatalog, default_catalog
 from streams.guardrails.budgets import NoUsage, UsageReader
-from streams.guardrails.pii_scan import scan_pii
-from streams.guardrails.stage import PiiScanner, guard_request
+from streams.guardrails.stage import guard_request
 from streams.io import Output, StageIO, redaction_audit
-from streams.outcome import Rejection
-from streams.policy.holder import PolicyHolder
 from streams.route.context import ContextRetriever, with_context
 from streams.route.health import ProviderHealth, StaticHealth
 from streams.route.stage import route_stage

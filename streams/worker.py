@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import faust
 
-from aggregation.usage import LiveUsage
 from schemas.topics import TopicSpec, load_topic_specs
+from shared.policy.config import load_policy
+from shared.policy.holder import PolicyFollower, PolicyHolder
+from shared.usage.live import LiveUsage
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.topics import apply_topics
@@ -18,8 +21,6 @@ from streams.app import RequestPathDeps, create_app
 from streams.guardrails.budgets import AdmittedUsage
 from streams.loop import TransactionalRequestPath, claims_topic
 from streams.metrics import C, faust_lag
-from streams.policy.config import load_policy
-from streams.policy.holder import PolicyFollower, PolicyHolder
 from streams.watchdog import AssignmentWatchdog
 
 
@@ -42,23 +43,6 @@ def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None
     async def _alive() -> None:
         heartbeat.beat()
         set_lag(C, faust_lag(app, sources))
-
-
-def _use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
-    """Read provider health, usage and RAG context from Feast, as configured under `features:`."""
-    from features.serving import feast_health, feast_usage
-    from features.store import open_store
-
-    store = open_store(settings)  # online features fed by `streamgate features push`
-    if settings.features.health_source == "feast":
-        deps.health = feast_health(settings, store)
-    if settings.features.usage_source == "feast":
-        deps.usage = AdmittedUsage(feast_usage(settings, store))
-    if settings.features.rag:
-        from features.rag import DocsRetriever
-        from gateway_consumer.cache.embedder import MiniLM
-
-        deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
 
 
 def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
@@ -96,7 +80,10 @@ def _run_faust(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat, 
 
 
 def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int | None = None,
-               loglevel: str = "warn", metrics_port: int | None = None, instance: str = "0") -> None:
+               loglevel: str = "warn", metrics_port: int | None = None, instance: str = "0",
+               wire: Callable[[Settings, RequestPathDeps], None] | None = None) -> None:
+    """`wire`: the composition layer's hook to plug other stages' readers (the feature store) into the
+    request path's dependencies; the stage itself knows only their interfaces."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
@@ -105,8 +92,8 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
     if live is not None:
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
-    if "feast" in (settings.features.health_source, settings.features.usage_source) or settings.features.rag:
-        _use_feature_store(settings, deps)
+    if wire is not None:
+        wire(settings, deps)
     heartbeat = serve_metrics(settings, C, metrics_port)
     watchdog = AssignmentWatchdog(settings, settings.kafka.topic_prefix + settings.streams.group_id)
     watchdog.start()

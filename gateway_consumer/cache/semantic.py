@@ -21,9 +21,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from gateway_consumer.cache.embedder import Array, MiniLM
 from gateway_consumer.cache.exact import CachedAnswer
 from gateway_consumer.cache.verify import Signature, compatible, signature
+from shared.embeddings.minilm import Array, MiniLM
 
 
 def semantic_parts(routed: dict[str, Any]) -> tuple[str, str] | None:

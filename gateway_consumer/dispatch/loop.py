@@ -39,7 +39,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
-from gateway_consumer.cache.embedder import MiniLM, ModelMissingError
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnswerIndex
@@ -50,6 +49,8 @@ from schemas import make_codec
 from schemas.deadletter import dead_letter_from_error
 from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
+from shared.embeddings.minilm import MiniLM, ModelMissingError
+from shared.policy.config import GatewayPolicy
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
@@ -57,7 +58,6 @@ from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
-from streams.policy.config import GatewayPolicy
 
 log = logging.getLogger("streamgate.dispatch")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from streams.outcome import Rejection
-from streams.policy.config import GatewayPolicy
+from shared.guardrails.outcome import Rejection
+from shared.policy.config import GatewayPolicy
 
 STAGE = "guard"
 

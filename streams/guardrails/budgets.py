@@ -6,21 +6,14 @@ table, the compacted aggregates topic, Feast online features) can change without
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
-from streams.outcome import Rejection, estimate_tokens, prompt_chars
-from streams.policy.config import BudgetLimit, GatewayPolicy
+from schemas.snapshots import UsageSnapshot
+from shared.guardrails.outcome import Rejection, estimate_tokens, prompt_chars
+from shared.policy.config import BudgetLimit, GatewayPolicy
 
 STAGE = "guard"
-
-
-@dataclass(frozen=True, slots=True)
-class UsageSnapshot:
-    requests_last_minute: int = 0
-    tokens_last_minute: int = 0
-    spend_today_nanousd: int = 0
-    spend_month_nanousd: int = 0
 
 
 class UsageReader(Protocol):

@@ -6,38 +6,15 @@ event that leaves this stage carries only redacted text.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from shared.guardrails.content import check_content
+from shared.guardrails.outcome import Rejection
+from shared.guardrails.verdicts import PiiScanner, verdict_event
+from shared.policy.config import GatewayPolicy
 from streams.guardrails.access import check_access
 from streams.guardrails.budgets import UsageReader, budget_decision
-from streams.guardrails.policy_rules import check_content
-from streams.outcome import Rejection, event_id
-from streams.policy.config import GatewayPolicy
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    message_index: int
-    type: str
-    start: int
-    end: int
-    score: float
-    action: str
-
-
-@dataclass(frozen=True, slots=True)
-class PiiOutcome:
-    texts: list[str]
-    findings: list[Finding]
-    action: str  # allow | redact | block
-
-
-class PiiScanner(Protocol):
-    """Scan and redact the texts of one request under the team's actions (the PII engine implements it)."""
-
-    def __call__(self, texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome: ...
 
 
 @dataclass
@@ -45,18 +22,6 @@ class GuardResult:
     event: dict[str, Any] | None
     rejection: Rejection | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
-
-
-def verdict_event(event: dict[str, Any], policy: GatewayPolicy, guardrail: str, action: str,
-                  findings: list[Finding], reason: str | None, stage: str = "input") -> dict[str, Any]:
-    """A GuardrailVerdict event; input and output guardrails (gateway_consumer) share it."""
-    return {
-        "event_id": event_id(), "request_id": event["request_id"], "team": event["team"],
-        "stage": stage, "guardrail": guardrail, "action": action,
-        "entities": [{"type": f.type, "start": f.start, "end": f.end, "score": f.score, "action": f.action}
-                     for f in findings],
-        "policy_version": policy.version, "reason": reason, "created_at": int(time.time() * 1000),
-    }
 
 
 def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiScanner,

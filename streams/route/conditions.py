@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from streams.outcome import prompt_chars
+from shared.guardrails.outcome import prompt_chars
 
 _MISSING = object()
 

@@ -6,15 +6,9 @@ static table serves tests and the demo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class HealthStats:
-    p95_ms: float
-    error_rate: float
-    samples: int
+from schemas.snapshots import HealthStats
 
 
 class ProviderHealth(Protocol):

@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from streams.outcome import Rejection
-from streams.policy.config import GatewayPolicy, Route, Target
+from shared.guardrails.outcome import Rejection
+from shared.policy.config import GatewayPolicy, Route, Target
 from streams.route.conditions import matches, request_view
 from streams.route.health import ProviderHealth
 

@@ -6,8 +6,8 @@ import random
 import time
 from typing import Any
 
-from streams.outcome import Rejection
-from streams.policy.config import GatewayPolicy
+from shared.guardrails.outcome import Rejection
+from shared.policy.config import GatewayPolicy
 from streams.route.health import ProviderHealth
 from streams.route.router import RouteDecision, route_request
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.guardrails.outcome import Rejection, prompt_chars
+from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog
-from streams.outcome import Rejection, prompt_chars
-from streams.policy.config import GatewayPolicy
 
 STAGE = "validate"
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from apps.demo.processes import write_config
 from streamgate.config import Settings
-from streamgate.demo.processes import write_config
 
 
 class AggregatorProcess:

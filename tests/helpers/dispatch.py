@@ -12,10 +12,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
+from apps.demo.processes import write_config
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
 from streamgate.config import ProviderSettings, Settings
-from streamgate.demo.processes import write_config
 from streamgate.kafka.clients import consumer_config, producer_config
 
 

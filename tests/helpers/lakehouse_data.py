@@ -13,8 +13,8 @@ from lakehouse.gold import rebuild_all
 from lakehouse.silver import merge_request_facts
 from lakehouse.sink import BronzeSink
 from schemas import make_codec
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
 
 ENTITIES = ("EMAIL_ADDRESS", "PHONE", "CREDIT_CARD", "US_SSN", "IBAN", "PERSON")

@@ -16,12 +16,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
 from aggregation.restore import read_committed_rows
-from aggregation.usage import LiveUsage, totals
-from aggregation.windows import dimension_values
+from apps.cli.main import app
 from schemas import make_codec
-from streamgate.cli.main import app
+from shared.traffic.telemetry import telemetry_events
+from shared.usage.live import LiveUsage, totals
+from shared.usage.windows import dimension_values
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import consumer_config, producer_config
 from tests.helpers.aggregation import AggregatorProcess
 

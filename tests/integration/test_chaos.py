@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from streamgate.chaos import KILLABLE
+from apps.chaos import KILLABLE
+from apps.demo.processes import use_simulator_port, write_config
 from streamgate.config import load_settings
-from streamgate.demo.processes import use_simulator_port, write_config
 from streamgate.kafka.launcher import LocalKafka
 from tests.conftest import free_port, local_broker_settings
 

@@ -11,9 +11,9 @@ from confluent_kafka import Consumer
 
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
+from shared.traffic import workload
 from streamgate.client import AsyncRequestProducer, InvalidRequestError, RequestProducer, build_request
 from streamgate.config import Settings
-from streamgate.demo import workload
 from streamgate.kafka.clients import consumer_config
 
 pytestmark = pytest.mark.kafka

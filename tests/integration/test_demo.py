@@ -8,12 +8,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 
+from apps.demo.processes import use_simulator_port
+from apps.demo.run import run_demo
 from lakehouse.quality import alert, record, run_checks
-from lakehouse.query import find_tables, run_query
 from lakehouse.silver import merge_request_facts
+from shared.tables.query import find_tables, run_query
 from streamgate.config import COMPONENTS, Settings
-from streamgate.demo.processes import use_simulator_port
-from streamgate.demo.run import run_demo
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

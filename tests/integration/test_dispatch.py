@@ -231,8 +231,8 @@ def test_the_request_paths_rejections_are_answered_exactly_once(rig: DispatchRig
     """The request path is at-least-once: after a crash it may reject a replayed request again. Its
     rejections reach `responses` through the dispatcher, which answers each request id once."""
     from schemas import make_codec
+    from shared.guardrails.outcome import Rejection
     from streams.io import rejected_response
-    from streams.outcome import Rejection
 
     denied = routed([{"model": "sim-small"}], "denied")
     rejection = rejected_response(denied, Rejection("guard", "model_not_allowed", "team may not use it"))

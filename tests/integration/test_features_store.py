@@ -19,18 +19,18 @@ from deltalake import DeltaTable, write_deltalake
 from feast import FeatureStore
 from typer.testing import CliRunner
 
-from aggregation.windows import month_start_ms, window_bounds
+from apps.cli.main import app
+from apps.demo.processes import write_config
 from features import tables
 from features.rag import index_docs, retrieve
 from features.serving import FeastHealth, FeastUsage
 from features.store import apply
 from features.training import training_path, training_set
-from gateway_consumer.cache.embedder import MiniLM
-from streamgate.cli.main import app
+from shared.embeddings.minilm import MiniLM
+from shared.policy.config import load_policy
+from shared.usage.windows import month_start_ms, window_bounds
 from streamgate.config import Settings, load_settings
-from streamgate.demo.processes import write_config
 from streams.guardrails.budgets import check_budget
-from streams.policy.config import load_policy
 from tests.conftest import free_port
 
 D = datetime(2026, 11, 20, tzinfo=UTC)

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from apps.demo.processes import write_config
 from features.push import FeaturePusher
 from features.serving import FeastHealth
 from schemas import make_codec
+from shared.policy.config import Route, Target, load_policy
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import ProviderSettings, Settings
-from streamgate.demo.processes import write_config
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
-from streams.policy.config import Route, Target, load_policy
 from streams.route.router import RouteDecision, route_request
 from tests.conftest import free_port
 from tests.helpers.aggregation import AggregatorProcess

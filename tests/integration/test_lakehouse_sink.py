@@ -15,15 +15,15 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable, write_deltalake
 
+from apps.demo.processes import write_config
 from lakehouse.gold import rebuild_daily_cost, touched_dates
 from lakehouse.maintain import maintain_all
-from lakehouse.query import run_query
 from lakehouse.refine import refine_once
 from lakehouse.sink import bronze_root
 from schemas import make_codec
+from shared.tables.query import run_query
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.processes import write_config
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
 
 pytestmark = pytest.mark.kafka

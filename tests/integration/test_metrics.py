@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from apps.demo.processes import write_config
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
+from shared.traffic import workload
+from shared.traffic.telemetry import telemetry_events
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
-from streamgate.demo import workload
-from streamgate.demo.processes import write_config
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
 from tests.conftest import free_port
 from tests.helpers.dispatch import DispatchRig, routed

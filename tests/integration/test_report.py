@@ -14,10 +14,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from streamgate.cli.main import app
+from apps.cli.main import app
+from apps.demo.processes import write_config
+from apps.report.charts import count, usd
 from streamgate.config import Settings
-from streamgate.demo.processes import write_config
-from streamgate.report.charts import count, usd
 from tests.conftest import free_port
 from tests.helpers.browser import dump_dom
 from tests.helpers.lakehouse_data import land, pipeline_events

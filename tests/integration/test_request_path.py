@@ -135,8 +135,8 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
 def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, topics: dict[str, str],
                                                            worker: subprocess.Popen[bytes],
                                                            tmp_path: Path) -> None:
-    from streams.policy.config import GATEWAY_FILE
-    from streams.policy.publish import publish_policy
+    from shared.policy.config import GATEWAY_FILE
+    from shared.policy.publish import publish_policy
 
     with RequestProducer(settings) as producer:
         producer.send(_req(model="fast"))

@@ -24,11 +24,11 @@ import pytest
 import yaml
 from confluent_kafka import Consumer
 
+from apps.demo.processes import Components
 from schemas import make_codec
+from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
-from streamgate.demo import workload
-from streamgate.demo.processes import Components
 from streamgate.kafka.clients import consumer_config
 
 # Once failed (~1% of requests without an outcome): the dedup table's changelog was written with the raw

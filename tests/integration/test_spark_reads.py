@@ -12,8 +12,8 @@ from lakehouse.sink import BronzeSink, bronze_root
 from lakehouse.spark import spark_session
 from lakehouse.tables import BRONZE
 from schemas import make_codec
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 from streamgate.kafka.clients import producer_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -6,8 +6,8 @@ import pytest
 
 from aggregation.cell import Cell, CellKey
 from aggregation.state import PartitionState
-from aggregation.windows import window_bounds
-from streamgate.demo.telemetry import telemetry_events
+from shared.traffic.telemetry import telemetry_events
+from shared.usage.windows import window_bounds
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 86_400_000 + 3_600_000  # 01:00 UTC on some day
 
@@ -63,7 +63,7 @@ def test_closed_windows_are_evicted_but_open_ones_kept() -> None:
 
 
 def test_live_usage_forgets_minutes_no_limit_reads_any_more() -> None:
-    from aggregation.usage import LiveUsage
+    from shared.usage.live import LiveUsage
     from streamgate.config import Settings
 
     live = LiveUsage(Settings())  # not started: no broker needed to hold and prune rows

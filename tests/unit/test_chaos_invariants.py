@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streamgate.chaos import KILLABLE
-from streamgate.chaos.faults import plan
-from streamgate.chaos.invariants import (
+from apps.chaos import KILLABLE
+from apps.chaos.faults import plan
+from apps.chaos.invariants import (
     Answer,
     Letter,
     bronze_exactly_once,

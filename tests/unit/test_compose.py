@@ -13,7 +13,7 @@ import typer
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from streamgate.cli.main import app
+from apps.cli.main import app
 from streamgate.config import COMPONENTS, REPO_ROOT, load_settings
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

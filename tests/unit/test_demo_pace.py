@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamgate.demo.pace import Pace
+from apps.demo.pace import Pace
 
 
 def test_pace_sends_everything_with_a_50x_burst() -> None:

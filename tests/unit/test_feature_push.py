@@ -14,8 +14,8 @@ import pytest
 from aggregation.state import PartitionState
 from features.push import FeaturePusher
 from features.tables import ensure_tables
+from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
-from streamgate.demo.telemetry import telemetry_events
 
 
 class RecordingStore:

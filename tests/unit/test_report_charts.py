@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from streamgate.cli.main import app
-from streamgate.report.charts import bar_chart, nice_ticks, pct, time_chart, usd
-from streamgate.report.data import Series
+from apps.cli.main import app
+from apps.report.charts import bar_chart, nice_ticks, pct, time_chart, usd
+from apps.report.data import Series
 
 
 def test_ticks_are_round_and_cover_the_top() -> None:

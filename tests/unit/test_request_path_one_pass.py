@@ -7,15 +7,16 @@ import json
 import random
 from typing import Any
 
+from schemas.snapshots import UsageSnapshot
 from schemas.topics import Topic
+from shared.guardrails.content import check_content
+from shared.policy.config import GuardrailConfig, load_policy
+from shared.policy.holder import PolicyHolder
 from streamgate.config import load_settings
 from streams.claims import BatchedClaims
-from streams.guardrails.budgets import AdmittedUsage, UsageSnapshot
-from streams.guardrails.policy_rules import check_content
+from streams.guardrails.budgets import AdmittedUsage
 from streams.io import StageIO
 from streams.pipeline import RequestPath, RequestPathDeps, check_claim
-from streams.policy.config import GuardrailConfig, load_policy
-from streams.policy.holder import PolicyHolder
 from tests.unit.test_request_path_rules import event
 
 WINDOW = 600_000

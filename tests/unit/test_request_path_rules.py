@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 
+from schemas.snapshots import HealthStats, UsageSnapshot
+from shared.guardrails.content import check_content
+from shared.guardrails.pii import find_pii, scan_pii
+from shared.policy.config import BudgetLimit, PolicyConfigError, load_policy, parse_policy
 from streamgate.catalog import default_catalog
 from streamgate.client import hash_api_key
 from streams.guardrails.access import check_access
-from streams.guardrails.budgets import AdmittedUsage, UsageSnapshot, check_budget
-from streams.guardrails.pii_scan import find_pii, scan_pii
-from streams.guardrails.policy_rules import check_content
+from streams.guardrails.budgets import AdmittedUsage, check_budget
 from streams.guardrails.stage import guard_request
-from streams.policy.config import BudgetLimit, PolicyConfigError, load_policy, parse_policy
 from streams.route.conditions import ConditionError, matches, request_view
-from streams.route.health import HealthStats, StaticHealth
+from streams.route.health import StaticHealth
 from streams.route.router import RouteDecision, route_request
 from streams.validate.rules import validate_request
 

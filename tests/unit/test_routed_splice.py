@@ -10,8 +10,8 @@ import pytest
 from schemas import SingleObjectCodec
 from schemas.samples import sample_event
 from schemas.splice import RoutedSplicer, zigzag_long
-from streamgate.demo import workload
-from streams.policy.config import load_policy
+from shared.policy.config import load_policy
+from shared.traffic import workload
 from streams.route.health import StaticHealth
 from streams.route.stage import route_stage
 

@@ -1,0 +1,49 @@
+"""The `streamgate` command: one entry point, one sub-command group per component."""
+
+from __future__ import annotations
+
+import typer
+
+from apps.cli import (
+    aggregate,
+    bench,
+    catalog,
+    chaos,
+    config_cmd,
+    demo,
+    dispatch,
+    features,
+    kafka,
+    lakehouse,
+    registry,
+    report,
+    streams,
+    topics,
+)
+
+app = typer.Typer(
+    name="streamgate",
+    help="A streaming AI-gateway data plane on Kafka: validate, guard, route, dispatch, price, land.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(kafka.app, name="kafka")
+app.add_typer(topics.app, name="topics")
+app.add_typer(registry.app, name="schema-registry")
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(streams.app, name="streams")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(dispatch.app, name="dispatch")
+app.add_typer(aggregate.app, name="aggregate")
+app.command("usage")(aggregate.usage)
+app.add_typer(lakehouse.app, name="lakehouse")
+app.command("query")(lakehouse.query)
+app.add_typer(features.app, name="features")
+app.command("simulator")(dispatch.simulator)
+app.command("demo")(demo.run)
+app.command("chaos")(chaos.run)
+app.command("report")(report.run)
+app.command("bench")(bench.run)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

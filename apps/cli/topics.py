@@ -1,0 +1,58 @@
+"""`streamgate topics`: make the cluster's topics match schemas/topics.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from apps.cli.common import ConfigOption, fail, settings_or_exit
+from schemas.topics import TopicSpecError, load_topic_specs
+from streamgate.kafka.topics import apply_topics, describe_topics
+
+app = typer.Typer(help="Topics as code: apply and compare the declarative topic spec.", no_args_is_help=True)
+
+
+@app.command()
+def apply(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Create missing topics, raise partitions, set retention and cleanup; report drift it will not fix."""
+    settings = settings_or_exit(config)
+    try:
+        report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(),
+                              prefix=settings.kafka.topic_prefix, dry_run=dry_run)
+    except TopicSpecError as exc:
+        raise fail(str(exc), 2) from exc
+    console = Console()
+    table = Table(title=f"topics apply{' (dry run)' if dry_run else ''}")
+    table.add_column("topic")
+    table.add_column("action")
+    for name in report.created:
+        table.add_row(name, "create")
+    for name, what in report.updated:
+        table.add_row(name, f"update: {what}")
+    for d in report.drift:
+        table.add_row(d.topic, f"[yellow]drift: {d.what} ({d.reason})[/]")
+    for name in report.unchanged:
+        table.add_row(name, "unchanged")
+    console.print(table)
+    console.print(report.summary())
+
+
+@app.command("list")
+def list_topics(config: Path | None = ConfigOption) -> None:
+    """The spec next to what the cluster has."""
+    settings = settings_or_exit(config)
+    table = Table(title="topics")
+    for col in ("topic", "schema", "partitions (spec/actual)", "cleanup", "retention ms"):
+        table.add_column(col)
+    for spec, actual in describe_topics(settings.kafka.bootstrap(), load_topic_specs(),
+                                        prefix=settings.kafka.topic_prefix):
+        table.add_row(settings.kafka.topic_prefix + spec.name, spec.value_schema,
+                      f"{spec.partitions}/{actual if actual is not None else 'missing'}",
+                      spec.cleanup_policy, str(spec.retention_ms))
+    Console().print(table)

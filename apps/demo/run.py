@@ -1,0 +1,337 @@
+"""`streamgate demo`: the whole system, as far as it exists, on embedded defaults.
+
+Stages join this run as they land. Today: a real broker and topics from the spec, the provider simulator,
+the request-path processors (a worker process), the gateway consumer (a dispatcher process calling
+the simulator through the configured providers), a realistic workload sent through the service client
+(with duplicates and corrupt records mixed in), and a watcher that waits until every request has its
+final response (ok, failed or rejected, each with a reason) and tallies them with their telemetry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from confluent_kafka import Producer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from apps.demo.lag import LagProbe
+from apps.demo.observe import Outcomes, OutcomeWatcher
+from apps.demo.pace import Pace
+from apps.demo.processes import Components, use_free_metrics_ports
+from gateway_consumer.simulator import SimulatorProcess
+from schemas.topics import Topic, load_topic_specs, physical_name
+from shared.traffic import workload
+from streamgate.client import RequestProducer
+from streamgate.config import COMPONENTS, Settings
+from streamgate.kafka.clients import producer_config
+from streamgate.kafka.launcher import LocalKafka
+from streamgate.kafka.topics import apply_topics
+
+#: Bytes no producer should ever send: empty, not Avro, an unknown fingerprint, a truncated header.
+CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
+                   b"\xc3\x01\x12")
+DUPLICATE_EVERY = 97
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _start_infrastructure(settings: Settings, console: Console) -> bool:
+    """The broker (unless one runs) and the topics; returns whether this started the broker."""
+    started = time.perf_counter()
+    broker = LocalKafka(settings)
+    was_running = settings.kafka.external or broker.status().running
+    status = broker.up()
+    console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
+    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    console.print(f"[bold]topics[/] {report.summary()}")
+    return not was_running
+
+
+@contextlib.contextmanager
+def stop_broker_on_interrupt(settings: Settings, started: bool) -> Iterator[None]:
+    """Ctrl-C stops every process the run started, the broker too when the run started it (a run that
+    finishes leaves it up for `streamgate usage` and the next run)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if started:
+            LocalKafka(settings).down()
+        raise
+
+
+def start_simulator(settings: Settings, components: Components) -> SimulatorProcess:
+    """The provider simulator, owned by `components` from the moment it exists (even if start is cut)."""
+    log = components.logs / "simulator.log"
+    simulator = SimulatorProcess(settings.simulator.port, log, components.config)
+    try:
+        simulator.start()
+    finally:
+        if simulator.proc is not None:
+            components.procs["simulator"] = simulator.proc
+    return simulator
+
+
+def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
+             tick: Callable[[float], None]) -> tuple[Counter[str], float]:
+    """Send the workload (every 97th request twice), as fast as possible or at `pace` (with its burst);
+    `tick(elapsed)` runs between sends. Returns requests per team and seconds; ids are `<run_id>-<n>`."""
+    teams: Counter[str] = Counter()
+    task = progress.add_task("sending requests", total=count)
+    t0 = time.perf_counter()
+    with RequestProducer(settings, client_id="demo") as producer:
+        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+            while pace is not None and pace.due(time.perf_counter() - t0) < n:
+                tick(time.perf_counter() - t0)
+                time.sleep(0.01)
+            producer.send(request)
+            if n % DUPLICATE_EVERY == 0:
+                producer.send(request)
+            teams[request.team] += 1
+            if n % 500 == 0:
+                progress.update(task, completed=n)
+                tick(time.perf_counter() - t0)
+        producer.flush()
+    progress.update(task, completed=count)
+    raw = Producer(producer_config(settings, client_id="demo-corrupt"))
+    for bad in CORRUPT_RECORDS:
+        raw.produce(physical_name(Topic.REQUESTS, settings.kafka.topic_prefix), value=bad, key=b"corrupt")
+    raw.flush(10)
+    return teams, time.perf_counter() - t0
+
+
+def _wait_for_outcomes(watcher: OutcomeWatcher, count: int, components: Components, progress: Progress,
+                       timeout_s: float, tick: Callable[[float], None]) -> float:
+    task = progress.add_task("waiting for every outcome", total=count)
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
+    while watcher.outcomes.mine < count and time.monotonic() < deadline:
+        watcher.poll()
+        tick(time.perf_counter() - t0)
+        progress.update(task, completed=watcher.outcomes.mine)
+        if dead := components.supervise():
+            raise RuntimeError(f"component(s) {dead} kept exiting; see {components.logs}")
+    for _ in range(4):  # late dead letters and verdicts
+        watcher.poll(0.25)
+    return time.perf_counter() - t0
+
+
+def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float = 90) -> None:
+    """Until no bronze table has taken a new commit for two flush periods (the sink has caught up)."""
+    from shared.tables.query import find_tables
+
+    task = progress.add_task("lakehouse catching up", total=None)
+    quiet_for = 2 * settings.lakehouse.flush_s + 1
+    root = settings.resolve(settings.lakehouse.root)
+    last, changed, deadline = None, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        tables = find_tables(root)
+        state = {name: len(list((path / "_delta_log").glob("*.json"))) for name, path in tables.items()}
+        if state != last:
+            last, changed = state, time.monotonic()
+        elif time.monotonic() - changed >= quiet_for:
+            break
+        time.sleep(0.5)
+    progress.update(task, total=1, completed=1)
+
+
+def _print_lakehouse(console: Console, settings: Settings) -> None:
+    from lakehouse.gold import rebuild_all
+    from lakehouse.silver import merge_request_facts
+    from shared.tables.query import run_query
+
+    try:
+        merge_request_facts(settings)
+        rebuild_all(settings)
+        rows = run_query(settings, "select team, sum(attempts) as attempts, sum(cost_nanousd) as cost_nanousd"
+                                   " from gold_daily_cost group by team order by 3 desc")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]lakehouse query failed: {exc}[/]")
+        return
+    table = Table(title="cost by team, all runs (SQL over the Delta table gold_daily_cost)")
+    for name in ("team", "attempts", "cost (USD)"):
+        table.add_column(name, justify="left" if name == "team" else "right")
+    for r in rows.to_pylist():
+        table.add_row(r["team"], f"{r['attempts']:,}", f"{(r['cost_nanousd'] or 0) / 1e9:,.4f}")
+    console.print(table)
+    from lakehouse.quality import alert, record, run_checks
+
+    results = run_checks(settings)
+    failed = [r for r in results if not r.success]
+    report, alerts = record(settings, results), alert(settings, results)
+    for r in failed:
+        console.print(f"[red]data quality FAIL[/] {r.table}.{r.column or '*'}: {r.expectation} "
+                      f"({r.unexpected:,} unexpected)")
+    console.print(f"data quality: {len(results) - len(failed)}/{len(results)} expectations passed "
+                  f"({alerts} alert events) · report {report}")
+    console.print(f"Delta tables in {settings.resolve(settings.lakehouse.root)} · try "
+                  f"streamgate query \"select * from responses limit 5\"")
+
+
+class _Ticker:
+    """Between sends and polls: sample consumer lag once a second, and degrade one provider for the
+    middle of a paced run (slow and failing), then let it recover."""
+
+    DEGRADED = ("gpt-4o", {"median_ms": 900, "p99_ms": 4000, "error_rate": 0.3})
+
+    def __init__(self, lag: LagProbe, simulator: SimulatorProcess, pace: Pace | None,
+                 console: Console) -> None:
+        self.lag, self.simulator, self.pace, self.console = lag, simulator, pace, console
+        self.next_sample, self.phase = 0.0, "healthy"
+
+    def __call__(self, elapsed_s: float) -> None:
+        if time.monotonic() >= self.next_sample:
+            self.lag.sample()
+            self.next_sample = time.monotonic() + 1.0
+        if self.pace is None:
+            return
+        share = elapsed_s / self.pace.duration_s
+        model, profile = self.DEGRADED
+        if self.phase == "healthy" and share >= 0.35:
+            self.simulator.set_profile(model, **profile)
+            self.phase = "degraded"
+            self.console.print(f"[yellow]provider degraded[/]: {model} slow and failing 30% of calls")
+        elif self.phase == "degraded" and share >= 0.65:
+            self.simulator.reset_profile(model)
+            self.phase = "recovered"
+            self.console.print(f"[green]provider recovered[/]: {model}")
+
+
+def _print_metrics(console: Console, settings: Settings) -> None:
+    metrics = settings.metrics
+    ports = [f"{c.replace('_', '-')} :{metrics.port(c)}" for c in COMPONENTS if metrics.port(c)]
+    if ports:
+        console.print(f"[bold]metrics[/] http://{metrics.host}:<port>/metrics and /healthz on "
+                      + ", ".join(ports))
+
+
+def _print_features(console: Console, settings: Settings) -> None:
+    """The Feast store after the run: daily features from gold materialized, the stream-pushed ones read
+    online as the gateway reads them."""
+    from features.serving import online_summary
+
+    try:
+        started = time.perf_counter()
+        summary = online_summary(settings)
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]feature store failed: {exc}[/]")
+        return
+    table = Table(title="online features (Feast), pushed from the streams: provider health, last 5 minutes")
+    for name in ("provider/model", "latency p95 (ms)", "error rate", "attempts"):
+        table.add_column(name, justify="left" if name == "provider/model" else "right")
+    for target, row in summary.targets.items():
+        table.add_row(target, _num(row["latency_p95_ms"], "{:,.0f}"), _num(row["error_rate"], "{:.3f}"),
+                      _num(row["attempts_5m"], "{:,.0f}"))
+    console.print(table)
+    spend = ", ".join(f"{team} ${usd / 1e9:,.4f}" for team, usd in summary.team_spend_today.items())
+    console.print(f"team spend today (online, pushed): {spend or 'none yet'}")
+    console.print(f"feature store: {summary.views} views applied, gold materialized in "
+                  f"{time.perf_counter() - started:.1f} s · repo {summary.repo} · try "
+                  f"streamgate features online provider_health openai/gpt-4o-mini")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | None = None,
+             timeout_s: float = 600, console: Console | None = None) -> Outcomes:
+    """`duration_s` paces the requests over that many seconds, with a 50x burst and a provider that
+    degrades and recovers; without it they are sent as fast as possible."""
+    console = console or Console()
+    pace = Pace(requests, duration_s) if duration_s else None
+    run_id = uuid.uuid4().hex[:8]
+    started_broker = _start_infrastructure(settings, console)
+    settings = use_free_metrics_ports(settings)
+    with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
+        simulator = start_simulator(settings, components)
+        console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
+        components.start("streams-worker", "streams", "worker")
+        components.start("dispatcher", "dispatch", "worker")
+        components.start("aggregator", "aggregate", "worker")
+        components.start("lakehouse-sink", "lakehouse", "sink")
+        _print_metrics(console, settings)
+        components.start("feature-pusher", "features", "push")
+        watcher = OutcomeWatcher(settings, run_id)
+        lag = LagProbe(settings)
+        tick = _Ticker(lag, simulator, pace, console)
+        try:
+            with _progress(console) as progress:
+                if pace is not None:
+                    start, end = pace.burst()
+                    console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
+                                  f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
+                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
+                wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
+                _wait_for_lakehouse(settings, progress)
+            if components.restarts:
+                console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
+                              f"(see {components.logs})")
+        finally:
+            watcher.close()
+            lag.close()
+    outcomes = watcher.outcomes
+    _print_summary(console, outcomes, teams, settings, send_s, wait_s)
+    peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
+    console.print(f"consumer lag peak (records not yet committed): {peaks}")
+    _print_lakehouse(console, settings)
+    _write_report(console, settings)
+    _print_features(console, settings)
+    missing = requests - outcomes.mine
+    if missing:
+        raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
+    return outcomes
+
+
+def _write_report(console: Console, settings: Settings) -> None:
+    from apps.report.page import write_report
+
+    try:
+        path = write_report(settings, settings.state_dir / "report.html")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]report failed: {exc}[/]")
+        return
+    console.print(f"[bold]report[/] {path} (charts of spend, latency, errors, guardrails, cache; "
+                  f"`streamgate report --serve 8050` serves it live)")
+
+
+def _table(title: str, label: str, counts: Counter[str]) -> Table:
+    table = Table(title=title)
+    table.add_column(label)
+    table.add_column("count", justify="right")
+    for key, n in counts.most_common(12):
+        table.add_row(key, f"{n:,}")
+    return table
+
+
+def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings: Settings,
+                   send_s: float, wait_s: float) -> None:
+    results: Counter[str] = Counter(f"{status}" for status in o.answered.values() if status == "ok")
+    results.update(f"rejected: {reason}" for reason in o.rejected.values())
+    results.update({f"failed: {reason}": n for reason, n in o.failures.items()})
+    console.print(_table("requests by outcome", "outcome", results))
+    console.print(_table("requests by team", "team", teams))
+    console.print(_table("routing split (first target)", "requested -> target", o.routes))
+    console.print(_table("guardrail hits (entities found)", "entity", o.entities))
+    console.print(_table("dead letters by reason", "reason", o.dead_letters))
+    console.print(_table("provider attempts (telemetry)", "provider/model outcome", o.attempts))
+    total = sum(teams.values())
+    console.print(f"sent {total:,} requests in {send_s:.1f} s; every outcome known {wait_s:.1f} s later "
+                  f"({total / max(send_s + wait_s, 1e-9):,.0f} requests/s end to end); "
+                  f"{o.audits} audit events")
+    lat = o.latencies_ms
+    if lat.count:
+        console.print(f"answered: {lat.count:,.0f} ok ({o.cache_hits['exact']:,} exact and "
+                      f"{o.cache_hits['semantic']:,} semantic cache hits), latency p50 "
+                      f"{lat.get_quantile_value(0.5):,.0f} ms, p99 {lat.get_quantile_value(0.99):,.0f} ms "
+                      f"(simulated "
+                      f"providers); spend ${o.cost_nanousd / 1e9:,.4f}; answered twice: {o.answered_twice}")
+    console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")

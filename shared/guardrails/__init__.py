@@ -1,0 +1,1 @@
+"""Guardrails every stage applies: PII detection and redaction, content rules, verdict events."""

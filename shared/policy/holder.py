@@ -1,0 +1,78 @@
+"""The policy in force, replaced live when a newer version arrives on the compacted config topic.
+
+Every worker must see every config record, so the follower reads the topic without a consumer group
+(all partitions, from the beginning), unlike the request-path agents which share partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas import EventDecodeError, make_codec
+from schemas.topics import Topic, physical_name
+from shared.policy.config import GatewayPolicy, PolicyConfigError, parse_policy
+from streamgate.config import Settings
+
+log = logging.getLogger(__name__)
+POLICY_KIND, POLICY_NAME = "policy", "gateway"
+
+
+class PolicyHolder:
+    def __init__(self, initial: GatewayPolicy) -> None:
+        self._policy = initial
+        self.updates = 0
+
+    @property
+    def policy(self) -> GatewayPolicy:
+        return self._policy
+
+    def offer(self, candidate: GatewayPolicy) -> bool:
+        """Adopt `candidate` if it differs from the current policy; versions must differ too."""
+        if candidate.fingerprint == self._policy.fingerprint:
+            return False
+        if candidate.version == self._policy.version:
+            log.warning("ignoring a changed policy that kept version %s: bump the version", candidate.version)
+            return False
+        self._policy = candidate
+        self.updates += 1
+        log.info("gateway policy %s is now in force", candidate.version)
+        return True
+
+
+class PolicyFollower(threading.Thread):
+    """Tails the config topic and offers each gateway-policy record to the holder."""
+
+    def __init__(self, settings: Settings, holder: PolicyHolder) -> None:
+        super().__init__(name="policy-follower", daemon=True)
+        self.holder = holder
+        self.topic = physical_name(Topic.CONFIG, settings.kafka.topic_prefix)
+        self.codec = make_codec(self.topic, "ConfigRecord", settings.schema_registry.url)
+        self.consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap(), "group.id": "unused",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        meta = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
+        while not self.stopping.is_set():
+            for msg in self.consumer.consume(100, timeout=0.5):
+                if msg.error() is None and msg.value():
+                    self._apply(msg.value() or b"")
+        self.consumer.close()
+
+    def _apply(self, value: bytes) -> None:
+        try:
+            record = self.codec.decode(value)
+            if (record["kind"], record["name"]) != (POLICY_KIND, POLICY_NAME):
+                return
+            source = f"config topic {record['version']}"
+            self.holder.offer(parse_policy(yaml.safe_load(record["body"]), source))
+        except (EventDecodeError, PolicyConfigError, yaml.YAMLError) as exc:
+            log.error("config record rejected, keeping policy %s: %s", self.holder.policy.version, exc)
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,0 +1,1 @@
+"""Usage as the aggregator publishes it on `usage.aggregates`: windows, sketches and the live reader."""
