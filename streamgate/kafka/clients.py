@@ -1,19 +1,26 @@
-"""confluent-kafka client configurations built from Settings, so every component talks to Kafka alike."""
+"""confluent-kafka client configurations built from Settings, so every component talks to Kafka alike.
+
+The one place clients get their configuration: each names its `role`, and connects as that component's
+principal (SASL/SCRAM from the credentials file, TLS when configured; streamgate/kafka/security.py), so
+the broker's ACLs (schemas/principals.yaml) decide what it may read and write.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
+from streamgate.kafka.security import client_security
 
 
-def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id}
+def base_config(settings: Settings, client_id: str, *, role: Role) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id,
+            **client_security(settings, role)}
 
 
-def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+def producer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
     """Idempotent producer: broker-side dedup of retries, so a retried send never duplicates an event."""
-    return base_config(settings, client_id) | {
+    return base_config(settings, client_id, role=role) | {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -23,9 +30,9 @@ def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
     }
 
 
-def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:
     """Manual commits and read_committed: a consumer only sees what transactional producers committed."""
-    return base_config(settings, group_id) | {
+    return base_config(settings, group_id, role=role) | {
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -35,5 +42,18 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     }
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    return base_config(settings, "streamgate-admin")
+def admin_config(settings: Settings, *, role: Role = "admin", client_id: str = "streamgate-admin") -> dict[str, Any]:
+    return base_config(settings, client_id, role=role)
+
+
+def admin_client(settings: Settings, *, role: Role = "admin", client_id: str = "streamgate-admin") -> Any:
+    """An AdminClient as `role` (the super user by default: topics, ACLs and SCRAM users)."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(admin_config(settings, role=role, client_id=client_id))
+
+
+def group_name(settings: Settings, name: str) -> str:
+    """A consumer group or transactional id under the deployment's prefix, where its principal's
+    prefixed ACLs (schemas/principals.yaml) allow it."""
+    return settings.kafka.topic_prefix + name
