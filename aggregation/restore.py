@@ -13,7 +13,8 @@ from streamgate.kafka.replay import read_to_end
 def read_committed_rows(settings: Settings, topic: str, codec: Any,
                         timeout_s: float = 120.0) -> list[dict[str, Any]]:
     """Every committed row of the topic, oldest first (later rows of a key supersede earlier ones)."""
-    return [codec.decode(msg.value()) for msg in read_to_end(settings, topic, timeout_s=timeout_s)
+    return [codec.decode(msg.value())
+            for msg in read_to_end(settings, topic, role="aggregator", timeout_s=timeout_s)
             if msg.value() is not None]
 
 

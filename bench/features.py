@@ -44,7 +44,8 @@ def _freshness(settings: Settings) -> list[float]:
     threading.Thread(target=aggregator.run, kwargs={"idle_exit_s": 8.0}, daemon=True).start()
     threading.Thread(target=pusher.run, daemon=True).start()
     topic = settings.kafka.topic_prefix + "telemetry"
-    codec, producer = make_codec(topic, "Telemetry"), Producer(producer_config(settings, client_id="fb"))
+    codec = make_codec(topic, "Telemetry")
+    producer = Producer(producer_config(settings, client_id="fb", role="admin"))
     batches: list[tuple[int, int]] = []  # (event time ms, cumulative spend including this batch)
     lags: list[float] = []
     done = threading.Event()

@@ -76,7 +76,7 @@ def _settings() -> Settings:
 
 
 def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
-    producer = Producer(producer_config(settings, client_id="bench-fill"))
+    producer = Producer(producer_config(settings, client_id="bench-fill", role="admin"))
     for i, v in enumerate(values):
         while True:
             try:
@@ -88,7 +88,7 @@ def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
 
 
 def _count(settings: Settings, topics: list[str]) -> int:
-    c = Consumer(consumer_config(settings, group_id="bench-count"))
+    c = Consumer(consumer_config(settings, group_id="bench-count", role="admin"))
     try:
         for attempt in range(10):
             try:
@@ -109,9 +109,10 @@ def _count(settings: Settings, topics: list[str]) -> int:
 
 def _wait_for_group(settings: Settings, group: str, members: int, timeout_s: float = 120) -> None:
     from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap()})
+    from streamgate.kafka.clients import admin_client
+
+    admin = admin_client(settings)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -133,9 +134,9 @@ def _cpu_seconds(pid: int) -> float:
 def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
     src, dst = settings.kafka.topic_prefix + "requests.guarded", settings.kafka.topic_prefix + "audit"
     _fill(settings, src, values)
-    consumer = Consumer(consumer_config(settings, group_id="bench-pass"))
+    consumer = Consumer(consumer_config(settings, group_id="bench-pass", role="admin"))
     consumer.subscribe([src])
-    producer = Producer(producer_config(settings, client_id="bench-pass"))
+    producer = Producer(producer_config(settings, client_id="bench-pass", role="admin"))
     seen, t0 = 0, 0.0
     while seen < len(values):
         for m in consumer.consume(1000, timeout=1.0):

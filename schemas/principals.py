@@ -79,7 +79,8 @@ def load_principals(path: Path = SPEC_FILE) -> dict[str, PrincipalSpec]:
     return parse_principals(raw, topics=[t.name for t in load_topic_specs()], source=str(path))
 
 
-def acl_rules(principals: Mapping[str, PrincipalSpec], names: Mapping[str, str], prefix: str = "") -> set[AclRule]:
+def acl_rules(principals: Mapping[str, PrincipalSpec], names: Mapping[str, str],
+              prefix: str = "") -> set[AclRule]:
     """Every ACL the deployment needs: `names` maps a role to its principal's name, `prefix` is the
     deployment's topic prefix (prepended to topics, groups and transactional ids alike)."""
     rules: set[AclRule] = set()

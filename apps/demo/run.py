@@ -25,13 +25,13 @@ from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
 from apps.demo.processes import Components, use_free_metrics_ports
 from gateway_consumer.simulator import SimulatorProcess
-from schemas.topics import Topic, load_topic_specs, physical_name
+from schemas.topics import Topic, physical_name
 from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import COMPONENTS, Settings
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 
 #: Bytes no producer should ever send: empty, not Avro, an unknown fingerprint, a truncated header.
 CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
@@ -51,8 +51,8 @@ def _start_infrastructure(settings: Settings, console: Console) -> bool:
     was_running = settings.kafka.external or broker.status().running
     status = broker.up()
     console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
-    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
-    console.print(f"[bold]topics[/] {report.summary()}")
+    report, acls = apply_spec(settings)
+    console.print(f"[bold]topics[/] {report.summary()} · {acls.summary()}")
     return not was_running
 
 
@@ -101,7 +101,7 @@ def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pa
                 tick(time.perf_counter() - t0)
         producer.flush()
     progress.update(task, completed=count)
-    raw = Producer(producer_config(settings, client_id="demo-corrupt"))
+    raw = Producer(producer_config(settings, client_id="demo-corrupt", role="service"))
     for bad in CORRUPT_RECORDS:
         raw.produce(physical_name(Topic.REQUESTS, settings.kafka.topic_prefix), value=bad, key=b"corrupt")
     raw.flush(10)

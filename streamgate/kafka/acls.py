@@ -22,6 +22,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -92,7 +93,8 @@ def apply_acls(settings: Settings, admin: AdminClient, *, dry_run: bool = False,
     report.created = sorted(wanted - have)
     report.unchanged = len(have)
     if report.created and not dry_run:
-        for fut in admin.create_acls([binding(r) for r in report.created], request_timeout=timeout_s).values():
+        created = admin.create_acls([binding(r) for r in report.created], request_timeout=timeout_s)
+        for fut in created.values():
             fut.result()
         _wait_effective(settings, admin, wanted, timeout_s)
     return report
@@ -102,8 +104,8 @@ def _describe(settings: Settings, admin: AdminClient, wanted: set[AclRule],
               timeout_s: float) -> tuple[set[AclRule], list[str]]:
     """The wanted rules the broker enforces, and the other bindings of these principals under this
     deployment's prefix (drift)."""
-    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
-                                  AclOperation.ANY, AclPermissionType.ANY)
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,  # type: ignore[arg-type]
+                                  None, None, AclOperation.ANY, AclPermissionType.ANY)  # type: ignore[arg-type]
     existing = admin.describe_acls(everything, request_timeout=timeout_s).result()
     principals = {f"User:{n}" for n in role_names(settings).values()}
     prefix = settings.kafka.topic_prefix
@@ -140,7 +142,7 @@ def ensure_users(settings: Settings, admin: AdminClient, *, dry_run: bool = Fals
     known: set[str] = set()
     try:
         described = admin.describe_user_scram_credentials(names, request_timeout=timeout_s)
-        for user, fut in described.items():
+        for user, fut in described.items():  # type: ignore[union-attr]
             try:
                 if fut.result().scram_credential_infos:
                     known.add(user)
@@ -152,7 +154,8 @@ def ensure_users(settings: Settings, admin: AdminClient, *, dry_run: bool = Fals
     if missing and not dry_run:
         passwords = ensure_credentials(settings, names)
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, _SCRAM_ITERATIONS)
-        upserts = [UserScramCredentialUpsertion(n, info, passwords[n].encode()) for n in missing]
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(n, info, passwords[n].encode()) for n in missing]
         for fut in admin.alter_user_scram_credentials(upserts, request_timeout=timeout_s).values():
             fut.result()
     return missing

@@ -42,11 +42,13 @@ def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[st
     }
 
 
-def admin_config(settings: Settings, *, role: Role = "admin", client_id: str = "streamgate-admin") -> dict[str, Any]:
+def admin_config(settings: Settings, *, role: Role = "admin",
+                 client_id: str = "streamgate-admin") -> dict[str, Any]:
     return base_config(settings, client_id, role=role)
 
 
-def admin_client(settings: Settings, *, role: Role = "admin", client_id: str = "streamgate-admin") -> Any:
+def admin_client(settings: Settings, *, role: Role = "admin",
+                 client_id: str = "streamgate-admin") -> Any:
     """An AdminClient as `role` (the super user by default: topics, ACLs and SCRAM users)."""
     from confluent_kafka.admin import AdminClient
 

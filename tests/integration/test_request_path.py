@@ -23,6 +23,7 @@ from schemas import make_codec
 from streamgate.client import RequestProducer, build_request, hash_api_key
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, producer_config
+from tests.conftest import kafka_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def worker(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     config = tmp_path / "streamgate.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        **kafka_config(settings)}}))
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen([str(Path(sys.executable).parent / "streamgate"), "streams", "worker",
                              "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -54,7 +55,7 @@ def _collect(settings: Settings, topics: dict[str, str], until: int,
              timeout_s: float = 90) -> dict[str, list[Any]]:
     names = {"requests.routed": "RoutedRequest", "requests.rejected": "Response",
              "deadletter": "DeadLetter", "guardrail.verdicts": "GuardrailVerdict", "audit": "AuditEvent"}
-    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topics[n] for n in names])
     by_topic = {topics[n]: n for n in names}
     codecs = {n: make_codec(topics[n], et) for n, et in names.items()}
@@ -91,7 +92,7 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     with RequestProducer(settings) as producer:
         for request in [*cases.values(), duplicate]:
             producer.send(request)
-    raw = Producer(producer_config(settings, client_id="garbage"))
+    raw = Producer(producer_config(settings, client_id="garbage", role="service"))
     raw.produce(topics["requests"], value=b"\x00garbage", key=b"g")
     raw.flush(10)
     ids = {name: r.request_id for name, r in cases.items()}
