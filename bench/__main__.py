@@ -8,7 +8,8 @@ import sys
 BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
               "dispatch": "bench.dispatch", "semantic-cache": "bench.semantic_cache",
               "aggregation": "bench.aggregation", "sink": "bench.sink", "query": "bench.query",
-              "gold": "bench.gold", "observability": "bench.observability", "features": "bench.features"}
+              "gold": "bench.gold", "observability": "bench.observability", "features": "bench.features",
+              "security": "bench.security"}
 
 
 def main(argv: list[str]) -> None:
