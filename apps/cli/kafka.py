@@ -20,10 +20,17 @@ def up(config: Path | None = ConfigOption) -> None:
     """Start the broker (fetching its jars on first use) and wait until it answers."""
     started = time.perf_counter()
     try:
-        status = LocalKafka(settings_or_exit(config)).up()
+        settings = settings_or_exit(config)
+        status = LocalKafka(settings).up()
     except KafkaLauncherError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"kafka: {status.message} ({time.perf_counter() - started:.1f} s)")
+    security = settings.kafka.security
+    if security.enabled and not status.external:
+        from streamgate.kafka.security import credentials_path
+
+        typer.echo(f"kafka: {security.protocol} {security.mechanism}, ACLs on; passwords in "
+                   f"{credentials_path(settings)} (0600); `streamgate topics apply` grants the ACLs")
 
 
 @app.command()
