@@ -3,7 +3,7 @@
 `GatewayClient.chat` (sync) and `AsyncGatewayClient.chat` send a `Request` naming the client's reply
 partition and return the final `Response` once the dispatcher's transaction holding it has committed,
 or raise `RequestRejectedError` (the request path refused it), `RequestFailedError` (no provider answered
-acceptably) or `ReplyTimeoutError`. The same reply mechanism serves the HTTP front door (`streamgate.client.replies`).
+acceptably) or `ReplyTimeoutError`. The HTTP front door uses the same reader (`streamgate.client.replies`).
 
 Each client owns one reply partition (random unless given); run clients with distinct partitions to keep
 them from reading each other's answers (they skip them, but still fetch them).
