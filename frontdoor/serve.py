@@ -38,7 +38,8 @@ async def run_frontdoor(settings: Settings, *, ready: Callable[[str], None] | No
     try:
         await site.start()
         url = f"http://{settings.frontdoor.host}:{settings.frontdoor.port}"
-        log.info("front door on %s (reply partition %s)", url, door.replies.partition if door.replies else "?")
+        partition = door.replies.partition if door.replies else None
+        log.info("front door on %s (reply partition %s)", url, partition)
         if ready is not None:
             ready(url)
         await stop.wait()
