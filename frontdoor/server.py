@@ -28,7 +28,7 @@ from frontdoor.exceptions import ApiError, invalid, unauthenticated
 from frontdoor.outcomes import error_for
 from frontdoor.streaming import AnthropicStream, OpenAIStream, SseStream
 from shared.policy.config import GatewayPolicy
-from streamgate.client import AsyncRequestProducer, InvalidRequestError, build_request
+from streamgate.client import AsyncRequestProducer, DeliveryError, InvalidRequestError, build_request
 from streamgate.client.replies import AsyncWaiter, ReplyEvent, ReplyReader
 from streamgate.config import Settings
 from streamgate.observability.metrics import ERRORS, EVENTS_IN, LATENCY
@@ -142,6 +142,17 @@ class FrontDoor:
             except ApiError as error:
                 ERRORS.labels(C, wire.name, str(error.status)).inc()
                 return error_response(wire, error)
+            except DeliveryError as exc:  # the broker did not take the request: nothing was sent
+                log.error("request not delivered: %s", exc)
+                ERRORS.labels(C, wire.name, "503").inc()
+                return error_response(wire, ApiError(503, "unavailable", "the gateway could not queue the "
+                                                     "request; retry", code="unavailable", retry_after_s=1))
+            except (asyncio.CancelledError, ConnectionResetError):
+                raise  # the caller hung up: nothing to answer
+            except Exception:
+                log.exception("unexpected error on %s", request.path)
+                ERRORS.labels(C, wire.name, "500").inc()
+                return error_response(wire, ApiError(500, "provider", "internal error", code="internal_error"))
             finally:
                 LATENCY.labels(C, wire.name).observe(time.perf_counter() - began)
         return handle
