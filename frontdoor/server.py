@@ -152,7 +152,8 @@ class FrontDoor:
             except Exception:
                 log.exception("unexpected error on %s", request.path)
                 ERRORS.labels(C, wire.name, "500").inc()
-                return error_response(wire, ApiError(500, "provider", "internal error", code="internal_error"))
+                internal = ApiError(500, "provider", "internal error", code="internal_error")
+                return error_response(wire, internal)
             finally:
                 LATENCY.labels(C, wire.name).observe(time.perf_counter() - began)
         return handle
