@@ -12,6 +12,7 @@ them from reading each other's answers (they skip them, but still fetch them).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -56,9 +57,12 @@ class GatewayClient:
         """Send one request (fields as `build_request` takes them) and return its final Response."""
         request = self.request(**fields)
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
         with self._waiting(request.request_id) as waiter:
-            self.producer.send(request).result(timeout)
-            deadline = time.monotonic() + timeout
+            try:
+                self.producer.send(request).result(timeout)
+            except concurrent.futures.TimeoutError:
+                raise ReplyTimeoutError(request.request_id, timeout) from None
             while True:
                 try:
                     event = waiter.events.get(timeout=max(deadline - time.monotonic(), 0.0))
