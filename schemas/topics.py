@@ -31,6 +31,8 @@ class Topic(StrEnum):
     AUDIT = "audit"
     DEADLETTER = "deadletter"
     CONFIG = "config"
+    REPLIES = "replies"
+    REPLY_CHUNKS = "replies.chunks"
 
 
 class TopicSpecError(ValueError):

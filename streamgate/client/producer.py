@@ -18,17 +18,10 @@ from pydantic import ValidationError
 
 from schemas import EventEncodeError, TopicCodec, make_codec
 from schemas.topics import Topic, physical_name
+from streamgate.client.exceptions import DeliveryError, InvalidRequestError
 from streamgate.client.request import ChatRequest
 from streamgate.config import Role, Settings
 from streamgate.kafka.clients import producer_config
-
-
-class InvalidRequestError(ValueError):
-    """The request cannot be sent: it fails validation or does not match the Request schema."""
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not accept the event (after the producer's own retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +112,8 @@ class AsyncRequestProducer:
     """
 
     def __init__(self, settings: Settings, *, client_id: str = "streamgate-client-async",
-                 role: Role = "service") -> None:
-        self._sync = RequestProducer(settings, client_id=client_id, role=role)
+                 extra_config: dict[str, Any] | None = None, role: Role = "service") -> None:
+        self._sync = RequestProducer(settings, client_id=client_id, extra_config=extra_config, role=role)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="streamgate-producer-poll", daemon=True)
         self._poller.start()

@@ -42,6 +42,22 @@ def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[st
     }
 
 
+def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
+    """A reader of its own reply partitions (assigned, no group, never commits): read_committed, so a
+    caller sees an answer only once the dispatcher's transaction holding it has committed, and no fetch
+    wait when answers are flowing."""
+    return base_config(settings, client_id, role=role) | {
+        # required by librdkafka; unused (partitions are assigned, nothing committed), but the broker still
+        # checks the group ACL: under the prefix, where `role`'s group ACLs allow it
+        "group.id": group_name(settings, client_id),
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "fetch.min.bytes": 1,
+        "fetch.wait.max.ms": 10,
+    }
+
+
 def admin_config(settings: Settings, *, role: Role = "admin",
                  client_id: str = "streamgate-admin") -> dict[str, Any]:
     return base_config(settings, client_id, role=role)

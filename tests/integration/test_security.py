@@ -110,6 +110,7 @@ def test_wrong_password_and_unknown_user_cannot_connect(settings: Settings, topi
 
 
 @pytest.mark.parametrize(("role", "topic"), [("service", "responses"), ("service", "requests"),
+                                             ("frontdoor", "responses"),
                                              ("aggregator", "requests"), ("lakehouse", "config")])
 def test_principal_cannot_read_a_topic_without_an_acl(settings: Settings, topics: dict[str, str],
                                                       role: str, topic: str) -> None:

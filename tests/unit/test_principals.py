@@ -36,16 +36,18 @@ def test_every_component_role_is_declared_and_admin_is_not() -> None:
 @pytest.mark.parametrize(("topic", "only"), [
     ("requests.guarded", {"streams"}), ("requests.routed", {"streams"}), ("requests.rejected", {"streams"}),
     ("responses", {"dispatcher"}), ("telemetry", {"dispatcher"}), ("usage.aggregates", {"aggregator"}),
+    ("replies", {"dispatcher"}), ("replies.chunks", {"dispatcher"}),
     ("config", set()),  # only the admin publishes policy
 ])
 def test_only_its_stage_writes_a_topic(topic: str, only: set[str]) -> None:
     assert writers(topic) == only
 
 
-def test_service_may_only_write_requests() -> None:
+def test_service_may_only_write_requests_and_read_replies() -> None:
     service = SPEC["service"]
     assert service.write == ("requests",)
-    assert not (service.read or service.own_topics or service.groups or service.transactional_ids)
+    assert set(service.read) == {"replies", "replies.chunks"}, "never `responses`: every team's answers"
+    assert not (service.own_topics or service.transactional_ids)
 
 
 def test_the_sink_may_read_every_topic_it_lands() -> None:
