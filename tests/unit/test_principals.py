@@ -72,7 +72,9 @@ def test_rules_take_the_deployment_prefix_and_principal_names() -> None:
     txn = AclRule("u-streams", "transactional_id", "t1.streamgate-request-path", "prefixed", "write")
     assert txn in rules
     assert all(r.name.startswith("t1.") for r in rules)
-    assert not any(r.principal == "u-service" and r.operation != "write" for r in rules)
+    service_topics = {(r.name, r.operation) for r in rules
+                      if r.principal == "u-service" and r.resource_type == "topic"}
+    assert service_topics == {("t1.requests", "write"), ("t1.replies", "read"), ("t1.replies.chunks", "read")}
 
 
 def test_unknown_topics_and_keys_are_errors() -> None:
@@ -111,3 +113,18 @@ def test_plaintext_needs_no_credentials_and_tls_names_the_ca(tmp_path: Path) -> 
     tls = _settings(tmp_path, "SASL_SSL")
     ensure_credentials(tls, ["service"])
     assert client_security(tls, "service")["ssl.ca.location"] == str(tmp_path / "kafka-tls" / "ca.pem")
+
+
+def test_child_configs_name_the_credentials_file_but_hold_no_password(tmp_path: Path) -> None:
+    import yaml
+
+    from apps.demo.processes import write_config
+
+    settings = _settings(tmp_path / "state")
+    password = ensure_credentials(settings, ["service"])["service"]
+    path = write_config(settings, tmp_path / "child.yaml")
+    assert password not in path.read_text()
+    security = yaml.safe_load(path.read_text())["kafka"]["security"]
+    assert security["credentials_file"] == str(tmp_path / "state" / "kafka-credentials.json")
+    child = Settings.model_validate(yaml.safe_load(path.read_text()) | {"state_dir": str(tmp_path / "x")})
+    assert client_security(child, "service")["sasl.password"] == password
