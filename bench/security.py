@@ -45,7 +45,10 @@ def _broker_settings(protocol: str, state_dir: Path) -> Settings:
     base = load_settings()
     local = base.kafka.local.model_copy(update={"port": _free_port(), "controller_port": _free_port(),
                                                 "heap": "768m"})
-    security = base.kafka.security.model_copy(update={"protocol": protocol})
+    # absolute: pipeline_rate moves the state directory of the workers it starts, not the broker's
+    security = base.kafka.security.model_copy(update={
+        "protocol": protocol, "credentials_file": state_dir / "kafka-credentials.json",
+        "ca_file": state_dir / "kafka-tls" / "ca.pem"})
     kafka = base.kafka.model_copy(update={"bootstrap_servers": None, "local": local, "security": security})
     providers = {"sim": ProviderSettings(base_url=f"http://127.0.0.1:{SIM_PORT}/v1", max_concurrency=512)}
     cache = base.dispatch.cache.model_copy(update={"enabled": False})  # every request reaches the provider
