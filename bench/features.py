@@ -124,7 +124,7 @@ def main() -> None:
     base = bench_settings()  # the local broker, started if needed, under its usual state directory
     with tempfile.TemporaryDirectory() as tmp:
         kafka = base.kafka.model_copy(update={"bootstrap_servers": base.kafka.bootstrap()})
-        settings = base.model_copy(update={"state_dir": Path(tmp), "kafka": kafka})
+        settings = base.model_copy(update={"kafka": kafka}).with_state_dir(Path(tmp))
         lags = sorted(_freshness(settings))
         store = apply(settings)[0]
         sqlite_p50, sqlite_p99 = _reads(store)

@@ -158,7 +158,7 @@ def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path, worker
     """Events/s through `workers` worker processes (one consumer group), and their CPU us per event."""
     prefix = settings.kafka.topic_prefix
     workdir.mkdir(parents=True, exist_ok=True)
-    config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
+    config = write_config(settings.with_state_dir(workdir), workdir / "bench.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     outcomes = [prefix + "requests.routed", prefix + "requests.rejected"]  # the request path's outcomes
     procs = []

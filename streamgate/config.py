@@ -370,6 +370,15 @@ class Settings(_Strict):
         """An absolute path: relative ones are taken under the state directory."""
         return path if path.is_absolute() else self.state_dir / path
 
+    def with_state_dir(self, state_dir: Path) -> Settings:
+        """These settings with another state directory, keeping the Kafka credentials file and CA where
+        they are: they belong to the broker's deployment, not to one process's state."""
+        security = self.kafka.security.model_copy(update={
+            "credentials_file": self.resolve(self.kafka.security.credentials_file),
+            "ca_file": self.resolve(self.kafka.security.ca_file)})
+        kafka = self.kafka.model_copy(update={"security": security})
+        return self.model_copy(update={"state_dir": state_dir, "kafka": kafka})
+
 
 def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
     """Read the YAML config (explicit path, then $STREAMGATE_CONFIG, then the repo default), then
