@@ -80,7 +80,7 @@ def aggregate_totals(settings: Settings) -> Totals:
     """Per team, summed over the 1-day windows of the compacted aggregates topic."""
     name = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
     codec = make_codec(name, "UsageAggregate", settings.schema_registry.url)
-    rows = read_committed_rows(settings, name, codec)
+    rows = read_committed_rows(settings, name, codec, role="admin")
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (window, _, dimension, value), total in totals(rows).items():
         if window == "1d" and dimension == "team":
