@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from shared.identity.admin import KeyAdmin
 
 from apps.demo.processes import Components, use_simulator_port
+from apps.stack import start_simulator
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import load_topic_specs, physical_name
 from streamgate.client import (
@@ -80,9 +81,7 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     _, key = admin.create("search", "ranker")
     _, other = admin.create("support", "chatbot")
     with Components(settings, name="frontdoor") as components:
-        simulator = SimulatorProcess(settings.simulator.port, state / "simulator.log", components.config)
-        simulator.start()
-        components.procs["simulator"] = simulator.proc
+        simulator = start_simulator(settings, components)  # owned by components even if its start fails
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("serve", "serve")
@@ -91,7 +90,7 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         yield Door(settings, url, key, other, simulator, components)
 
 
-def _wait_healthy(url: str, components: Components, timeout_s: float = 90) -> None:
+def _wait_healthy(url: str, components: Components, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if dead := components.dead():
