@@ -265,6 +265,26 @@ def test_a_key_answers_for_its_own_team_only(door: Door) -> None:
     assert support.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
 
 
+def test_rate_limit_is_429_with_retry_after_and_the_sdk_waits_it_out(door: Door) -> None:
+    """A key allowed 1 request a minute: the second is refused 429 with Retry-After (the seconds left in
+    the minute); the openai SDK's own retry honours it and gets an answer once the minute has turned."""
+    while time.time() % 60 > 40:  # not at the turn of a minute: the second call must fall in the first's
+        time.sleep(0.5)
+    _, key = KeyAdmin(door.settings).create("search", "ranker", rpm=1)
+    time.sleep(1.0)  # the front door's key ring follows the keys topic
+    client = openai.OpenAI(base_url=door.url + "/v1", api_key=key, max_retries=0)
+    assert client.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
+    refused = httpx.post(door.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                         json={"model": MODEL, "messages": USER}, timeout=30)
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 60 and abs(wait - (60 - time.time() % 60)) <= 3
+    began = time.monotonic()
+    patient = openai.OpenAI(base_url=door.url + "/v1", api_key=key, max_retries=2)
+    assert patient.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
+    assert time.monotonic() - began >= wait - 2  # it waited for the minute to turn, as told
+
+
 # -- Kafka request-reply ----------------------------------------------------------------------------------
 def test_gateway_client_request_reply(door: Door) -> None:
     with GatewayClient(door.settings, api_key=door.key) as client:
