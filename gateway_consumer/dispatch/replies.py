@@ -78,8 +78,10 @@ class Replies:
             return None
         if wanted < 0 or wanted >= self._count(wanted):
             self.invalid += 1
-            log.warning("request %s names reply partition %s, which %s does not have: answered on "
-                        "responses only", event.get("request_id"), wanted, self.topic)
+            if self.invalid & (self.invalid - 1) == 0:  # the 1st, 2nd, 4th, 8th...: no flood of lines
+                log.warning("request %s names reply partition %s, which %s does not have: answered on "
+                            "responses only (%d such requests so far)", event.get("request_id"), wanted,
+                            self.topic, self.invalid)
             return None
         return int(wanted)
 
