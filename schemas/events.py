@@ -141,6 +141,11 @@ class DeadLetter(TypedDict):
     failed_at: int
 
 
+#: The Kafka header that names the caller's reply partition (ASCII digits) on a `requests.rejected`
+#: record: the request path writes it, the dispatcher reads it (the Response has no field for it).
+REPLY_PARTITION_HEADER = "reply_partition"
+
+
 class ResponseChunk(TypedDict):
     request_id: str
     dispatch_id: str

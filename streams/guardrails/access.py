@@ -25,8 +25,10 @@ def check_access(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | No
     params = event.get("params") or {}
     if params.get("stream") and "stream" not in team.capabilities:
         return Rejection(STAGE, "capability_denied", f"team {event['team']} may not stream", audit=True)
+    if params.get("tools_json") and "tools" not in team.capabilities:
+        return Rejection(STAGE, "capability_denied", f"team {event['team']} may not use tools", audit=True)
     fmt = params.get("response_format")
-    if fmt and fmt != "text" and "json" not in team.capabilities:
+    if ((fmt and fmt != "text") or params.get("response_schema_json")) and "json" not in team.capabilities:
         return Rejection(STAGE, "capability_denied", f"team {event['team']} may not ask for JSON output",
                          audit=True)
     return None

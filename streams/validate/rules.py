@@ -6,6 +6,7 @@ then the model, then parameters and size.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.guardrails.outcome import Rejection, prompt_chars
@@ -51,6 +52,38 @@ def _check_params(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | N
     top_p = params.get("top_p")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         return _reject("invalid_top_p", f"top_p {top_p} outside (0, 1]")
+    reply = event.get("reply_partition")
+    if reply is not None and reply < 0:
+        return _reject("invalid_reply_partition", f"reply_partition {reply} is negative")
+    return _check_json_params(event)
+
+
+#: Pass-through parameters that travel as JSON text, and the JSON type each must have.
+_JSON_PARAMS: dict[str, type | tuple[type, ...]] = {
+    "tools_json": list, "tool_choice_json": (str, dict), "response_schema_json": dict, "extra_json": dict}
+
+
+def _check_json_params(event: dict[str, Any]) -> Rejection | None:
+    """A malformed pass-through parameter is the caller's error, said here rather than by a provider."""
+    params = event.get("params") or {}
+    for name, kind in _JSON_PARAMS.items():
+        raw = params.get(name)
+        if raw is None or (name == "tool_choice_json" and raw in ("auto", "none", "required")):
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return _reject("invalid_params", f"{name} is not valid JSON: {exc.msg}")
+        if not isinstance(value, kind):
+            return _reject("invalid_params", f"{name} has the wrong JSON type ({type(value).__name__})")
+    for m in event.get("messages") or []:
+        if (calls := m.get("tool_calls_json")) is not None:
+            try:
+                ok = isinstance(json.loads(calls), list)
+            except json.JSONDecodeError:
+                ok = False
+            if not ok:
+                return _reject("invalid_params", "a message's tool_calls_json is not a JSON array")
     return None
 
 

@@ -166,3 +166,36 @@ def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, t
     assert any(a["action"] == "config_change" and a["config_version"] == "test-v2" for a in audits)
     denial = [a for a in audits if a["request_id"] == verdict["request_id"]]
     assert denial and denial[0]["config_version"] == "test-v2"
+
+
+def test_the_reply_partition_reaches_the_routed_request_and_a_rejections_header(
+        settings: Settings, topics: dict[str, str], worker: subprocess.Popen[bytes]) -> None:
+    """Where a caller waits travels with its request: in the routed record's body, and (the Response has
+    no field for it) in the `reply_partition` header of a rejection, for the dispatcher to answer it."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from schemas.events import REPLY_PARTITION_HEADER
+
+    codec = make_codec(topics["requests"], "Request")
+    valid = _req().to_event() | {"reply_partition": 4}
+    denied = _req(model="gpt-4o", team="marketing", project="copy").to_event() | {"reply_partition": 2}
+    producer = Producer(producer_config(settings, client_id="reply-test"))
+    for event in (valid, denied):
+        producer.produce(topics["requests"], codec.encode(event), event["request_id"].encode())
+    producer.flush(10)
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    meta = consumer.list_topics(timeout=10).topics
+    names = (topics["requests.routed"], topics["requests.rejected"])
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in names for p in meta[t].partitions])
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + 90
+    while len(found) < 2 and time.monotonic() < deadline:
+        for m in consumer.consume(100, timeout=0.5):
+            if m.error() is None:
+                found[m.topic() or ""] = m
+    consumer.close()
+    routed = make_codec(topics["requests.routed"], "RoutedRequest").decode(found[names[0]].value())
+    assert routed["request_id"] == valid["request_id"] and routed["reply_partition"] == 4
+    rejected = found[names[1]]
+    assert make_codec(names[1], "Response").decode(rejected.value())["request_id"] == denied["request_id"]
+    assert (REPLY_PARTITION_HEADER, b"2") in (rejected.headers() or [])
