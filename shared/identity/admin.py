@@ -74,7 +74,8 @@ class KeyAdmin:
             max_budget_usd=max_budget_usd, rpm=rpm,
             expires_at=now + expires_in_ms if expires_in_ms is not None else None, rotated_from=rotated_from)
         details = {"project": project, "models": ",".join(record.models),
-                   "max_budget_usd": str(max_budget_usd), "rpm": str(rpm), "expires_at": str(record.expires_at)}
+                   "max_budget_usd": str(max_budget_usd), "rpm": str(rpm),
+                   "expires_at": str(record.expires_at)}
         if rotated_from:
             details["rotated_from"] = rotated_from
         self._write([record], [self._audit("key_create", record, "created", f"API key {key_id} created",
