@@ -19,6 +19,11 @@ class IdentityError(Exception):
     #: an attacker could fill the audit log)
     audit = False
 
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        #: the public id of the key concerned, when the key is known (never the key or its hash)
+        self.key_id = key_id
+
 
 class Unauthenticated(IdentityError):  # noqa: N818 - named for the refusal, as callers match on it
     """No key, a malformed key, or a key the ring does not know."""

@@ -51,7 +51,7 @@ class KeyIdentity:
     rpm: int | None = None
     expires_at: int | None = None
     grace_until: int | None = None
-    _allowed: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    _allowed: dict[str, bool] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def budget_scope(self) -> str:
@@ -68,16 +68,18 @@ class KeyIdentity:
     def check_model(self, model: str) -> None:
         """Raise :class:`ModelNotAllowed` unless the key may request `model`."""
         if not self.allows_model(model):
-            raise ModelNotAllowed(f"API key {self.key_id} may not use {model!r}")
+            raise ModelNotAllowed(f"API key {self.key_id} may not use {model!r}", self.key_id)
 
     def check_owner(self, team: str | None, project: str | None) -> None:
         """Raise :class:`IdentityMismatch` when a request names a team or project other than the key's
         (None: the request names none, and gets the key's)."""
         if team is not None and team != self.team:
-            raise IdentityMismatch(f"API key {self.key_id} belongs to team {self.team}, not {team}")
+            raise IdentityMismatch(f"API key {self.key_id} belongs to team {self.team}, not {team}",
+                                   self.key_id)
         if project is not None and project != self.project:
             raise IdentityMismatch(
-                f"API key {self.key_id} belongs to project {self.team}/{self.project}, not {project}")
+                f"API key {self.key_id} belongs to project {self.team}/{self.project}, not {project}",
+                self.key_id)
 
     @classmethod
     def of(cls, record: KeyRecord) -> KeyIdentity:
@@ -121,13 +123,13 @@ class KeyRing:
         record, identity = entry
         now = _now_ms() if now_ms is None else now_ms
         if record.status == "revoked":
-            raise KeyRevoked(f"API key {record.id} was revoked")
+            raise KeyRevoked(f"API key {record.id} was revoked", record.id)
         if record.status == "disabled":
-            raise KeyDisabled(f"API key {record.id} is disabled")
+            raise KeyDisabled(f"API key {record.id} is disabled", record.id)
         if record.expires_at is not None and now >= record.expires_at:
-            raise KeyExpired(f"API key {record.id} expired")
+            raise KeyExpired(f"API key {record.id} expired", record.id)
         if record.grace_until is not None and now >= record.grace_until:
-            raise KeyRevoked(f"API key {record.id} was rotated and its grace period has ended")
+            raise KeyRevoked(f"API key {record.id} was rotated and its grace period has ended", record.id)
         return identity
 
     def authenticate_raw(self, raw_key: str, now_ms: int | None = None) -> KeyIdentity:
