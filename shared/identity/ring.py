@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas import EventDecodeError, make_codec
 from schemas.topics import Topic, physical_name
@@ -214,7 +214,7 @@ class KeyFollower(threading.Thread):
         if meta.error is not None:
             raise RuntimeError(f"keys topic {self.topic}: {meta.error} (run `streamgate topics apply`)")
         parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
-        ends = {p.partition: self.consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+        ends = {p.partition: self._end(p) for p in parts}
         self.consumer.assign(parts)
         caught_up = {p for p, end in ends.items() if end <= 0}
         if len(caught_up) == len(ends):
@@ -229,6 +229,17 @@ class KeyFollower(threading.Thread):
                     if len(caught_up) == len(ends):
                         log.info("key ring loaded: %d keys", len(self.ring))
                         self.ready.set()
+
+    def _end(self, tp: TopicPartition, attempts: int = 20) -> int:
+        """The partition's end offset, retried while a just-created topic is still electing its leader."""
+        for attempt in range(attempts):
+            try:
+                return int(self.consumer.get_watermark_offsets(tp, timeout=10)[1])
+            except KafkaException:
+                if attempt == attempts - 1 or self.stopping.is_set():
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:
