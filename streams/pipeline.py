@@ -134,6 +134,9 @@ class RequestPath:
             return guarded.rejection
         if guarded.event is received:  # untouched: forward the original bytes instead of encoding again
             guarded_out = Output(io.names[Topic.GUARDED], key, raw)
+        elif guarded.event is event and identity is not None and io.key_splicer is not None and (
+                named := io.key_splicer.replace(raw, identity.key_id)) is not None:
+            guarded_out = Output(io.names[Topic.GUARDED], key, named)  # only the caller's name changed
         else:
             guarded_out = io.out(Topic.GUARDED, key, guarded.event)
         outputs.append(guarded_out)

@@ -34,6 +34,8 @@ from streamgate.client.request import API_KEY_HASH_PREFIX, hash_api_key
 from streamgate.config import Settings, key_hmac_secret
 
 log = logging.getLogger(__name__)
+_HMAC_CACHE = 100_000
+_HASH_LEN = len(API_KEY_HASH_PREFIX) + 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,9 @@ class KeyRing:
         self._secret = secret
         self._by_hmac: dict[str, tuple[KeyRecord, KeyIdentity]] = {}
         self._by_id: dict[str, KeyRecord] = {}
+        #: api_key_id -> its HMAC: the same callers come back, and a dict lookup is ~100x cheaper than an
+        #: HMAC. Bounded (cleared when full), since anyone can send made-up ids.
+        self._hmacs: dict[str, str] = {}
         #: changes applied so far (a test or a health check can wait on it)
         self.updates = 0
 
@@ -115,9 +120,14 @@ class KeyRing:
         and past its grace period), :class:`KeyDisabled`, :class:`KeyExpired`. Messages name the public
         key id at most, never the key or its hash.
         """
-        if not api_key_id.startswith(API_KEY_HASH_PREFIX) or len(api_key_id) != len(API_KEY_HASH_PREFIX) + 64:
+        if len(api_key_id) != _HASH_LEN or not api_key_id.startswith(API_KEY_HASH_PREFIX):
             raise Unauthenticated("the API key id is not a sha256: hash of a key")
-        entry = self._by_hmac.get(key_hmac(self._secret, api_key_id))
+        mac = self._hmacs.get(api_key_id)
+        if mac is None:
+            if len(self._hmacs) >= _HMAC_CACHE:
+                self._hmacs = {}
+            mac = self._hmacs[api_key_id] = key_hmac(self._secret, api_key_id)
+        entry = self._by_hmac.get(mac)
         if entry is None:
             raise Unauthenticated("unknown API key")
         record, identity = entry
