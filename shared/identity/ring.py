@@ -186,10 +186,14 @@ class KeyRing:
         read to its end (raises TimeoutError after `identity.ready_timeout_s`). Stop it with `.stop()`."""
         follower = KeyFollower(settings, self)
         follower.start()
-        if wait and not follower.ready.wait(settings.identity.ready_timeout_s):
-            follower.stop()
-            raise TimeoutError(f"the keys topic {follower.topic} was not read within "
-                               f"{settings.identity.ready_timeout_s} s")
+        deadline = time.monotonic() + settings.identity.ready_timeout_s
+        while wait and not follower.ready.wait(0.1):
+            if follower.error is not None:  # the topic is missing, the broker refused: say so now
+                raise RuntimeError(f"cannot follow the keys topic: {follower.error}") from follower.error
+            if time.monotonic() > deadline:
+                follower.stop()
+                raise TimeoutError(f"the keys topic {follower.topic} was not read within "
+                                   f"{settings.identity.ready_timeout_s} s")
         return follower
 
 

@@ -245,3 +245,10 @@ def _search_everywhere(settings: Settings, topics: dict[str, str], keys: list[st
     for path in files:
         data = path.read_bytes()
         assert not [s for s in raw_secrets + hashes if s in data], f"a key or its hash in {path}"
+
+
+def test_a_worker_without_a_keys_topic_fails_at_once_instead_of_refusing_everyone(settings: Settings) -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="keys topic"):
+        KeyRing.for_settings(settings).follow(settings)  # no `topics apply` for this prefix
+    assert time.monotonic() - started < settings.identity.ready_timeout_s
