@@ -21,12 +21,15 @@ class EventType(StrEnum):
     DEAD_LETTER = "DeadLetter"
     CONFIG_RECORD = "ConfigRecord"
     API_KEY = "ApiKey"
+    RESPONSE_CHUNK = "ResponseChunk"
 
 
 class Message(TypedDict):
     role: str
     content: str
     name: str | None
+    tool_calls_json: str | None
+    tool_call_id: str | None
 
 
 class Params(TypedDict):
@@ -36,6 +39,10 @@ class Params(TypedDict):
     stream: bool
     response_format: str | None
     stop: list[str]
+    tools_json: str | None
+    tool_choice_json: str | None
+    response_schema_json: str | None
+    extra_json: str | None
 
 
 class Request(TypedDict):
@@ -52,6 +59,7 @@ class Request(TypedDict):
     tags: dict[str, str]
     metadata: dict[str, str]
     region: str | None
+    reply_partition: int | None
     created_at: int
 
 
@@ -72,6 +80,7 @@ class Response(TypedDict):
     reason_code: str | None
     message: str | None
     content: str | None
+    tool_calls_json: str | None
     finish_reason: str | None
     provider: str | None
     model: str | None
@@ -131,3 +140,14 @@ class DeadLetter(TypedDict):
     original_value: bytes
     request_id: str | None
     failed_at: int
+
+
+class ResponseChunk(TypedDict):
+    request_id: str
+    dispatch_id: str
+    seq: int
+    delta: str
+    tool_calls_json: str | None
+    provider: str | None
+    model: str | None
+    created_at: int

@@ -32,6 +32,8 @@ class Topic(StrEnum):
     DEADLETTER = "deadletter"
     CONFIG = "config"
     KEYS = "keys"
+    REPLIES = "replies"
+    REPLY_CHUNKS = "replies.chunks"
 
 
 class TopicSpecError(ValueError):

@@ -18,6 +18,7 @@ from apps.cli import (
     lakehouse,
     registry,
     report,
+    serve,
     streams,
     topics,
 )
@@ -46,6 +47,7 @@ app.command("demo")(demo.run)
 app.command("chaos")(chaos.run)
 app.command("report")(report.run)
 app.command("bench")(bench.run)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from apps.demo.processes import Components, use_simulator_port
-from apps.demo.run import start_simulator
+from apps.stack import start_simulator
 from schemas import make_codec
 from shared.identity import KeyRevoked, KeyRing
 from shared.identity.admin import KeyAdmin
