@@ -20,6 +20,7 @@ class EventType(StrEnum):
     AUDIT_EVENT = "AuditEvent"
     DEAD_LETTER = "DeadLetter"
     CONFIG_RECORD = "ConfigRecord"
+    API_KEY = "ApiKey"
     RESPONSE_CHUNK = "ResponseChunk"
 
 

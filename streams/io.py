@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas import TopicCodec, dead_letter, make_codec
 from schemas.events import REPLY_PARTITION_HEADER
-from schemas.splice import RoutedSplicer
+from schemas.splice import RoutedSplicer, StringFieldSplicer
 from schemas.topics import Topic, physical_name
 from shared.guardrails.outcome import Rejection, event_id
 from streamgate.config import Settings
@@ -48,6 +48,8 @@ class StageIO:
             t: make_codec(self.names[t], et, registry) for t, et in _EVENT_TYPES.items()}
         #: routed bytes from the guarded request's bytes (single-object encoding only)
         self.splicer = None if registry else RoutedSplicer()
+        #: a request's bytes with its key hash replaced by the key's id (authentication), likewise
+        self.key_splicer = None if registry else StringFieldSplicer("Request", "api_key_id")
 
     def out(self, topic: Topic, key: str | bytes, record: dict[str, Any]) -> Output:
         raw_key = key if isinstance(key, bytes) else key.encode()

@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 from shared.guardrails.outcome import Rejection, prompt_chars
+from shared.identity.keys import KEY_ID_PREFIX
 from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog
 
 STAGE = "validate"
+_KEY_FORMS = ("sha256:", KEY_ID_PREFIX)
 
 
 def _reject(code: str, message: str) -> Rejection:
@@ -24,7 +26,8 @@ def validate_request(event: dict[str, Any], policy: GatewayPolicy, catalog: Mode
     for name in ("request_id", "trace_id", "team", "project", "model"):
         if not str(event.get(name) or "").strip():
             return _reject("missing_field", f"{name} is empty")
-    if not str(event.get("api_key_id", "")).startswith("sha256:"):
+    # sha256: as the client sends it; a key's public id once authentication (streams/identity/) named it
+    if not str(event.get("api_key_id", "")).startswith(_KEY_FORMS):
         return _reject("invalid_api_key_id", "api_key_id must be a sha256: hash of the key, never the key")
     team = policy.teams.get(event["team"])
     if team is None:

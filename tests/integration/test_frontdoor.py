@@ -23,12 +23,12 @@ import httpx
 import openai
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from shared.identity.admin import KeyAdmin
 
 from apps.demo.processes import Components, use_simulator_port
 from apps.stack import start_simulator
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import load_topic_specs, physical_name
+from shared.identity.admin import KeyAdmin
 from streamgate.client import (
     AsyncGatewayClient,
     GatewayClient,
