@@ -21,9 +21,8 @@ from typing import Any
 from bench.dispatch import SIM_PORT, _drain, _routed
 from bench.dispatch import _fill as fill_routed
 from bench.harness import write_result
-from bench.request_path import _events, pipeline_rate
+from bench.request_path import pipeline_rate
 from gateway_consumer.simulator import SimulatorProcess
-from schemas import SingleObjectCodec
 from streamgate.config import ProviderSettings, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_spec
@@ -73,7 +72,6 @@ def _dispatch_rate(broker: Settings) -> float:
 
 
 def main(repeats: int = 3) -> dict[str, Any]:
-    values = SingleObjectCodec("requests", "Request").encode_many(_events(REQUESTS))
     runs: dict[str, dict[str, list[float]]] = {p: {"request_path": [], "dispatch": []} for p in PROTOCOLS}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -88,7 +86,7 @@ def main(repeats: int = 3) -> dict[str, Any]:
             for r in range(repeats):
                 for protocol in (PROTOCOLS if r % 2 == 0 else PROTOCOLS[::-1]):
                     workdir = root / f"run-{r}-{protocol.lower()}"
-                    rate, _ = pipeline_rate(_deployment(brokers[protocol]), values, workdir)
+                    rate, _ = pipeline_rate(_deployment(brokers[protocol]), workdir)
                     runs[protocol]["request_path"].append(rate)
                     runs[protocol]["dispatch"].append(_dispatch_rate(brokers[protocol]))
                     print(f"repeat {r} {protocol}: request path {rate:,.0f} events/s, "

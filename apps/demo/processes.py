@@ -27,6 +27,7 @@ def write_config(settings: Settings, path: Path) -> Path:
     security = raw["kafka"]["security"]
     security["credentials_file"] = str(credentials_path(settings))
     security["ca_file"] = str(ca_path(settings))
+    raw.get("identity", {}).pop("hmac_secret", None)  # likewise, from `identity.hmac_secret_env`
     path.write_text(yaml.safe_dump(raw))
     return path
 

@@ -43,14 +43,15 @@ def _progress(console: Console) -> Progress:
 
 
 def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
-             tick: Callable[[float], None]) -> tuple[Counter[str], float]:
+             tick: Callable[[float], None],
+             keys: workload.WorkloadKeys | None = None) -> tuple[Counter[str], float]:
     """Send the workload (every 97th request twice), as fast as possible or at `pace` (with its burst);
     `tick(elapsed)` runs between sends. Returns requests per team and seconds; ids are `<run_id>-<n>`."""
     teams: Counter[str] = Counter()
     task = progress.add_task("sending requests", total=count)
     t0 = time.perf_counter()
     with RequestProducer(settings, client_id="demo") as producer:
-        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+        for n, request in enumerate(workload.requests(count, run_id=run_id, keys=keys), 1):
             while pace is not None and pace.due(time.perf_counter() - t0) < n:
                 tick(time.perf_counter() - t0)
                 time.sleep(0.01)
@@ -216,6 +217,10 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
+        keys = None
+        if settings.identity.enforce:  # real keys, issued before the request path starts and loads them
+            keys = workload.provision_keys(settings, actor="demo")
+            console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
@@ -231,7 +236,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
-                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
+                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:

@@ -12,7 +12,6 @@ them from reading each other's answers (they skip them, but still fetch them).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import queue
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -60,10 +59,12 @@ class GatewayClient:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         with self._waiting(request.request_id) as waiter:
-            try:
-                self.producer.send(request).result(timeout)
-            except concurrent.futures.TimeoutError:
-                raise ReplyTimeoutError(request.request_id, timeout) from None
+            delivered = self.producer.send(request)
+            while not delivered.done():  # delivery reports are served by poll(), on the caller's thread
+                if time.monotonic() >= deadline:
+                    raise ReplyTimeoutError(request.request_id, timeout)
+                self.producer.poll(0.005)
+            delivered.result()  # a DeliveryError if the broker refused it
             while True:
                 try:
                     event = waiter.events.get(timeout=max(deadline - time.monotonic(), 0.0))
