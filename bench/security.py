@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.dispatch import SIM_PORT, _drain, _routed
+from bench.dispatch import _drain, _routed
 from bench.dispatch import _fill as fill_routed
 from bench.harness import write_result
 from bench.request_path import pipeline_rate
@@ -40,7 +40,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _broker_settings(protocol: str, state_dir: Path) -> Settings:
+def _broker_settings(protocol: str, state_dir: Path, sim_port: int) -> Settings:
     base = load_settings()
     local = base.kafka.local.model_copy(update={"port": _free_port(), "controller_port": _free_port(),
                                                 "heap": "768m"})
@@ -49,7 +49,7 @@ def _broker_settings(protocol: str, state_dir: Path) -> Settings:
         "protocol": protocol, "credentials_file": state_dir / "kafka-credentials.json",
         "ca_file": state_dir / "kafka-tls" / "ca.pem"})
     kafka = base.kafka.model_copy(update={"bootstrap_servers": None, "local": local, "security": security})
-    providers = {"sim": ProviderSettings(base_url=f"http://127.0.0.1:{SIM_PORT}/v1", max_concurrency=512)}
+    providers = {"sim": ProviderSettings(base_url=f"http://127.0.0.1:{sim_port}/v1", max_concurrency=512)}
     cache = base.dispatch.cache.model_copy(update={"enabled": False})  # every request reaches the provider
     dispatch = base.dispatch.model_copy(update={"cache": cache, "max_in_flight": 4096})
     return base.model_copy(update={"state_dir": state_dir, "kafka": kafka, "providers": providers,
@@ -75,9 +75,10 @@ def main(repeats: int = 3) -> dict[str, Any]:
     runs: dict[str, dict[str, list[float]]] = {p: {"request_path": [], "dispatch": []} for p in PROTOCOLS}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        brokers = {p: _broker_settings(p, root / p.lower()) for p in PROTOCOLS}
+        sim_port = _free_port()  # not bench dispatch's fixed port: another run may hold it
+        brokers = {p: _broker_settings(p, root / p.lower(), sim_port) for p in PROTOCOLS}
         launchers = [LocalKafka(s) for s in brokers.values()]
-        sim = SimulatorProcess(SIM_PORT, root / "simulator.log", seed=1)
+        sim = SimulatorProcess(sim_port, root / "simulator.log", seed=1)
         try:
             for launcher in launchers:
                 launcher.up()
