@@ -51,7 +51,7 @@ def _config(settings: Settings, tmp_path: Path) -> Path:
 def _dump(settings: Settings, topic: str, timeout_s: float = 10) -> list[bytes]:
     """Every record's key and value bytes in a topic, from the beginning, read_uncommitted (aborted
     transactions too: nothing may hold a secret even there)."""
-    consumer = Consumer(consumer_config(settings, group_id=f"dump-{uuid.uuid4().hex[:6]}")
+    consumer = Consumer(consumer_config(settings, group_id=f"dump-{uuid.uuid4().hex[:6]}", role="admin")
                         | {"isolation.level": "read_uncommitted"})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
@@ -135,7 +135,7 @@ def pipeline(settings: Settings, topics: dict[str, str],
 
 def _answers(settings: Settings, topic: str, ids: set[str],
              timeout_s: float = 90) -> dict[str, dict[str, Any]]:
-    consumer = Consumer(consumer_config(settings, group_id=f"answers-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"answers-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topic])
     codec = make_codec(topic, "Response")
     got: dict[str, dict[str, Any]] = {}
@@ -231,7 +231,7 @@ def _search_everywhere(settings: Settings, topics: dict[str, str], keys: list[st
     its client-side hash only where the wire format puts it."""
     raw_secrets = [k.encode() for k in keys]
     hashes = [hash_api_key(k).removeprefix("sha256:").encode() for k in keys]
-    names = AdminClient(admin_config(settings)).list_topics(timeout=10).topics
+    names = AdminClient(admin_config(settings, role="admin")).list_topics(timeout=10).topics
     mine = [t for t in names if t.startswith(settings.kafka.topic_prefix)]
     assert {topics["requests"], topics["keys"], topics["responses"]} <= set(mine)
     for topic in mine:

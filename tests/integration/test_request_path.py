@@ -200,11 +200,11 @@ def test_the_reply_partition_reaches_the_routed_request_and_a_rejections_header(
     codec = make_codec(topics["requests"], "Request")
     valid = _req().to_event() | {"reply_partition": 4}
     denied = _req(model="gpt-4o", team="marketing", project="copy").to_event() | {"reply_partition": 2}
-    producer = Producer(producer_config(settings, client_id="reply-test"))
+    producer = Producer(producer_config(settings, client_id="reply-test", role="admin"))
     for event in (valid, denied):
         producer.produce(topics["requests"], codec.encode(event), event["request_id"].encode())
     producer.flush(10)
-    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}", role="admin"))
     meta = consumer.list_topics(timeout=10).topics
     names = (topics["requests.routed"], topics["requests.rejected"])
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in names for p in meta[t].partitions])
