@@ -30,7 +30,7 @@ from shared.tables.query import find_tables
 from streamgate.client import RequestProducer, build_request, hash_api_key
 from streamgate.config import Settings
 from streamgate.kafka.clients import admin_config, consumer_config
-from tests.conftest import free_port
+from tests.conftest import free_port, kafka_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 EXE = str(Path(sys.executable).parent / "streamgate")
@@ -43,8 +43,7 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _config(settings: Settings, tmp_path: Path) -> Path:
     config = tmp_path / "streamgate.yaml"
-    config.write_text(yaml.safe_dump({"state_dir": str(settings.state_dir), "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+    config.write_text(yaml.safe_dump({"state_dir": str(settings.state_dir), "kafka": kafka_config(settings)}))
     return config
 
 
