@@ -224,6 +224,7 @@ def measure_all(o: Options) -> dict[str, Any]:
                 k = f"{name}_{_rate_key(rate)}"
                 result |= {f"{k}_p50_ms": stats.p50_ms, f"{k}_p99_ms": stats.p99_ms,
                            f"{k}_achieved_per_s": stats.achieved_per_s, f"{k}_errors": stats.error_count,
+                           f"{k}_timeouts": stats.errors.get("timeout", 0),
                            f"{k}_sent": stats.sent, f"{k}_send_lag_p99_ms": stats.send_lag_p99_ms}
             result[f"{name}_max_per_s"] = best
             result[f"{name}_max_capped"] = best >= max(o.search_rates)
@@ -251,9 +252,10 @@ def table(result: dict[str, Any], o: Options) -> list[tuple[str, str]]:
             ratio = (f" (x{result[f'{k}_p50_vs_direct']:.1f} / x{result[f'{k}_p99_vs_direct']:.1f} direct)"
                      if name != "direct" and f"{k}_p50_vs_direct" in result else "")
             errors = result[f"{k}_errors"]
-            rows.append((f"{name} @ {rate:g}/s: p50 / p99, achieved, errors",
+            rows.append((f"{name} @ {rate:g}/s: p50 / p99, achieved, errors (generator lag p99)",
                          f"{result[f'{k}_p50_ms']:,.1f} / {result[f'{k}_p99_ms']:,.1f} ms{ratio}; "
-                         f"{result[f'{k}_achieved_per_s']:,.0f}/s; {errors} of {result[f'{k}_sent']:,}"))
+                         f"{result[f'{k}_achieved_per_s']:,.0f}/s; {errors} of {result[f'{k}_sent']:,} "
+                         f"({result[f'{k}_send_lag_p99_ms']:,.1f} ms)"))
         capped = " (top of the ladder: limit not reached)" if result[f"{name}_max_capped"] else ""
         rows.append((f"{name}: highest rate with p99 < {o.p99_limit_ms:g} ms",
                      f"{result[f'{name}_max_per_s']:,.0f}/s{capped}"))
@@ -285,7 +287,7 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated paths to measure")
     p.add_argument("--rates", default="50,500", help="fixed rates (requests/s)")
     p.add_argument("--duration", type=float, default=15.0, help="seconds per fixed rate")
-    p.add_argument("--search-rates", default="50,100,200,350,500,750,1000,1500,2000,3000",
+    p.add_argument("--search-rates", default="10,25,50,100,200,350,500,750,1000,1500,2000,3000",
                    help="the ladder of the max-rate search")
     p.add_argument("--search-duration", type=float, default=5.0, help="seconds per search step")
     p.add_argument("--refine-steps", type=int, default=1, help="bisection steps after the first failed rung")
@@ -310,7 +312,7 @@ def parse(argv: list[str]) -> Options:
         p.error(f"unknown path(s) {unknown}; known: {', '.join(PATHS)}")
     duration, search_duration, ladder = a.duration, a.search_duration, a.search_rates
     if a.quick:
-        duration, search_duration, ladder = 2.0, 1.5, "50,200,500,1000"
+        duration, search_duration, ladder = 2.0, 1.5, "25,50,200,500,1000"
     return Options(paths, _floats(a.rates), duration, _floats(ladder), search_duration, a.refine_steps,
                    a.p99_limit_ms, a.timeout, a.prompt_chars, a.model, a.simulator, a.peers_dir,
                    a.streamgate_http_url, a.streamgate_kafka_config, a.team, a.project, a.cooldown,

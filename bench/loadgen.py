@@ -190,10 +190,14 @@ class RunStats:
         return self.p99_ms < p99_limit_ms and self.achieved_per_s >= min_achieved_share * self.rate
 
     def as_dict(self) -> dict[str, Any]:
+        """For the JSON: a percentile of no answers (NaN) becomes null."""
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
         return {"path": self.path, "rate": self.rate, "duration_s": self.duration_s, "sent": self.sent,
                 "ok": self.ok, "errors": self.error_count, "error_kinds": dict(self.errors),
-                "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "ok_p50_ms": self.ok_p50_ms,
-                "ok_p99_ms": self.ok_p99_ms, "achieved_per_s": self.achieved_per_s,
+                "p50_ms": num(self.p50_ms), "p99_ms": num(self.p99_ms), "ok_p50_ms": num(self.ok_p50_ms),
+                "ok_p99_ms": num(self.ok_p99_ms), "achieved_per_s": self.achieved_per_s,
                 "send_lag_p99_ms": self.send_lag_p99_ms}
 
 
@@ -329,7 +333,12 @@ def run_in_process(spec: RunSpec) -> RunStats:
         proc.join()
         raise TimeoutError(f"load generator for {spec.path.name} at {spec.rate}/s gave no result "
                            f"in {budget} s")
-    status, payload = receiver.recv()
+    try:
+        status, payload = receiver.recv()
+    except EOFError:  # the child died before it could report (its traceback is on stderr)
+        proc.join(30)
+        raise RuntimeError(f"load generator for {spec.path.name} exited with {proc.exitcode} "
+                           "without a result") from None
     proc.join(30)
     if status != "ok":
         raise RuntimeError(f"load generator for {spec.path.name} failed: {payload}")
