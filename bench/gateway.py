@@ -10,10 +10,12 @@ LiteLLM and Portkey are installed by this benchmark (bench/peers.py) into ~/.cac
 A path that cannot run here (not configured, registry unreachable) is skipped with its reason in the JSON.
 
 Load (bench/loadgen.py): open loop, ~1 KB prompts, each rate for a fixed time in a load-generator
-process of its own; latency from each request's scheduled start to its answer, failures counted. Then,
-per path, rates step up until one is not sustained (p99 >= 1 s, or under 90% of the offered rate
-answered) and the highest sustained rate is `<path>_max_per_s` (one bisection step between the last
-pass and the first failure).
+process of its own; latency from each request's scheduled start to its answer, failures counted. Per
+path, rates step up (10, 25, 50, 100, ... requests/s) until one is not sustained (p99 >= 1 s, or under
+90% of the offered rate answered); the highest sustained rate is `<path>_max_per_s` (after one bisection
+step between the last pass and the first failure). The fixed rates (50 and 500/s) are rungs of that
+ladder run for the longer fixed duration; one the search did not reach runs at the end, so an overload
+never precedes another measurement.
 
 Adding a path: write a context manager `(ctx: Context) -> Iterator[GatewayPath]` that starts what the
 path needs, yields an `HttpPath` (name, base URL, headers, model) or an `AdapterPath` (a `ChatAdapter`
@@ -28,7 +30,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -106,7 +107,7 @@ def litellm(ctx: Context) -> Iterator[GatewayPath]:
     exe = install_litellm(ctx.options.peers_dir)
     port = free_port()
     proc, key = litellm_process(exe, port, ctx.simulator_v1, ctx.options.model, ctx.workdir)
-    proc.start(timeout_s=180)
+    proc.start(timeout_s=600)  # its imports alone took over 3 minutes on this machine under load
     try:
         yield HttpPath("litellm", f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {key}"},
                        ctx.options.model)
@@ -176,15 +177,24 @@ def _measure(path: GatewayPath, rate: float, duration_s: float, o: Options) -> R
 
 
 def run_path(path: GatewayPath, o: Options) -> tuple[dict[float, RunStats], float, list[RunStats]]:
-    """The fixed rates, then the search for the highest sustained rate (reusing fixed-rate runs)."""
-    fixed = {rate: _measure(path, rate, o.duration_s, o) for rate in o.rates}
+    """The search for the highest sustained rate, ascending, where a rung that is also a fixed rate runs
+    for the fixed duration and counts as that rate's figures; then the fixed rates the search did not
+    reach. Overloads come last, so no measured run follows one still draining."""
+    fixed: dict[float, RunStats] = {}
 
     def measure(rate: float) -> RunStats:
-        return fixed[rate] if rate in fixed else _measure(path, rate, o.search_duration_s, o)
+        if rate in fixed:
+            return fixed[rate]
+        stats = _measure(path, rate, o.duration_s if rate in o.rates else o.search_duration_s, o)
+        if rate in o.rates:
+            fixed[rate] = stats
+        return stats
 
     best, trail = search_max(measure, list(o.search_rates), o.p99_limit_ms, refine_steps=o.refine_steps)
     print(f"  {path.name}: highest sustained rate {best:g}/s", flush=True)
-    return fixed, best, trail
+    for rate in o.rates:
+        measure(rate)
+    return {rate: fixed[rate] for rate in o.rates}, best, trail
 
 
 @contextmanager
@@ -208,8 +218,11 @@ def _simulator(o: Options, workdir: Path) -> Iterator[str]:
 
 def measure_all(o: Options) -> dict[str, Any]:
     result: dict[str, Any] = {"skipped": {}, "runs": [], "paths_measured": []}
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, _simulator(o, Path(tmp)) as sim_v1:
-        ctx = Context(sim_v1, Path(tmp), o)
+    workdir = o.peers_dir / "last-run"  # configs and logs of this run's processes, kept for a look after
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    with _simulator(o, workdir) as sim_v1:
+        ctx = Context(sim_v1, workdir, o)
         for name in o.paths:
             print(f"== path {name}", flush=True)
             try:

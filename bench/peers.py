@@ -127,7 +127,7 @@ class ServiceProcess:
         self.env, self.cwd = env, cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 90) -> ServiceProcess:
+    def start(self, timeout_s: float = 300) -> ServiceProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
         with open(self.log, "ab") as out:
