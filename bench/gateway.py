@@ -205,7 +205,8 @@ def _simulator(o: Options, workdir: Path) -> Iterator[str]:
         url = o.simulator.rstrip("/").removesuffix("/v1")
         sim = SimulatorProcess(int(url.rsplit(":", 1)[1]), workdir / "simulator.log")
     else:
-        sim = SimulatorProcess(free_port(), workdir / "simulator.log", seed=1).start()
+        # a loaded machine took over 30 s (the default) to import and bind
+        sim = SimulatorProcess(free_port(), workdir / "simulator.log", seed=1).start(timeout_s=180)
     try:
         sim.set_profile(o.model, **ZERO_LATENCY)
         yield sim.url + "/v1"
