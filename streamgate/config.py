@@ -238,6 +238,20 @@ class SimulatorSettings(_Strict):
     profiles: Path = Path("config/simulator.yaml")
 
 
+class FrontDoorSettings(_Strict):
+    """`streamgate serve`: the OpenAI- and Anthropic-compatible HTTP API over the stream."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: The partition of `replies` this instance reads its answers from; null: one chosen at random. Give
+    #: each instance its own (up to the topic's partitions) so none reads another's answers.
+    reply_partition: int | None = Field(default=None, ge=0)
+    #: How long a call waits for its answer before a 504.
+    timeout_s: float = Field(default=120.0, gt=0)
+    #: Larger request bodies are refused with a 400 before they are read.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
 #: The long-running components that serve /metrics and /healthz, by their key under `metrics.ports`.
 COMPONENTS = ("streams_worker", "dispatcher", "aggregator", "lakehouse_sink", "simulator")
 
@@ -290,6 +304,7 @@ class Settings(_Strict):
     lakehouse: LakehouseSettings = LakehouseSettings()
     features: FeaturesSettings = FeaturesSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    frontdoor: FrontDoorSettings = FrontDoorSettings()
     metrics: MetricsSettings = MetricsSettings()
 
     def resolve(self, path: Path) -> Path:

@@ -3,8 +3,9 @@
 The stages stay separate modules with plain functions (validate/, guardrails/, route/); this module only
 chains them. Chaining them in one pass, rather than one faust agent per stage with a topic between each,
 costs one Avro decode and one encode per request instead of three of each, one dedup claim instead of
-three, and one consume instead of three (measured in docs/benchmarks.md). The faust agent
-(streams/app.py) and `bench/request_path.py` call the same :meth:`RequestPath.process`.
+three, and one consume instead of three (measured in docs/benchmarks.md). The transactions engine
+(streams/loop.py), the optional faust agent (streams/app.py) and `bench/request_path.py` all call the same
+:meth:`RequestPath.process`.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def check_claim(held: list[int] | None, offset: int, now_ms: int,
                 window_ms: int) -> tuple[bool, list[int] | None]:
     """(is a duplicate to drop, the claim to store or None) for a request id held by `held`.
 
-    The path is at-least-once, and a record seen twice under another offset (a producer retry, a
-    redelivery, a gap re-enqueue) must not be decided twice: a second decision can differ (budgets move)
-    and would give the caller a second answer. A claim is [first seen ms, offset of the claiming record];
-    the offset tells a replay of the same record after a crash (process it again) from a second record
-    with the same id (drop it). Claims live in a faust table in the worker (its changelog makes them
-    survive a crash) and in a dict in unit tests and the benchmark.
+    A record seen twice under another offset (a producer retry, a resend, a gap re-enqueue) must not be
+    decided twice: a second decision can differ (budgets move) and would give the caller a second answer.
+    A claim is [first seen ms, offset of the claiming record]; the offset tells a replay of the same record
+    after a crash (decide it again) from a second record with the same id (drop it). Claims are kept per
+    partition in memory and written to a compacted changelog in the same Kafka transaction as the batch's
+    outputs (streams/claims.py, read back on assignment); on the faust engine they are a faust table; in
+    unit tests and the benchmark, a dict.
     """
     if held and now_ms - held[0] < window_ms and held[1] != offset:
         return True, None

@@ -32,12 +32,8 @@ from apps.chaos.invariants import (
 )
 from apps.demo.observe import OutcomeWatcher
 from apps.demo.processes import Components
-from apps.demo.run import (
-    DUPLICATE_EVERY,
-    _start_infrastructure,
-    start_simulator,
-    stop_broker_on_interrupt,
-)
+from apps.demo.run import DUPLICATE_EVERY
+from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic
 from shared.traffic import workload
@@ -171,7 +167,7 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     settings = chaos_settings(settings, report.run_id)
     console.print(f"[bold]chaos run {report.run_id}[/]: {requests:,} requests over {duration_s:.0f} s, "
                   f"seed {seed} (the same faults again: --seed {seed})")
-    started_broker = _start_infrastructure(settings, console)
+    started_broker = start_infrastructure(settings, console)
     plan = fx.plan(duration_s, seed, kills=kills, kinds=kinds,
                    broker=broker_restart and not settings.kafka.external)
     if settings.kafka.external:

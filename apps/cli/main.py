@@ -17,6 +17,7 @@ from apps.cli import (
     lakehouse,
     registry,
     report,
+    serve,
     streams,
     topics,
 )
@@ -44,6 +45,7 @@ app.command("demo")(demo.run)
 app.command("chaos")(chaos.run)
 app.command("report")(report.run)
 app.command("bench", help=bench.HELP, context_settings=bench.CONTEXT)(bench.run)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -56,9 +56,14 @@ class GatewayClient:
         """Send one request (fields as `build_request` takes them) and return its final Response."""
         request = self.request(**fields)
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
         with self._waiting(request.request_id) as waiter:
-            self.producer.send(request).result(timeout)
-            deadline = time.monotonic() + timeout
+            delivered = self.producer.send(request)
+            while not delivered.done():  # delivery reports are served by poll(), on the caller's thread
+                if time.monotonic() >= deadline:
+                    raise ReplyTimeoutError(request.request_id, timeout)
+                self.producer.poll(0.005)
+            delivered.result()  # a DeliveryError if the broker refused it
             while True:
                 try:
                     event = waiter.events.get(timeout=max(deadline - time.monotonic(), 0.0))

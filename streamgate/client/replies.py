@@ -119,6 +119,10 @@ class ReplyReader:
             self._waiters.pop(request_id, None)
 
     @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def waiting(self) -> int:
         return len(self._waiters)
 
