@@ -274,6 +274,10 @@ def table(result: dict[str, Any], o: Options) -> list[tuple[str, str]]:
         rows.append((f"{name}: highest rate with p99 < {o.p99_limit_ms:g} ms",
                      f"{result[f'{name}_max_per_s']:,.0f}/s{capped}"))
     rows += [(f"{name}: skipped", reason) for name, reason in result["skipped"].items()]
+    if "load_average_before" in result:
+        rows.append(("machine load average (1 min) before / after",
+                     f"{result['load_average_before'][0]:.1f} / {result['load_average_after'][0]:.1f} "
+                     f"on {os.cpu_count()} cores"))
     rows.append(("load", f"open loop, {o.prompt_chars}-char prompts, {o.duration_s:g} s per fixed rate, "
                          f"{o.search_duration_s:g} s per search step; failures rank as the {o.timeout_s:g} s "
                          "timeout"))
@@ -335,7 +339,10 @@ def parse(argv: list[str]) -> Options:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     o = parse(list(argv or []))
+    load_before = os.getloadavg()
     result = measure_all(o)
+    # other work on the machine shows in every figure: the load averages say how much there was
+    result["load_average_before"], result["load_average_after"] = list(load_before), list(os.getloadavg())
     result["settings"] = {"rates": list(o.rates), "duration_s": o.duration_s,
                           "search_rates": list(o.search_rates), "search_duration_s": o.search_duration_s,
                           "p99_limit_ms": o.p99_limit_ms, "timeout_s": o.timeout_s,
