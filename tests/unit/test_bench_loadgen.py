@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from bench.__main__ import split
+from bench.gateway import _ratios, parse
 from bench.loadgen import (
     AdapterPath,
     FailedRequestError,
@@ -146,3 +147,15 @@ def test_a_run_happens_in_a_process_of_its_own() -> None:
     stats = run_in_process(RunSpec(_path(0.001), rate=100, duration_s=0.3, timeout_s=5, warmup_requests=2))
     assert (stats.sent, stats.ok, stats.error_count) == (30, 30, 0)
     assert stats.path == "fake" and stats.p99_ms < 1000
+
+
+def test_ratios_to_direct_only_where_direct_kept_up() -> None:
+    o = parse(["--rates", "50,500"])
+    result = {"paths_measured": ["direct", "portkey"],
+              "direct_50_p50_ms": 2.0, "direct_50_p99_ms": 10.0, "direct_50_sustained": True,
+              "direct_500_p50_ms": 900.0, "direct_500_p99_ms": 5000.0, "direct_500_sustained": False,
+              "portkey_50_p50_ms": 5.0, "portkey_50_p99_ms": 40.0, "portkey_500_p50_ms": 950.0,
+              "portkey_500_p99_ms": 6000.0}
+    _ratios(result, o)
+    assert result["portkey_50_p50_vs_direct"] == 2.5 and result["portkey_50_p99_vs_direct"] == 4.0
+    assert "portkey_500_p50_vs_direct" not in result and "direct_500_p99_vs_direct" not in result
