@@ -20,6 +20,7 @@ class EventType(StrEnum):
     AUDIT_EVENT = "AuditEvent"
     DEAD_LETTER = "DeadLetter"
     CONFIG_RECORD = "ConfigRecord"
+    API_KEY = "ApiKey"
     RESPONSE_CHUNK = "ResponseChunk"
 
 
@@ -139,6 +140,11 @@ class DeadLetter(TypedDict):
     original_value: bytes
     request_id: str | None
     failed_at: int
+
+
+#: The Kafka header that names the caller's reply partition (ASCII digits) on a `requests.rejected`
+#: record: the request path writes it, the dispatcher reads it (the Response has no field for it).
+REPLY_PARTITION_HEADER = "reply_partition"
 
 
 class ResponseChunk(TypedDict):

@@ -31,6 +31,7 @@ class Topic(StrEnum):
     AUDIT = "audit"
     DEADLETTER = "deadletter"
     CONFIG = "config"
+    KEYS = "keys"
     REPLIES = "replies"
     REPLY_CHUNKS = "replies.chunks"
 

@@ -80,6 +80,8 @@ class _Run:
     def __init__(self, settings: Settings, report: ChaosReport, console: Console) -> None:
         self.settings, self.report, self.console = settings, report, console
         self.t0 = time.monotonic()
+        #: real API keys for the workload's teams (the request path authenticates every request)
+        self.keys: workload.WorkloadKeys | None = None
 
     def note(self, text: str) -> None:
         line = f"{time.monotonic() - self.t0:6.1f} s  {text}"
@@ -106,7 +108,7 @@ class _Run:
         """Send `count` requests evenly over `duration_s` (every 97th twice) while the faults fire."""
         ids: set[str] = set()
         pending = list(plan)
-        requests = workload.requests(count, seed=self.report.seed, run_id=self.report.run_id)
+        requests = workload.requests(count, seed=self.report.seed, run_id=self.report.run_id, keys=self.keys)
         with RequestProducer(self.settings, client_id="chaos") as producer:
             while len(ids) < count or pending:
                 now = time.monotonic() - self.t0
@@ -175,6 +177,8 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     run = _Run(settings, report, console)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings, name="chaos") as components:
         components.logs = Path(settings.lakehouse.root).parent / "logs"
+        if settings.identity.enforce:  # before the workers start, so their key rings load them
+            run.keys = workload.provision_keys(settings, actor="chaos")
         simulator = start_simulator(settings, components)
         for name, args in WORKER_ARGS.items():
             components.start(name, *args)

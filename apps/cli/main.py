@@ -14,6 +14,7 @@ from apps.cli import (
     dispatch,
     features,
     kafka,
+    keys,
     lakehouse,
     registry,
     report,
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
+app.add_typer(keys.app, name="keys")
 app.add_typer(registry.app, name="schema-registry")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")

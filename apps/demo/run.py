@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from apps.demo.frontdoor_traffic import FrontDoorTraffic, pick_port, summary_line, wait_until_up
 from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
@@ -43,14 +44,15 @@ def _progress(console: Console) -> Progress:
 
 
 def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
-             tick: Callable[[float], None]) -> tuple[Counter[str], float]:
+             tick: Callable[[float], None],
+             keys: workload.WorkloadKeys | None = None) -> tuple[Counter[str], float]:
     """Send the workload (every 97th request twice), as fast as possible or at `pace` (with its burst);
     `tick(elapsed)` runs between sends. Returns requests per team and seconds; ids are `<run_id>-<n>`."""
     teams: Counter[str] = Counter()
     task = progress.add_task("sending requests", total=count)
     t0 = time.perf_counter()
     with RequestProducer(settings, client_id="demo") as producer:
-        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+        for n, request in enumerate(workload.requests(count, run_id=run_id, keys=keys), 1):
             while pace is not None and pace.due(time.perf_counter() - t0) < n:
                 tick(time.perf_counter() - t0)
                 time.sleep(0.01)
@@ -216,12 +218,17 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
+        keys = None
+        if settings.identity.enforce:  # real keys, issued before the request path starts and loads them
+            keys = workload.provision_keys(settings, actor="demo")
+            console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
         components.start("lakehouse-sink", "lakehouse", "sink")
         _print_metrics(console, settings)
         components.start("feature-pusher", "features", "push")
+        door = _start_frontdoor(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
         tick = _Ticker(lag, simulator, pace, console)
@@ -231,7 +238,8 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
-                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
+                door_traffic = _frontdoor_traffic(settings, door, requests, duration_s)
+                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
@@ -242,6 +250,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
             lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
+    console.print(summary_line(door_traffic.result(60), door_traffic.error))
     peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
     console.print(f"consumer lag peak (records not yet committed): {peaks}")
     _print_lakehouse(console, settings)
@@ -251,6 +260,25 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     if missing:
         raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
     return outcomes
+
+
+def _start_frontdoor(settings: Settings, components: Components, console: Console) -> str:
+    """`streamgate serve` as one more component; returns its base URL once it answers."""
+    port = pick_port(settings.frontdoor.host, settings.frontdoor.port)
+    components.start("frontdoor", "serve", "--port", str(port))
+    url = f"http://{settings.frontdoor.host}:{port}"
+    console.print(f"[bold]front door[/] {url}/v1 (OpenAI and Anthropic APIs; `streamgate serve`)")
+    return url
+
+
+def _frontdoor_traffic(settings: Settings, url: str, requests: int,
+                       duration_s: float | None) -> FrontDoorTraffic:
+    """One call in 20 goes through the front door with the openai SDK, as a service would send it."""
+    from shared.identity.admin import KeyAdmin
+
+    _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
+    wait_until_up(url)
+    return FrontDoorTraffic(url, key, max(20, requests // 20), duration_s or 10.0)
 
 
 def _write_report(console: Console, settings: Settings) -> None:

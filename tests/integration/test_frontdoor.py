@@ -23,11 +23,12 @@ import httpx
 import openai
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from shared.identity.admin import KeyAdmin
 
 from apps.demo.processes import Components, use_simulator_port
+from apps.stack import start_simulator
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import load_topic_specs, physical_name
+from shared.identity.admin import KeyAdmin
 from streamgate.client import (
     AsyncGatewayClient,
     GatewayClient,
@@ -80,9 +81,7 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     _, key = admin.create("search", "ranker")
     _, other = admin.create("support", "chatbot")
     with Components(settings, name="frontdoor") as components:
-        simulator = SimulatorProcess(settings.simulator.port, state / "simulator.log", components.config)
-        simulator.start()
-        components.procs["simulator"] = simulator.proc
+        simulator = start_simulator(settings, components)  # owned by components even if its start fails
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("serve", "serve")
@@ -91,7 +90,7 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         yield Door(settings, url, key, other, simulator, components)
 
 
-def _wait_healthy(url: str, components: Components, timeout_s: float = 90) -> None:
+def _wait_healthy(url: str, components: Components, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if dead := components.dead():
@@ -264,6 +263,26 @@ def test_a_key_answers_for_its_own_team_only(door: Door) -> None:
     with pytest.raises(openai.PermissionDeniedError):
         support.chat.completions.create(model="claude-3-5-haiku", messages=USER)
     assert support.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
+
+
+def test_rate_limit_is_429_with_retry_after_and_the_sdk_waits_it_out(door: Door) -> None:
+    """A key allowed 1 request a minute: the second is refused 429 with Retry-After (the seconds left in
+    the minute); the openai SDK's own retry honours it and gets an answer once the minute has turned."""
+    while time.time() % 60 > 40:  # not at the turn of a minute: the second call must fall in the first's
+        time.sleep(0.5)
+    _, key = KeyAdmin(door.settings).create("search", "ranker", rpm=1)
+    time.sleep(1.0)  # the front door's key ring follows the keys topic
+    client = openai.OpenAI(base_url=door.url + "/v1", api_key=key, max_retries=0)
+    assert client.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
+    refused = httpx.post(door.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                         json={"model": MODEL, "messages": USER}, timeout=30)
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 60 and abs(wait - (60 - time.time() % 60)) <= 3
+    began = time.monotonic()
+    patient = openai.OpenAI(base_url=door.url + "/v1", api_key=key, max_retries=2)
+    assert patient.chat.completions.create(model=MODEL, messages=USER).choices[0].message.content
+    assert time.monotonic() - began >= wait - 2  # it waited for the minute to turn, as told
 
 
 # -- Kafka request-reply ----------------------------------------------------------------------------------
