@@ -2,8 +2,9 @@
 
 Paths (issue 15 item 8), each a way for a service to get a chat completion from the same simulator:
 - `direct`: HTTP straight to the simulator's `/v1/chat/completions`, the baseline of the same run;
-- `streamgate_http`: streamgate's OpenAI-compatible front door (`streamgate serve`), when given;
-- `streamgate_kafka`: request-reply over Kafka (`AsyncGatewayClient`), when given a running stack;
+- `streamgate_http`: streamgate's OpenAI-compatible front door (`streamgate serve`) over the whole
+  request path and dispatcher (a stack this benchmark starts, or a running one given by its URL);
+- `streamgate_kafka`: request-reply over Kafka (`AsyncGatewayClient`) through the same stages;
 - `litellm`: LiteLLM proxy from PyPI, its documented defaults, one worker;
 - `portkey`: Portkey's open-source gateway from npm, its defaults.
 LiteLLM and Portkey are installed by this benchmark (bench/peers.py) into ~/.cache/streamgate/peers.
@@ -129,27 +130,70 @@ def portkey(ctx: Context) -> Iterator[GatewayPath]:
 
 
 @contextmanager
+def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]:
+    """streamgate as a service would run it: the request path, the dispatcher and the front door as their
+    own processes on the local broker (started if none runs), under a topic prefix of this run, with the
+    benchmark's simulator as every provider and the answer cache off (as the peers have none). Yields
+    (front door base URL, an API key, the stack's config path)."""
+    import uuid
+
+    from rich.console import Console
+
+    from apps.demo.frontdoor_traffic import wait_until_up
+    from apps.demo.processes import Components, use_simulator_port
+    from apps.stack import start_infrastructure
+    from shared.identity.admin import KeyAdmin
+    from streamgate.config import load_settings
+
+    base = load_settings()
+    port = int(ctx.simulator_v1.removesuffix("/v1").rsplit(":", 1)[1])
+    cache = base.dispatch.cache.model_copy(update={"enabled": False})
+    settings = use_simulator_port(base.model_copy(update={"state_dir": ctx.workdir / name}), port).model_copy(update={
+        "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}),
+        "dispatch": base.dispatch.model_copy(update={"cache": cache}),
+        "metrics": base.metrics.model_copy(update={"enabled": False}),
+        "frontdoor": base.frontdoor.model_copy(update={"port": free_port()})})
+    start_infrastructure(settings, Console(stderr=True))
+    _, key = KeyAdmin(settings, actor="bench").create(ctx.options.team, ctx.options.project)
+    with Components(settings, name=name) as components:
+        components.start("streams-worker", "streams", "worker")
+        components.start("dispatcher", "dispatch", "worker")
+        components.start("frontdoor", "serve")
+        url = f"http://127.0.0.1:{settings.frontdoor.port}"
+        wait_until_up(url, timeout_s=180)
+        time.sleep(5)  # the workers have joined their groups
+        yield url + "/v1", key, str(components.config)
+
+
+@contextmanager
 def streamgate_http(ctx: Context) -> Iterator[GatewayPath]:
-    """The front door of a running `streamgate serve` whose provider for the model is this benchmark's
-    simulator (see `--simulator`)."""
+    """The front door (`streamgate serve`), OpenAI-compatible HTTP. With `--streamgate-http-url` (and the
+    key in $STREAMGATE_BENCH_KEY) a running one; else a stack started here."""
     url, key = ctx.options.streamgate_http_url, os.environ.get(ENV_KEY)
-    if not url or not key:
-        raise UnavailableError(f"not configured: give --streamgate-http-url (or ${ENV_HTTP_URL}) and the key "
-                               f"in ${ENV_KEY}")
-    yield HttpPath("streamgate_http", url, {"Authorization": f"Bearer {key}"}, ctx.options.model)
+    if url and key:
+        yield HttpPath("streamgate_http", url, {"Authorization": f"Bearer {key}"}, ctx.options.model)
+        return
+    with _streamgate_stack(ctx, "streamgate_http") as (url, key, _):
+        yield HttpPath("streamgate_http", url, {"Authorization": f"Bearer {key}"}, ctx.options.model)
 
 
 @contextmanager
 def streamgate_kafka(ctx: Context) -> Iterator[GatewayPath]:
-    """Request-reply through a running stack (request path + dispatcher) described by its config."""
-    config, key = ctx.options.streamgate_kafka_config, os.environ.get(ENV_KEY)
-    if not config or not key:
-        raise UnavailableError(f"not configured: give --streamgate-kafka-config (or ${ENV_KAFKA_CONFIG}), "
-                               f"the config of a running stack, and the key in ${ENV_KEY}")
+    """Request-reply over Kafka (`AsyncGatewayClient`): with `--streamgate-kafka-config` (and the key in
+    $STREAMGATE_BENCH_KEY) through a running stack; else a stack started here."""
     o = ctx.options
-    yield AdapterPath("streamgate_kafka", "bench.kafka_adapter:GatewayClientAdapter",
-                      {"config": config, "api_key": key, "team": o.team, "project": o.project,
-                       "timeout_s": o.timeout_s}, o.model)
+    config, key = o.streamgate_kafka_config, os.environ.get(ENV_KEY)
+
+    def path(config: str, key: str) -> AdapterPath:
+        return AdapterPath("streamgate_kafka", "bench.kafka_adapter:GatewayClientAdapter",
+                           {"config": config, "api_key": key, "team": o.team, "project": o.project,
+                            "timeout_s": o.timeout_s}, o.model)
+
+    if config and key:
+        yield path(config, key)
+        return
+    with _streamgate_stack(ctx, "streamgate_kafka") as (_, key, config):
+        yield path(config, key)
 
 
 PathSetup = Callable[[Context], AbstractContextManager[GatewayPath]]
