@@ -148,7 +148,8 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
     base = load_settings()
     port = int(ctx.simulator_v1.removesuffix("/v1").rsplit(":", 1)[1])
     cache = base.dispatch.cache.model_copy(update={"enabled": False})
-    settings = use_simulator_port(base.model_copy(update={"state_dir": ctx.workdir / name}), port).model_copy(update={
+    here = use_simulator_port(base.model_copy(update={"state_dir": ctx.workdir / name}), port)
+    settings = here.model_copy(update={
         "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}),
         "dispatch": base.dispatch.model_copy(update={"cache": cache}),
         "metrics": base.metrics.model_copy(update={"enabled": False}),
