@@ -132,7 +132,8 @@ def portkey(ctx: Context) -> Iterator[GatewayPath]:
 @contextmanager
 def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]:
     """streamgate as a service would run it: the request path, the dispatcher and the front door as their
-    own processes on the local broker (started if none runs), under a topic prefix of this run, with the
+    own processes on the configured broker (the local one, started if it is not running: `streamgate kafka
+    up`), under a topic prefix of this run (logs under <state_dir>/logs), with the
     benchmark's simulator as every provider and the answer cache off (as the peers have none). Yields
     (front door base URL, an API key, the stack's config path)."""
     import uuid
@@ -148,8 +149,7 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
     base = load_settings()
     port = int(ctx.simulator_v1.removesuffix("/v1").rsplit(":", 1)[1])
     cache = base.dispatch.cache.model_copy(update={"enabled": False})
-    here = use_simulator_port(base.model_copy(update={"state_dir": ctx.workdir / name}), port)
-    settings = here.model_copy(update={
+    settings = use_simulator_port(base, port).model_copy(update={
         "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}),
         "dispatch": base.dispatch.model_copy(update={"cache": cache}),
         "metrics": base.metrics.model_copy(update={"enabled": False}),
