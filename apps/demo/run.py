@@ -10,6 +10,8 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 from __future__ import annotations
 
 import contextlib
+import logging
+import resource
 import time
 import uuid
 from collections import Counter
@@ -37,6 +39,12 @@ from streamgate.kafka.topics import apply_topics
 CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
                    b"\xc3\x01\x12")
 DUPLICATE_EVERY = 97
+#: Seconds without a single new outcome after which the demo stops waiting (the backlog is not moving).
+STALL_S = 120.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not finish; the message says why and where to look (no traceback on the console)."""
 
 
 def _progress(console: Console) -> Progress:
@@ -109,16 +117,23 @@ def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pa
 
 
 def _wait_for_outcomes(watcher: OutcomeWatcher, count: int, components: Components, progress: Progress,
-                       timeout_s: float, tick: Callable[[float], None]) -> float:
+                       stall_s: float, tick: Callable[[float], None]) -> float:
+    """Wait while outcomes keep arriving, however long the backlog takes to drain; stop once none has
+    arrived for `stall_s` (the caller reports what is missing)."""
     task = progress.add_task("waiting for every outcome", total=count)
     t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout_s
-    while watcher.outcomes.mine < count and time.monotonic() < deadline:
+    seen, last_progress = watcher.outcomes.mine, time.monotonic()
+    while watcher.outcomes.mine < count:
         watcher.poll()
         tick(time.perf_counter() - t0)
         progress.update(task, completed=watcher.outcomes.mine)
         if dead := components.supervise():
-            raise RuntimeError(f"component(s) {dead} kept exiting; see {components.logs}")
+            raise DemoError(f"component(s) {', '.join(dead)} kept exiting; "
+                            f"see their logs in {components.logs}")
+        if watcher.outcomes.mine > seen:
+            seen, last_progress = watcher.outcomes.mine, time.monotonic()
+        elif time.monotonic() - last_progress >= stall_s:
+            break
     for _ in range(4):  # late dead letters and verdicts
         watcher.poll(0.25)
     return time.perf_counter() - t0
@@ -183,13 +198,15 @@ class _Ticker:
     DEGRADED = ("gpt-4o", {"median_ms": 900, "p99_ms": 4000, "error_rate": 0.3})
 
     def __init__(self, lag: LagProbe, simulator: SimulatorProcess, pace: Pace | None,
-                 console: Console) -> None:
+                 console: Console, components: Components) -> None:
         self.lag, self.simulator, self.pace, self.console = lag, simulator, pace, console
+        self.components = components
         self.next_sample, self.phase = 0.0, "healthy"
 
     def __call__(self, elapsed_s: float) -> None:
         if time.monotonic() >= self.next_sample:
             self.lag.sample()
+            self.components.sample_memory()
             self.next_sample = time.monotonic() + 1.0
         if self.pace is None:
             return
@@ -243,15 +260,19 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | None = None,
-             timeout_s: float = 600, console: Console | None = None) -> Outcomes:
+             stall_s: float = STALL_S, console: Console | None = None) -> Outcomes:
     """`duration_s` paces the requests over that many seconds, with a 50x burst and a provider that
-    degrades and recovers; without it they are sent as fast as possible."""
+    degrades and recovers; without it they are sent as fast as possible. The wait for outcomes lasts as
+    long as they keep arriving, and gives up (DemoError) after `stall_s` without one."""
     console = console or Console()
     pace = Pace(requests, duration_s) if duration_s else None
     run_id = uuid.uuid4().hex[:8]
+    _log_to_file(settings)
     started_broker = _start_infrastructure(settings, console)
     settings = use_free_metrics_ports(settings)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
+        if (broker_pid := LocalKafka(settings).status().pid) is not None:
+            components.watched["kafka broker"] = broker_pid
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         components.start("streams-worker", "streams", "worker")
@@ -262,7 +283,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
         components.start("feature-pusher", "features", "push")
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
-        tick = _Ticker(lag, simulator, pace, console)
+        tick = _Ticker(lag, simulator, pace, console, components)
         try:
             with _progress(console) as progress:
                 if pace is not None:
@@ -270,7 +291,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
-                wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
+                wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
@@ -282,13 +303,37 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
     peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
     console.print(f"consumer lag peak (records not yet committed): {peaks}")
+    _print_memory(console, components)
     _print_lakehouse(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
     missing = requests - outcomes.mine
     if missing:
-        raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
+        raise DemoError(f"{missing:,} of {requests:,} requests have no outcome: none arrived for "
+                        f"{stall_s:.0f} s ({wait_s:.0f} s after the last send). The component logs in "
+                        f"{components.logs} say why.")
     return outcomes
+
+
+def _print_memory(console: Console, components: Components) -> None:
+    """Peak resident memory of every process of the run (VmHWM), this one included."""
+    peaks = dict(components.peak_rss)
+    peaks["demo (this process)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    console.print("peak memory (RSS): "
+                  + ", ".join(f"{name} {n / 2**20:,.0f} MB" for name, n in peaks.items()))
+
+
+def _log_to_file(settings: Settings) -> None:
+    """This process's library logging (librdkafka through confluent-kafka, deltalake, feast) goes to
+    `<state>/logs/demo.log`: the console is for the demo's own progress and summary."""
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not any(getattr(h, "baseFilename", None) == str(logs / "demo.log") for h in root.handlers):
+        handler = logging.FileHandler(logs / "demo.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
 
 
 def _write_report(console: Console, settings: Settings) -> None:
