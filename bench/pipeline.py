@@ -46,7 +46,7 @@ from streamgate.kafka.clients import consumer_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_topics
 
-RATES = (250, 500, 1000, 1500, 2000)
+RATES = (50, 100, 250, 500, 1000, 1500, 2000)
 STEP_S = 15.0
 WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
 DRAIN_S = 10.0
