@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 from ddsketch import DDSketch
 
 from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
-from apps.demo.run import start_simulator
+from apps.stack import start_simulator
 from bench.harness import write_result
 from schemas import make_codec
 from schemas.topics import Topic, load_topic_specs, physical_name
