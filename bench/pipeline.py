@@ -55,14 +55,15 @@ STAGES = (("streams-worker", ("streams", "worker")), ("dispatcher", ("dispatch",
           ("aggregator", ("aggregate", "worker")), ("lakehouse-sink", ("lakehouse", "sink")))
 
 
-def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str) -> None:
+def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
+          keys: workload.WorkloadKeys | None) -> None:
     """In its own process (a sending thread here would take the GIL from the reader): paced sends; each
     request is built just before it is sent, so its `created_at` is its send time."""
     from streamgate.client import RequestProducer
 
     settings = load_settings(config)
     total = int(rate * seconds)
-    requests = workload.requests(total, seed=seed, run_id=run_id)
+    requests = workload.requests(total, seed=seed, run_id=run_id, keys=keys)
     with RequestProducer(settings, client_id="bench-pipeline") as producer:
         t0 = time.perf_counter()
         for n in range(total):
@@ -135,13 +136,13 @@ def _shed_total(settings: Settings) -> float:
 
 
 def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, seconds: float,
-              procs: dict[str, psutil.Process]) -> dict[str, Any]:
+              procs: dict[str, psutil.Process], keys: workload.WorkloadKeys | None) -> dict[str, Any]:
     step = _Step(rate, uuid.uuid4().hex[:8], int(rate * seconds))
     shed_before = _shed_total(settings)
     for p in procs.values():
         p.cpu_percent()
     sender = multiprocessing.get_context("spawn").Process(
-        target=_send, args=(config, rate, seconds, int(rate), step.run_id))
+        target=_send, args=(config, rate, seconds, int(rate), step.run_id, keys))
     started = time.monotonic()
     sender.start()
     while sender.is_alive():
@@ -195,6 +196,8 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
         LocalKafka(settings).up()
         apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
         steps: list[dict[str, Any]] = []
+        # real keys, issued before the request path starts (identity.enforce is on by default)
+        keys = workload.provision_keys(settings, actor="bench") if settings.identity.enforce else None
         with Components(settings, name="bench-pipeline") as components:
             start_simulator(settings, components)
             for name, args in STAGES:
@@ -203,9 +206,9 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
             reader = _Reader(settings)
             try:
                 time.sleep(5)  # groups joined, partitions assigned
-                _run_step(settings, components.config, reader, *WARMUP, procs)
+                _run_step(settings, components.config, reader, *WARMUP, procs, keys)
                 for rate in rates:
-                    result = _run_step(settings, components.config, reader, rate, seconds, procs)
+                    result = _run_step(settings, components.config, reader, rate, seconds, procs, keys)
                     steps.append(result)
                     print(f"  semantic {'on ' if semantic else 'off'} {rate:>6,.0f}/s: added p50/p99 "
                           f"{result['added_p50_ms']:.0f}/{result['added_p99_ms']:.0f} ms, total p99 "
