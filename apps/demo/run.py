@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from apps.demo.frontdoor_traffic import FrontDoorTraffic, pick_port, summary_line, wait_until_up
 from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
@@ -235,8 +236,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     started_broker = start_infrastructure(settings, console)
     settings = use_free_metrics_ports(settings)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
-        if (broker_pid := LocalKafka(settings).status().pid) is not None:
-            components.watched["kafka broker"] = broker_pid
+        _watch_broker(settings, components)
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         keys = None
@@ -249,6 +249,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
         components.start("lakehouse-sink", "lakehouse", "sink")
         _print_metrics(console, settings)
         components.start("feature-pusher", "features", "push")
+        door = _start_frontdoor(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
         tick = _Ticker(lag, simulator, pace, console, components)
@@ -258,6 +259,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
+                door_traffic = _frontdoor_traffic(settings, door, requests, duration_s)
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
                 _wait_for_lakehouse(settings, progress)
@@ -269,9 +271,8 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
             lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
-    peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
-    console.print(f"consumer lag peak (records not yet committed): {peaks}")
-    _print_memory(console, components)
+    console.print(summary_line(door_traffic.result(60), door_traffic.error))
+    _print_peaks(console, lag, components)
     _print_lakehouse(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
@@ -283,8 +284,17 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     return outcomes
 
 
-def _print_memory(console: Console, components: Components) -> None:
-    """Peak resident memory of every process of the run (VmHWM), this one included."""
+def _watch_broker(settings: Settings, components: Components) -> None:
+    """The local broker's memory is reported with the run's processes (an external one is not ours)."""
+    if (broker_pid := LocalKafka(settings).status().pid) is not None:
+        components.watched["kafka broker"] = broker_pid
+
+
+def _print_peaks(console: Console, lag: LagProbe, components: Components) -> None:
+    """Each stage's consumer-lag peak, and the peak resident memory of every process of the run
+    (VmHWM), this one included."""
+    lags = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
+    console.print(f"consumer lag peak (records not yet committed): {lags}")
     peaks = dict(components.peak_rss)
     peaks["demo (this process)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     console.print("peak memory (RSS): "
@@ -302,6 +312,25 @@ def _log_to_file(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
+
+
+def _start_frontdoor(settings: Settings, components: Components, console: Console) -> str:
+    """`streamgate serve` as one more component; returns its base URL once it answers."""
+    port = pick_port(settings.frontdoor.host, settings.frontdoor.port)
+    components.start("frontdoor", "serve", "--port", str(port))
+    url = f"http://{settings.frontdoor.host}:{port}"
+    console.print(f"[bold]front door[/] {url}/v1 (OpenAI and Anthropic APIs; `streamgate serve`)")
+    return url
+
+
+def _frontdoor_traffic(settings: Settings, url: str, requests: int,
+                       duration_s: float | None) -> FrontDoorTraffic:
+    """One call in 20 goes through the front door with the openai SDK, as a service would send it."""
+    from shared.identity.admin import KeyAdmin
+
+    _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
+    wait_until_up(url)
+    return FrontDoorTraffic(url, key, max(20, requests // 20), duration_s or 10.0)
 
 
 def _write_report(console: Console, settings: Settings) -> None:
