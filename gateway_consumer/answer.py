@@ -176,7 +176,8 @@ async def _semantic_probe(routed: dict[str, Any], deps: DispatchDeps) -> _Semant
     scope, text = parts
     if len(text) > deps.settings.cache.semantic.max_chars:
         return None
-    vector = await deps.embedder.embed(text)
+    if (vector := await deps.embedder.embed(text)) is None:
+        return None  # shed: the embedder is behind, so this request goes straight to dispatch
     return _SemanticProbe(scope, text, vector, deps.semantic.lookup(scope, text, vector))
 
 

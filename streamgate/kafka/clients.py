@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from streamgate.config import Settings
 
+#: librdkafka's own log lines go through Python logging (a component's log, the demo's log file), never
+#: straight to the terminal's stderr, where they interleaved with the demo's console output.
+LIBRDKAFKA_LOG = logging.getLogger("streamgate.librdkafka")
+
 
 def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id}
+    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id, "logger": LIBRDKAFKA_LOG}
 
 
 def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:

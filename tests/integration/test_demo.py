@@ -23,7 +23,7 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     external = use_simulator_port(settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"bootstrap_servers": settings.kafka.bootstrap()})}), free_port())
     console = Console(record=True, width=120)
-    outcomes = run_demo(external, requests=400, duration_s=12, timeout_s=120, console=console)
+    outcomes = run_demo(external, requests=400, duration_s=12, stall_s=60, console=console)
     assert len(outcomes.answered) == 400 and outcomes.answered_twice == 0
     statuses = list(outcomes.answered.values())
     assert statuses.count("ok") > 300 and statuses.count("rejected") == len(outcomes.rejected)
@@ -33,6 +33,7 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert "requests by outcome" in text and "routing split" in text and "provider attempts" in text
     # paced: a 50x burst, a provider that degrades and recovers, the lag it caused
     assert "50x burst" in text and "provider degraded" in text and "provider recovered" in text
+    assert "peak memory (RSS)" in text and "dispatcher" in text.split("peak memory (RSS)")[1]
     assert "consumer lag peak" in text and outcomes.mine == 400 and outcomes.latencies_ms.count > 300
     # the lakehouse caught up: every attempt and every final answer landed once, cost to the nano-dollar
     [landed] = run_query(external, "select count(*) as n, sum(cost_nanousd) as cost from telemetry"
