@@ -239,17 +239,8 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
         _watch_broker(settings, components)
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
-        keys = None
-        if settings.identity.enforce:  # real keys, issued before the request path starts and loads them
-            keys = workload.provision_keys(settings, actor="demo")
-            console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
-        components.start("streams-worker", "streams", "worker")
-        components.start("dispatcher", "dispatch", "worker")
-        components.start("aggregator", "aggregate", "worker")
-        components.start("lakehouse-sink", "lakehouse", "sink")
-        _print_metrics(console, settings)
-        components.start("feature-pusher", "features", "push")
-        door = _start_frontdoor(settings, components, console)
+        keys = _issue_keys(settings, console)
+        door = _start_components(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
         tick = _Ticker(lag, simulator, pace, console, components)
@@ -262,6 +253,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                 door_traffic = _frontdoor_traffic(settings, door, requests, duration_s)
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
+                door_stats = door_traffic.result(stall_s)  # its calls are answered: they land too
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
@@ -271,7 +263,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
             lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
-    console.print(summary_line(door_traffic.result(60), door_traffic.error))
+    console.print(summary_line(door_stats, door_traffic.error))
     _print_peaks(console, lag, components)
     _print_lakehouse(console, settings)
     _write_report(console, settings)
@@ -282,6 +274,26 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                         f"{stall_s:.0f} s ({wait_s:.0f} s after the last send). The component logs in "
                         f"{components.logs} say why.")
     return outcomes
+
+
+def _issue_keys(settings: Settings, console: Console) -> workload.WorkloadKeys | None:
+    """Real keys, issued before the request path starts and loads them (none when identity is off)."""
+    if not settings.identity.enforce:
+        return None
+    keys = workload.provision_keys(settings, actor="demo")
+    console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
+    return keys
+
+
+def _start_components(settings: Settings, components: Components, console: Console) -> str:
+    """Every stage as its own process, and the front door; returns the front door's base URL."""
+    components.start("streams-worker", "streams", "worker")
+    components.start("dispatcher", "dispatch", "worker")
+    components.start("aggregator", "aggregate", "worker")
+    components.start("lakehouse-sink", "lakehouse", "sink")
+    _print_metrics(console, settings)
+    components.start("feature-pusher", "features", "push")
+    return _start_frontdoor(settings, components, console)
 
 
 def _watch_broker(settings: Settings, components: Components) -> None:
@@ -330,7 +342,12 @@ def _frontdoor_traffic(settings: Settings, url: str, requests: int,
 
     _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
     wait_until_up(url)
-    return FrontDoorTraffic(url, key, max(20, requests // 20), duration_s or 10.0)
+    return FrontDoorTraffic(url, key, frontdoor_calls(requests), duration_s or 10.0)
+
+
+def frontdoor_calls(requests: int) -> int:
+    """How many calls the demo sends through the front door beside `requests` Kafka requests."""
+    return max(20, requests // 20)
 
 
 def _write_report(console: Console, settings: Settings) -> None:
