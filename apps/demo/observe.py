@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections import Counter
@@ -109,7 +110,7 @@ class OutcomeWatcher:
         if rid in o.answered:
             o.answered_twice += 1
             return
-        o.answered[rid] = event["status"]
+        o.answered[rid] = sys.intern(event["status"])  # one "ok" string, not a million of them
         o.mine += rid.startswith(o.run_prefix)
         if event["status"] == "rejected":
             o.rejected[rid] = event["reason_code"] or "?"

@@ -63,6 +63,17 @@ def use_free_metrics_ports(settings: Settings) -> Settings:
     return settings.model_copy(update={"metrics": metrics.model_copy(update={"ports": ports})})
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """The process's peak resident set (VmHWM, kept by the kernel), None when it is gone or unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class Components:
     """A group of `streamgate ...` child processes with logs under `<state>/logs`."""
 
@@ -72,6 +83,17 @@ class Components:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.args: dict[str, tuple[str, ...]] = {}
         self.restarts: dict[str, int] = {}
+        #: name -> highest peak RSS seen of that component's process(es), in bytes (`sample_memory`)
+        self.peak_rss: dict[str, int] = {}
+        #: other processes whose memory the summary reports (the broker), by name
+        self.watched: dict[str, int] = {}
+
+    def sample_memory(self) -> None:
+        """Record each running process's peak RSS so far (a restarted one keeps the higher of its lives)."""
+        pids = {name: p.pid for name, p in self.procs.items() if p.poll() is None} | self.watched
+        for name, pid in pids.items():
+            if (peak := peak_rss_bytes(pid)) is not None:
+                self.peak_rss[name] = max(self.peak_rss.get(name, 0), peak)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         self.args[name] = args
@@ -99,6 +121,7 @@ class Components:
         return failed
 
     def stop(self) -> None:
+        self.sample_memory()  # the last word on each process's peak, before it is gone
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

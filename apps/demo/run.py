@@ -9,6 +9,8 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 
 from __future__ import annotations
 
+import logging
+import resource
 import time
 import uuid
 from collections import Counter
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from apps.demo.frontdoor_traffic import FrontDoorTraffic, pick_port, summary_line, wait_until_up
 from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
@@ -30,11 +33,18 @@ from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import COMPONENTS, Settings
 from streamgate.kafka.clients import producer_config
+from streamgate.kafka.launcher import LocalKafka
 
 #: Bytes no producer should ever send: empty, not Avro, an unknown fingerprint, a truncated header.
 CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
                    b"\xc3\x01\x12")
 DUPLICATE_EVERY = 97
+#: Seconds without a single new outcome after which the demo stops waiting (the backlog is not moving).
+STALL_S = 120.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not finish; the message says why and where to look (no traceback on the console)."""
 
 
 def _progress(console: Console) -> Progress:
@@ -72,16 +82,23 @@ def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pa
 
 
 def _wait_for_outcomes(watcher: OutcomeWatcher, count: int, components: Components, progress: Progress,
-                       timeout_s: float, tick: Callable[[float], None]) -> float:
+                       stall_s: float, tick: Callable[[float], None]) -> float:
+    """Wait while outcomes keep arriving, however long the backlog takes to drain; stop once none has
+    arrived for `stall_s` (the caller reports what is missing)."""
     task = progress.add_task("waiting for every outcome", total=count)
     t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout_s
-    while watcher.outcomes.mine < count and time.monotonic() < deadline:
+    seen, last_progress = watcher.outcomes.mine, time.monotonic()
+    while watcher.outcomes.mine < count:
         watcher.poll()
         tick(time.perf_counter() - t0)
         progress.update(task, completed=watcher.outcomes.mine)
         if dead := components.supervise():
-            raise RuntimeError(f"component(s) {dead} kept exiting; see {components.logs}")
+            raise DemoError(f"component(s) {', '.join(dead)} kept exiting; "
+                            f"see their logs in {components.logs}")
+        if watcher.outcomes.mine > seen:
+            seen, last_progress = watcher.outcomes.mine, time.monotonic()
+        elif time.monotonic() - last_progress >= stall_s:
+            break
     for _ in range(4):  # late dead letters and verdicts
         watcher.poll(0.25)
     return time.perf_counter() - t0
@@ -146,13 +163,15 @@ class _Ticker:
     DEGRADED = ("gpt-4o", {"median_ms": 900, "p99_ms": 4000, "error_rate": 0.3})
 
     def __init__(self, lag: LagProbe, simulator: SimulatorProcess, pace: Pace | None,
-                 console: Console) -> None:
+                 console: Console, components: Components) -> None:
         self.lag, self.simulator, self.pace, self.console = lag, simulator, pace, console
+        self.components = components
         self.next_sample, self.phase = 0.0, "healthy"
 
     def __call__(self, elapsed_s: float) -> None:
         if time.monotonic() >= self.next_sample:
             self.lag.sample()
+            self.components.sample_memory()
             self.next_sample = time.monotonic() + 1.0
         if self.pace is None:
             return
@@ -206,38 +225,35 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | None = None,
-             timeout_s: float = 600, console: Console | None = None) -> Outcomes:
+             stall_s: float = STALL_S, console: Console | None = None) -> Outcomes:
     """`duration_s` paces the requests over that many seconds, with a 50x burst and a provider that
-    degrades and recovers; without it they are sent as fast as possible."""
+    degrades and recovers; without it they are sent as fast as possible. The wait for outcomes lasts as
+    long as they keep arriving, and gives up (DemoError) after `stall_s` without one."""
     console = console or Console()
     pace = Pace(requests, duration_s) if duration_s else None
     run_id = uuid.uuid4().hex[:8]
+    _log_to_file(settings)
     started_broker = start_infrastructure(settings, console)
     settings = use_free_metrics_ports(settings)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
+        _watch_broker(settings, components)
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
-        keys = None
-        if settings.identity.enforce:  # real keys, issued before the request path starts and loads them
-            keys = workload.provision_keys(settings, actor="demo")
-            console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
-        components.start("streams-worker", "streams", "worker")
-        components.start("dispatcher", "dispatch", "worker")
-        components.start("aggregator", "aggregate", "worker")
-        components.start("lakehouse-sink", "lakehouse", "sink")
-        _print_metrics(console, settings)
-        components.start("feature-pusher", "features", "push")
+        keys = _issue_keys(settings, console)
+        door = _start_components(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
-        tick = _Ticker(lag, simulator, pace, console)
+        tick = _Ticker(lag, simulator, pace, console, components)
         try:
             with _progress(console) as progress:
                 if pace is not None:
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
+                door_traffic = _frontdoor_traffic(settings, door, requests, duration_s)
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
-                wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
+                wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
+                door_stats = door_traffic.result(stall_s)  # its calls are answered: they land too
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
@@ -247,15 +263,91 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
             lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
-    peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
-    console.print(f"consumer lag peak (records not yet committed): {peaks}")
+    console.print(summary_line(door_stats, door_traffic.error))
+    _print_peaks(console, lag, components)
     _print_lakehouse(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
     missing = requests - outcomes.mine
     if missing:
-        raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
+        raise DemoError(f"{missing:,} of {requests:,} requests have no outcome: none arrived for "
+                        f"{stall_s:.0f} s ({wait_s:.0f} s after the last send). The component logs in "
+                        f"{components.logs} say why.")
     return outcomes
+
+
+def _issue_keys(settings: Settings, console: Console) -> workload.WorkloadKeys | None:
+    """Real keys, issued before the request path starts and loads them (none when identity is off)."""
+    if not settings.identity.enforce:
+        return None
+    keys = workload.provision_keys(settings, actor="demo")
+    console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
+    return keys
+
+
+def _start_components(settings: Settings, components: Components, console: Console) -> str:
+    """Every stage as its own process, and the front door; returns the front door's base URL."""
+    components.start("streams-worker", "streams", "worker")
+    components.start("dispatcher", "dispatch", "worker")
+    components.start("aggregator", "aggregate", "worker")
+    components.start("lakehouse-sink", "lakehouse", "sink")
+    _print_metrics(console, settings)
+    components.start("feature-pusher", "features", "push")
+    return _start_frontdoor(settings, components, console)
+
+
+def _watch_broker(settings: Settings, components: Components) -> None:
+    """The local broker's memory is reported with the run's processes (an external one is not ours)."""
+    if (broker_pid := LocalKafka(settings).status().pid) is not None:
+        components.watched["kafka broker"] = broker_pid
+
+
+def _print_peaks(console: Console, lag: LagProbe, components: Components) -> None:
+    """Each stage's consumer-lag peak, and the peak resident memory of every process of the run
+    (VmHWM), this one included."""
+    lags = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
+    console.print(f"consumer lag peak (records not yet committed): {lags}")
+    peaks = dict(components.peak_rss)
+    peaks["demo (this process)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    console.print("peak memory (RSS): "
+                  + ", ".join(f"{name} {n / 2**20:,.0f} MB" for name, n in peaks.items()))
+
+
+def _log_to_file(settings: Settings) -> None:
+    """This process's library logging (librdkafka through confluent-kafka, deltalake, feast) goes to
+    `<state>/logs/demo.log`: the console is for the demo's own progress and summary."""
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not any(getattr(h, "baseFilename", None) == str(logs / "demo.log") for h in root.handlers):
+        handler = logging.FileHandler(logs / "demo.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+
+
+def _start_frontdoor(settings: Settings, components: Components, console: Console) -> str:
+    """`streamgate serve` as one more component; returns its base URL once it answers."""
+    port = pick_port(settings.frontdoor.host, settings.frontdoor.port)
+    components.start("frontdoor", "serve", "--port", str(port))
+    url = f"http://{settings.frontdoor.host}:{port}"
+    console.print(f"[bold]front door[/] {url}/v1 (OpenAI and Anthropic APIs; `streamgate serve`)")
+    return url
+
+
+def _frontdoor_traffic(settings: Settings, url: str, requests: int,
+                       duration_s: float | None) -> FrontDoorTraffic:
+    """One call in 20 goes through the front door with the openai SDK, as a service would send it."""
+    from shared.identity.admin import KeyAdmin
+
+    _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
+    wait_until_up(url)
+    return FrontDoorTraffic(url, key, frontdoor_calls(requests), duration_s or 10.0)
+
+
+def frontdoor_calls(requests: int) -> int:
+    """How many calls the demo sends through the front door beside `requests` Kafka requests."""
+    return max(20, requests // 20)
 
 
 def _write_report(console: Console, settings: Settings) -> None:

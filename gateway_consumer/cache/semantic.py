@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,10 +23,17 @@ from typing import Any
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from gateway_consumer.cache.exact import CachedAnswer, message_shape, params_shape
 from gateway_consumer.cache.verify import Signature, compatible, signature
 from shared.embeddings.minilm import Array, MiniLM
+from streamgate.config import SemanticCacheSettings
+from streamgate.observability.metrics import SEMANTIC_EMBEDDINGS, SEMANTIC_SHED
+
+log = logging.getLogger("streamgate.semantic_cache")
+_SHED_BACKLOG, _SHED_ERROR = SEMANTIC_SHED.labels("backlog"), SEMANTIC_SHED.labels("embedder_error")
+_MEMO_HITS, _COMPUTED = SEMANTIC_EMBEDDINGS.labels("memo"), SEMANTIC_EMBEDDINGS.labels("model")
 
 
 def semantic_parts(routed: dict[str, Any]) -> tuple[str, str] | None:
@@ -94,24 +104,68 @@ class SemanticCache:
             found.entries.pop(i, None)
 
 
-class BatchingEmbedder:
-    """Embeds texts for many concurrent requests together, off the event loop, one batch at a time.
+def _one_blas_thread() -> None:
+    """The embedder's thread runs BLAS on itself only: on a small shared machine a second BLAS thread
+    spins against the event loop, the broker and the other stages (measured 3x slower under load)."""
+    threadpool_limits(1)
 
-    One worker takes everything pending (up to `max_batch`) per model call, so batches grow with load
-    instead of queueing: a burst costs a few large calls, not thousands of small ones. The call runs on
-    the embedder's own thread (numpy releases the GIL), never on the loop's shared default executor,
-    where it could starve other work (the dispatcher's transaction commits once did, until they timed out).
+
+class BatchingEmbedder:
+    """Embeds texts for many concurrent requests together, off the event loop, with a bounded backlog.
+
+    One worker takes everything pending (up to `max_batch` distinct texts) per model call, so batches
+    grow with load instead of queueing. The call runs on the embedder's own thread (numpy releases the
+    GIL), never on the loop's shared default executor, where it could starve other work (the
+    dispatcher's transaction commits once did, until they timed out).
+
+    Work that cannot keep up is shed, never queued without bound: when the texts already waiting would
+    keep a new one waiting longer than `max_wait_s` (estimated from the measured seconds per text),
+    `embed` returns None at once and the request is dispatched without a semantic lookup (counted in
+    `streamgate_semantic_cache_shed_total`); an idle embedder always takes a text. Vectors of recent
+    texts are remembered (`memo_entries`, least recently used dropped): a text asked again costs a dict
+    lookup, not a model call.
     """
 
-    def __init__(self, model: MiniLM, window_s: float = 0.002, max_batch: int = 64) -> None:
-        self._model, self._window, self._max = model, window_s, max_batch
-        self._pending: list[tuple[str, asyncio.Future[Array]]] = []
+    def __init__(self, model: MiniLM, *, max_wait_s: float = 0.025, max_batch: int = 64,
+                 memo_entries: int = 50_000, window_s: float = 0.002) -> None:
+        self._model, self._window, self._max, self._max_wait = model, window_s, max_batch, max_wait_s
+        self._memo_max = memo_entries
+        self._memo: OrderedDict[str, Array] = OrderedDict()
+        self._pending: dict[str, list[asyncio.Future[Array | None]]] = {}
+        self._in_flight = 0
+        #: Seconds of wall time per text in recent model calls (a moving average; the first calls set it).
+        self.seconds_per_text = 0.005
+        self.shed = self.memo_hits = self.computed = 0
         self._worker: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder",
+                                          initializer=_one_blas_thread)
 
-    async def embed(self, text: str) -> Array:
-        future: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future))
+    @classmethod
+    def from_settings(cls, model: MiniLM, settings: SemanticCacheSettings) -> BatchingEmbedder:
+        return cls(model, max_wait_s=settings.max_wait_ms / 1000, max_batch=settings.max_batch,
+                   memo_entries=settings.memo_entries)
+
+    def backlog_s(self) -> float:
+        """Estimated seconds until a text queued now would have its vector."""
+        return (len(self._pending) + self._in_flight + 1) * self.seconds_per_text
+
+    async def embed(self, text: str) -> Array | None:
+        """The text's unit vector, or None when it is shed (backlog too long, or the model failed)."""
+        if (vector := self._memo.get(text)) is not None:
+            self._memo.move_to_end(text)
+            self.memo_hits += 1
+            _MEMO_HITS.inc()
+            return vector
+        waiting = self._pending.get(text)
+        if waiting is None:
+            # an idle embedder always takes the text: that is also how its cost estimate recovers
+            if (self._pending or self._in_flight) and self.backlog_s() > self._max_wait:
+                self.shed += 1
+                _SHED_BACKLOG.inc()
+                return None
+            waiting = self._pending[text] = []
+        future: asyncio.Future[Array | None] = asyncio.get_running_loop().create_future()
+        waiting.append(future)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
         return await future
@@ -120,14 +174,31 @@ class BatchingEmbedder:
         await asyncio.sleep(self._window)  # let a first batch gather
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            texts = list(itertools.islice(self._pending, self._max))
+            waiters = [self._pending.pop(t) for t in texts]
+            self._in_flight, started = len(texts), time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self._thread, self._model.embed, [t for t, _ in batch])
-            except Exception as exc:  # every waiter learns of it; none hangs
-                for _, f in batch:
+                vectors: Array | None = await loop.run_in_executor(self._thread, self._model.embed, texts)
+            except Exception:  # every waiter is answered (without a vector); none hangs
+                log.exception("embedding %d texts failed; their requests skip the semantic cache", len(texts))
+                _SHED_ERROR.inc(len(texts))
+                vectors = None
+            finally:
+                self._in_flight = 0
+            took = (time.perf_counter() - started) / len(texts)
+            self.seconds_per_text = 0.7 * self.seconds_per_text + 0.3 * took
+            for i, (text, futures) in enumerate(zip(texts, waiters, strict=True)):
+                vector = None if vectors is None else vectors[i]
+                if vector is not None:
+                    self._remember(text, vector)
+                for f in futures:
                     if not f.done():
-                        f.set_exception(exc)
-                continue
-            for (_, f), v in zip(batch, vectors, strict=True):
-                if not f.done():
-                    f.set_result(v)
+                        f.set_result(vector)
+            if vectors is not None:
+                self.computed += len(texts)
+                _COMPUTED.inc(len(texts))
+
+    def _remember(self, text: str, vector: Array) -> None:
+        self._memo[text] = vector
+        if len(self._memo) > self._memo_max:
+            self._memo.popitem(last=False)

@@ -222,7 +222,7 @@ class Dispatcher:
             return {}
         return {"semantic": SemanticCache(cache.semantic.threshold, cache.ttl_s,
                                           cache.semantic.max_entries_per_scope),
-                "embedder": BatchingEmbedder(model)}
+                "embedder": BatchingEmbedder.from_settings(model, cache.semantic)}
 
     def _accept(self, msg: Message, deps: DispatchDeps) -> None:
         if (error := msg.error()) is not None:

@@ -50,7 +50,7 @@ class MiniLM:
         w = load_file(str(weights_file))
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(_MAX_TOKENS)
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.tokenizer.no_padding()  # `embed` pads each group of similar lengths itself
         self.word, self.position = (
             w["embeddings.word_embeddings.weight"],
             w["embeddings.position_embeddings.weight"],
@@ -80,12 +80,26 @@ class MiniLM:
             )
 
     def embed(self, texts: list[str]) -> Array:
-        """Unit-length embeddings, one row per text (batch texts together: it is much cheaper)."""
+        """Unit-length embeddings, one row per text (batch texts together: it is much cheaper).
+
+        Texts are encoded in groups of similar token length: a batch is padded to its longest text, so
+        one 100-token prompt among 10-token questions would otherwise cost the whole batch 10x (padded
+        positions are masked out, so the vectors are the same either way)."""
+        out: Array = np.zeros((len(texts), 384), dtype=np.float32)
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return out
         encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        for group in _length_groups([len(e.ids) for e in encodings]):
+            length = max(len(encodings[i].ids) for i in group)
+            ids = np.zeros((len(group), length), dtype=np.int64)
+            mask = np.zeros((len(group), length), dtype=np.float32)
+            for row, i in enumerate(group):
+                n = len(encodings[i].ids)
+                ids[row, :n], mask[row, :n] = encodings[i].ids, 1.0
+            out[group] = self._encode(ids, mask)
+        return out
+
+    def _encode(self, ids: NDArray[np.int64], mask: Array) -> Array:
         batch, length = ids.shape
         x = self.word[ids] + self.position[:length] + self.token_type
         x = _layer_norm(x, *self.emb_ln)
@@ -106,3 +120,15 @@ class MiniLM:
         pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         out: Array = (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
         return out
+
+
+def _length_groups(lengths: list[int], max_group: int = 64) -> list[list[int]]:
+    """Indices grouped by similar length (shortest first): a group's longest is at most ~1.5x its shortest,
+    so padding wastes little; at most `max_group` per group keeps each matmul cache-friendly."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and len(groups[-1]) < max_group and lengths[i] <= lengths[groups[-1][0]] * 1.5 + 2:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups

@@ -7,14 +7,19 @@ the broker's ACLs (schemas/principals.yaml) decide what it may read and write.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from streamgate.config import Role, Settings
 from streamgate.kafka.security import client_security
 
+#: librdkafka's own log lines go through Python logging (a component's log, the demo's log file), never
+#: straight to the terminal's stderr, where they interleaved with the demo's console output.
+LIBRDKAFKA_LOG = logging.getLogger("streamgate.librdkafka")
+
 
 def base_config(settings: Settings, client_id: str, *, role: Role) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id,
+    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id, "logger": LIBRDKAFKA_LOG,
             **client_security(settings, role)}
 
 

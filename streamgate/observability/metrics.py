@@ -39,6 +39,12 @@ BREAKER = Gauge("streamgate_circuit_breaker_state", "Circuit breaker per provide
                 "1 half-open, 2 open.", ["provider", "model"])
 CACHE = Counter("streamgate_cache_lookups", "Dispatcher answers by cache result: hit_exact, hit_semantic, "
                 "miss.", ["result"])
+SEMANTIC_SHED = Counter("streamgate_semantic_cache_shed", "Requests dispatched without a semantic-cache "
+                        "lookup because their embedding could not be had in time (backlog) or failed.",
+                        ["reason"])
+SEMANTIC_EMBEDDINGS = Counter("streamgate_semantic_embeddings", "Texts the semantic cache needed a vector "
+                              "for, by where it came from: model (computed) or memo (seen recently).",
+                              ["source"])
 LAST_PROGRESS = Gauge("streamgate_last_progress_timestamp_seconds", "Unix time the component's loop last "
                       "made progress (what /healthz judges).", ["component"])
 

@@ -9,7 +9,7 @@ from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 
 from apps.demo.processes import use_simulator_port
-from apps.demo.run import run_demo
+from apps.demo.run import frontdoor_calls, run_demo
 from lakehouse.quality import alert, record, run_checks
 from lakehouse.silver import merge_request_facts
 from shared.tables.query import find_tables, run_query
@@ -19,12 +19,13 @@ from tests.conftest import free_port
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def test_demo_accounts_for_every_request(settings: Settings) -> None:
+def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: PLR0915 - one run, many checks
     external = use_simulator_port(settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"bootstrap_servers": settings.kafka.bootstrap()})}), free_port())
     console = Console(record=True, width=120)
-    outcomes = run_demo(external, requests=400, duration_s=12, timeout_s=120, console=console)
-    assert len(outcomes.answered) == 400 and outcomes.answered_twice == 0
+    outcomes = run_demo(external, requests=400, duration_s=12, stall_s=60, console=console)
+    # the Kafka workload and the front door's calls (official openai SDK): every one answered once
+    assert len(outcomes.answered) == 400 + frontdoor_calls(400) and outcomes.answered_twice == 0
     statuses = list(outcomes.answered.values())
     assert statuses.count("ok") > 300 and statuses.count("rejected") == len(outcomes.rejected)
     assert outcomes.cost_nanousd > 0 and sum(outcomes.attempts.values()) >= statuses.count("ok")
@@ -33,6 +34,9 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:
     assert "requests by outcome" in text and "routing split" in text and "provider attempts" in text
     # paced: a 50x burst, a provider that degrades and recovers, the lag it caused
     assert "50x burst" in text and "provider degraded" in text and "provider recovered" in text
+    assert "peak memory (RSS)" in text and "dispatcher" in text.split("peak memory (RSS)")[1]
+    door = text.split("front door (official openai SDK", 1)[1].split("\n", 1)[0]
+    assert f"{frontdoor_calls(400)} calls" in door and "status 200: " in door
     assert "consumer lag peak" in text and outcomes.mine == 400 and outcomes.latencies_ms.count > 300
     # the lakehouse caught up: every attempt and every final answer landed once, cost to the nano-dollar
     [landed] = run_query(external, "select count(*) as n, sum(cost_nanousd) as cost from telemetry"

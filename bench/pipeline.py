@@ -1,0 +1,254 @@
+"""The whole pipeline with the SHIPPED defaults: how fast can requests arrive before p99 passes 100 ms?
+
+Every component the demo runs on the answer path and beside it (request path, dispatcher, aggregator,
+lakehouse sink) runs as its own process with `config/streamgate.yaml` as shipped (semantic cache on for
+its teams) against the simulator's default latency profiles (config/simulator.yaml), on the local broker.
+A separate process sends the demo's realistic workload (shared/traffic/workload.py: four teams, FAQ
+paraphrases, long prompts, PII) through `streamgate.client` at paced rates, one step after another;
+this process reads `responses` and `telemetry` (read_committed) as a caller would.
+
+Per request: total = response readable - request created (client clock, same machine); provider time =
+first provider attempt start to last attempt end (calls and retry back-off, from telemetry; 0 for cache
+hits and rejections); added = total - provider time, what the gateway itself costs. A rate is sustained
+when every request of its step is answered within 10 s after sending stops; the key
+`defaults_max_rate_p99_under_100ms` is the highest sustained rate whose added p99 is at most 100 ms.
+Total p99 is reported too: it includes the simulated providers' own p99 (200-700 ms by profile), so no
+gateway can hold it under 100 ms.
+
+Baseline in the same run: the same ladder with the semantic cache off (`dispatch.cache.semantic.enabled:
+false`), which shows what the cache's embedding work costs the pipeline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, TopicPartition
+from ddsketch import DDSketch
+
+from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
+from apps.stack import start_simulator
+from bench.harness import write_result
+from schemas import make_codec
+from schemas.topics import Topic, physical_name
+from shared.traffic import workload
+from streamgate.config import Settings, load_settings
+from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.launcher import LocalKafka
+from streamgate.kafka.topics import apply_spec
+
+RATES = (50, 100, 250, 500, 1000, 1500, 2000)
+STEP_S = 15.0
+WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
+DRAIN_S = 10.0
+TARGET_MS = 100.0
+STAGES = (("streams-worker", ("streams", "worker")), ("dispatcher", ("dispatch", "worker")),
+          ("aggregator", ("aggregate", "worker")), ("lakehouse-sink", ("lakehouse", "sink")))
+
+
+def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
+          keys: workload.WorkloadKeys | None) -> None:
+    """In its own process (a sending thread here would take the GIL from the reader): paced sends; each
+    request is built just before it is sent, so its `created_at` is its send time."""
+    from streamgate.client import RequestProducer
+
+    settings = load_settings(config)
+    total = int(rate * seconds)
+    requests = workload.requests(total, seed=seed, run_id=run_id, keys=keys)
+    with RequestProducer(settings, client_id="bench-pipeline") as producer:
+        t0 = time.perf_counter()
+        for n in range(total):
+            while (time.perf_counter() - t0) * rate < n:
+                time.sleep(0.0005)
+            producer.send(next(requests))
+        producer.flush()
+
+
+@dataclass
+class _Step:
+    rate: float
+    run_id: str
+    expected: int
+    arrived: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created ms, readable ms)
+    provider: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (first start, last end)
+    cache: dict[str, int] = field(default_factory=dict)
+
+
+class _Reader:
+    """Follows `responses` and `telemetry` from their current ends, as a caller reading answers would."""
+
+    def __init__(self, settings: Settings) -> None:
+        prefix = settings.kafka.topic_prefix
+        self.topics = {physical_name(t, prefix): t for t in (Topic.RESPONSES, Topic.TELEMETRY)}
+        self.codecs = {t: make_codec(name, "Response" if t == Topic.RESPONSES else "Telemetry",
+                                     settings.schema_registry.url) for name, t in self.topics.items()}
+        self.consumer = Consumer(consumer_config(settings, group_id=f"bench-pipeline-{uuid.uuid4().hex[:6]}",
+                                                 role="admin"))
+        parts = []
+        for name in self.topics:
+            for p in self.consumer.list_topics(name, timeout=10).topics[name].partitions:
+                high = self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                parts.append(TopicPartition(name, p, high))
+        self.consumer.assign(parts)
+
+    def read(self, step: _Step, timeout: float = 0.05) -> None:
+        for msg in self.consumer.consume(5000, timeout=timeout):
+            if msg.error() or msg.value() is None:
+                continue
+            now_ms = int(time.time() * 1000)
+            topic = self.topics[msg.topic() or ""]
+            event = self.codecs[topic].decode(msg.value() or b"")
+            rid = event["request_id"]
+            if not rid.startswith(step.run_id):
+                continue
+            if topic == Topic.RESPONSES:
+                step.arrived.setdefault(rid, (int(event["created_at"]), now_ms))
+                kind = event.get("cache_kind") if event.get("cache_hit") else event["status"]
+                step.cache[str(kind)] = step.cache.get(str(kind), 0) + 1
+            elif not event["cache_hit"]:
+                first, last = step.provider.get(rid, (event["started_at"], event["ended_at"]))
+                step.provider[rid] = (min(first, event["started_at"]), max(last, event["ended_at"]))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _shed_total(settings: Settings) -> float:
+    """`streamgate_semantic_cache_shed_total` summed over reasons, from the dispatcher's /metrics."""
+    port = settings.metrics.port("dispatcher")
+    if not port:
+        return 0.0
+    try:
+        with urllib.request.urlopen(f"http://{settings.metrics.host}:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return float("nan")
+    return sum(float(v) for v in re.findall(r"^streamgate_semantic_cache_shed_total\{[^}]*\} (\S+)$", text,
+                                            re.MULTILINE))
+
+
+def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, seconds: float,
+              procs: dict[str, psutil.Process], keys: workload.WorkloadKeys | None) -> dict[str, Any]:
+    step = _Step(rate, uuid.uuid4().hex[:8], int(rate * seconds))
+    shed_before = _shed_total(settings)
+    for p in procs.values():
+        p.cpu_percent()
+    sender = multiprocessing.get_context("spawn").Process(
+        target=_send, args=(config, rate, seconds, int(rate), step.run_id, keys))
+    started = time.monotonic()
+    sender.start()
+    while sender.is_alive():
+        reader.read(step)
+    sent_s = time.monotonic() - started
+    cpu = {name: p.cpu_percent() for name, p in procs.items()}
+    last_progress, seen = time.monotonic(), 0
+    while len(step.arrived) < step.expected and time.monotonic() - last_progress < DRAIN_S:
+        reader.read(step)
+        if len(step.arrived) > seen:
+            seen, last_progress = len(step.arrived), time.monotonic()
+    total, added = DDSketch(0.01), DDSketch(0.01)
+    for rid, (created, readable) in step.arrived.items():
+        first, last = step.provider.get(rid, (0, 0))
+        total.add(max(readable - created, 0))
+        added.add(max(readable - created - (last - first), 0))
+    out: dict[str, Any] = {
+        "rate": rate, "sent": step.expected, "answered": len(step.arrived), "send_s": round(sent_s, 1),
+        "sustained": len(step.arrived) == step.expected,
+        "semantic_shed": _shed_total(settings) - shed_before, "outcomes": step.cache,
+        "cpu_percent": {k: round(v) for k, v in cpu.items()},
+    }
+    for name, sketch in (("total", total), ("added", added)):
+        for q in (0.5, 0.99):
+            value = sketch.get_quantile_value(q) if sketch.count else None
+            out[f"{name}_p{int(q * 100)}_ms"] = float("nan") if value is None else round(value, 1)
+    return out
+
+
+def _settings(semantic: bool, state: Path) -> Settings:
+    base = load_settings()
+    broker_dir = base.resolve(base.kafka.local.data_dir)  # the usual local broker, whatever state dir
+    local = base.kafka.local.model_copy(update={"data_dir": broker_dir})
+    kafka = base.kafka.model_copy(update={"topic_prefix": f"benchp{uuid.uuid4().hex[:6]}.", "local": local})
+    cache = base.dispatch.cache
+    dispatch = base.dispatch.model_copy(update={"cache": cache.model_copy(update={
+        "semantic": cache.semantic.model_copy(update={"enabled": semantic})})})
+    settings = base.model_copy(update={"kafka": kafka, "dispatch": dispatch}).with_state_dir(state)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    return use_free_metrics_ports(use_simulator_port(settings, port))
+
+
+def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = STEP_S) -> list[dict[str, Any]]:
+    """Start the pipeline, warm it up, then step through `rates` until one is not held."""
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        settings = _settings(semantic, Path(tmp))
+        LocalKafka(settings).up()
+        apply_spec(settings)
+        steps: list[dict[str, Any]] = []
+        # real keys, issued before the request path starts (identity.enforce is on by default)
+        keys = workload.provision_keys(settings, actor="bench") if settings.identity.enforce else None
+        with Components(settings, name="bench-pipeline") as components:
+            start_simulator(settings, components)
+            for name, args in STAGES:
+                components.start(name, *args)
+            procs = {name: psutil.Process(p.pid) for name, p in components.procs.items()}
+            reader = _Reader(settings)
+            try:
+                time.sleep(5)  # groups joined, partitions assigned
+                _run_step(settings, components.config, reader, *WARMUP, procs, keys)
+                for rate in rates:
+                    result = _run_step(settings, components.config, reader, rate, seconds, procs, keys)
+                    steps.append(result)
+                    print(f"  semantic {'on ' if semantic else 'off'} {rate:>6,.0f}/s: added p50/p99 "
+                          f"{result['added_p50_ms']:.0f}/{result['added_p99_ms']:.0f} ms, total p99 "
+                          f"{result['total_p99_ms']:.0f} ms, answered {result['answered']:,}/"
+                          f"{result['sent']:,}, "
+                          f"shed {result['semantic_shed']:.0f}, cpu {result['cpu_percent']}", flush=True)
+                    if dead := components.dead():
+                        raise RuntimeError(f"{dead} exited during the benchmark; see {components.logs}")
+                    if not result["sustained"] or result["added_p99_ms"] > TARGET_MS:
+                        break
+            finally:
+                reader.close()
+    return steps
+
+
+def _max_rate(steps: list[dict[str, Any]]) -> float:
+    held = [s["rate"] for s in steps if s["sustained"] and s["added_p99_ms"] <= TARGET_MS]
+    return max(held, default=0.0)
+
+
+def main() -> dict[str, Any]:
+    defaults = ladder(semantic=True)
+    baseline = ladder(semantic=False)
+    best, best_off = _max_rate(defaults), _max_rate(baseline)
+    result = {"rates": list(RATES), "step_s": STEP_S, "target_ms": TARGET_MS,
+              "defaults_max_rate_p99_under_100ms": best,
+              "semantic_off_max_rate_p99_under_100ms": best_off,
+              "defaults": defaults, "semantic_off": baseline}
+    table = [("highest rate with added p99 <= 100 ms, shipped defaults (semantic cache on)",
+              f"{best:,.0f} requests/s"),
+             ("baseline, same run: semantic cache off", f"{best_off:,.0f} requests/s")]
+    for label, steps in (("defaults", defaults), ("semantic off", baseline)):
+        for s in steps:
+            table.append((f"{label} at {s['rate']:,.0f}/s: added p50 / p99, total p99, answered, shed",
+                          f"{s['added_p50_ms']:.0f} / {s['added_p99_ms']:.0f} ms, "
+                          f"{s['total_p99_ms']:.0f} ms, "
+                          f"{s['answered']:,}/{s['sent']:,}, {s['semantic_shed']:.0f}"))
+    table.append(("target", ">= 1,000 requests/s with p99 <= 100 ms (issue 16)"))
+    write_result("pipeline", result, table)
+    for k, v in table:
+        print(f"{k:<80} {v}")
+    return result

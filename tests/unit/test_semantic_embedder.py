@@ -1,0 +1,107 @@
+"""The semantic cache's embedder: batches, remembers, and sheds instead of queueing without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from gateway_consumer.cache.semantic import BatchingEmbedder
+from shared.embeddings.minilm import DEFAULT_MODEL_DIR, Array, MiniLM, _length_groups
+
+
+class SlowModel:
+    """Stands in for MiniLM: a fixed cost per text, a vector that names the text, calls recorded."""
+
+    def __init__(self, seconds_per_text: float = 0.0, fail: bool = False) -> None:
+        self.seconds_per_text, self.fail = seconds_per_text, fail
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> Array:
+        self.calls.append(list(texts))
+        time.sleep(self.seconds_per_text * len(texts))
+        if self.fail:
+            raise RuntimeError("model broke")
+        return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+
+def _embedder(model: SlowModel, **kwargs: float) -> BatchingEmbedder:
+    return BatchingEmbedder(model, **kwargs)  # type: ignore[arg-type]
+
+
+def test_identical_texts_share_one_model_call_and_are_remembered() -> None:
+    model = SlowModel()
+    embedder = _embedder(model)
+
+    async def run() -> list[Array | None]:
+        first = await asyncio.gather(*(embedder.embed(t) for t in ["a", "bb", "a", "a"]))
+        return [*first, await embedder.embed("bb")]
+
+    vectors = asyncio.run(run())
+    assert model.calls == [["a", "bb"]]  # one call, each distinct text once; the later "bb" from memory
+    assert [v[0] for v in vectors if v is not None] == [1.0, 2.0, 1.0, 1.0, 2.0]
+    assert (embedder.computed, embedder.memo_hits, embedder.shed) == (2, 1, 0)
+
+
+def test_a_backlog_longer_than_max_wait_is_shed_at_once() -> None:
+    model = SlowModel(seconds_per_text=0.02)
+    embedder = _embedder(model, max_wait_s=0.05, window_s=0.0)
+    embedder.seconds_per_text = 0.02
+
+    async def run() -> tuple[list[Array | None], float]:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(embedder.embed(f"text {i}") for i in range(20)))
+        return results, time.perf_counter() - started
+
+    results, took = asyncio.run(run())
+    admitted = [r for r in results if r is not None]
+    # (queued + in flight + itself) x 20 ms must stay within 50 ms: two texts are admitted, the rest shed
+    assert len(admitted) == 2 and embedder.shed == 18
+    assert took < 0.2  # nobody waited for the shed ones
+
+
+def test_an_idle_embedder_takes_a_text_even_when_its_estimate_is_over_budget() -> None:
+    model = SlowModel(seconds_per_text=0.001)
+    embedder = _embedder(model, max_wait_s=0.01)
+    embedder.seconds_per_text = 1.0  # a stale, pessimistic estimate must not shed forever
+
+    vector = asyncio.run(embedder.embed("hello"))
+    assert vector is not None and embedder.seconds_per_text < 1.0
+
+
+def test_a_failing_model_answers_every_waiter_without_a_vector() -> None:
+    embedder = _embedder(SlowModel(fail=True))
+
+    async def run() -> list[Array | None]:
+        return await asyncio.wait_for(asyncio.gather(*(embedder.embed(t) for t in "abc")), 5)
+
+    assert asyncio.run(run()) == [None, None, None]
+
+
+def test_memo_keeps_only_the_most_recent_texts() -> None:
+    model = SlowModel()
+    embedder = _embedder(model, memo_entries=2)
+
+    async def run() -> None:
+        for text in ("a", "b", "c", "a"):
+            await embedder.embed(text)
+
+    asyncio.run(run())
+    assert [c for call in model.calls for c in call] == ["a", "b", "c", "a"]  # "a" had been dropped
+
+
+def test_length_groups_keep_similar_lengths_together() -> None:
+    groups = _length_groups([10, 100, 11, 12, 95, 30])
+    assert groups == [[0, 2, 3], [5], [4, 1]]
+    assert sorted(i for g in groups for i in g) == list(range(6))
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="model weights not installed (make setup)")
+def test_grouped_batches_embed_as_each_text_alone() -> None:
+    model = MiniLM()
+    texts = ["How do I reset my password?", "Please write about " + "stream gateway token " * 20, "hi"]
+    together = model.embed(texts)
+    alone = np.vstack([model.embed([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
