@@ -69,15 +69,15 @@ def credentials(
     from typing import get_args
 
     from streamgate.config import Role
-    from streamgate.kafka.clients import base_config
-    from streamgate.kafka.security import KafkaSecurityError
+    from streamgate.kafka.security import KafkaSecurityError, client_security
 
     settings = settings_or_exit(config)
     roles = get_args(Role)
     if principal not in roles:
         raise fail(f"unknown principal {principal!r}; one of {', '.join(roles)}", 2)
     try:
-        props = base_config(settings, f"streamgate-{principal}", role=principal)  # type: ignore[arg-type]
+        props = {"bootstrap.servers": settings.kafka.bootstrap(),
+                 **client_security(settings, principal)}  # type: ignore[arg-type]
     except KafkaSecurityError as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps(props, indent=2, sort_keys=True))
