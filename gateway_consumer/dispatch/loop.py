@@ -54,7 +54,7 @@ from shared.policy.config import GatewayPolicy
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
-from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.clients import producer_config, routed_consumer_config
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
@@ -102,7 +102,7 @@ class Dispatcher:
         group = prefix + settings.dispatch.group_id
         # static membership: a restarted instance takes its partitions back at once, and a zombie with
         # the same --instance is fenced out of the group as its producers are out of transactions
-        self.consumer = Consumer(consumer_config(settings, group_id=group) | {
+        self.consumer = Consumer(routed_consumer_config(settings, group_id=group) | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {

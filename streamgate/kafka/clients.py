@@ -7,6 +7,11 @@ from typing import Any
 from streamgate.config import Settings
 
 
+#: A consumer on the latency path waits at most this long on the broker for a fetch that finds nothing;
+#: a fetch that finds anything returns at once. Bounds the cost of a readiness signal the broker misses.
+LOW_LATENCY_FETCH_WAIT_MS = 10
+
+
 def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id}
 
@@ -16,7 +21,9 @@ def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
     return base_config(settings, client_id) | {
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        # a request waits for its batch this long in the client and in every stage that forwards it
+        # without a transaction in between (librdkafka's default is 5 ms); transactions flush at commit
+        "linger.ms": 1,
         "batch.size": 512 * 1024,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
@@ -37,3 +44,29 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
 
 def admin_config(settings: Settings) -> dict[str, Any]:
     return base_config(settings, "streamgate-admin")
+
+
+def routed_consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+    """How the dispatcher reads the request path's outcomes (requests.routed, requests.rejected):
+    read_committed, or read_uncommitted with `dispatch.read_routed_uncommitted` (the dispatcher answers
+    each request id once, so a decision replayed after an aborted transaction is not answered again)."""
+    isolation = "read_uncommitted" if settings.dispatch.read_routed_uncommitted else "read_committed"
+    return consumer_config(settings, group_id=group_id) | {
+        "isolation.level": isolation, "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS}
+
+
+def reply_consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+    """The consumer settings of a request-reply reader of `responses` (the front door, a benchmark).
+
+    read_committed: a caller only ever reads answers that are committed, and the dispatcher commits
+    each request's answer exactly once, so a reader never sees two answers for one request id and what
+    it reads is what the telemetry, the aggregates and the lakehouse count. The dispatcher commits as
+    soon as an answer is ready and its previous commit has ended (`dispatch.commit_interval_ms: 0`), so
+    read_committed costs one transaction commit, not a commit cadence. A fetch returns as soon as
+    anything is readable (`fetch.min.bytes` 1); the short `fetch.wait.max.ms` only bounds how long a
+    fetch can sit on the broker when nothing is. Assign the partitions you read (no group rebalances on
+    the reply path) or pass a group id of your own; offsets are never committed by this config.
+    """
+    return consumer_config(settings, group_id=group_id) | {
+        "isolation.level": "read_committed", "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
+        "enable.partition.eof": False}
