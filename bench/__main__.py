@@ -6,8 +6,9 @@ import importlib
 import sys
 
 BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
-              "dispatch": "bench.dispatch", "latency": "bench.latency", "semantic-cache": "bench.semantic_cache",
-              "aggregation": "bench.aggregation", "sink": "bench.sink", "query": "bench.query",
+              "dispatch": "bench.dispatch", "latency": "bench.latency",
+              "semantic-cache": "bench.semantic_cache", "aggregation": "bench.aggregation",
+              "sink": "bench.sink", "query": "bench.query",
               "gold": "bench.gold", "observability": "bench.observability", "features": "bench.features"}
 
 

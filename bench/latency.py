@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +183,15 @@ def _simulator_log(port: int) -> dict[str, tuple[float, float]]:
     return {rid: (began, ended) for rid, began, ended in rows}
 
 
-def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float) -> dict[str, Any]:
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
+             pids: dict[str, int] | None = None) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
+    cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
     observer = Observer(settings)
     observer.start()
     time.sleep(1.0)  # assigned at the end before the first send
@@ -196,6 +206,8 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     while len(observer.answered_at) < len(sent) and time.time() < deadline:
         time.sleep(0.2)
     observer.stop()
+    cpu_ms = {name: (_cpu_s(pid) - cpu_before[name]) * 1000 / max(len(sent), 1)
+              for name, pid in (pids or {}).items()}
     calls = _simulator_log(SIM_PORT)
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
     statuses: dict[str, int] = {}
@@ -216,6 +228,7 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
             hops["return_to_response"].append((answered - call[1]) * 1000)
     span = max(sent.values()) - min(sent.values()) if len(sent) > 1 else 1.0
     return {"rate": rate, "sent": len(sent), "answered": len(hops["total"]), "statuses": statuses,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "cpu_ms_per_request": cpu_ms,
             "achieved_send_rate": len(sent) / span if span else 0.0,
             **{h: _summary(v) for h, v in hops.items()}}
 
@@ -224,13 +237,17 @@ class Pipeline:
     """A streams worker and a dispatcher on `settings`, as the CLI runs them."""
 
     def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
-        self.config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / f"{name}.yaml")
+        state = settings.model_copy(update={"state_dir": workdir})
+        self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
         self.procs = []
         for args in (["streams", "worker", "--instance", name], ["dispatch", "worker", "--instance", name]):
             with open(workdir / f"{name}-{args[0]}.log", "wb") as log:
                 self.procs.append(subprocess.Popen([exe, *args, "--config", str(self.config)],
                                                    stdout=log, stderr=subprocess.STDOUT))
+
+    def pids(self) -> dict[str, int]:
+        return {"streams_worker": self.procs[0].pid, "dispatcher": self.procs[1].pid}
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -263,7 +280,7 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
     return settings
 
 
-def measure(settings: Settings, workdir: Path, name: str, rates: list[tuple[float, float]],
+def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
             stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
     pipeline = Pipeline(settings, workdir, name)
     results = []
@@ -273,7 +290,7 @@ def measure(settings: Settings, workdir: Path, name: str, rates: list[tuple[floa
         for rate, seconds in rates:
             if not pipeline.alive():
                 raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
-            result = run_rate(settings, pipeline.config, workdir, rate, seconds)
+            result = run_rate(settings, pipeline.config, workdir, rate, seconds, pipeline.pids())
             results.append(result)
             total = result["total"]
             print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "
@@ -312,19 +329,22 @@ def main() -> dict[str, Any]:
             new = _configure(base, prefix + "defaults.")
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
+            early = _configure(base, prefix + "early.", dispatch={"read_routed_uncommitted": True})
+            early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)])
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline[0])
+    return report(runs, baseline[0], early_runs)
 
 
 #: What issue 16 changed in the dispatcher's defaults, set back for the baseline.
 BEFORE_DISPATCH: dict[str, Any] = {"commit_interval_ms": 100, "read_routed_uncommitted": False}
 
 
-def report(runs: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any]:
+def report(runs: list[dict[str, Any]], baseline: dict[str, Any],
+           early: list[dict[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "runs": runs,
-                              "baseline_before_500": baseline}
+                              "baseline_before_500": baseline, "early_routed_runs": early}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
@@ -335,13 +355,19 @@ def report(runs: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, An
     result["baseline_total_500_p99_ms"] = baseline["total"].get("p99")
     table: list[tuple[str, str]] = []
     fmt = "{p50:.1f} / {p90:.1f} / {p99:.1f} / {max:.1f}"
-    for r in [baseline | {"label": "baseline (settings before issue 16) 500/s"}, *runs]:
+    for r in [baseline | {"label": "baseline (settings before issue 16) 500/s"}, *runs,
+              *[e | {"label": f"opt-in read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early]]:
         label = r.get("label") or f"{r['rate']:,.0f}/s"
         table.append((f"**{label}** answered", f"{r['answered']} of {r['sent']} (sent at "
-                                                f"{r['achieved_send_rate']:,.0f}/s)"))
+                                                f"{r['achieved_send_rate']:,.0f}/s; load average "
+                                                f"{r['load_before']:.1f} -> {r['load_after']:.1f})"))
         for hop in HOPS:
             if r[hop]:
                 table.append((f"  {hop} p50 / p90 / p99 / max ms", fmt.format(**r[hop])))
+        cpu = r.get("cpu_ms_per_request") or {}
+        if cpu:
+            table.append(("  CPU per request: streams worker / dispatcher",
+                          " / ".join(f"{cpu[k]:.2f} ms" for k in ("streams_worker", "dispatcher"))))
     table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))
     table.append(("goals", "500/s: p50 <= 10 ms, p99 <= 30 ms; 2,000/s: p99 <= 100 ms"))
     write_result("latency", result, table)

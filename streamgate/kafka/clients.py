@@ -6,7 +6,6 @@ from typing import Any
 
 from streamgate.config import Settings
 
-
 #: A consumer on the latency path waits at most this long on the broker for a fetch that finds nothing;
 #: a fetch that finds anything returns at once. Bounds the cost of a readiness signal the broker misses.
 LOW_LATENCY_FETCH_WAIT_MS = 10
