@@ -9,8 +9,9 @@ the other's transaction is already open, so a finished request is produced at on
 for the commit; commits stay strictly sequential, so offsets never run ahead of a failed transaction.
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
-verdicts are produced into it at once; every `commit_interval_ms` the contiguous commit points go into
-the same transaction and it commits. A crash aborts the open transaction, so its answers vanish along
+verdicts are produced into it at once; as soon as the previous commit has ended (or every
+`commit_interval_ms`, when set) the contiguous commit points go into the same transaction and it commits:
+a caller reading `responses` read_committed waits for that commit, so by default none is delayed. A crash aborts the open transaction, so its answers vanish along
 with its offsets and are redone; answers committed ahead of the commit point, and answers to requests
 the request path routes again later, are found again in the responses topic (`answered.py`): a request
 is only answered once its responses partition is known back to the request's creation.
