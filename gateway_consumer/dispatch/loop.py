@@ -11,10 +11,11 @@ for the commit; commits stay strictly sequential, so offsets never run ahead of 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
 verdicts are produced into it at once; as soon as the previous commit has ended (or every
 `commit_interval_ms`, when set) the contiguous commit points go into the same transaction and it commits:
-a caller reading `responses` read_committed waits for that commit, so by default none is delayed. A crash aborts the open transaction, so its answers vanish along
-with its offsets and are redone; answers committed ahead of the commit point, and answers to requests
-the request path routes again later, are found again in the responses topic (`answered.py`): a request
-is only answered once its responses partition is known back to the request's creation.
+a caller reading `responses` read_committed waits for that commit, so by default none is delayed. A crash
+aborts the open transaction, so its answers vanish along with its offsets and are redone; answers
+committed ahead of the commit point, and answers to requests the request path routes again later, are
+found again in the responses topic (`answered.py`): a request is only answered once its responses
+partition is known back to the request's creation.
 
 Any Kafka error the loop cannot recover from in place ends `run` with an exception, at once: the worker
 process exits and its supervisor starts a clean instance, whose `init_transactions` ends what this one
