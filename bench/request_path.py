@@ -2,6 +2,10 @@
 transactions engine; also with 2 workers, and 1 worker on the faust engine), (c) a raw confluent-kafka
 consume->produce passthrough of the same events. Ratios b/a and b/c.
 
+Authentication (issue 17) is on in (a) and (b), as deployed; its overhead is the ratio to the same
+measure with it off, in the same run: (a0) the logic without a key ring, (b0) one worker with
+`identity.enforce: false`.
+
 Events: the demo workload with ~1 KB prompts, ~10% carrying PII.
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +27,7 @@ from apps.demo.processes import write_config
 from bench.harness import bench_settings, write_result
 from schemas import SingleObjectCodec
 from schemas.topics import Topic
+from shared.identity import KeyRecord, KeyRing, generate_key
 from shared.policy.config import load_policy
 from shared.policy.holder import PolicyHolder
 from shared.traffic import workload
@@ -35,25 +41,39 @@ N = 20_000
 FILLER = "The gateway routes requests across providers while tracking cost and latency. "
 
 
-def _events(n: int) -> list[dict[str, Any]]:
-    """Demo workload with every prompt padded to ~1 KB; PII stays in ~10% (the workload's own rate)."""
+def _events(n: int, keys: workload.WorkloadKeys | None = None) -> list[dict[str, Any]]:
+    """Demo workload with every prompt padded to ~1 KB; PII stays in ~10% (the workload's own rate).
+    `keys`: real keys for the workload's teams (the same events otherwise)."""
     out = []
-    for r in workload.requests(n, seed=21, run_id=uuid.uuid4().hex[:8]):
+    for r in workload.requests(n, seed=21, run_id=uuid.uuid4().hex[:8], keys=keys):
         text = r.messages[-1].content
         padded = (text + " " + FILLER * 14)[:1024]
         out.append(r.model_copy(update={"messages": [ChatMessage(role="user", content=padded)]}).to_event())
     return out
 
 
-def logic_rate(events: list[dict[str, Any]]) -> tuple[float, float]:
-    """The worker's own per-record function with in-memory dedup claims: everything but Kafka and faust.
-    Returns events/s and CPU microseconds per event."""
+def memory_keys() -> tuple[KeyRing, dict[tuple[str, str], str]]:
+    """A key ring holding one key per team and project of the workload, without Kafka."""
+    ring = KeyRing(b"bench-secret-" * 4)
+    keys = {}
+    for team in workload.TEAMS:
+        for project in team.projects:
+            key_id, raw = generate_key()
+            ring.apply(KeyRecord(id=key_id, hmac=ring.stored_hmac(raw), team=team.team, project=project,
+                                 status="active", created_at=0, created_by="bench", updated_at=0))
+            keys[(team.team, project)] = raw
+    return ring, keys
+
+
+def logic_rate(events: list[dict[str, Any]], ring: KeyRing | None = None) -> tuple[float, float]:
+    """The worker's own per-record function with in-memory dedup claims: everything but Kafka and faust;
+    with `ring`, every request authenticated against it. Returns events/s and CPU microseconds per event."""
     from streamgate.config import load_settings
 
     io = StageIO(load_settings())
     encoded = io.codecs[Topic.REQUESTS].encode_many(events)
     holder = PolicyHolder(load_policy())
-    path = RequestPath(io, RequestPathDeps(policy=holder, rng=random.Random(1)))
+    path = RequestPath(io, RequestPathDeps(policy=holder, rng=random.Random(1), keys=ring))
     claims: dict[bytes, list[int]] = {}
     window_ms = holder.policy.validation.dedup_window_s * 1000
 
@@ -152,12 +172,17 @@ def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
     return len(values) / elapsed
 
 
-def pipeline_rate(settings: Settings, values: list[bytes], workdir: Path, workers: int = 1,
-                  engine: str = "transactions") -> tuple[float, float]:
-    """Events/s through `workers` worker processes (one consumer group), and their CPU us per event."""
+def pipeline_rate(settings: Settings, workdir: Path, workers: int = 1, engine: str = "transactions",
+                  authenticate: bool = True) -> tuple[float, float]:
+    """Events/s through `workers` worker processes (one consumer group), and their CPU us per event.
+    With `authenticate`, real keys are issued on the keys topic first and every event carries one."""
     prefix = settings.kafka.topic_prefix
     workdir.mkdir(parents=True, exist_ok=True)
-    config = write_config(settings.model_copy(update={"state_dir": workdir}), workdir / "bench.yaml")
+    settings = settings.model_copy(update={
+        "state_dir": workdir, "identity": settings.identity.model_copy(update={"enforce": authenticate})})
+    keys = workload.provision_keys(settings, actor="bench") if authenticate else None
+    values = SingleObjectCodec("requests", "Request").encode_many(_events(N, keys))
+    config = write_config(settings, workdir / "bench.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     outcomes = [prefix + "requests.routed", prefix + "requests.rejected"]  # the request path's outcomes
     procs = []
@@ -200,20 +225,32 @@ def _median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
 def main(repeats: int = 3) -> dict[str, Any]:
     import tempfile
 
-    events = _events(N)
+    ring, keys = memory_keys()
+    events, plain = _events(N, keys), _events(N)
     values = SingleObjectCodec("requests", "Request").encode_many(events)
-    logic_runs = [logic_rate(events) for _ in range(repeats)]
+    logic_runs, plain_runs = [], []
+    for i in range(2 * repeats + 1):  # interleaved, alternating order: both see the same moments of a
+        for auth in ((True, False) if i % 2 else (False, True)):  # shared machine; cheap, so more runs
+            if auth:
+                logic_runs.append(logic_rate(events, ring))
+            else:
+                plain_runs.append(logic_rate(plain))
     passthrough = passthrough_rate(_settings(), values)
-    setups = {"transactions_1": ("transactions", 1), "transactions_2": ("transactions", 2),
-              "faust_1": ("faust", 1)}
+    setups = {"transactions_1": ("transactions", 1, True),
+              "transactions_1_noauth": ("transactions", 1, False),
+              "transactions_2": ("transactions", 2, True), "faust_1": ("faust", 1, True)}
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     for _ in range(repeats):
-        for name, (engine, workers) in setups.items():
+        for name, (engine, workers, auth) in setups.items():
             with tempfile.TemporaryDirectory() as tmp:  # fresh topics and group: the same events again
-                run = pipeline_rate(_settings(), values, Path(tmp), workers=workers, engine=engine)
+                run = pipeline_rate(_settings(), Path(tmp), workers=workers, engine=engine, authenticate=auth)
                 runs[name].append(run)
     logic, logic_cpu = _median_run(logic_runs)
+    logic0, logic0_cpu = _median_run(plain_runs)
+    # CPU per event is what authentication adds; events/s of one run swing with the machine's load
+    auth_cpu = statistics.median(c for _, c in logic_runs) / statistics.median(c for _, c in plain_runs)
     pipeline, pipeline_cpu = _median_run(runs["transactions_1"])
+    pipeline0, pipeline0_cpu = _median_run(runs["transactions_1_noauth"])
     pipeline2, (faust, faust_cpu) = _median_run(runs["transactions_2"])[0], _median_run(runs["faust_1"])
     result = {"events": N, "repeats": repeats, "engine": "transactions",
               "logic_events_per_s": logic, "pipeline_events_per_s": pipeline,
@@ -222,7 +259,15 @@ def main(repeats: int = 3) -> dict[str, Any]:
               "pipeline_over_passthrough": pipeline / passthrough,
               "logic_cpu_us_per_event": logic_cpu, "worker_cpu_us_per_event": pipeline_cpu,
               "faust_worker_cpu_us_per_event": faust_cpu,
+              "authentication": {
+                  "logic_no_auth_events_per_s": logic0, "pipeline_no_auth_events_per_s": pipeline0,
+                  "logic_auth_over_no_auth": logic / logic0,
+                  "logic_cpu_auth_over_no_auth": auth_cpu,
+                  "pipeline_auth_over_no_auth": pipeline / pipeline0,
+                  "logic_cpu_us_per_event_no_auth": logic0_cpu,
+                  "worker_cpu_us_per_event_no_auth": pipeline0_cpu},
               "runs_events_per_s": {"logic": [r for r, _ in logic_runs],
+                                    "logic_no_auth": [r for r, _ in plain_runs],
                                     **{name: [r for r, _ in rs] for name, rs in runs.items()}},
               "mean_event_bytes": sum(map(len, values)) / len(values)}
     table = [("(a) stage logic alone, in memory", f"{logic:,.0f} events/s"),
@@ -233,6 +278,12 @@ def main(repeats: int = 3) -> dict[str, Any]:
              ("b/a", f"{pipeline / logic:.2f}"), ("b/c", f"{pipeline / passthrough:.2f}"),
              ("CPU per event: logic / worker / faust worker",
               f"{logic_cpu:.0f} us / {pipeline_cpu:.0f} us / {faust_cpu:.0f} us"),
+             ("(a0) stage logic without authentication", f"{logic0:,.0f} events/s"),
+             ("(b0) full path, 1 worker, `identity.enforce: false`", f"{pipeline0:,.0f} events/s"),
+             ("authentication: a/a0, b/b0 (events/s)", f"{logic / logic0:.3f}, {pipeline / pipeline0:.3f}"),
+             ("authentication: logic CPU per event with / without (median of runs)", f"{auth_cpu:.3f}"),
+             ("CPU per event with / without authentication: logic, worker",
+              f"{logic_cpu:.1f} / {logic0_cpu:.1f} us, {pipeline_cpu:.0f} / {pipeline0_cpu:.0f} us"),
              ("runs (median shown)", f"{repeats} of each"),
              ("mean event size", f"{result['mean_event_bytes']:.0f} bytes")]
     write_result("request-path", result, table)

@@ -8,6 +8,7 @@ that passes it is abandoned and the request falls over to the next target.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -21,7 +22,9 @@ from gateway_consumer.cache import CachedAnswer, ExactCache, cache_key
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache, semantic_parts
 from gateway_consumer.output_guard import check_output, json_problem
 from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
+from gateway_consumer.providers.base import Delta, OnDelta
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
+from gateway_consumer.streaming import ChunkSink, as_deltas, output_may_change
 from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog, UnknownModelError
 from streamgate.config import DispatchSettings
@@ -111,6 +114,7 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
         "request_id": routed["request_id"], "trace_id": routed["trace_id"], "team": routed["team"],
         "project": routed["project"], "api_key_id": routed["api_key_id"], "status": status,
         "reason_code": reason, "message": message, "content": content,
+        "tool_calls_json": json.dumps(reply.tool_calls) if reply and reply.tool_calls else None,
         "finish_reason": reply.finish_reason if reply else None,
         "provider": target["provider"] if target else None, "model": target["model"] if target else None,
         "target_index": index, "cache_hit": cache_kind is not None, "cache_kind": cache_kind,
@@ -123,7 +127,8 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
     }
 
 
-async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
+async def answer(routed: dict[str, Any], deps: DispatchDeps, stream: ChunkSink | None = None) -> Outcome:
+    """`stream`: the caller waits for the pieces of this answer (`gateway_consumer/streaming.py`)."""
     started = time.time()
     attempts = _Attempts(routed, deps)
     key = cache_key(routed) if deps.cache is not None else None
@@ -138,10 +143,12 @@ async def answer(routed: dict[str, Any], deps: DispatchDeps) -> Outcome:
     if hit is not None:
         target = {"provider": hit.provider, "model": hit.model, "region": hit.region}
         attempts.record(hit.target_index, target, started, hit.reply, None, cache_kind=kind)
+        if stream is not None:  # one piece: the whole answer
+            stream.send(hit.reply.content, as_deltas(hit.reply.tool_calls), target)
         return Outcome(_response(routed, "ok", started, reply=hit.reply, target=target,
                                  index=hit.target_index, cache_kind=kind, content=hit.reply.content),
                        attempts.events)
-    run = _Run(routed, deps, attempts, started, key, semantic)
+    run = _Run(routed, deps, attempts, started, key, semantic, stream)
     for index, target in enumerate(routed["targets"]):
         if (outcome := await run.try_target(index, target)) is not None:
             return outcome
@@ -177,9 +184,11 @@ class _Run:
     """The state of one request's walk down its fallback chain."""
 
     def __init__(self, routed: dict[str, Any], deps: DispatchDeps, attempts: _Attempts, started: float,
-                 key: str | None, semantic: _SemanticProbe | None) -> None:
+                 key: str | None, semantic: _SemanticProbe | None, stream: ChunkSink | None = None) -> None:
         self.routed, self.deps, self.attempts, self.started, self.key = routed, deps, attempts, started, key
-        self.semantic = semantic
+        self.semantic, self.stream = semantic, stream
+        #: pieces go out as they arrive, or (when the output checks could change them) once, checked
+        self.buffered = stream is not None and output_may_change(routed, deps.policy())
         self.provider_s = 0.0
         self.last = "no target was available"
         self.verdicts: list[dict[str, Any]] = []
@@ -198,12 +207,14 @@ class _Run:
         while True:
             t0 = time.time()
             try:
-                reply = await _call(adapter, target, self.routed, self.deps)
+                reply = await _call(adapter, target, self.routed, self.deps, self._on_delta(target))
             except ProviderError as error:
                 self.provider_s += time.time() - t0
                 breaker.record(False)
                 self.attempts.record(index, target, t0, None, error)
                 self.last = f"{target['provider']}/{target['model']}: {error}"
+                if self.stream is not None and self.stream.sent:  # the caller saw part of this answer
+                    return self._fail(index, target, "stream_interrupted", self.last)
                 retry += 1
                 delay = await self._backoff(error, retry, breaker)
                 if delay is None:
@@ -212,13 +223,23 @@ class _Run:
             self.provider_s += time.time() - t0
             breaker.record(True)
             event = self.attempts.record(index, target, t0, reply, None)
-            problem = json_problem(reply.content, self.routed["params"].get("response_format"))
+            problem = None if reply.tool_calls else json_problem(reply.content, self.routed["params"])
             if problem is None:
                 return self._finish(index, target, reply)
             event["status"], event["error_class"] = "error", "invalid_json"
             if json_retry_used:
                 return self._fail(index, target, "invalid_json", f"the answer {problem} (after one retry)")
             json_retry_used = True
+
+    def _on_delta(self, target: dict[str, Any]) -> OnDelta | None:
+        stream = self.stream
+        if stream is None or self.buffered:
+            return None
+
+        def on_delta(delta: Delta) -> None:
+            stream.send(delta.text, delta.tool_calls, target)
+
+        return on_delta
 
     async def _backoff(self, error: ProviderError, retry: int, breaker: CircuitBreaker) -> float | None:
         """Wait before retrying the same target; None when it should not be retried."""
@@ -237,6 +258,8 @@ class _Run:
         self.verdicts += checked.verdicts
         if checked.failure is not None:
             return self._fail(index, target, checked.failure, checked.message or "")
+        if self.stream is not None and self.buffered:  # checked: now the caller may see it, at once
+            self.stream.send(checked.content, as_deltas(reply.tool_calls), target)
         if self.deps.cache is not None and self.key is not None:
             self.deps.cache.put(self.key, reply, target["provider"], target["model"], target["region"], index)
         if self.semantic is not None and self.deps.semantic is not None:
@@ -259,9 +282,9 @@ def _cost(attempts: _Attempts) -> int:
 
 
 async def _call(adapter: Provider, target: dict[str, Any], routed: dict[str, Any],
-                deps: DispatchDeps) -> ProviderReply:
+                deps: DispatchDeps, on_delta: OnDelta | None = None) -> ProviderReply:
     limit = deps.limits.get(target["provider"])
-    call = ProviderCall(target["model"], routed["messages"], routed["params"])
+    call = ProviderCall(target["model"], routed["messages"], routed["params"], on_delta)
     try:
         async with asyncio.timeout(target["timeout_ms"] / 1000):
             if limit is None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import jsonschema
 
+from gateway_consumer.providers.base import requested_format
+from schemas.events import Params
 from shared.guardrails.pii import scan_pii
 from shared.guardrails.verdicts import verdict_event
 from shared.policy.config import GatewayPolicy
@@ -22,21 +24,25 @@ class OutputCheck:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def json_problem(content: str, response_format: str | None) -> str | None:
-    """Why `content` does not satisfy a JSON response format, or None when it does (or none was asked)."""
-    if not response_format or response_format == "text":
+def json_problem(content: str, params: Params) -> str | None:
+    """Why `content` does not satisfy the JSON format asked for, or None when it does (or none was)."""
+    try:
+        fmt = requested_format(params)
+    except ValueError as exc:
+        return f"the requested schema is unusable: {exc}"
+    if fmt.kind == "text":
         return None
     try:
         value = json.loads(content)
     except json.JSONDecodeError as exc:
         return f"not valid JSON: {exc.msg} at position {exc.pos}"
-    if response_format == "json_object":
+    if fmt.kind == "json_object":
         return None if isinstance(value, dict) else "a JSON object was asked for"
     try:
-        jsonschema.validate(value, json.loads(response_format))
+        jsonschema.validate(value, fmt.schema)
     except jsonschema.ValidationError as exc:
         return f"does not match the requested schema: {exc.message}"
-    except (json.JSONDecodeError, jsonschema.SchemaError) as exc:
+    except jsonschema.SchemaError as exc:
         return f"the requested schema is unusable: {exc}"
     return None
 

@@ -20,12 +20,16 @@ class EventType(StrEnum):
     AUDIT_EVENT = "AuditEvent"
     DEAD_LETTER = "DeadLetter"
     CONFIG_RECORD = "ConfigRecord"
+    API_KEY = "ApiKey"
+    RESPONSE_CHUNK = "ResponseChunk"
 
 
 class Message(TypedDict):
     role: str
     content: str
     name: str | None
+    tool_calls_json: str | None
+    tool_call_id: str | None
 
 
 class Params(TypedDict):
@@ -35,6 +39,10 @@ class Params(TypedDict):
     stream: bool
     response_format: str | None
     stop: list[str]
+    tools_json: str | None
+    tool_choice_json: str | None
+    response_schema_json: str | None
+    extra_json: str | None
 
 
 class Request(TypedDict):
@@ -51,6 +59,7 @@ class Request(TypedDict):
     tags: dict[str, str]
     metadata: dict[str, str]
     region: str | None
+    reply_partition: int | None
     created_at: int
 
 
@@ -71,6 +80,7 @@ class Response(TypedDict):
     reason_code: str | None
     message: str | None
     content: str | None
+    tool_calls_json: str | None
     finish_reason: str | None
     provider: str | None
     model: str | None
@@ -130,3 +140,19 @@ class DeadLetter(TypedDict):
     original_value: bytes
     request_id: str | None
     failed_at: int
+
+
+#: The Kafka header that names the caller's reply partition (ASCII digits) on a `requests.rejected`
+#: record: the request path writes it, the dispatcher reads it (the Response has no field for it).
+REPLY_PARTITION_HEADER = "reply_partition"
+
+
+class ResponseChunk(TypedDict):
+    request_id: str
+    dispatch_id: str
+    seq: int
+    delta: str
+    tool_calls_json: str | None
+    provider: str | None
+    model: str | None
+    created_at: int

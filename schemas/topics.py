@@ -31,6 +31,9 @@ class Topic(StrEnum):
     AUDIT = "audit"
     DEADLETTER = "deadletter"
     CONFIG = "config"
+    KEYS = "keys"
+    REPLIES = "replies"
+    REPLY_CHUNKS = "replies.chunks"
 
 
 class TopicSpecError(ValueError):

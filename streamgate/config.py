@@ -19,6 +19,8 @@ ENV_CONFIG = "STREAMGATE_CONFIG"
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_REGISTRY = "SCHEMA_REGISTRY_URL"
 ENV_STATE_DIR = "STREAMGATE_STATE_DIR"
+#: The default variable holding the API-key HMAC secret (see IdentitySettings.hmac_secret_env).
+ENV_KEY_SECRET = "STREAMGATE_KEY_SECRET"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "streamgate.yaml"
@@ -246,6 +248,20 @@ class SimulatorSettings(_Strict):
     profiles: Path = Path("config/simulator.yaml")
 
 
+class FrontDoorSettings(_Strict):
+    """`streamgate serve`: the OpenAI- and Anthropic-compatible HTTP API over the stream."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: The partition of `replies` this instance reads its answers from; null: one chosen at random. Give
+    #: each instance its own (up to the topic's partitions) so none reads another's answers.
+    reply_partition: int | None = Field(default=None, ge=0)
+    #: How long a call waits for its answer before a 504.
+    timeout_s: float = Field(default=120.0, gt=0)
+    #: Larger request bodies are refused with a 400 before they are read.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
 #: The long-running components that serve /metrics and /healthz, by their key under `metrics.ports`.
 COMPONENTS = ("streams_worker", "dispatcher", "aggregator", "lakehouse_sink", "simulator")
 
@@ -285,6 +301,32 @@ class MetricsSettings(_Strict):
         return int(getattr(self.ports, component)) if self.enabled else 0
 
 
+class IdentitySettings(_Strict):
+    """API keys (shared/identity/): who a caller is, decided by the key, never by the request's fields.
+
+    Keys are stored only as HMAC-SHA256(secret, sha256(key)); the secret is the one thing an operator must
+    set and keep: from the environment variable named by `hmac_secret_env`, else the file `hmac_secret_file`.
+    With neither, a random secret is generated once under `<state_dir>/identity/hmac.secret` (mode 0600):
+    fine for the local demo and tests, never for production (keys die with the state directory).
+    """
+
+    #: Authenticate every request in the request path (unknown, revoked, expired and disabled keys are
+    #: rejected; team and project come from the key). Turn off only where callers are authenticated
+    #: before Kafka and the `requests` topic is writable by trusted producers only.
+    enforce: bool = True
+    #: The environment variable holding the HMAC secret (at least 32 bytes); the loader copies it into
+    #: `hmac_secret`.
+    hmac_secret_env: str = ENV_KEY_SECRET
+    #: A file holding the HMAC secret (relative paths are under the state directory), used when the
+    #: variable is unset. Keep it 0600.
+    hmac_secret_file: Path | None = None
+    #: Never logged, never in events (SecretStr prints as '**********').
+    hmac_secret: SecretStr | None = None
+    #: A request-path worker or front door waits this long at start for the keys topic to be read up
+    #: to its end before it serves (an empty key ring would reject every caller).
+    ready_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(_Strict):
     #: Runtime state (broker logs, Delta tables, Feast registry); never inside the work tree by default.
     state_dir: Path = Path.home() / ".local" / "state" / "streamgate"
@@ -298,7 +340,9 @@ class Settings(_Strict):
     lakehouse: LakehouseSettings = LakehouseSettings()
     features: FeaturesSettings = FeaturesSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    frontdoor: FrontDoorSettings = FrontDoorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    identity: IdentitySettings = IdentitySettings()
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""
@@ -336,6 +380,57 @@ def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
         raw.setdefault("schema_registry", {})["url"] = environ[ENV_REGISTRY]
     if environ.get(ENV_STATE_DIR):
         raw["state_dir"] = environ[ENV_STATE_DIR]
+    identity = raw.get("identity") or {}
+    if isinstance(identity, dict):
+        var = identity.get("hmac_secret_env") or ENV_KEY_SECRET
+        if environ.get(var):
+            raw["identity"] = {**identity, "hmac_secret": environ[var]}
     for provider in (raw.get("providers") or {}).values():
         if isinstance(provider, dict) and (var := provider.get("api_key_env")) and environ.get(var):
             provider["api_key"] = environ[var]
+
+
+GENERATED_SECRET_FILE = Path("identity") / "hmac.secret"
+_MIN_SECRET_BYTES = 32
+
+
+def key_hmac_secret(settings: Settings) -> bytes:
+    """The API-key HMAC secret: from the environment (copied by the loader), else the configured file,
+    else a file generated once under the state directory (0600; local use only, see IdentitySettings).
+
+    Generation is race-free across processes (a worker and the CLI starting together): the secret is
+    written to a private temporary file and hard-linked into place, so a reader never sees a partial one.
+    """
+    ident = settings.identity
+    if ident.hmac_secret is not None:
+        secret = ident.hmac_secret.get_secret_value().encode()
+        where = f"${ident.hmac_secret_env}"
+    else:
+        path = settings.resolve(ident.hmac_secret_file or GENERATED_SECRET_FILE)
+        if ident.hmac_secret_file is not None and not path.exists():
+            raise ConfigError(f"identity.hmac_secret_file {path} does not exist")
+        if not path.exists():
+            _generate_secret(path)
+        secret = path.read_bytes().strip()
+        where = str(path)
+    if len(secret) < _MIN_SECRET_BYTES:
+        raise ConfigError(f"the API-key HMAC secret from {where} is shorter than {_MIN_SECRET_BYTES} bytes")
+    return secret
+
+
+def _generate_secret(path: Path) -> None:
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_urlsafe(48).encode())
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process won the race: use its secret
+    finally:
+        tmp.unlink()

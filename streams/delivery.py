@@ -43,7 +43,8 @@ class FaustDelivery:
     async def send(self, outputs: Sequence[Output]) -> None:
         # faust flushes before it commits but never looks at a failed send: delivery is awaited here
         producer = await self.app.maybe_start_producer()
-        pending = [await producer.send(o.topic, o.key, o.value, o.partition, None, None) for o in outputs]
+        pending = [await producer.send(o.topic, o.key, o.value, o.partition, None, o.headers)
+                   for o in outputs]
         await asyncio.gather(*pending)
 
 
@@ -64,7 +65,8 @@ class LibrdkafkaDelivery:
             partition = _UNASSIGNED if o.partition is None else o.partition
             while True:
                 try:
-                    produce(o.topic, o.value, o.key, partition=partition, on_delivery=delivered)
+                    produce(o.topic, o.value, o.key, partition=partition, on_delivery=delivered,
+                            headers=o.headers)
                     break
                 except BufferError:  # the local queue is full: let it drain
                     await asyncio.to_thread(self.producer.poll, 0.05)

@@ -9,11 +9,12 @@ refused what and why.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas import TopicCodec, dead_letter, make_codec
-from schemas.splice import RoutedSplicer
+from schemas.events import REPLY_PARTITION_HEADER
+from schemas.splice import RoutedSplicer, StringFieldSplicer
 from schemas.topics import Topic, physical_name
 from shared.guardrails.outcome import Rejection, event_id
 from streamgate.config import Settings
@@ -33,6 +34,8 @@ class Output:
     #: None: the producer's partitioner chooses by key. Set for changelog records, which must land in
     #: the partition of the record they belong to.
     partition: int | None = None
+    #: Kafka headers, (name, value) pairs; only a rejection for a waiting caller has one (`REPLY_HEADER`).
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 class StageIO:
@@ -45,6 +48,8 @@ class StageIO:
             t: make_codec(self.names[t], et, registry) for t, et in _EVENT_TYPES.items()}
         #: routed bytes from the guarded request's bytes (single-object encoding only)
         self.splicer = None if registry else RoutedSplicer()
+        #: a request's bytes with its key hash replaced by the key's id (authentication), likewise
+        self.key_splicer = None if registry else StringFieldSplicer("Request", "api_key_id")
 
     def out(self, topic: Topic, key: str | bytes, record: dict[str, Any]) -> Output:
         raw_key = key if isinstance(key, bytes) else key.encode()
@@ -60,7 +65,11 @@ class StageIO:
             raw_value, raw_key, request_id))]
         if event is not None and request_id and rejection.respond:
             # to the dispatcher, which answers each request exactly once (a replay here may reject again)
-            outputs.append(self.out(Topic.REJECTED, key, rejected_response(event, rejection)))
+            # the Response has no field for where its caller waits: a header carries it to the dispatcher
+            rejected = self.out(Topic.REJECTED, key, rejected_response(event, rejection))
+            if (reply := event.get("reply_partition")) is not None:
+                rejected = replace(rejected, headers=[(REPLY_PARTITION_HEADER, str(reply).encode())])
+            outputs.append(rejected)
             if rejection.audit:
                 outputs.append(self.out(Topic.AUDIT, key, audit_event(event, rejection, policy_version)))
         return outputs

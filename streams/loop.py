@@ -206,7 +206,7 @@ class TransactionalRequestPath:
             partition = _UNASSIGNED if o.partition is None else o.partition
             while True:
                 try:
-                    produce(o.topic, o.value, o.key, partition=partition)
+                    produce(o.topic, o.value, o.key, partition=partition, headers=o.headers)
                     break
                 except BufferError:  # the local queue is full: let it drain
                     self.producer.poll(0.05)

@@ -3,8 +3,9 @@
 The stages stay separate modules with plain functions (validate/, guardrails/, route/); this module only
 chains them. Chaining them in one pass, rather than one faust agent per stage with a topic between each,
 costs one Avro decode and one encode per request instead of three of each, one dedup claim instead of
-three, and one consume instead of three (measured in docs/benchmarks.md). The faust agent
-(streams/app.py) and `bench/request_path.py` call the same :meth:`RequestPath.process`.
+three, and one consume instead of three (measured in docs/benchmarks.md). The transactions engine
+(streams/loop.py), the optional faust agent (streams/app.py) and `bench/request_path.py` all call the same
+:meth:`RequestPath.process`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from schemas.topics import Topic
 from shared.guardrails.outcome import Rejection
 from shared.guardrails.pii import scan_pii
 from shared.guardrails.verdicts import PiiScanner
+from shared.identity import KeyRing
 from shared.policy.holder import PolicyHolder
 from streamgate.catalog import ModelCatalog, default_catalog
 from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.stage import guard_request
+from streams.identity.stage import authenticate
 from streams.io import Output, StageIO, redaction_audit
 from streams.route.context import ContextRetriever, with_context
 from streams.route.health import ProviderHealth, StaticHealth
@@ -48,18 +51,22 @@ class RequestPathDeps:
     rng: random.Random = field(default_factory=random.Random)
     #: retrieved context for requests tagged `rag: <collection>` (None: the tag is ignored)
     context: ContextRetriever | None = None
+    #: API keys (streams/identity/): every request is authenticated against this ring and named by its
+    #: key's public id downstream. None: authentication is off (`identity.enforce: false`).
+    keys: KeyRing | None = None
 
 
 def check_claim(held: list[int] | None, offset: int, now_ms: int,
                 window_ms: int) -> tuple[bool, list[int] | None]:
     """(is a duplicate to drop, the claim to store or None) for a request id held by `held`.
 
-    The path is at-least-once, and a record seen twice under another offset (a producer retry, a
-    redelivery, a gap re-enqueue) must not be decided twice: a second decision can differ (budgets move)
-    and would give the caller a second answer. A claim is [first seen ms, offset of the claiming record];
-    the offset tells a replay of the same record after a crash (process it again) from a second record
-    with the same id (drop it). Claims live in a faust table in the worker (its changelog makes them
-    survive a crash) and in a dict in unit tests and the benchmark.
+    A record seen twice under another offset (a producer retry, a resend, a gap re-enqueue) must not be
+    decided twice: a second decision can differ (budgets move) and would give the caller a second answer.
+    A claim is [first seen ms, offset of the claiming record]; the offset tells a replay of the same record
+    after a crash (decide it again) from a second record with the same id (drop it). Claims are kept per
+    partition in memory and written to a compacted changelog in the same Kafka transaction as the batch's
+    outputs (streams/claims.py, read back on assignment); on the faust engine they are a faust table; in
+    unit tests and the benchmark, a dict.
     """
     if held and now_ms - held[0] < window_ms and held[1] != offset:
         return True, None
@@ -77,6 +84,7 @@ class RequestPath:
         self.codec = io.codecs[Topic.REQUESTS]
         self.source = io.names[Topic.REQUESTS]
         self._stage = "validate"  # the stage being run, named in an internal_error dead letter
+        self._caller: dict[str, Any] = {}
 
     def process(self, raw: bytes, key: bytes | None, partition: int, offset: int, duplicate: Duplicate,
                 now_ms: int) -> list[Output]:
@@ -89,6 +97,7 @@ class RequestPath:
             return [self.io.out(Topic.DEADLETTER, key or b"", letter)]
         outputs: list[Output] = []
         self._stage = "validate"
+        self._caller = event  # the event as authentication left it (naming the caller by key id)
         try:
             rejection = self._decide(event, raw, key, partition, offset, duplicate, now_ms, outputs)
         except Exception as exc:  # one bad event must not stop the stream: it is dead-lettered with the cause
@@ -98,11 +107,20 @@ class RequestPath:
             return outputs
         return outputs + self.io.rejection_outputs(
             rejection, source=Topic.REQUESTS, partition=partition, offset=offset, raw_key=key, raw_value=raw,
-            event=event, policy_version=self.deps.policy.policy.version)
+            event=self._caller, policy_version=self.deps.policy.policy.version)
 
-    def _decide(self, event: dict[str, Any], raw: bytes, key: bytes | None, partition: int, offset: int,
+    def _decide(self, received: dict[str, Any], raw: bytes, key: bytes | None, partition: int, offset: int,
                 duplicate: Duplicate, now_ms: int, outputs: list[Output]) -> Rejection | None:
         deps, io, policy = self.deps, self.io, self.deps.policy.policy
+        event, identity = received, None
+        if deps.keys is not None:
+            self._stage = "authenticate"
+            caller, event = authenticate(received, deps.keys, now_ms)
+            self._caller = event
+            if isinstance(caller, Rejection):
+                return caller
+            identity = caller
+            self._stage = "validate"
         rejection = validate_request(event, policy, deps.catalog)
         if rejection:
             return rejection
@@ -112,12 +130,15 @@ class RequestPath:
             return Rejection("validate", "duplicate", message, respond=False)
         key = key or request_id.encode()
         self._stage = "guard"
-        guarded = guard_request(event, policy, deps.scan_pii, deps.usage, now_ms)
+        guarded = guard_request(event, policy, deps.scan_pii, deps.usage, now_ms, identity)
         outputs += [io.out(Topic.VERDICTS, request_id, v) for v in guarded.verdicts]
         if guarded.rejection is not None or guarded.event is None:
             return guarded.rejection
-        if guarded.event is event:  # untouched: forward the original bytes instead of encoding again
+        if guarded.event is received:  # untouched: forward the original bytes instead of encoding again
             guarded_out = Output(io.names[Topic.GUARDED], key, raw)
+        elif guarded.event is event and identity is not None and io.key_splicer is not None and (
+                named := io.key_splicer.replace(raw, identity.key_id)) is not None:
+            guarded_out = Output(io.names[Topic.GUARDED], key, named)  # only the caller's name changed
         else:
             guarded_out = io.out(Topic.GUARDED, key, guarded.event)
         outputs.append(guarded_out)

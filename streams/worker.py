@@ -9,6 +9,7 @@ from collections.abc import Callable
 import faust
 
 from schemas.topics import TopicSpec, load_topic_specs
+from shared.identity import KeyRing
 from shared.policy.config import load_policy
 from shared.policy.holder import PolicyFollower, PolicyHolder
 from shared.usage.live import LiveUsage
@@ -88,7 +89,10 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder)
     follower.start()
-    deps = RequestPathDeps(policy=holder)
+    # every request is authenticated against the keys topic, followed in memory (streams/identity/)
+    keys = KeyRing.for_settings(settings) if settings.identity.enforce else None
+    key_follower = keys.follow(settings) if keys is not None else None
+    deps = RequestPathDeps(policy=holder, keys=keys)
     live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
     if live is not None:
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
@@ -105,6 +109,8 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     finally:
         watchdog.stop()
         follower.stop()
+        if key_follower is not None:
+            key_follower.stop()
         if live is not None:
             live.close()
         heartbeat.stop()

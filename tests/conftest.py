@@ -134,3 +134,13 @@ def schema_registry(settings: Settings, tmp_path: Path) -> Iterator[RegistryProc
         yield registry
     finally:
         registry.stop()
+
+
+@pytest.fixture
+def api_keys(settings: Settings, topics: dict[str, str]) -> dict[tuple[str, str], str]:
+    """Real API keys, one per team and project of the workload, on this test's keys topic: the request
+    path authenticates every request (`identity.enforce`). (team, project) -> raw key. Request this
+    fixture BEFORE starting a worker, so the worker's key ring loads the keys at start."""
+    from shared.traffic.workload import provision_keys
+
+    return provision_keys(settings, actor="test")

@@ -32,12 +32,8 @@ from apps.chaos.invariants import (
 )
 from apps.demo.observe import OutcomeWatcher
 from apps.demo.processes import Components
-from apps.demo.run import (
-    DUPLICATE_EVERY,
-    _start_infrastructure,
-    start_simulator,
-    stop_broker_on_interrupt,
-)
+from apps.demo.run import DUPLICATE_EVERY
+from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic
 from shared.traffic import workload
@@ -84,6 +80,8 @@ class _Run:
     def __init__(self, settings: Settings, report: ChaosReport, console: Console) -> None:
         self.settings, self.report, self.console = settings, report, console
         self.t0 = time.monotonic()
+        #: real API keys for the workload's teams (the request path authenticates every request)
+        self.keys: workload.WorkloadKeys | None = None
 
     def note(self, text: str) -> None:
         line = f"{time.monotonic() - self.t0:6.1f} s  {text}"
@@ -110,7 +108,7 @@ class _Run:
         """Send `count` requests evenly over `duration_s` (every 97th twice) while the faults fire."""
         ids: set[str] = set()
         pending = list(plan)
-        requests = workload.requests(count, seed=self.report.seed, run_id=self.report.run_id)
+        requests = workload.requests(count, seed=self.report.seed, run_id=self.report.run_id, keys=self.keys)
         with RequestProducer(self.settings, client_id="chaos") as producer:
             while len(ids) < count or pending:
                 now = time.monotonic() - self.t0
@@ -171,7 +169,7 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     settings = chaos_settings(settings, report.run_id)
     console.print(f"[bold]chaos run {report.run_id}[/]: {requests:,} requests over {duration_s:.0f} s, "
                   f"seed {seed} (the same faults again: --seed {seed})")
-    started_broker = _start_infrastructure(settings, console)
+    started_broker = start_infrastructure(settings, console)
     plan = fx.plan(duration_s, seed, kills=kills, kinds=kinds,
                    broker=broker_restart and not settings.kafka.external)
     if settings.kafka.external:
@@ -179,6 +177,8 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
     run = _Run(settings, report, console)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings, name="chaos") as components:
         components.logs = Path(settings.lakehouse.root).parent / "logs"
+        if settings.identity.enforce:  # before the workers start, so their key rings load them
+            run.keys = workload.provision_keys(settings, actor="chaos")
         simulator = start_simulator(settings, components)
         for name, args in WORKER_ARGS.items():
             components.start(name, *args)

@@ -14,9 +14,11 @@ from apps.cli import (
     dispatch,
     features,
     kafka,
+    keys,
     lakehouse,
     registry,
     report,
+    serve,
     streams,
     topics,
 )
@@ -29,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
+app.add_typer(keys.app, name="keys")
 app.add_typer(registry.app, name="schema-registry")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")
@@ -44,6 +47,7 @@ app.command("demo")(demo.run)
 app.command("chaos")(chaos.run)
 app.command("report")(report.run)
 app.command("bench")(bench.run)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

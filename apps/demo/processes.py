@@ -21,6 +21,7 @@ def write_config(settings: Settings, path: Path) -> Path:
     raw = settings.model_dump(mode="json", exclude_none=True)
     for provider in raw.get("providers", {}).values():
         provider.pop("api_key", None)  # never on disk: the child reads it from `api_key_env` itself
+    raw.get("identity", {}).pop("hmac_secret", None)  # likewise, from `identity.hmac_secret_env`
     path.write_text(yaml.safe_dump(raw))
     return path
 

@@ -9,11 +9,10 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from confluent_kafka import Producer
 from rich.console import Console
@@ -24,14 +23,13 @@ from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
 from apps.demo.processes import Components, use_free_metrics_ports
+from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
-from schemas.topics import Topic, load_topic_specs, physical_name
+from schemas.topics import Topic, physical_name
 from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import COMPONENTS, Settings
 from streamgate.kafka.clients import producer_config
-from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
 
 #: Bytes no producer should ever send: empty, not Avro, an unknown fingerprint, a truncated header.
 CORRUPT_RECORDS = (b"", b"not avro at all", b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07garbage",
@@ -44,51 +42,16 @@ def _progress(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
-def _start_infrastructure(settings: Settings, console: Console) -> bool:
-    """The broker (unless one runs) and the topics; returns whether this started the broker."""
-    started = time.perf_counter()
-    broker = LocalKafka(settings)
-    was_running = settings.kafka.external or broker.status().running
-    status = broker.up()
-    console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
-    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
-    console.print(f"[bold]topics[/] {report.summary()}")
-    return not was_running
-
-
-@contextlib.contextmanager
-def stop_broker_on_interrupt(settings: Settings, started: bool) -> Iterator[None]:
-    """Ctrl-C stops every process the run started, the broker too when the run started it (a run that
-    finishes leaves it up for `streamgate usage` and the next run)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if started:
-            LocalKafka(settings).down()
-        raise
-
-
-def start_simulator(settings: Settings, components: Components) -> SimulatorProcess:
-    """The provider simulator, owned by `components` from the moment it exists (even if start is cut)."""
-    log = components.logs / "simulator.log"
-    simulator = SimulatorProcess(settings.simulator.port, log, components.config)
-    try:
-        simulator.start()
-    finally:
-        if simulator.proc is not None:
-            components.procs["simulator"] = simulator.proc
-    return simulator
-
-
 def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pace: Pace | None,
-             tick: Callable[[float], None]) -> tuple[Counter[str], float]:
+             tick: Callable[[float], None],
+             keys: workload.WorkloadKeys | None = None) -> tuple[Counter[str], float]:
     """Send the workload (every 97th request twice), as fast as possible or at `pace` (with its burst);
     `tick(elapsed)` runs between sends. Returns requests per team and seconds; ids are `<run_id>-<n>`."""
     teams: Counter[str] = Counter()
     task = progress.add_task("sending requests", total=count)
     t0 = time.perf_counter()
     with RequestProducer(settings, client_id="demo") as producer:
-        for n, request in enumerate(workload.requests(count, run_id=run_id), 1):
+        for n, request in enumerate(workload.requests(count, run_id=run_id, keys=keys), 1):
             while pace is not None and pace.due(time.perf_counter() - t0) < n:
                 tick(time.perf_counter() - t0)
                 time.sleep(0.01)
@@ -249,11 +212,15 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     console = console or Console()
     pace = Pace(requests, duration_s) if duration_s else None
     run_id = uuid.uuid4().hex[:8]
-    started_broker = _start_infrastructure(settings, console)
+    started_broker = start_infrastructure(settings, console)
     settings = use_free_metrics_ports(settings)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
+        keys = None
+        if settings.identity.enforce:  # real keys, issued before the request path starts and loads them
+            keys = workload.provision_keys(settings, actor="demo")
+            console.print(f"[bold]API keys[/] {len(keys)} issued on the keys topic (`streamgate keys list`)")
         components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         components.start("aggregator", "aggregate", "worker")
@@ -269,7 +236,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
-                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick)
+                teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:

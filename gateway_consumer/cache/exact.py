@@ -28,11 +28,21 @@ class CachedAnswer:
     expires_at: float
 
 
-def cache_key(routed: dict[str, Any]) -> str:
+def message_shape(m: Any) -> list[Any]:
+    """What of one message shapes an answer (tool calls and results included)."""
+    return [m["role"], m["content"], m.get("tool_calls_json"), m.get("tool_call_id")]
+
+
+def params_shape(routed: dict[str, Any]) -> list[Any]:
+    """The team, the model asked for and every generation parameter that shapes an answer."""
     p = routed["params"]
-    messages = [(m["role"], m["content"]) for m in routed["messages"]]
-    shape = [routed["team"], routed["requested_model"], messages, p.get("max_tokens"), p.get("temperature"),
-             p.get("top_p"), p.get("response_format"), p.get("stop")]
+    return [routed["team"], routed["requested_model"], p.get("max_tokens"), p.get("temperature"),
+            p.get("top_p"), p.get("response_format"), p.get("stop"), p.get("tools_json"),
+            p.get("tool_choice_json"), p.get("response_schema_json"), p.get("extra_json")]
+
+
+def cache_key(routed: dict[str, Any]) -> str:
+    shape = [*params_shape(routed), [message_shape(m) for m in routed["messages"]]]
     return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()
 
 

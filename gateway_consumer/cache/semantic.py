@@ -21,7 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from gateway_consumer.cache.exact import CachedAnswer
+from gateway_consumer.cache.exact import CachedAnswer, message_shape, params_shape
 from gateway_consumer.cache.verify import Signature, compatible, signature
 from shared.embeddings.minilm import Array, MiniLM
 
@@ -31,17 +31,7 @@ def semantic_parts(routed: dict[str, Any]) -> tuple[str, str] | None:
     messages = routed["messages"]
     if not messages or messages[-1]["role"] != "user":
         return None
-    p = routed["params"]
-    context = [
-        routed["team"],
-        routed["requested_model"],
-        [(m["role"], m["content"]) for m in messages[:-1]],
-        p.get("max_tokens"),
-        p.get("temperature"),
-        p.get("top_p"),
-        p.get("response_format"),
-        p.get("stop"),
-    ]
+    context = [*params_shape(routed), [message_shape(m) for m in messages[:-1]]]
     scope = hashlib.sha256(json.dumps(context, separators=(",", ":")).encode()).hexdigest()
     return scope, messages[-1]["content"]
 

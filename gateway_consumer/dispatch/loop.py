@@ -45,6 +45,7 @@ from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnswerIndex
 from gateway_consumer.dispatch.offsets import OffsetTracker
+from gateway_consumer.dispatch.replies import Replies
 from gateway_consumer.providers import build_provider
 from gateway_consumer.reliability import Breakers
 from schemas import make_codec
@@ -100,7 +101,8 @@ class Dispatcher:
         self.codecs = {Topic.RESPONSES: make_codec(self.topics[Topic.RESPONSES], "Response", registry),
                        Topic.TELEMETRY: make_codec(self.topics[Topic.TELEMETRY], "Telemetry", registry),
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
-                       Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry)}
+                       Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry),
+                       Topic.REPLIES: make_codec(self.topics[Topic.REPLIES], "Response", registry)}
         group = prefix + settings.dispatch.group_id
         # static membership: a restarted instance takes its partitions back at once, and a zombie with
         # the same --instance is fenced out of the group as its producers are out of transactions
@@ -110,6 +112,7 @@ class Dispatcher:
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
+        self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait
         self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
         self.answered = AnswerIndex(settings, self.topics[Topic.RESPONSES], self.codecs[Topic.RESPONSES])
         self.in_flight: dict[str, asyncio.Task[None]] = {}
@@ -180,6 +183,7 @@ class Dispatcher:
                         self._accept(msg, deps)
                 for producer in self.producers:
                     producer.poll(0)
+                self.replies.poll()
                 if self.failed is not None:
                     raise self.failed
                 self.heartbeat.beat()
@@ -195,6 +199,7 @@ class Dispatcher:
             await self._drain()
         self.consumer.close()
         self.answered.close()
+        self.replies.close()
 
     def _deps(self, session: aiohttp.ClientSession) -> DispatchDeps:
         settings = self.settings
@@ -241,19 +246,23 @@ class Dispatcher:
             self.stats.counts["dead_lettered"] += 1
             return
         request_id = event["request_id"]
+        routed = codec is self.routed_codec
+        reply_to = self.replies.reply_to(event, None if routed else msg.headers(), routed=routed)
         if request_id in self.answered or request_id in self.in_flight:
             self.tracker.done(place, offset)  # answered (or being answered) already: never twice
             self.stats.counts["duplicates_skipped"] += 1
             return
-        task = asyncio.create_task(self._answer(event, deps, place, offset, msg.key(), time.perf_counter()))
+        task = asyncio.create_task(self._answer(event, deps, place, offset, msg.key(), time.perf_counter(),
+                                                reply_to))
         task.add_done_callback(self._failed)
         self.in_flight[request_id] = task
         self.task_partition[request_id] = place
 
     async def _answer(self, event: dict[str, Any], deps: DispatchDeps, place: tuple[str, int], offset: int,
-                      key: bytes | None, consumed: float) -> None:
+                      key: bytes | None, consumed: float, reply_to: int | None = None) -> None:
         """Answer a routed request, or forward the request path's rejection, unless an answer to it is
-        in the responses topic already (found once its partition is known back to its creation)."""
+        in the responses topic already (found once its partition is known back to its creation).
+        `reply_to`: the partition of `replies` where its caller waits (`replies.py`)."""
         request_id, partition = event["request_id"], place[1]
         outcome: Outcome | None = None  # None: a rejection, forwarded as it is
         try:
@@ -264,7 +273,10 @@ class Dispatcher:
                 return
             if place[0] == self.sources[0]:
                 try:
-                    outcome = await answer(event, deps)
+                    stream = self.replies.stream(event, reply_to, key)
+                    outcome = await answer(event, deps, stream)
+                    if stream is not None:
+                        await stream.delivered()  # its pieces are in the log before its answer
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a bug must not lose the request: it gets a failure response
@@ -276,10 +288,12 @@ class Dispatcher:
         self.answered.add(request_id)
         if outcome is None:  # into the open transaction, like an answer
             self._produce(Topic.RESPONSES, partition, key, event)
+            self._reply(reply_to, key, event)
             self.tracker.done(place, offset)
             self.stats.counts["answered_rejected"] += 1
             return
         self._emit(partition, offset, key, outcome, consumed)
+        self._reply(reply_to, key, outcome.response)
 
     def _failed(self, task: asyncio.Task[None]) -> None:
         """A task's Kafka error (fenced producer, answers that could not be read) ends the loop."""
@@ -307,6 +321,12 @@ class Dispatcher:
         metrics.observe(outcome, total_s)
         if self.stats.keep_samples:
             self.stats.samples.append(LatencySample(total_s, outcome.provider_s, consumed))
+
+    def _reply(self, reply_to: int | None, key: bytes | None, response: dict[str, Any]) -> None:
+        """The answer again for its waiting caller, in the same transaction as its `responses` record."""
+        if reply_to is not None:
+            self._produce(Topic.REPLIES, reply_to, key, response)
+            self.stats.counts["replied"] += 1
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
         value = self.codecs[topic].encode(record)

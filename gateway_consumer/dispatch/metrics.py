@@ -34,6 +34,8 @@ def route(key: str) -> Iterable[Any]:
         return [ERRORS.labels(C, STAGE, "duplicate")]
     if key == "telemetry":
         return [EVENTS_OUT.labels(C, STAGE, "telemetry")]
+    if key == "replied":  # final answers also sent to a waiting caller's reply partition
+        return [EVENTS_OUT.labels(C, STAGE, "replies")]
     if key.startswith("lookup_"):  # cache lookups: hit_exact, hit_semantic, miss
         return [CACHE.labels(key.removeprefix("lookup_"))]
     return []

@@ -3,7 +3,10 @@
 Answers are deterministic in their text (a function of the prompt) and random in their timing and
 failures (per the model's profile), so tests can assert on content while exercising the error paths.
 A prompt containing `ECHO:` gets the rest of that message back verbatim, which lets tests put chosen
-text (say, PII) into an answer.
+text (say, PII) into an answer; tools, JSON schemas and tool results are answered as `answers.py` says.
+Both APIs stream (`stream: true`): OpenAI's chunks (with the usage chunk when
+`stream_options.include_usage` is set) and Anthropic's events (message_start with the input tokens,
+content_block_start/delta/stop, message_delta with the output tokens, message_stop).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from gateway_consumer.simulator.answers import answer_text, pieces, prompt_text, tool_call, tool_result
 from gateway_consumer.simulator.profiles import Profile, Profiles, load_profiles
 from streamgate.observability import Heartbeat
 from streamgate.observability.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
-_WORDS = ("stream", "gateway", "token", "route", "model", "latency", "budget", "cache", "policy", "event")
 _PROFILES = web.AppKey("profiles", Profiles)
 _OVERRIDES = web.AppKey("overrides", dict)
 _STATS = web.AppKey("stats", Counter)
@@ -33,31 +37,17 @@ _CALLS, _ANSWERS = EVENTS_IN.labels(C, "chat"), EVENTS_OUT.labels(C, "chat", "ht
 _DRAWN = LATENCY.labels(C, "chat")
 
 
-def _prompt_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(str(m.get("content", "")) for m in messages)
-
-
-def _answer_text(prompt: str, model: str, tokens: int, json_mode: bool, broken_json: bool) -> str:
-    if "ECHO:" in prompt:
-        text = prompt.split("ECHO:", 1)[1].strip()
-    else:
-        seed = sum(map(ord, prompt[:200]))
-        text = " ".join(_WORDS[(seed + i * 7) % len(_WORDS)] for i in range(max(tokens - 1, 1)))
-    if json_mode:
-        return '{"answer": "' + text[:40] if broken_json else json.dumps({"answer": text, "model": model})
-    return text
-
-
 class _Call:
     """One simulated completion: what to answer and how long to take."""
 
-    def __init__(self, app: web.Application, body: dict[str, Any]) -> None:
+    def __init__(self, app: web.Application, body: dict[str, Any], *, anthropic: bool = False) -> None:
         self.model = str(body.get("model", ""))
         self.profile: Profile = app[_OVERRIDES].get(self.model) or app[_PROFILES].for_model(self.model)
         rng: random.Random = app[_RNG]
-        self.prompt = _prompt_text(body.get("messages") or [])
-        if isinstance(body.get("system"), str):
-            self.prompt = body["system"] + "\n" + self.prompt
+        messages = body.get("messages") or []
+        self.prompt = prompt_text(messages)
+        if body.get("system"):
+            self.prompt = prompt_text([{"content": body["system"]}]) + "\n" + self.prompt
         self.prompt_tokens = max(len(self.prompt) // 4, 1)
         p = self.profile
         self.completion_tokens = rng.randint(p.completion_tokens_min, max(p.completion_tokens_max,
@@ -66,8 +56,15 @@ class _Call:
             self.completion_tokens = min(self.completion_tokens, int(body["max_tokens"]))
         fmt = body.get("response_format")
         json_mode = isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
-        self.text = _answer_text(self.prompt, self.model, self.completion_tokens, json_mode,
-                                 json_mode and rng.random() < p.invalid_json_rate)
+        schema = (fmt.get("json_schema") or {}).get("schema") if json_mode and isinstance(fmt, dict) else None
+        result = tool_result(messages)
+        self.text = answer_text(self.prompt, self.model, self.completion_tokens, json_mode,
+                                json_mode and rng.random() < p.invalid_json_rate, schema)
+        if result is not None and not json_mode:
+            self.text = f"tool said: {result}"
+        self.tool = tool_call(body, self.prompt, anthropic=anthropic)
+        if self.tool is not None:
+            self.text = ""
         self.latency_s = p.latency_s(rng)
         roll = rng.random()
         self.failure = ("hang" if roll < p.hang_rate else
@@ -93,63 +90,127 @@ class _Call:
                                      status=500)
         return None
 
+    def parts(self) -> list[str]:
+        """What a stream sends: the text's pieces, or a tool call's arguments in pieces."""
+        if self.tool is not None:
+            args = self.tool.arguments
+            third = max(len(args) // 3, 1)
+            return [args[i:i + third] for i in range(0, len(args), third)]
+        return pieces(self.text)
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+    async def paced(self, parts: list[str]) -> AsyncIterator[tuple[int, str]]:
+        """The parts at the profile's pace: time to first token, then evenly over the rest."""
+        await asyncio.sleep(self.latency_s * self.profile.ttft_share)
+        pause = self.latency_s * (1 - self.profile.ttft_share) / max(len(parts), 1)
+        for i, part in enumerate(parts):
+            if i:
+                await asyncio.sleep(pause)
+            yield i, part
+
+
+def _event_stream() -> web.StreamResponse:
+    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = await request.json()
     except json.JSONDecodeError:
         return web.json_response({"error": {"type": "invalid_request_error", "message": "body is not JSON"}},
                                  status=400)
+    if not isinstance(body, dict):
+        return web.json_response({"error": {"type": "invalid_request_error", "message": "not an object"}},
+                                 status=400)
+    return body
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
     call = _Call(request.app, body)
     if (failed := await call.fail_if_due()) is not None:
         return failed
     usage = {"prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
              "total_tokens": call.prompt_tokens + call.completion_tokens}
     ident, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
+    tool, finish = call.tool, "tool_calls" if call.tool is not None else "stop"
     if not body.get("stream"):
         await asyncio.sleep(call.latency_s)
+        message: dict[str, Any] = {"role": "assistant", "content": call.text if tool is None else None}
+        if tool is not None:
+            message["tool_calls"] = [{"id": tool.id, "type": "function",
+                                      "function": {"name": tool.name, "arguments": tool.arguments}}]
         return web.json_response({
             "id": ident, "object": "chat.completion", "created": created, "model": call.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": call.text},
-                         "finish_reason": "stop"}], "usage": usage})
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+    response = _event_stream()
     await response.prepare(request)
-    await asyncio.sleep(call.latency_s * call.profile.ttft_share)
-    words = call.text.split(" ")
-    chunks = [" ".join(words[i:i + 8]) + (" " if i + 8 < len(words) else "") for i in range(0, len(words), 8)]
-    pause = call.latency_s * (1 - call.profile.ttft_share) / max(len(chunks), 1)
-    for i, piece in enumerate(chunks):
-        if i:
-            await asyncio.sleep(pause)
-        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-        await _sse(response, {"id": ident, "object": "chat.completion.chunk", "created": created,
-                              "model": call.model, "choices": [{"index": 0, "delta": delta,
-                                                                "finish_reason": None}]})
     head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": call.model}
-    await _sse(response, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    async for i, part in call.paced(call.parts()):
+        delta: dict[str, Any] = {"role": "assistant"} if i == 0 else {}
+        if tool is None:
+            delta["content"] = part
+        else:
+            fn = {"name": tool.name, "arguments": part} if i == 0 else {"arguments": part}
+            delta["tool_calls"] = [{"index": 0, "function": fn} | (
+                {"id": tool.id, "type": "function"} if i == 0 else {})]
+        await _sse(response, head | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    await _sse(response, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if (body.get("stream_options") or {}).get("include_usage"):
-        await _sse(response, {"id": ident, "object": "chat.completion.chunk", "created": created,
-                              "model": call.model, "choices": [], "usage": usage})
+        await _sse(response, head | {"choices": [], "usage": usage})
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
 
 
-async def _sse(response: web.StreamResponse, payload: dict[str, Any]) -> None:
-    await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+async def _sse(response: web.StreamResponse, payload: dict[str, Any], event: str | None = None) -> None:
+    named = b"event: " + event.encode() + b"\n" if event else b""
+    await response.write(named + b"data: " + json.dumps(payload).encode() + b"\n\n")
 
 
-async def messages(request: web.Request) -> web.Response:
-    """Anthropic Messages API (non-streaming)."""
-    body = await request.json()
-    call = _Call(request.app, body)
+async def messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic Messages API, plain or streamed (its SSE event types)."""
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    call = _Call(request.app, body, anthropic=True)
     if (failed := await call.fail_if_due()) is not None:
         return failed
-    await asyncio.sleep(call.latency_s)
-    return web.json_response({
-        "id": "msg_" + uuid.uuid4().hex[:12], "type": "message", "role": "assistant", "model": call.model,
-        "content": [{"type": "text", "text": call.text}], "stop_reason": "end_turn",
-        "usage": {"input_tokens": call.prompt_tokens, "output_tokens": call.completion_tokens}})
+    ident, tool = "msg_" + uuid.uuid4().hex[:12], call.tool
+    stop = "tool_use" if tool is not None else "end_turn"
+    if not body.get("stream"):
+        await asyncio.sleep(call.latency_s)
+        content: list[dict[str, Any]] = ([{"type": "text", "text": call.text}] if tool is None else
+                                         [{"type": "tool_use", "id": tool.id, "name": tool.name,
+                                           "input": json.loads(tool.arguments)}])
+        return web.json_response({
+            "id": ident, "type": "message", "role": "assistant", "model": call.model, "content": content,
+            "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": call.prompt_tokens, "output_tokens": call.completion_tokens}})
+    response = _event_stream()
+    await response.prepare(request)
+    message: dict[str, Any] = {
+        "id": ident, "type": "message", "role": "assistant", "model": call.model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": call.prompt_tokens, "output_tokens": 1}}
+    await _sse(response, {"type": "message_start", "message": message}, "message_start")
+    await _sse(response, {"type": "ping"}, "ping")
+    block = ({"type": "text", "text": ""} if tool is None else
+             {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}})
+    await _sse(response, {"type": "content_block_start", "index": 0, "content_block": block},
+               "content_block_start")
+    async for _, part in call.paced(call.parts()):
+        delta = ({"type": "text_delta", "text": part} if tool is None else
+                 {"type": "input_json_delta", "partial_json": part})
+        await _sse(response, {"type": "content_block_delta", "index": 0, "delta": delta},
+                   "content_block_delta")
+    await _sse(response, {"type": "content_block_stop", "index": 0}, "content_block_stop")
+    await _sse(response, {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                          "usage": {"output_tokens": call.completion_tokens}}, "message_delta")
+    await _sse(response, {"type": "message_stop"}, "message_stop")
+    await response.write_eof()
+    return response
 
 
 async def put_profile(request: web.Request) -> web.Response:

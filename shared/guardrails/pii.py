@@ -98,6 +98,8 @@ _VALIDATORS: dict[str, Callable[[str], bool]] = {
 }
 _SCORES = {"EMAIL": 1.0, "API_KEY": 0.95, "IBAN": 1.0, "CREDIT_CARD": 1.0, "US_SSN": 0.9, "IP_ADDRESS": 0.9,
            "PHONE": 0.75}
+#: Every entity type the scanner reports.
+ENTITY_TYPES = tuple(_SCORES)
 _SEVERITY = {"allow": 0, "redact": 1, "block": 2}
 
 

@@ -35,7 +35,8 @@ def _matches(value: str, patterns: list[str]) -> bool:
 
 
 class KeyAccess(_Strict):
-    """Narrower access for one API key (by its hash) within its team."""
+    """Narrower access for one API key (by its public id `key_...`, or its sha256: hash where
+    authentication is off) within its team."""
 
     models: list[str] = ["*"]
     disabled: bool = False
@@ -142,7 +143,8 @@ class RoutingConfig(_Strict):
 
 
 class BudgetLimit(_Strict):
-    """Limits for a team (key `team`) or one key (key `team/sha256:...`); None = unlimited."""
+    """Limits for a team (key `team`) or one API key (key `team/key_...`, its public id; `team/sha256:...`
+    where authentication is off); None = unlimited."""
 
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)

@@ -1,18 +1,24 @@
 """A realistic, deterministic request workload for the demo, the tests and the benchmarks.
 
-Several teams with their own projects and keys, a mix of models and aliases, prompts from a few words
-to a few thousand characters, support FAQ questions asked again in other words, and some prompts
-carrying PII, so every later stage has something real to do. Seeded, so a run can be reproduced exactly.
+Several teams with their own projects and keys (real ones, issued by :func:`provision_keys` on the
+deployment's keys topic, since the request path authenticates every request), a mix of models and
+aliases, prompts from a few words to a few thousand characters, support FAQ questions asked again in
+other words, and some prompts carrying PII, so every later stage has something real to do. Seeded, so
+a run can be reproduced exactly.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from streamgate.client.request import ChatMessage, ChatRequest, Params, hash_api_key
+from streamgate.config import Settings
+
+#: (team, project) -> raw API key, as `provision_keys` returns them
+WorkloadKeys = Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,22 @@ def _prompt(rng: random.Random, n: int) -> str:
     return text
 
 
-def requests(count: int, *, seed: int = 7, run_id: str | None = None) -> Iterator[ChatRequest]:
-    """`count` requests; ids embed `run_id` so repeated runs never collide."""
+def provision_keys(settings: Settings, *, actor: str = "workload") -> dict[tuple[str, str], str]:
+    """One real API key per team and project of the workload, on the deployment's keys topic (each an
+    audit event). Issue them before the request-path workers start, or a second before sending: a
+    worker learns a new key from the topic within its follower's poll."""
+    from shared.identity.admin import KeyAdmin
+
+    admin = KeyAdmin(settings, actor=actor)
+    return {(t.team, p): admin.create(t.team, p)[1] for t in TEAMS for p in t.projects}
+
+
+def requests(count: int, *, seed: int = 7, run_id: str | None = None,
+             keys: WorkloadKeys | None = None) -> Iterator[ChatRequest]:
+    """`count` requests; ids embed `run_id` so repeated runs never collide. `keys` (from
+    :func:`provision_keys`): each request carries its team and project's real key; without them, made-up
+    keys that only a deployment with `identity.enforce: false` accepts. The same seed gives the same
+    requests either way."""
     rng = random.Random(seed)
     run = run_id or uuid.uuid4().hex[:8]
     weights = [t.weight for t in TEAMS]
@@ -95,11 +115,13 @@ def requests(count: int, *, seed: int = 7, run_id: str | None = None) -> Iterato
             params = Params(max_tokens=rng.choice((64, 256, 1024)), temperature=round(rng.random(), 2),
                             stream=rng.random() < 0.2)
             project, model = rng.choice(profile.projects), rng.choice(profile.models)
+        made_up = rng.choice(profile.keys)
+        key = keys[(profile.team, project)] if keys is not None else made_up
         yield ChatRequest(
             request_id=f"{run}-{n:09d}",
             team="ghost-team" if oddity < 0.005 else profile.team,
             project=project,
-            api_key_id=hash_api_key(rng.choice(profile.keys)),
+            api_key_id=hash_api_key(key),
             user_id=f"user-{rng.randint(1, 50)}",
             model="gpt-17-ultra" if 0.005 <= oddity < 0.01 else model,
             messages=messages,

@@ -18,17 +18,10 @@ from pydantic import ValidationError
 
 from schemas import EventEncodeError, TopicCodec, make_codec
 from schemas.topics import Topic, physical_name
+from streamgate.client.exceptions import DeliveryError, InvalidRequestError
 from streamgate.client.request import ChatRequest
 from streamgate.config import Settings
 from streamgate.kafka.clients import producer_config
-
-
-class InvalidRequestError(ValueError):
-    """The request cannot be sent: it fails validation or does not match the Request schema."""
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not accept the event (after the producer's own retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +109,9 @@ class AsyncRequestProducer:
     A background thread serves librdkafka's delivery callbacks so the event loop never blocks on them.
     """
 
-    def __init__(self, settings: Settings, *, client_id: str = "streamgate-client-async") -> None:
-        self._sync = RequestProducer(settings, client_id=client_id)
+    def __init__(self, settings: Settings, *, client_id: str = "streamgate-client-async",
+                 extra_config: dict[str, Any] | None = None) -> None:
+        self._sync = RequestProducer(settings, client_id=client_id, extra_config=extra_config)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="streamgate-producer-poll", daemon=True)
         self._poller.start()

@@ -29,6 +29,8 @@ class ChatMessage(BaseModel):
     role: Role
     content: str
     name: str | None = None
+    tool_calls_json: str | None = Field(default=None, description="an assistant's tool calls (OpenAI JSON)")
+    tool_call_id: str | None = Field(default=None, description="a tool message: the call it answers")
 
 
 class Params(BaseModel):
@@ -40,6 +42,10 @@ class Params(BaseModel):
     stream: bool = False
     response_format: str | None = None
     stop: list[str] = Field(default_factory=list, max_length=16)
+    tools_json: str | None = None
+    tool_choice_json: str | None = None
+    response_schema_json: str | None = None
+    extra_json: str | None = Field(default=None, description="other provider parameters, a JSON object")
 
 
 class ChatRequest(BaseModel):
@@ -61,6 +67,7 @@ class ChatRequest(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     region: str | None = None
+    reply_partition: int | None = Field(default=None, ge=0, description="where the caller waits (replies)")
     created_at_ms: int = Field(default_factory=lambda: int(time.time() * 1000), gt=0)
 
     @model_validator(mode="after")
@@ -90,5 +97,6 @@ class ChatRequest(BaseModel):
             "tags": dict(self.tags),
             "metadata": dict(self.metadata),
             "region": self.region,
+            "reply_partition": self.reply_partition,
             "created_at": self.created_at_ms,
         }

@@ -41,6 +41,20 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     }
 
 
+def reply_consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+    """A reader of its own reply partitions (assigned, no group, never commits): read_committed, so a
+    caller sees an answer only once the dispatcher's transaction holding it has committed, and no fetch
+    wait when answers are flowing."""
+    return base_config(settings, client_id) | {
+        "group.id": client_id,  # required by librdkafka; unused: partitions are assigned, nothing committed
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "fetch.min.bytes": 1,
+        "fetch.wait.max.ms": 10,
+    }
+
+
 def admin_config(settings: Settings) -> dict[str, Any]:
     return base_config(settings, "streamgate-admin")
 

@@ -7,10 +7,12 @@ table, the compacted aggregates topic, Feast online features) can change without
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 from typing import Any, Protocol
 
 from schemas.snapshots import UsageSnapshot
 from shared.guardrails.outcome import Rejection, estimate_tokens, prompt_chars
+from shared.identity import KeyIdentity
 from shared.policy.config import BudgetLimit, GatewayPolicy
 
 STAGE = "guard"
@@ -100,20 +102,35 @@ def check_budget(event: dict[str, Any], policy: GatewayPolicy, usage: UsageReade
     return budget_decision(event, policy, usage, now_ms)[0]
 
 
-def budget_decision(event: dict[str, Any], policy: GatewayPolicy, usage: UsageReader,
-                    now_ms: int) -> tuple[Rejection | None, list[str]]:
-    """A hard limit rejects; a soft one (past `soft_ratio`) admits with warnings, one per limit."""
+@cache
+def key_limit(rpm: int | None, max_budget_usd: float | None) -> BudgetLimit | None:
+    """A key's own limits (from the keys topic) as a budget: rpm, and max_budget_usd per calendar month."""
+    if rpm is None and max_budget_usd is None:
+        return None
+    monthly = None if max_budget_usd is None else max(1, round(max_budget_usd * 1e9))
+    return BudgetLimit(requests_per_minute=rpm, monthly_nanousd=monthly)
+
+
+def budget_decision(event: dict[str, Any], policy: GatewayPolicy, usage: UsageReader, now_ms: int,
+                    identity: KeyIdentity | None = None) -> tuple[Rejection | None, list[str]]:
+    """A hard limit rejects; a soft one (past `soft_ratio`) admits with warnings, one per limit.
+
+    Limits per scope: the team's and the key's from the policy's `budgets`, and the key's own (rpm,
+    max_budget_usd) from its identity, read against the same usage rows."""
     tokens = estimate_tokens(prompt_chars(event)) + int((event.get("params") or {}).get("max_tokens") or 0)
     scopes, warnings = _scopes(event), []
+    own = None if identity is None else key_limit(identity.rpm, identity.max_budget_usd)
     for scope in scopes:
-        limit = policy.budgets.get(scope)
-        if limit is None:
+        limits = [lim for lim in (policy.budgets.get(scope), own if scope == scopes[-1] else None)
+                  if lim is not None]
+        if not limits:
             continue
         used = usage.usage(scope, now_ms)
-        reason = _over(limit, used, tokens)
-        if reason:
-            return Rejection(STAGE, "budget_exceeded", f"{scope}: {reason}", audit=True), []
-        warnings += [f"{scope}: {w}" for w in _near(limit, used, tokens)]
+        for limit in limits:
+            reason = _over(limit, used, tokens)
+            if reason:
+                return Rejection(STAGE, "budget_exceeded", f"{scope}: {reason}", audit=True), []
+            warnings += [f"{scope}: {w}" for w in _near(limit, used, tokens)]
     if isinstance(usage, AdmittedUsage):
         usage.admit(scopes, tokens, now_ms)
     return None, warnings

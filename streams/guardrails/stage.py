@@ -12,6 +12,7 @@ from typing import Any
 from shared.guardrails.content import check_content
 from shared.guardrails.outcome import Rejection
 from shared.guardrails.verdicts import PiiScanner, verdict_event
+from shared.identity import KeyIdentity
 from shared.policy.config import GatewayPolicy
 from streams.guardrails.access import check_access
 from streams.guardrails.budgets import UsageReader, budget_decision
@@ -25,11 +26,13 @@ class GuardResult:
 
 
 def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiScanner,
-                  usage: UsageReader, now_ms: int) -> GuardResult:
-    denied = check_access(event, policy)
+                  usage: UsageReader, now_ms: int, identity: KeyIdentity | None = None) -> GuardResult:
+    """`identity`: the authenticated caller (None when authentication is off), whose key's model globs,
+    rpm and budget apply on top of the team's."""
+    denied = check_access(event, policy, identity)
     warnings: list[str] = []
     if denied is None:
-        denied, warnings = budget_decision(event, policy, usage, now_ms)
+        denied, warnings = budget_decision(event, policy, usage, now_ms, identity)
     if denied:
         return GuardResult(None, denied)
     budget = [verdict_event(event, policy, "budget", "warn", [], w) for w in warnings]

@@ -20,7 +20,7 @@ def routed_event(event: dict[str, Any], decision: RouteDecision, policy: Gateway
         "team": event["team"], "project": event["project"], "api_key_id": event["api_key_id"],
         "user_id": event.get("user_id"), "requested_model": event["model"], "messages": event["messages"],
         "params": event["params"], "tags": event.get("tags") or {}, "metadata": event.get("metadata") or {},
-        "region": event.get("region"),
+        "region": event.get("region"), "reply_partition": event.get("reply_partition"),
         "targets": [{"provider": t.provider, "model": t.model, "region": t.region, "timeout_ms": t.timeout_ms,
                      "weight": t.weight} for t in decision.targets],
         "strategy": decision.strategy, "routing_config_version": policy.version,

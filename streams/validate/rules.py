@@ -6,13 +6,16 @@ then the model, then parameters and size.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.guardrails.outcome import Rejection, prompt_chars
+from shared.identity.keys import KEY_ID_PREFIX
 from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog
 
 STAGE = "validate"
+_KEY_FORMS = ("sha256:", KEY_ID_PREFIX)
 
 
 def _reject(code: str, message: str) -> Rejection:
@@ -23,7 +26,8 @@ def validate_request(event: dict[str, Any], policy: GatewayPolicy, catalog: Mode
     for name in ("request_id", "trace_id", "team", "project", "model"):
         if not str(event.get(name) or "").strip():
             return _reject("missing_field", f"{name} is empty")
-    if not str(event.get("api_key_id", "")).startswith("sha256:"):
+    # sha256: as the client sends it; a key's public id once authentication (streams/identity/) named it
+    if not str(event.get("api_key_id", "")).startswith(_KEY_FORMS):
         return _reject("invalid_api_key_id", "api_key_id must be a sha256: hash of the key, never the key")
     team = policy.teams.get(event["team"])
     if team is None:
@@ -51,6 +55,38 @@ def _check_params(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | N
     top_p = params.get("top_p")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         return _reject("invalid_top_p", f"top_p {top_p} outside (0, 1]")
+    reply = event.get("reply_partition")
+    if reply is not None and reply < 0:
+        return _reject("invalid_reply_partition", f"reply_partition {reply} is negative")
+    return _check_json_params(event)
+
+
+#: Pass-through parameters that travel as JSON text, and the JSON type each must have.
+_JSON_PARAMS: dict[str, type | tuple[type, ...]] = {
+    "tools_json": list, "tool_choice_json": (str, dict), "response_schema_json": dict, "extra_json": dict}
+
+
+def _check_json_params(event: dict[str, Any]) -> Rejection | None:
+    """A malformed pass-through parameter is the caller's error, said here rather than by a provider."""
+    params = event.get("params") or {}
+    for name, kind in _JSON_PARAMS.items():
+        raw = params.get(name)
+        if raw is None or (name == "tool_choice_json" and raw in ("auto", "none", "required")):
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return _reject("invalid_params", f"{name} is not valid JSON: {exc.msg}")
+        if not isinstance(value, kind):
+            return _reject("invalid_params", f"{name} has the wrong JSON type ({type(value).__name__})")
+    for m in event.get("messages") or []:
+        if (calls := m.get("tool_calls_json")) is not None:
+            try:
+                ok = isinstance(json.loads(calls), list)
+            except json.JSONDecodeError:
+                ok = False
+            if not ok:
+                return _reject("invalid_params", "a message's tool_calls_json is not a JSON array")
     return None
 
 

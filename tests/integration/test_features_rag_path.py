@@ -26,7 +26,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
-def worker(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterator[Settings]:
+def worker(settings: Settings, topics: dict[str, str], api_keys: dict[tuple[str, str], str],
+           tmp_path: Path) -> Iterator[Settings]:
     state = tmp_path / "state"
     indexed = settings.model_copy(update={"state_dir": state})
     store, _ = apply(indexed)
@@ -44,9 +45,11 @@ def worker(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterat
         proc.wait(20)
 
 
-def test_tagged_request_is_routed_with_retrieved_context(worker: Settings, topics: dict[str, str]) -> None:
+def test_tagged_request_is_routed_with_retrieved_context(worker: Settings, topics: dict[str, str],
+                                                         api_keys: dict[tuple[str, str], str]) -> None:
     question = "Which environment variables override the configuration file?"
-    common = {"team": "search", "project": "ranker", "model": "gpt-4o-mini", "api_key": "sk-test"}
+    common = {"team": "search", "project": "ranker", "model": "gpt-4o-mini",
+              "api_key": api_keys[("search", "ranker")]}
     tagged = build_request(**common, messages=[{"role": "user", "content": question}], tags={"rag": "docs"})
     plain = build_request(**common, messages=[{"role": "user", "content": question}])
     with RequestProducer(worker) as producer:

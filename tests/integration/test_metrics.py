@@ -170,9 +170,10 @@ def test_aggregator_and_sink_count_telemetry_and_report_lag(settings: Settings, 
 
 
 @pytest.mark.slow
-def test_streams_worker_counts_its_batches(settings: Settings, topics: dict[str, str], procs: Procs) -> None:
+def test_streams_worker_counts_its_batches(settings: Settings, topics: dict[str, str], procs: Procs,
+                                           api_keys: dict[tuple[str, str], str]) -> None:
     procs.start("streams", "streams", "worker")
-    requests = list(workload.requests(60, run_id="metrics"))
+    requests = list(workload.requests(60, run_id="metrics", keys=api_keys))
     with RequestProducer(settings, client_id="metrics-test") as producer:
         for request in requests:
             producer.send(request)

@@ -20,6 +20,7 @@ import yaml
 from confluent_kafka import Consumer, Producer
 
 from schemas import make_codec
+from shared.identity.admin import KeyAdmin
 from streamgate.client import RequestProducer, build_request, hash_api_key
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, producer_config
@@ -28,7 +29,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 @pytest.fixture
-def worker(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(settings: Settings, topics: dict[str, str], api_keys: dict[tuple[str, str], str],
+           tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     config = tmp_path / "streamgate.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
         "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
@@ -43,10 +45,23 @@ def worker(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterat
         log.close()
 
 
+#: the keys the `api_keys` fixture issued, for `_req` (set by the autouse fixture below)
+KEYS: dict[tuple[str, str], str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _keys(api_keys: dict[tuple[str, str], str]) -> Iterator[None]:
+    KEYS.update(api_keys)
+    yield
+    KEYS.clear()
+
+
 def _req(**over: Any) -> Any:
+    """A request carrying the real key of its team and project (search/ranker's for a made-up team)."""
     fields: dict[str, Any] = {"team": "search", "project": "ranker", "model": "gpt-4o-mini",
-                              "api_key": "sk-test", "messages": [{"role": "user", "content": "hello"}]}
+                              "messages": [{"role": "user", "content": "hello"}]}
     fields.update(over)
+    fields.setdefault("api_key", KEYS.get((fields["team"], fields["project"]), KEYS[("search", "ranker")]))
     return build_request(**fields)
 
 
@@ -81,7 +96,7 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
         "fallback": _req(model="smart", tags={"feature": "chat"}),
         "pii": _req(messages=[{"role": "user", "content": "Mail jane@example.com or jane@example.com"}]),
         "ssn": _req(messages=[{"role": "user", "content": "my SSN is 123-45-6789"}]),
-        "unknown_team": _req(team="nobody"),
+        "other_team": _req(team="nobody"),  # with search/ranker's key: not nobody's
         "denied": _req(team="marketing", project="copy", model="gpt-4o"),
         "no_region": _req(team="research", project="evals", model="claude-3-5-sonnet", region="eu"),
         "eu": _req(team="support", project="chatbot", model="gpt-4o-mini", region="eu"),
@@ -110,8 +125,9 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     assert routed[ids["pii"]]["guardrail_actions"] == ["guard.pii:redact:EMAIL"]
     assert all(e["policy_version"] for e in out["requests.routed"])
 
-    expected_rejections = {"ssn": "pii_blocked", "unknown_team": "unknown_team", "denied": "access_denied",
-                           "no_region": "no_target_in_region", "blocked_topic": "policy_denied"}
+    expected_rejections = {"ssn": "pii_blocked", "other_team": "identity_mismatch",
+                           "denied": "access_denied", "no_region": "no_target_in_region",
+                           "blocked_topic": "policy_denied"}
     assert {n: responses[ids[n]]["reason_code"] for n in expected_rejections} == expected_rejections
     assert all(responses[ids[n]]["status"] == "rejected" for n in expected_rejections)
 
@@ -120,16 +136,20 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     assert set(expected_rejections.values()) | {"duplicate", "malformed"} <= by_reason
     assert any(d["original_value"] == b"\x00garbage" for d in letters)
     audited = {a["request_id"] for a in out["audit"]}
-    assert {ids[n] for n in ("ssn", "denied", "no_region", "blocked_topic")} <= audited
+    assert {ids[n] for n in ("ssn", "denied", "no_region", "blocked_topic", "other_team")} <= audited
     [redaction] = [a for a in out["audit"] if a["request_id"] == ids["pii"]]
     assert redaction["action"] == "redact" and redaction["reason"] == "PII redacted: EMAIL"
     assert redaction["config_version"]
     pii_verdicts = [v for v in out["guardrail.verdicts"] if v["request_id"] == ids["pii"]]
     assert pii_verdicts and pii_verdicts[0]["entities"][0]["type"] == "EMAIL"
-    # nothing downstream of the guard stage carries the raw e-mail address or the API key
-    for name in ("requests.routed", "guardrail.verdicts", "audit"):
-        assert "jane@example.com" not in repr(out[name]) and "sk-test" not in repr(out[name])
-    assert hash_api_key("sk-test") in repr(out["requests.routed"])
+    # nothing downstream of the guard stage carries the raw e-mail address, the API key or its hash: the
+    # caller is named by the key's public id
+    key = KEYS[("search", "ranker")]
+    for name in ("requests.routed", "requests.rejected", "guardrail.verdicts", "audit"):
+        assert "jane@example.com" not in repr(out[name]) and key not in repr(out[name])
+        assert hash_api_key(key) not in repr(out[name])
+    assert {e["api_key_id"] for e in out["requests.routed"]} <= {
+        r.id for r in KeyAdmin(settings).list_keys()}
 
 
 def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, topics: dict[str, str],
@@ -166,3 +186,36 @@ def test_a_published_policy_takes_effect_without_a_restart(settings: Settings, t
     assert any(a["action"] == "config_change" and a["config_version"] == "test-v2" for a in audits)
     denial = [a for a in audits if a["request_id"] == verdict["request_id"]]
     assert denial and denial[0]["config_version"] == "test-v2"
+
+
+def test_the_reply_partition_reaches_the_routed_request_and_a_rejections_header(
+        settings: Settings, topics: dict[str, str], worker: subprocess.Popen[bytes]) -> None:
+    """Where a caller waits travels with its request: in the routed record's body, and (the Response has
+    no field for it) in the `reply_partition` header of a rejection, for the dispatcher to answer it."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from schemas.events import REPLY_PARTITION_HEADER
+
+    codec = make_codec(topics["requests"], "Request")
+    valid = _req().to_event() | {"reply_partition": 4}
+    denied = _req(model="gpt-4o", team="marketing", project="copy").to_event() | {"reply_partition": 2}
+    producer = Producer(producer_config(settings, client_id="reply-test"))
+    for event in (valid, denied):
+        producer.produce(topics["requests"], codec.encode(event), event["request_id"].encode())
+    producer.flush(10)
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    meta = consumer.list_topics(timeout=10).topics
+    names = (topics["requests.routed"], topics["requests.rejected"])
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in names for p in meta[t].partitions])
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + 90
+    while len(found) < 2 and time.monotonic() < deadline:
+        for m in consumer.consume(100, timeout=0.5):
+            if m.error() is None:
+                found[m.topic() or ""] = m
+    consumer.close()
+    routed = make_codec(topics["requests.routed"], "RoutedRequest").decode(found[names[0]].value())
+    assert routed["request_id"] == valid["request_id"] and routed["reply_partition"] == 4
+    rejected = found[names[1]]
+    assert make_codec(names[1], "Response").decode(rejected.value())["request_id"] == denied["request_id"]
+    assert (REPLY_PARTITION_HEADER, b"2") in (rejected.headers() or [])

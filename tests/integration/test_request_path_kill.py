@@ -81,9 +81,9 @@ def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout
 # full suite. The default engine does not depend on faust's consumer.
 @pytest.mark.parametrize("engine", ["transactions", pytest.param("faust", marks=pytest.mark.known_bug)])
 def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, str], tmp_path: Path,
-                                         engine: str) -> None:
+                                         engine: str, api_keys: dict[tuple[str, str], str]) -> None:
     first = _start(settings, tmp_path, engine, 1)
-    sent = list(workload.requests(N, seed=5))
+    sent = list(workload.requests(N, seed=5, keys=api_keys))
     with RequestProducer(settings) as producer:
         for r in sent:
             producer.send(r)
@@ -116,13 +116,14 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, s
 
 
 def test_workers_joining_and_leaving_mid_stream_decide_every_request_once(
-        settings: Settings, topics: dict[str, str], tmp_path: Path) -> None:
+        settings: Settings, topics: dict[str, str], tmp_path: Path,
+        api_keys: dict[tuple[str, str], str]) -> None:
     """Rebalances on the transactions engine: a second worker joins mid-stream (the first commits and
     hands over partitions, the second loads their claims), then the first stops; every request gets an
     outcome and none is routed twice, though a tenth are sent again under their id across the handovers.
     (A rejected request sent again is rejected again: validation runs before the dedup claim, so a
     caller may fix a request and resend it under its id. The dispatcher answers the id once.)"""
-    sent = list(workload.requests(N, seed=8))
+    sent = list(workload.requests(N, seed=8, keys=api_keys))
     resent = sent[::10]  # the same records again, later: duplicates to drop across owners
     first = _start(settings, tmp_path, "transactions", 1, instance="a")
     second = None
@@ -156,9 +157,11 @@ def test_workers_joining_and_leaving_mid_stream_decide_every_request_once(
 # rejection was answered twice (327 and 727 of 6,000 in two runs of this test). Rejections now go through
 # the dispatcher, which answers each request id once; this test keeps it so.
 def test_kill_9_does_not_answer_a_rejected_request_twice(settings: Settings, topics: dict[str, str],
-                                                          tmp_path: Path) -> None:
-    rejected = [r.model_copy(update={"team": "ghost-team"}) for r in workload.requests(6000, seed=9)]
-    with Components(settings.model_copy(update={"state_dir": tmp_path})) as components:
+                                                          api_keys: dict[tuple[str, str], str]) -> None:
+    # real keys naming a team that is not theirs: each rejected as identity_mismatch
+    rejected = [r.model_copy(update={"team": "ghost-team"})
+                for r in workload.requests(6000, seed=9, keys=api_keys)]
+    with Components(settings) as components:
         worker = components.start("streams-worker", "streams", "worker")
         components.start("dispatcher", "dispatch", "worker")
         with RequestProducer(settings) as producer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from gateway_consumer.cache import ExactCache, cache_key
 from gateway_consumer.dispatch.answered import MAX_LOOKBACK_MS, SEED_MARGIN_MS, need_since_ms
@@ -91,14 +92,23 @@ def test_exact_cache_scopes_by_team_and_expires() -> None:
     assert cache.get(key) is None and cache.hits == 1 and cache.misses == 1
 
 
+def _fmt(response_format: str | None, schema_json: str | None = None) -> Any:
+    return {"response_format": response_format, "response_schema_json": schema_json}
+
+
 def test_json_checks() -> None:
     schema = json.dumps({"type": "object", "required": ["answer"]})
-    assert json_problem("plain text", None) is None
-    assert json_problem('{"answer": 1}', "json_object") is None
-    assert "not valid JSON" in (json_problem('{"answer": ', "json_object") or "")
-    assert "object" in (json_problem("[1]", "json_object") or "")
-    assert "schema" in (json_problem('{"other": 1}', schema) or "")
-    assert json_problem('{"answer": "x"}', schema) is None
+    assert json_problem("plain text", _fmt(None)) is None
+    assert json_problem('{"answer": 1}', _fmt("json_object")) is None
+    assert "not valid JSON" in (json_problem('{"answer": ', _fmt("json_object")) or "")
+    assert "object" in (json_problem("[1]", _fmt("json_object")) or "")
+    assert "schema" in (json_problem('{"other": 1}', _fmt(schema)) or "")
+    assert json_problem('{"answer": "x"}', _fmt(schema)) is None
+    # the front door's json_schema: OpenAI's `json_schema` object, validated against its `schema`
+    wrapped = json.dumps({"name": "answer", "schema": {"type": "object", "required": ["answer"]}})
+    assert "schema" in (json_problem('{"other": 1}', _fmt("json_schema", wrapped)) or "")
+    assert json_problem('{"answer": 2}', _fmt("json_schema", wrapped)) is None
+    assert "unusable" in (json_problem("{}", _fmt("{not json")) or "")
 
 
 def test_status_classification() -> None:

@@ -59,3 +59,18 @@ def test_a_request_in_another_schema_or_not_ending_in_its_created_at_is_not_spli
     assert splicer.splice(raw, routed) == ROUTED.encode(routed)
     assert splicer.splice(raw, {**routed, "created_at": routed["created_at"] + 1}) is None
     assert splicer.splice(b"\xc3\x01" + b"\x00" * 8 + raw[10:], routed) is None  # another fingerprint
+
+
+def test_a_leading_string_field_is_replaced_in_the_bytes_as_an_encode_would() -> None:
+    from schemas.splice import StringFieldSplicer
+
+    codec = SingleObjectCodec("requests", "Request")
+    splicer = StringFieldSplicer("Request", "api_key_id")
+    assert splicer.enabled
+    for seed in range(30):
+        event = sample_event("Request", seed)
+        for new in ("key_0123456789abcdef", "", "ü" * 200):
+            spliced = splicer.replace(codec.encode(event), new)
+            assert spliced == codec.encode({**event, "api_key_id": new})
+    assert splicer.replace(b"\x00garbage", "x") is None
+    assert not StringFieldSplicer("Request", "messages").enabled

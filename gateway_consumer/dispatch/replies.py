@@ -1,0 +1,167 @@
+"""Answers for callers who wait (a front door, a GatewayClient): the reply partition, and streamed pieces.
+
+A request names `reply_partition`, the partition of `replies` its caller reads. Then:
+
+- the final Response goes to `replies`, that partition, in the SAME transaction as its `responses`
+  record (the dispatch loop produces it), so a read_committed waiter sees exactly the committed answer,
+  once; it is also the end of a streamed answer;
+- a streamed request (`params.stream`) gets its pieces as ResponseChunk records on `replies.chunks`, same
+  partition, from this module's own producer: idempotent, NOT transactional and `linger.ms` 0, so pieces
+  reach the caller while the answer is still being written. Every piece of one dispatch is acknowledged
+  by the broker before the final Response is produced into the transaction, so a caller reading both
+  topics finds the pieces in the log before the answer that ends them.
+
+`dispatch_id` names one dispatch of a request by one process; `seq` counts 0, 1, 2... within it. A
+dispatcher killed mid-stream leaves its pieces in `replies.chunks` (not transactional: they cannot be
+taken back) and the request is dispatched again by its successor under a new dispatch_id, from seq 0;
+the final Response still comes exactly once. A caller that has shown pieces of an abandoned dispatch
+must go by the final Response (whose content is the complete answer).
+
+A rejection from the request path (on `requests.rejected`) is a Response, which has no field for the
+reply partition: the request path puts it in the record's Kafka header `reply_partition` (ASCII
+digits), and the dispatcher reads it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas import make_codec
+from schemas.events import REPLY_PARTITION_HEADER
+from schemas.topics import Topic
+from streamgate.config import Settings
+from streamgate.kafka.clients import producer_config
+
+log = logging.getLogger("streamgate.dispatch.replies")
+
+#: How long a request waits for its pieces to be acknowledged before its final answer goes out anyway.
+CHUNK_ACK_S = 10.0
+#: An unknown reply partition (beyond the topic's partitions) re-reads the topic's metadata this often.
+METADATA_REFRESH_S = 30.0
+
+
+def header_reply_partition(headers: Any) -> int | None:
+    """The reply partition a request path's rejection carries in its headers (confluent-kafka's
+    list of (name, value) pairs), or None."""
+    for name, value in headers or ():
+        if name == REPLY_PARTITION_HEADER and value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class Replies:
+    """The dispatcher's side of request-reply: which reply partitions exist, and the chunk producer."""
+
+    def __init__(self, settings: Settings, topics: dict[Topic, str], client_id: str) -> None:
+        self.topic, self.chunks_topic = topics[Topic.REPLIES], topics[Topic.REPLY_CHUNKS]
+        self.chunk_codec = make_codec(self.chunks_topic, "ResponseChunk", settings.schema_registry.url)
+        self.producer = Producer(producer_config(settings, client_id=client_id) | {
+            "linger.ms": 0, "compression.type": "none"})
+        self._partitions: int | None = None  # of replies and replies.chunks alike (the fewer)
+        self._checked = 0.0
+        self.invalid = 0  # requests whose reply partition does not exist (answered on `responses` only)
+
+    def reply_to(self, event: dict[str, Any], headers: Any, routed: bool) -> int | None:
+        """Where the caller of this routed request (or rejection) waits, when that partition exists."""
+        wanted = event.get("reply_partition") if routed else header_reply_partition(headers)
+        if wanted is None:
+            return None
+        if wanted < 0 or wanted >= self._count(wanted):
+            self.invalid += 1
+            if self.invalid & (self.invalid - 1) == 0:  # the 1st, 2nd, 4th, 8th...: no flood of lines
+                log.warning("request %s names reply partition %s, which %s does not have: answered on "
+                            "responses only (%d such requests so far)", event.get("request_id"), wanted,
+                            self.topic, self.invalid)
+            return None
+        return int(wanted)
+
+    def _count(self, wanted: int) -> int:
+        """Partitions of the reply topics; read again (at most every 30 s) when asked beyond them."""
+        now = time.monotonic()
+        stale = now - self._checked > METADATA_REFRESH_S
+        if self._partitions is None or (wanted >= self._partitions and stale):
+            self._checked = now
+            try:
+                meta = self.producer.list_topics(timeout=5).topics
+            except Exception as exc:  # a metadata timeout: keep what was known
+                log.warning("reading the reply topics' partitions failed: %s", exc)
+                return self._partitions or 0
+            counts = [len(meta[t].partitions) if t in meta and meta[t].error is None else 0
+                      for t in (self.topic, self.chunks_topic)]
+            self._partitions = min(counts)
+        return self._partitions
+
+    def stream(self, event: dict[str, Any], reply_to: int | None, key: bytes | None) -> ChunkStream | None:
+        """The chunk stream of a routed request, when it asked for a stream and its caller waits."""
+        if reply_to is None or not event["params"].get("stream"):
+            return None
+        return ChunkStream(self, event["request_id"], key, reply_to)
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        if left := self.producer.flush(10):
+            log.warning("%d streamed pieces undelivered at shutdown", left)
+
+
+class ChunkStream:
+    """The pieces of one dispatch of one request, numbered, to its reply partition."""
+
+    def __init__(self, replies: Replies, request_id: str, key: bytes | None, partition: int) -> None:
+        self.replies, self.request_id, self.partition = replies, request_id, partition
+        self.key = key or request_id.encode()
+        self.dispatch_id = str(uuid.uuid4())
+        self._sent, self._unacked, self.failed = 0, 0, 0
+        self._all_acked: asyncio.Future[None] | None = None
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def send(self, text: str, tool_calls: list[dict[str, Any]] | None, target: dict[str, Any]) -> None:
+        first = self._sent == 0
+        record = {"request_id": self.request_id, "dispatch_id": self.dispatch_id, "seq": self._sent,
+                  "delta": text, "tool_calls_json": json.dumps(tool_calls) if tool_calls else None,
+                  "provider": target["provider"] if first else None,
+                  "model": target["model"] if first else None, "created_at": int(time.time() * 1000)}
+        value = self.replies.chunk_codec.encode(record)
+        producer = self.replies.producer
+        while True:
+            try:
+                producer.produce(self.replies.chunks_topic, value, self.key, partition=self.partition,
+                                 on_delivery=self._acked)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        self._sent += 1
+        self._unacked += 1
+
+    def _acked(self, err: KafkaError | None, _msg: Message) -> None:
+        self._unacked -= 1
+        if err is not None:
+            self.failed += 1
+            log.warning("a streamed piece of %s was not delivered: %s", self.request_id, err)
+        if self._unacked == 0 and self._all_acked is not None and not self._all_acked.done():
+            self._all_acked.set_result(None)
+
+    async def delivered(self) -> None:
+        """Until the broker has every piece sent so far (the final answer must not overtake them)."""
+        if self._unacked == 0:
+            return
+        self._all_acked = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._all_acked), CHUNK_ACK_S)
+        except TimeoutError:
+            log.warning("%d streamed pieces of %s unacknowledged after %.0f s; answering anyway",
+                        self._unacked, self.request_id, CHUNK_ACK_S)
