@@ -127,7 +127,7 @@ class Observer:
         self.response_codec = make_codec(self.responses_topic, "Response", None)
         group = f"bench-latency-{uuid.uuid4().hex[:6]}"
         self.routed = Consumer(routed_consumer_config(settings, group_id=group + "-r"))
-        self.responses = Consumer(reply_consumer_config(settings, group_id=group + "-a"))
+        self.responses = Consumer(reply_consumer_config(settings, client_id=group + "-a"))
         self.routed_at: dict[str, float] = {}
         self.answered_at: dict[str, tuple[float, str]] = {}
         self.running = True

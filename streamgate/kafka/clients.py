@@ -42,16 +42,23 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
 
 
 def reply_consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
-    """A reader of its own reply partitions (assigned, no group, never commits): read_committed, so a
-    caller sees an answer only once the dispatcher's transaction holding it has committed, and no fetch
-    wait when answers are flowing."""
+    """A reader of its own reply partitions (assigned, no group, never commits), also of `responses`.
+
+    read_committed: a caller sees an answer only once the dispatcher's transaction holding it has
+    committed; the dispatcher commits each request's answer exactly once, so a reader never sees two
+    answers for one request id (nothing to deduplicate) and what it reads is what the telemetry, the
+    aggregates and the lakehouse count. The dispatcher commits as soon as an answer is ready and its
+    previous commit has ended (`dispatch.commit_interval_ms: 0`), so read_committed costs one
+    transaction commit, not a commit cadence (docs/benchmarks.md, latency). A fetch returns as soon as
+    anything is readable (`fetch.min.bytes` 1); the short `fetch.wait.max.ms` only bounds how long a
+    fetch sits on the broker when nothing is."""
     return base_config(settings, client_id) | {
         "group.id": client_id,  # required by librdkafka; unused: partitions are assigned, nothing committed
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
         "fetch.min.bytes": 1,
-        "fetch.wait.max.ms": 10,
+        "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
     }
 
 
@@ -66,20 +73,3 @@ def routed_consumer_config(settings: Settings, *, group_id: str) -> dict[str, An
     isolation = "read_uncommitted" if settings.dispatch.read_routed_uncommitted else "read_committed"
     return consumer_config(settings, group_id=group_id) | {
         "isolation.level": isolation, "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS}
-
-
-def reply_consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
-    """The consumer settings of a request-reply reader of `responses` (the front door, a benchmark).
-
-    read_committed: a caller only ever reads answers that are committed, and the dispatcher commits
-    each request's answer exactly once, so a reader never sees two answers for one request id and what
-    it reads is what the telemetry, the aggregates and the lakehouse count. The dispatcher commits as
-    soon as an answer is ready and its previous commit has ended (`dispatch.commit_interval_ms: 0`), so
-    read_committed costs one transaction commit, not a commit cadence. A fetch returns as soon as
-    anything is readable (`fetch.min.bytes` 1); the short `fetch.wait.max.ms` only bounds how long a
-    fetch can sit on the broker when nothing is. Assign the partitions you read (no group rebalances on
-    the reply path) or pass a group id of your own; offsets are never committed by this config.
-    """
-    return consumer_config(settings, group_id=group_id) | {
-        "isolation.level": "read_committed", "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
-        "enable.partition.eof": False}
