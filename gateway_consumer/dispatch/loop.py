@@ -114,6 +114,7 @@ class Dispatcher:
         self.producer = self.producers[0]  # the one whose transaction is open
         self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait
         self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
+        self.committed: dict[tuple[str, int], int] = {}  # the commit point last handed to a commit
         self.answered = AnswerIndex(settings, self.topics[Topic.RESPONSES], self.codecs[Topic.RESPONSES])
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.failed: BaseException | None = None  # a Kafka error in a task: ends the loop
@@ -150,6 +151,7 @@ class Dispatcher:
                 self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
         for place in gone:
             self.tracker.forget(place)
+            self.committed.pop(place, None)
             self.answered.forget(place[1])  # its answers from now on are the new owner's
         consumer.incremental_unassign(partitions)
 
@@ -343,9 +345,14 @@ class Dispatcher:
 
     async def _commit(self) -> None:
         """Hand the open transaction over for commit and open the other producer's at once."""
-        points = self.tracker.commit_points()  # only offsets whose outcomes are already produced
+        # only offsets whose outcomes are already produced, and only those that moved since the last
+        # commit: a commit point stays put while a partition is idle, and re-sending it made every
+        # idle loop turn a transaction once commits no longer wait for an interval
+        points = {place: offset for place, offset in self.tracker.commit_points().items()
+                  if self.committed.get(place) != offset}
         if not points and not self.produced:
             return
+        self.committed.update(points)  # this commit succeeds, or the process exits
         offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
