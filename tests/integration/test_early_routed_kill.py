@@ -35,6 +35,7 @@ from tests.conftest import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 N = 9000
+KILLS = 4  # the request path and the dispatcher, twice each, in turn
 RATE = 300.0  # requests/s: a steady stream, so there is nearly always an open transaction to kill
 
 
@@ -97,8 +98,9 @@ def _kill_while_streaming(components: Components, settings: Settings, topics: di
     probe.assign([TopicPartition(topic, p, 0) for topic in watched.values()  # no group join to wait for
                   for p in probe.list_topics(topic, timeout=10).topics[topic].partitions])
     progress: Counter[str] = Counter()
-    turn = 0
-    while sender.is_alive():
+    turn, deadline = 0, time.monotonic() + 150
+    # while the requests are sent and while the backlog drains (stages start slowly on a busy machine)
+    while turn < KILLS and (sender.is_alive() or time.monotonic() < deadline):
         for m in probe.consume(500, timeout=0.2):
             if m.error() is None:
                 progress[m.topic() or ""] += 1
