@@ -1,25 +1,55 @@
-"""`python -m bench [name ...]`: run benchmarks (all by default) and record their results."""
+"""`python -m bench [name ...] [options]`: run benchmarks (all by default) and record their results.
+
+Options after the names go to the one benchmark named (`python -m bench gateway --quick`); a benchmark
+takes options when its `main` accepts an argument list (`python -m bench.<module> --help` lists them).
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
-BENCHMARKS = {"codec": "bench.codec", "request-path": "bench.request_path", "pii": "bench.pii",
-              "dispatch": "bench.dispatch", "latency": "bench.latency",
-              "semantic-cache": "bench.semantic_cache", "aggregation": "bench.aggregation",
-              "sink": "bench.sink", "query": "bench.query",
-              "gold": "bench.gold", "observability": "bench.observability", "features": "bench.features"}
+#: name -> (module, what it measures); `streamgate bench --help` lists these
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "codec": ("bench.codec", "Avro codec and client send throughput vs bare fastavro / produce"),
+    "request-path": ("bench.request_path", "request-path throughput: stage logic, full path through Kafka"),
+    "pii": ("bench.pii", "PII scanner accuracy and speed vs Microsoft Presidio"),
+    "dispatch": ("bench.dispatch", "dispatcher throughput, added latency, memory with 2,000 in flight"),
+    "latency": ("bench.latency", "client send -> answer readable, per hop, at paced rates"),
+    "semantic-cache": ("bench.semantic_cache", "semantic cache precision/recall, hit rate and cost"),
+    "aggregation": ("bench.aggregation", "aggregation throughput and enforcement lag"),
+    "sink": ("bench.sink", "bronze Delta sink throughput vs a plain write_deltalake"),
+    "query": ("bench.query", "analyst SQL over the Delta tables: which engine answers"),
+    "gold": ("bench.gold", "gold rebuilds and queries over 10 million bronze rows"),
+    "observability": ("bench.observability", "cost of metrics on the hot paths, scrapes, the report"),
+    "features": ("bench.features", "feature freshness, online read latency, RAG retrieval quality"),
+    "gateway": ("bench.gateway", "client latency and max rate: direct vs streamgate vs LiteLLM vs Portkey "
+                "(options: --quick, --paths, ...; see `python -m bench.gateway --help`)"),
+}
+
+
+def split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Leading names, then the options (everything from the first argument starting with '-')."""
+    first = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    return argv[:first], argv[first:]
 
 
 def main(argv: list[str]) -> None:
-    names = argv or list(BENCHMARKS)
+    names, options = split(argv)
+    names = names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-    for name in names:
+    modules = {n: importlib.import_module(BENCHMARKS[n][0]) for n in names}
+    if options and (len(names) != 1 or not inspect.signature(modules[names[0]].main).parameters):
+        raise SystemExit(f"options {options} need exactly one benchmark that takes options (e.g. gateway)")
+    for name, module in modules.items():
         print(f"== {name}")
-        importlib.import_module(BENCHMARKS[name]).main()
+        if options:
+            module.main(options)
+        else:
+            module.main()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import aiohttp
 from confluent_kafka import Consumer, Producer
 
 from apps.demo.processes import write_config
-from bench.harness import write_result
+from bench.harness import ZERO_LATENCY, write_result
 from gateway_consumer.dispatch import Dispatcher
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import SingleObjectCodec
@@ -195,7 +195,7 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         sim = SimulatorProcess(SIM_PORT, Path(tmp) / "simulator.log", seed=1).start()
         try:
-            sim.set_profile("zero", median_ms=0, p99_ms=0)
+            sim.set_profile("zero", **ZERO_LATENCY)
             bare = asyncio.run(_bare_http(N, "zero"))
             _fill(settings, [_routed("zero", i) for i in range(N)])
             elapsed, _ = asyncio.run(_drain(settings, N, "tput"))

@@ -17,6 +17,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
+#: a simulator profile that answers at once and never fails: what gateway benchmarks measure against
+ZERO_LATENCY: dict[str, float] = {"median_ms": 0, "p99_ms": 0, "error_rate": 0, "rate_limit_rate": 0,
+                                  "hang_rate": 0, "invalid_json_rate": 0}
 DOC = ROOT.parent / "docs" / "benchmarks.md"
 
 

@@ -90,14 +90,14 @@ def _serve_simulator(port: int) -> None:
 
 
 # -- the paced client --------------------------------------------------------------------------------
-def _produce(config: str, rate: float, seconds: float, out: str) -> None:
+def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -> None:
     """Send `rate`/s for `seconds` with the real client; write {request_id: send time} to `out`."""
     from streamgate.client import RequestProducer, build_request
     from streamgate.config import load_settings
 
     settings = load_settings(config)
     n = int(rate * seconds)
-    requests = [build_request(team="search", project="ranker", model=MODEL, api_key="sk-bench",
+    requests = [build_request(team="search", project="ranker", model=MODEL, api_key=api_key,
                               messages=[{"role": "user", "content": "probe PLACEHOLDER"}])
                 for _ in range(n)]
     requests = [r.model_copy(update={"messages": [r.messages[0].model_copy(
@@ -189,7 +189,7 @@ def _cpu_s(pid: int) -> float:
 
 
 def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
-             pids: dict[str, int] | None = None) -> dict[str, Any]:
+             api_key: str, pids: dict[str, int] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
     observer = Observer(settings)
@@ -198,7 +198,7 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     _simulator_log(SIM_PORT)  # drop what earlier runs left
     out = workdir / f"sent-{rate:g}.json"
     producer = multiprocessing.get_context("spawn").Process(
-        target=_produce, args=(str(config), rate, seconds, str(out)))
+        target=_produce, args=(str(config), rate, seconds, str(out), api_key))
     producer.start()
     producer.join()
     sent: dict[str, float] = json.loads(out.read_text())
@@ -282,15 +282,20 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
             stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
+    from shared.identity.admin import KeyAdmin
+
+    # a real key of team search, issued before the request path starts and loads its key ring
+    api_key = KeyAdmin(settings.model_copy(update={"state_dir": workdir}), actor="bench").create(
+        "search", "ranker")[1]
     pipeline = Pipeline(settings, workdir, name)
     results = []
     try:
         time.sleep(8)  # both joined their groups and hold their partitions
-        run_rate(settings, pipeline.config, workdir, 100, 3)  # warm-up: connections, first transactions
+        run_rate(settings, pipeline.config, workdir, 100, 3, api_key)  # warm-up: connections, transactions
         for rate, seconds in rates:
             if not pipeline.alive():
                 raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
-            result = run_rate(settings, pipeline.config, workdir, rate, seconds, pipeline.pids())
+            result = run_rate(settings, pipeline.config, workdir, rate, seconds, api_key, pipeline.pids())
             results.append(result)
             total = result["total"]
             print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "

@@ -15,14 +15,16 @@ from frontdoor.exceptions import ApiError, Kind
 
 _INVALID = ("missing_field", "invalid_api_key_id", "invalid_max_tokens", "invalid_temperature",
             "invalid_top_p", "no_messages", "too_many_messages", "prompt_too_long", "duplicate",
-            "malformed", "invalid_json_input")
+            "malformed", "invalid_json_input", "invalid_params", "invalid_reply_partition",
+            "prompt_too_large")
 _STATUS: dict[str, tuple[int, Kind]] = {
     **{code: (400, "invalid_request") for code in _INVALID},
     "unknown_model": (404, "not_found"),
     "unknown_team": (403, "permission"), "unknown_project": (403, "permission"),
     "unauthenticated": (401, "authentication"), "key_revoked": (401, "authentication"),
     "key_expired": (401, "authentication"), "key_disabled": (401, "authentication"),
-    "identity_mismatch": (403, "permission"), "access_denied": (403, "permission"),
+    "identity_mismatch": (403, "permission"), "model_not_allowed": (403, "permission"),
+    "access_denied": (403, "permission"),
     "capability_denied": (403, "permission"), "pii_blocked": (403, "permission"),
     "policy_denied": (403, "permission"), "blocked_topic": (403, "permission"),
     "no_target_in_region": (403, "permission"), "output_pii_blocked": (403, "permission"),

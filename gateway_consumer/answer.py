@@ -24,7 +24,7 @@ from gateway_consumer.output_guard import check_output, json_problem
 from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
 from gateway_consumer.providers.base import Delta, OnDelta
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
-from gateway_consumer.streaming import ChunkSink, as_deltas, output_may_change
+from gateway_consumer.streaming import ChunkSink, StreamingRedactor, as_deltas, stream_mode
 from shared.policy.config import GatewayPolicy
 from streamgate.catalog import ModelCatalog, UnknownModelError
 from streamgate.config import DispatchSettings
@@ -187,8 +187,10 @@ class _Run:
                  key: str | None, semantic: _SemanticProbe | None, stream: ChunkSink | None = None) -> None:
         self.routed, self.deps, self.attempts, self.started, self.key = routed, deps, attempts, started, key
         self.semantic, self.stream = semantic, stream
-        #: pieces go out as they arrive, or (when the output checks could change them) once, checked
-        self.buffered = stream is not None and output_may_change(routed, deps.policy())
+        #: pieces go out as they arrive, redacted as they arrive, or (JSON formats) once, checked
+        mode = stream_mode(routed, deps.policy()) if stream is not None else "raw"
+        self.buffered = stream is not None and mode == "buffer"
+        self.redactor = StreamingRedactor(deps.policy(), routed["team"]) if mode == "redact" else None
         self.provider_s = 0.0
         self.last = "no target was available"
         self.verdicts: list[dict[str, Any]] = []
@@ -236,8 +238,12 @@ class _Run:
         if stream is None or self.buffered:
             return None
 
+        redactor = self.redactor
+
         def on_delta(delta: Delta) -> None:
-            stream.send(delta.text, delta.tool_calls, target)
+            text = delta.text if redactor is None else redactor.feed(delta.text)
+            if text or delta.tool_calls:
+                stream.send(text, delta.tool_calls, target)
 
         return on_delta
 
@@ -260,6 +266,8 @@ class _Run:
             return self._fail(index, target, checked.failure, checked.message or "")
         if self.stream is not None and self.buffered:  # checked: now the caller may see it, at once
             self.stream.send(checked.content, as_deltas(reply.tool_calls), target)
+        elif self.stream is not None and (rest := self._held_back(checked.content)):
+            self.stream.send(rest, None, target)
         if self.deps.cache is not None and self.key is not None:
             self.deps.cache.put(self.key, reply, target["provider"], target["model"], target["region"], index)
         if self.semantic is not None and self.deps.semantic is not None:
@@ -270,6 +278,10 @@ class _Run:
         return Outcome(_response(self.routed, "ok", self.started, reply=reply, target=target, index=index,
                                  cost=_cost(self.attempts), content=checked.content),
                        self.attempts.events, self.verdicts, self.provider_s)
+
+    def _held_back(self, checked: str) -> str:
+        """The redacted stream's tail, held back until the whole answer was checked."""
+        return "" if self.redactor is None else self.redactor.rest(checked)
 
     def _fail(self, index: int, target: dict[str, Any], reason: str, message: str) -> Outcome:
         return Outcome(_response(self.routed, "failed", self.started, target=target, index=index,

@@ -46,7 +46,7 @@ app.command("simulator")(dispatch.simulator)
 app.command("demo")(demo.run)
 app.command("chaos")(chaos.run)
 app.command("report")(report.run)
-app.command("bench")(bench.run)
+app.command("bench", help=bench.HELP, context_settings=bench.CONTEXT)(bench.run)
 app.command("serve")(serve.serve)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,3 +79,69 @@ def drive_frontdoor(base_url: str, key: str, count: int, duration_s: float,
                     models: tuple[str, ...] = ("gpt-4o-mini", "claude-3-5-haiku")) -> FrontDoorStats:
     """Send `count` calls over `duration_s` seconds through the front door; blocks until all are answered."""
     return asyncio.run(_drive(base_url, key, count, duration_s, models))
+
+
+def pick_port(host: str, preferred: int) -> int:
+    """`preferred` if free here, else one the OS picks (a second demo must not fight over 8080)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, preferred))
+        except OSError:
+            sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class FrontDoorTraffic:
+    """Runs :func:`drive_frontdoor` on a thread beside the Kafka workload; `result()` waits for it."""
+
+    def __init__(self, base_url: str, key: str, count: int, duration_s: float) -> None:
+        import threading
+
+        self.stats: FrontDoorStats | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(base_url, key, count, duration_s),
+                                        name="frontdoor-traffic", daemon=True)
+        self._thread.start()
+
+    def _run(self, base_url: str, key: str, count: int, duration_s: float) -> None:
+        try:
+            self.stats = drive_frontdoor(base_url, key, count, duration_s)
+        except BaseException as exc:  # reported in the summary, never a traceback
+            self.error = exc
+
+    def result(self, timeout_s: float) -> FrontDoorStats | None:
+        self._thread.join(timeout_s)
+        return self.stats
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def summary_line(stats: FrontDoorStats | None, error: BaseException | None) -> str:
+    if stats is None:
+        return f"[yellow]front door: no result ({error or 'still running'})[/]"
+    codes = ", ".join(f"{code}: {n:,}" for code, n in sorted(stats.statuses.items()))
+    p50, p99 = stats.percentile(stats.latencies_ms, 0.5), stats.percentile(stats.latencies_ms, 0.99)
+    ttft = stats.percentile(stats.ttft_ms, 0.5)
+    return (f"[bold]front door[/] (official openai SDK over HTTP): {stats.sent:,} calls, {stats.streamed:,} "
+            f"streamed; status {codes}; latency p50 {_ms(p50)}, p99 {_ms(p99)}; time to first token p50 "
+            f"{_ms(ttft)}")
+
+
+def wait_until_up(base_url: str, timeout_s: float = 120) -> None:
+    """The front door answers /healthz (its key ring and reply reader are in place)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"the front door at {base_url} did not come up within {timeout_s:.0f} s "
+                       "(see its log under <state>/logs/frontdoor.log)")

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from apps.demo.frontdoor_traffic import FrontDoorTraffic, pick_port, summary_line, wait_until_up
 from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
@@ -227,6 +228,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
         components.start("lakehouse-sink", "lakehouse", "sink")
         _print_metrics(console, settings)
         components.start("feature-pusher", "features", "push")
+        door = _start_frontdoor(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
         tick = _Ticker(lag, simulator, pace, console)
@@ -236,6 +238,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                     start, end = pace.burst()
                     console.print(f"pacing {requests:,} requests over {pace.duration_s:.0f} s "
                                   f"({pace.base_rate:,.0f}/s, 50x burst from {start:.0f} to {end:.1f} s)")
+                door_traffic = _frontdoor_traffic(settings, door, requests, duration_s)
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, timeout_s, tick)
                 _wait_for_lakehouse(settings, progress)
@@ -247,6 +250,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
             lag.close()
     outcomes = watcher.outcomes
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
+    console.print(summary_line(door_traffic.result(60), door_traffic.error))
     peaks = ", ".join(f"{stage} {n:,}" for stage, n in lag.peak.items())
     console.print(f"consumer lag peak (records not yet committed): {peaks}")
     _print_lakehouse(console, settings)
@@ -256,6 +260,25 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     if missing:
         raise RuntimeError(f"{missing} of {requests} requests have no outcome after {timeout_s:.0f} s")
     return outcomes
+
+
+def _start_frontdoor(settings: Settings, components: Components, console: Console) -> str:
+    """`streamgate serve` as one more component; returns its base URL once it answers."""
+    port = pick_port(settings.frontdoor.host, settings.frontdoor.port)
+    components.start("frontdoor", "serve", "--port", str(port))
+    url = f"http://{settings.frontdoor.host}:{port}"
+    console.print(f"[bold]front door[/] {url}/v1 (OpenAI and Anthropic APIs; `streamgate serve`)")
+    return url
+
+
+def _frontdoor_traffic(settings: Settings, url: str, requests: int,
+                       duration_s: float | None) -> FrontDoorTraffic:
+    """One call in 20 goes through the front door with the openai SDK, as a service would send it."""
+    from shared.identity.admin import KeyAdmin
+
+    _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
+    wait_until_up(url)
+    return FrontDoorTraffic(url, key, max(20, requests // 20), duration_s or 10.0)
 
 
 def _write_report(console: Console, settings: Settings) -> None:

@@ -86,7 +86,8 @@ def example(schema: dict[str, Any], text: str = "x") -> Any:
     if kind is None:
         kind = "object" if "properties" in schema else "string"
     if kind == "object":
-        return {name: example(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+        filled = {name: example(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+        return filled | {name: text for name in schema.get("required") or [] if name not in filled}
     if kind == "array":
         item = example(schema.get("items") or {}, text)
         return [item] * max(int(schema.get("minItems") or 1), 1)

@@ -34,6 +34,7 @@ class SimulatorProcess:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()  # a caller whose start failed never stops it: no process is left behind
         raise TimeoutError(f"the simulator did not answer on {self.url} within {timeout_s} s")
 
     def set_profile(self, model: str, **changes: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@ the request named (once, equal to its `responses` record), streamed pieces on `r
 calls, Anthropic streaming, and a kill -9 mid-stream.
 
 The rig's policy lets team `search` see raw answers (every output PII action `allow`), so its streams
-flow piece by piece; team `support` redacts e-mail addresses, so its streams come as one checked piece.
+flow piece by piece; team `support` redacts e-mail addresses, so its streams flow through the streaming
+redactor (held-back tail), and a JSON-format stream comes as one checked piece.
 """
 
 from __future__ import annotations
@@ -190,16 +191,17 @@ def test_a_stream_flows_piece_by_piece_before_the_answer_commits(rig: DispatchRi
     assert times == sorted(times) and times[-1] <= answered_at
 
 
-def test_a_stream_the_guardrails_could_change_is_one_checked_piece(rig: DispatchRig,
-                                                                   replies: Replies) -> None:
-    event = routed([{"model": "sim-small"}], "ECHO: mail jane.roe@example.com today", team="support",
-                   stream=True, reply_partition=0)
+def test_a_redacted_stream_flows_in_pieces_and_never_carries_the_entity(rig: DispatchRig,
+                                                                         replies: Replies) -> None:
+    filler = " ".join(f"word{i}" for i in range(120))
+    event = routed([{"model": "sim-small"}], f"ECHO: mail jane.roe@example.com today. {filler}",
+                   team="support", stream=True, reply_partition=0)
     rig.send([event])
     _answered(rig, replies, [event])
     answer = _only_answer(replies, rig, event)
-    [chunk] = [c for _, _, c in replies.chunks[event["request_id"]]]
-    assert chunk["delta"] == answer["content"] and "<EMAIL_1>" in chunk["delta"]
-    assert "jane.roe" not in chunk["delta"] and chunk["seq"] == 0 and chunk["provider"] == "sim"
+    chunks = [c for _, _, c in replies.chunks[event["request_id"]]]
+    assert len(chunks) > 1 and "".join(c["delta"] for c in chunks) == answer["content"]
+    assert "<EMAIL_1>" in answer["content"] and not any("jane.roe" in c["delta"] for c in chunks)
 
 
 def test_a_cached_stream_is_one_piece(rig: DispatchRig, replies: Replies) -> None:

@@ -120,7 +120,7 @@ def test_kill_9_of_both_stages_with_early_routed_answers_once_and_counts_cost_on
     sim_port = free_port()
     simulator = SimulatorProcess(sim_port, tmp_path / "simulator.log", seed=3).start()
     early = _early(settings, tmp_path, sim_port)
-    sent = list(workload.requests(N, seed=16))
+    sent = list(workload.requests(N, seed=16, keys=workload.provision_keys(early)))
     kills: Counter[str] = Counter()
     try:
         for model in ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-3-5-sonnet-latest",

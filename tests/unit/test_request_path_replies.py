@@ -130,3 +130,34 @@ def test_streams_are_checked_before_they_are_sent_unless_nothing_could_change_th
     assert not output_may_change(routed, relaxed)
     as_json = {"team": "search", "params": {**_v3()["params"], "response_format": "json_object"}}
     assert output_may_change(as_json, relaxed)
+
+
+def test_a_redacted_stream_releases_exactly_what_the_final_check_sends() -> None:
+    """Pieces of any size, entities split across pieces: what was released, plus the rest after the
+    final check, is the checked answer, and no entity is ever released raw."""
+    from gateway_consumer.output_guard import check_output
+    from gateway_consumer.streaming import HOLD, StreamingRedactor
+
+    policy = load_policy()
+    answer = ("Contact jane.roe@example.com or call about card 4111 1111 1111 1111. " * 6
+              + "Also bob@example.org, then jane.roe@example.com again. " + "filler words " * 40)
+    routed = {"request_id": "r", "team": "support"}
+    checked = check_output(routed, answer, policy).content
+    for size in (1, 3, 7, 50, 400):
+        redactor = StreamingRedactor(policy, "support")
+        released = ""
+        for i in range(0, len(answer), size):
+            piece = redactor.feed(answer[i:i + size])
+            assert "@example" not in piece and "4111 1111" not in piece
+            released += piece
+        assert len(released) > 0 and len(answer) - redactor.released <= HOLD + 40  # it did stream
+        assert released + redactor.rest(checked) == checked
+
+
+def test_a_blocked_entity_stops_the_pieces() -> None:
+    from gateway_consumer.streaming import StreamingRedactor
+
+    policy = load_policy()  # US_SSN: block
+    redactor = StreamingRedactor(policy, "search")
+    released = "".join(redactor.feed(c) for c in "my number is 123-45-6789 " + "x " * 200)
+    assert "123-45" not in released and redactor.blocked
