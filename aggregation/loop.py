@@ -61,10 +61,11 @@ class Aggregator:
         group = prefix + settings.aggregation.group_id
         # static membership: a restarted instance takes its partitions back at once instead of
         # waiting out the session timeout of the member it replaces
-        self.consumer = Consumer(consumer_config(settings, group_id=group) | {
+        self.consumer = Consumer(consumer_config(settings, group_id=group, role="aggregator") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
-        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
+        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}",
+                                                 role="aggregator") | {
             "transactional.id": f"{group}-{instance}", "linger.ms": 5})
         self.grace_ms = int(settings.aggregation.grace_s * 1000)
         self.states: dict[int, PartitionState] = {}

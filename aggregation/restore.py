@@ -6,14 +6,16 @@ from typing import Any
 
 from aggregation.cell import Cell
 from aggregation.state import PartitionState
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
 from streamgate.kafka.replay import read_to_end
 
 
-def read_committed_rows(settings: Settings, topic: str, codec: Any,
-                        timeout_s: float = 120.0) -> list[dict[str, Any]]:
-    """Every committed row of the topic, oldest first (later rows of a key supersede earlier ones)."""
-    return [codec.decode(msg.value()) for msg in read_to_end(settings, topic, timeout_s=timeout_s)
+def read_committed_rows(settings: Settings, topic: str, codec: Any, timeout_s: float = 120.0, *,
+                        role: Role = "aggregator") -> list[dict[str, Any]]:
+    """Every committed row of the topic, oldest first (later rows of a key supersede earlier ones).
+    `role`: the aggregator restoring its state, or an operator tool (admin)."""
+    return [codec.decode(msg.value())
+            for msg in read_to_end(settings, topic, role=role, timeout_s=timeout_s)
             if msg.value() is not None]
 
 

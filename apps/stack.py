@@ -11,10 +11,9 @@ from rich.console import Console
 
 from apps.demo.processes import Components
 from gateway_consumer.simulator import SimulatorProcess
-from schemas.topics import load_topic_specs
 from streamgate.config import Settings
 from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 
 #: (process name, command): every stage of the flow, each a consumer-group member of its own
 STAGES = (("streams-worker", ("streams", "worker")), ("dispatcher", ("dispatch", "worker")),
@@ -28,8 +27,8 @@ def start_infrastructure(settings: Settings, console: Console) -> bool:
     was_running = settings.kafka.external or broker.status().running
     status = broker.up()
     console.print(f"[bold]kafka[/] {status.message} ({time.perf_counter() - started:.1f} s)")
-    report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
-    console.print(f"[bold]topics[/] {report.summary()}")
+    report, acls = apply_spec(settings)
+    console.print(f"[bold]topics[/] {report.summary()} · {acls.summary()}")
     return not was_running
 
 

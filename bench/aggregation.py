@@ -38,7 +38,7 @@ def _settings() -> Settings:
 def _fill(settings: Settings, events: list[dict[str, Any]]) -> None:
     topic = settings.kafka.topic_prefix + "telemetry"
     codec = make_codec(topic, "Telemetry")
-    producer = Producer(producer_config(settings, client_id="bench-fill"))
+    producer = Producer(producer_config(settings, client_id="bench-fill", role="admin"))
     for e in events:
         while True:
             try:
@@ -53,7 +53,7 @@ def _bare(settings: Settings, *, decode: bool = True) -> float:
     """Records/s of a bare consumer that decodes each record (or, with `decode=False`, only consumes)."""
     topic = settings.kafka.topic_prefix + "telemetry"
     codec = make_codec(topic, "Telemetry")
-    consumer = Consumer(consumer_config(settings, group_id=f"bare-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"bare-{uuid.uuid4().hex[:6]}", role="admin"))
     parts = consumer.list_topics(topic).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
     seen, t0 = 0, time.perf_counter()
@@ -78,13 +78,13 @@ def _aggregate(settings: Settings) -> float:
 
 
 def _lag(settings: Settings, rate: float = 1000.0, seconds: float = 15.0) -> list[float]:
-    live = LiveUsage(settings).start()
+    live = LiveUsage(settings, role="streams").start()
     aggregator = Aggregator(settings, instance="lag")
     thread = threading.Thread(target=aggregator.run, kwargs={"idle_exit_s": 5.0}, daemon=True)
     lags: list[float] = []
     topic = settings.kafka.topic_prefix + "telemetry"
     codec = make_codec(topic, "Telemetry")
-    producer = Producer(producer_config(settings, client_id="bench-lag"))
+    producer = Producer(producer_config(settings, client_id="bench-lag", role="admin"))
     try:
         thread.start()
         start, sent = time.time(), 0

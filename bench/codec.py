@@ -66,7 +66,7 @@ def measure_produce() -> dict[str, float]:
     topic = settings.kafka.topic_prefix + "requests"
 
     def bare() -> int:
-        producer = Producer(producer_config(settings, client_id="bench-bare"))
+        producer = Producer(producer_config(settings, client_id="bench-bare", role="service"))
         for r, value in zip(requests, encoded, strict=True):
             while True:
                 try:

@@ -33,12 +33,11 @@ from bench.harness import ZERO_LATENCY, write_result
 from gateway_consumer.dispatch import Dispatcher
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import SingleObjectCodec
-from schemas.topics import load_topic_specs
 from shared.policy.config import load_policy
 from streamgate.config import ProviderSettings, Settings, load_settings
 from streamgate.kafka.clients import consumer_config, producer_config
 from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 
 N = 10_000
 SIM_PORT = 18181
@@ -67,14 +66,14 @@ def _settings(prefix: str) -> Settings:
     dispatch = base.dispatch.model_copy(update={"cache": cache, "max_in_flight": 4096})
     settings = base.model_copy(update={"kafka": kafka, "providers": providers, "dispatch": dispatch})
     LocalKafka(settings).up()
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    apply_spec(settings)
     return settings
 
 
 def _fill(settings: Settings, events: list[dict[str, Any]], paced_per_s: float | None = None) -> None:
     topic = settings.kafka.topic_prefix + "requests.routed"
     codec = SingleObjectCodec(topic, "RoutedRequest")
-    producer = Producer(producer_config(settings, client_id="bench-dispatch"))
+    producer = Producer(producer_config(settings, client_id="bench-dispatch", role="admin"))
     t0 = time.perf_counter()
     for i, e in enumerate(events):
         if paced_per_s:
@@ -162,7 +161,7 @@ def _workers_throughput(settings: Settings, workdir: Path, workers: int, total: 
     prefix = settings.kafka.topic_prefix + f"w{workers}."
     kafka = settings.kafka.model_copy(update={"topic_prefix": prefix})
     settings = settings.model_copy(update={"kafka": kafka})
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    apply_spec(settings)
     config = write_config(settings, workdir / f"workers{workers}.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     procs = []
@@ -170,7 +169,7 @@ def _workers_throughput(settings: Settings, workdir: Path, workers: int, total: 
         for n in range(workers):
             args = [str(exe), "dispatch", "worker", "--instance", f"w{n}", "--config", str(config)]
             procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
-    reader = Consumer(consumer_config(settings, group_id=f"bench-count-{uuid.uuid4().hex[:6]}"))
+    reader = Consumer(consumer_config(settings, group_id=f"bench-count-{uuid.uuid4().hex[:6]}", role="admin"))
     try:
         reader.subscribe([prefix + "responses"])
         time.sleep(8)  # every worker joined the group and holds its partitions
@@ -203,8 +202,7 @@ def main() -> dict[str, Any]:
             two_workers = _workers_throughput(settings, Path(tmp), 2, 2 * N)
             paced_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
                 update={"topic_prefix": settings.kafka.topic_prefix + "paced."})})
-            apply_topics(settings.kafka.bootstrap(), load_topic_specs(),
-                         prefix=paced_settings.kafka.topic_prefix)
+            apply_spec(paced_settings)
             paced_n, rate = 3000, 500.0
             added = asyncio.run(_paced_latency(paced_settings, paced_n, rate))
             peak_mb, inflight = _inflight_memory(settings, Path(tmp), sim)

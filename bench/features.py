@@ -44,7 +44,8 @@ def _freshness(settings: Settings) -> list[float]:
     threading.Thread(target=aggregator.run, kwargs={"idle_exit_s": 8.0}, daemon=True).start()
     threading.Thread(target=pusher.run, daemon=True).start()
     topic = settings.kafka.topic_prefix + "telemetry"
-    codec, producer = make_codec(topic, "Telemetry"), Producer(producer_config(settings, client_id="fb"))
+    codec = make_codec(topic, "Telemetry")
+    producer = Producer(producer_config(settings, client_id="fb", role="admin"))
     batches: list[tuple[int, int]] = []  # (event time ms, cumulative spend including this batch)
     lags: list[float] = []
     done = threading.Event()
@@ -123,7 +124,7 @@ def main() -> None:
     base = bench_settings()  # the local broker, started if needed, under its usual state directory
     with tempfile.TemporaryDirectory() as tmp:
         kafka = base.kafka.model_copy(update={"bootstrap_servers": base.kafka.bootstrap()})
-        settings = base.model_copy(update={"state_dir": Path(tmp), "kafka": kafka})
+        settings = base.model_copy(update={"kafka": kafka}).with_state_dir(Path(tmp))
         lags = sorted(_freshness(settings))
         store = apply(settings)[0]
         sqlite_p50, sqlite_p99 = _reads(store)

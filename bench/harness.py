@@ -85,17 +85,16 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], what: str) -> None:
 
 
 def bench_settings() -> Any:
-    """Settings with a fresh topic prefix on the local broker (started if needed), topics applied."""
+    """Settings with a fresh topic prefix on the local broker (started if needed), topics and ACLs applied."""
     import uuid
 
-    from schemas.topics import load_topic_specs
     from streamgate.config import load_settings
     from streamgate.kafka.launcher import LocalKafka
-    from streamgate.kafka.topics import apply_topics
+    from streamgate.kafka.topics import apply_spec
 
     base = load_settings()
     settings = base.model_copy(update={"kafka": base.kafka.model_copy(
         update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})})
     LocalKafka(settings).up()
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    apply_spec(settings)
     return settings

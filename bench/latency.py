@@ -126,8 +126,8 @@ class Observer:
         self.routed_codec = make_codec(self.routed_topic, "RoutedRequest", None)
         self.response_codec = make_codec(self.responses_topic, "Response", None)
         group = f"bench-latency-{uuid.uuid4().hex[:6]}"
-        self.routed = Consumer(routed_consumer_config(settings, group_id=group + "-r"))
-        self.responses = Consumer(reply_consumer_config(settings, client_id=group + "-a"))
+        self.routed = Consumer(routed_consumer_config(settings, group_id=group + "-r", role="admin"))
+        self.responses = Consumer(reply_consumer_config(settings, client_id=group + "-a", role="admin"))
         self.routed_at: dict[str, float] = {}
         self.answered_at: dict[str, tuple[float, str]] = {}
         self.running = True
@@ -276,7 +276,7 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
         "dispatch": settings.dispatch.model_copy(update={"cache": cache, **changes.get("dispatch", {})}),
         "streams": settings.streams.model_copy(update=changes.get("streams", {}))}
     settings = settings.model_copy(update=update)
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=prefix)
+    apply_topics(settings, load_topic_specs(), prefix=prefix)
     return settings
 
 

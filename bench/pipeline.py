@@ -39,12 +39,12 @@ from apps.demo.processes import Components, use_free_metrics_ports, use_simulato
 from apps.stack import start_simulator
 from bench.harness import write_result
 from schemas import make_codec
-from schemas.topics import Topic, load_topic_specs, physical_name
+from schemas.topics import Topic, physical_name
 from shared.traffic import workload
 from streamgate.config import Settings, load_settings
 from streamgate.kafka.clients import consumer_config
 from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 
 RATES = (50, 100, 250, 500, 1000, 1500, 2000)
 STEP_S = 15.0
@@ -91,7 +91,8 @@ class _Reader:
         self.topics = {physical_name(t, prefix): t for t in (Topic.RESPONSES, Topic.TELEMETRY)}
         self.codecs = {t: make_codec(name, "Response" if t == Topic.RESPONSES else "Telemetry",
                                      settings.schema_registry.url) for name, t in self.topics.items()}
-        self.consumer = Consumer(consumer_config(settings, group_id=f"bench-pipeline-{uuid.uuid4().hex[:6]}"))
+        self.consumer = Consumer(consumer_config(settings, group_id=f"bench-pipeline-{uuid.uuid4().hex[:6]}",
+                                                 role="admin"))
         parts = []
         for name in self.topics:
             for p in self.consumer.list_topics(name, timeout=10).topics[name].partitions:
@@ -180,7 +181,7 @@ def _settings(semantic: bool, state: Path) -> Settings:
     cache = base.dispatch.cache
     dispatch = base.dispatch.model_copy(update={"cache": cache.model_copy(update={
         "semantic": cache.semantic.model_copy(update={"enabled": semantic})})})
-    settings = base.model_copy(update={"kafka": kafka, "dispatch": dispatch, "state_dir": state})
+    settings = base.model_copy(update={"kafka": kafka, "dispatch": dispatch}).with_state_dir(state)
     import socket
 
     with socket.socket() as s:
@@ -194,7 +195,7 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         settings = _settings(semantic, Path(tmp))
         LocalKafka(settings).up()
-        apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+        apply_spec(settings)
         steps: list[dict[str, Any]] = []
         # real keys, issued before the request path starts (identity.enforce is on by default)
         keys = workload.provision_keys(settings, actor="bench") if settings.identity.enforce else None

@@ -96,7 +96,7 @@ def _settings() -> Settings:
 
 
 def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
-    producer = Producer(producer_config(settings, client_id="bench-fill"))
+    producer = Producer(producer_config(settings, client_id="bench-fill", role="admin"))
     for i, v in enumerate(values):
         while True:
             try:
@@ -108,7 +108,7 @@ def _fill(settings: Settings, topic: str, values: list[bytes]) -> None:
 
 
 def _count(settings: Settings, topics: list[str]) -> int:
-    c = Consumer(consumer_config(settings, group_id="bench-count"))
+    c = Consumer(consumer_config(settings, group_id="bench-count", role="admin"))
     try:
         for attempt in range(10):
             try:
@@ -129,9 +129,10 @@ def _count(settings: Settings, topics: list[str]) -> int:
 
 def _wait_for_group(settings: Settings, group: str, members: int, timeout_s: float = 120) -> None:
     from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap()})
+    from streamgate.kafka.clients import admin_client
+
+    admin = admin_client(settings)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -153,9 +154,9 @@ def _cpu_seconds(pid: int) -> float:
 def passthrough_rate(settings: Settings, values: list[bytes]) -> float:
     src, dst = settings.kafka.topic_prefix + "requests.guarded", settings.kafka.topic_prefix + "audit"
     _fill(settings, src, values)
-    consumer = Consumer(consumer_config(settings, group_id="bench-pass"))
+    consumer = Consumer(consumer_config(settings, group_id="bench-pass", role="admin"))
     consumer.subscribe([src])
-    producer = Producer(producer_config(settings, client_id="bench-pass"))
+    producer = Producer(producer_config(settings, client_id="bench-pass", role="admin"))
     seen, t0 = 0, 0.0
     while seen < len(values):
         for m in consumer.consume(1000, timeout=1.0):
@@ -178,8 +179,8 @@ def pipeline_rate(settings: Settings, workdir: Path, workers: int = 1, engine: s
     With `authenticate`, real keys are issued on the keys topic first and every event carries one."""
     prefix = settings.kafka.topic_prefix
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={
-        "state_dir": workdir, "identity": settings.identity.model_copy(update={"enforce": authenticate})})
+    settings = settings.with_state_dir(workdir).model_copy(update={
+        "identity": settings.identity.model_copy(update={"enforce": authenticate})})
     keys = workload.provision_keys(settings, actor="bench") if authenticate else None
     values = SingleObjectCodec("requests", "Request").encode_many(_events(N, keys))
     config = write_config(settings, workdir / "bench.yaml")

@@ -45,7 +45,7 @@ class FeaturePusher:
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
         self.settings = settings
         self.store = store or apply(settings)[0]
-        self.live = LiveUsage(settings, dimensions=tuple(VIEWS))
+        self.live = LiveUsage(settings, dimensions=tuple(VIEWS), role="features")
         self.stop_event = threading.Event()
         #: entities a failed push left behind (pushed again with the next round)
         self._retry: dict[tuple[str, str], int] = {}

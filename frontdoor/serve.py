@@ -4,6 +4,7 @@ server on `frontdoor.host:port`, until SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -22,9 +23,9 @@ log = logging.getLogger("streamgate.frontdoor")
 async def run_frontdoor(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until a signal; `ready` is told the base URL once the port listens."""
     ring = KeyRing.for_settings(settings)
-    keys = await asyncio.to_thread(ring.follow, settings)
+    keys = await asyncio.to_thread(functools.partial(ring.follow, settings, role="frontdoor"))
     holder = PolicyHolder(load_policy())
-    policy = PolicyFollower(settings, holder)
+    policy = PolicyFollower(settings, holder, role="frontdoor")
     policy.start()
     door = FrontDoor(settings, ring, lambda: holder.policy)
     # a caller that hangs up cancels its handler: its reply waiter is forgotten at once, nothing leaks

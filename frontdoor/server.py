@@ -103,10 +103,10 @@ class FrontDoor:
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         reader = ReplyReader(self.settings, self.settings.frontdoor.reply_partition,
-                             client_id="streamgate-frontdoor")
+                             client_id="streamgate-frontdoor", role="frontdoor")
         self.replies = await asyncio.to_thread(reader.start)
         self.producer = AsyncRequestProducer(self.settings, client_id="streamgate-frontdoor",
-                                             extra_config={"linger.ms": 0})
+                                             extra_config={"linger.ms": 0}, role="frontdoor")
 
     async def close(self) -> None:
         if self.producer is not None:

@@ -16,7 +16,7 @@ from streamgate.observability import serve_metrics
 def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     holder = PolicyHolder(load_policy())
-    follower = PolicyFollower(settings, holder)
+    follower = PolicyFollower(settings, holder, role="dispatcher")
     follower.start()
     heartbeat = serve_metrics(settings, "dispatcher", metrics_port)
     dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance, heartbeat=heartbeat,

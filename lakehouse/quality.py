@@ -165,7 +165,7 @@ def alert(settings: Settings, results: list[CheckResult]) -> int:
         return 0
     topic = physical_name(Topic.AUDIT, settings.kafka.topic_prefix)
     codec = make_codec(topic, "AuditEvent", settings.schema_registry.url)
-    producer = Producer(producer_config(settings, client_id="quality"))
+    producer = Producer(producer_config(settings, client_id="quality", role="lakehouse"))
     for r in failed:
         event = {"event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000), "actor": "quality",
                  "action": "quality_alert", "resource": f"table:{r.table}", "decision": "alert",

@@ -89,7 +89,7 @@ class BronzeSink:
                          for name, t in self.by_topic.items() if t.transform is None}
         self.buffers: dict[str, _Buffer] = defaultdict(_Buffer)
         self.tables: dict[str, DeltaTable] = {}
-        self.consumer = Consumer(consumer_config(settings, group_id=self.group) | {
+        self.consumer = Consumer(consumer_config(settings, group_id=self.group, role="lakehouse") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False}
             | kafka_lag_stats(C))

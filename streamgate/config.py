@@ -37,7 +37,7 @@ class _Strict(BaseModel):
 class LocalBrokerSettings(_Strict):
     """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
 
-    #: Client (PLAINTEXT) port on 127.0.0.1.
+    #: Client port on 127.0.0.1 (its protocol is `kafka.security.protocol`).
     port: int = Field(default=19092, ge=1, le=65535)
     #: KRaft controller port on 127.0.0.1.
     controller_port: int = Field(default=19093, ge=1, le=65535)
@@ -49,6 +49,63 @@ class LocalBrokerSettings(_Strict):
     start_timeout_s: float = Field(default=90.0, gt=0)
 
 
+class Principals(_Strict):
+    """The Kafka principal (SCRAM user name) each component connects as; the rights of each are declared
+    in schemas/principals.yaml under the component's key. On a real cluster, name your own users here."""
+
+    #: Super user: applies topics and ACLs, manages SCRAM users; operator tools and test observers.
+    admin: str = "admin"
+    #: Services producing requests (streamgate.client): may only write `requests`.
+    service: str = "service"
+    #: The request path (streams/).
+    streams: str = "streams"
+    #: The dispatcher (gateway_consumer/).
+    dispatcher: str = "dispatcher"
+    #: The usage aggregator (aggregation/).
+    aggregator: str = "aggregator"
+    #: The lakehouse sink and its quality checks (lakehouse/).
+    lakehouse: str = "lakehouse"
+    #: The feature-store push worker (features/).
+    features: str = "features"
+    #: The local schema registry (streamgate/registry/).
+    registry: str = "registry"
+    #: API-key administration (`streamgate keys`).
+    keys: str = "keys"
+    #: The HTTP front door (frontdoor/).
+    frontdoor: str = "frontdoor"
+
+
+#: A component's role: a field of :class:`Principals` and a key of schemas/principals.yaml.
+Role = Literal["admin", "service", "streams", "dispatcher", "aggregator", "lakehouse", "features",
+               "registry", "keys", "frontdoor"]
+
+
+class SecuritySettings(_Strict):
+    """How clients authenticate to Kafka (docs/security.md). The local broker is started to match."""
+
+    #: SASL_PLAINTEXT (default: SCRAM over loopback), SASL_SSL (SCRAM over TLS; the local broker gets a
+    #: self-signed CA under the state directory) or PLAINTEXT (no authentication, no ACLs: benchmarks only).
+    protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = "SASL_PLAINTEXT"
+    mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    principals: Principals = Principals()
+    #: JSON {principal: password}, mode 0600. The local broker generates it; for an external cluster
+    #: write it yourself. Relative paths are under the state directory.
+    credentials_file: Path = Path("kafka-credentials.json")
+    #: CA certificate clients trust with SASL_SSL (PEM). Relative paths are under the state directory;
+    #: the local broker writes its self-signed CA there.
+    ca_file: Path = Path("kafka-tls/ca.pem")
+    #: `streamgate topics apply` creates missing SCRAM users for the principals (with generated
+    #: passwords written to the credentials file). Off when an external cluster manages its own users.
+    manage_users: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.protocol != "PLAINTEXT"
+
+    def principal(self, role: Role) -> str:
+        return str(getattr(self.principals, role))
+
+
 class KafkaSettings(_Strict):
     #: An external cluster. When set (or KAFKA_BOOTSTRAP_SERVERS is), no local broker is started.
     bootstrap_servers: str | None = None
@@ -56,6 +113,8 @@ class KafkaSettings(_Strict):
     topic_prefix: str = ""
     #: The local single-node broker, used when no external cluster is configured.
     local: LocalBrokerSettings = LocalBrokerSettings()
+    #: Authentication (SASL/SCRAM, optional TLS) and the principal of each component.
+    security: SecuritySettings = SecuritySettings()
 
     @property
     def external(self) -> bool:
@@ -356,6 +415,15 @@ class Settings(_Strict):
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""
         return path if path.is_absolute() else self.state_dir / path
+
+    def with_state_dir(self, state_dir: Path) -> Settings:
+        """These settings with another state directory, keeping the Kafka credentials file and CA where
+        they are: they belong to the broker's deployment, not to one process's state."""
+        security = self.kafka.security.model_copy(update={
+            "credentials_file": self.resolve(self.kafka.security.credentials_file),
+            "ca_file": self.resolve(self.kafka.security.ca_file)})
+        kafka = self.kafka.model_copy(update={"security": security})
+        return self.model_copy(update={"state_dir": state_dir, "kafka": kafka})
 
 
 def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import faust
 
 from schemas.topics import Topic
 from streamgate.config import Settings
+from streamgate.kafka.security import client_security
 from streams.claims import BatchedClaims
 from streams.delivery import Delivery, FaustDelivery, LibrdkafkaDelivery
 from streams.gaps import GapRepair
@@ -29,6 +31,18 @@ from streams.pipeline import RequestPath, RequestPathDeps
 BATCH, WITHIN_S = 500, 0.02
 log = logging.getLogger(__name__)
 __all__ = ["RequestPathDeps", "create_app"]
+
+
+def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The request path's principal for faust's aiokafka clients (the same credentials clients.py gives
+    librdkafka): SCRAM, over TLS verified against the configured CA with SASL_SSL."""
+    props = client_security(settings, "streams")
+    if not props:
+        return None
+    context = (ssl.create_default_context(cafile=props["ssl.ca.location"])
+               if props["security.protocol"] == "SASL_SSL" else None)
+    return faust.SASLCredentials(username=props["sasl.username"], password=props["sasl.password"],
+                                 ssl_context=context, mechanism=props["sasl.mechanism"])
 
 
 def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "streamgate-request-path",
@@ -46,7 +60,7 @@ def create_app(settings: Settings, deps: RequestPathDeps, *, app_id: str = "stre
         web_enabled=web_port is not None, web_port=web_port or 6066,
         consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
         stream_buffer_maxsize=4 * BATCH, producer_linger_ms=5,
-        datadir=str(datadir),
+        datadir=str(datadir), broker_credentials=faust_credentials(settings),
     )
     source = app.topic(io.names[Topic.REQUESTS], key_serializer="raw", value_serializer="raw")
     # dedup claims: one changelog record per batch and partition (streams/claims.py), restored by faust

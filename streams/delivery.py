@@ -50,7 +50,8 @@ class FaustDelivery:
 
 class LibrdkafkaDelivery:
     def __init__(self, settings: Settings, client_id: str) -> None:
-        config = producer_config(settings, client_id=client_id) | {"partitioner": "murmur2_random"}
+        config = producer_config(settings, client_id=client_id, role="streams")
+        config["partitioner"] = "murmur2_random"
         self.producer = Producer(config)
 
     async def send(self, outputs: Sequence[Output]) -> None:

@@ -76,7 +76,7 @@ class GapRepair:
 
     def _position(self, topic: str, partition: int) -> int:
         """Where the group resumes: its committed offset, or the log start when it has none."""
-        consumer = Consumer(consumer_config(self._settings, group_id=self._group))
+        consumer = Consumer(consumer_config(self._settings, group_id=self._group, role="streams"))
         try:
             tp = self._committed(consumer, TopicPartition(topic, partition))
             if tp.offset != OFFSET_INVALID and tp.offset >= 0:
@@ -103,8 +103,8 @@ class GapRepair:
     def _reenqueue(self, topic: str, partition: int, start: int, end: int) -> int:
         """Produce the records at offsets [start, end) of one partition again; returns how many."""
         group = f"{self._group}-gap-{uuid.uuid4().hex[:6]}"
-        consumer = Consumer(consumer_config(self._settings, group_id=group))
-        producer = Producer(producer_config(self._settings, client_id=f"{self._group}-gap"))
+        consumer = Consumer(consumer_config(self._settings, group_id=group, role="streams"))
+        producer = Producer(producer_config(self._settings, client_id=f"{self._group}-gap", role="streams"))
         sent = 0
         try:
             consumer.assign([TopicPartition(topic, partition, start)])

@@ -67,12 +67,13 @@ class TransactionalRequestPath:
         self.claims = BatchedClaims({}, self._window_ms())
         self.meter = StageMeter("request_path", io.names)
         group = settings.kafka.topic_prefix + settings.streams.group_id
-        self.consumer = Consumer(consumer_config(settings, group_id=group) | {
+        self.consumer = Consumer(consumer_config(settings, group_id=group, role="streams") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
         # murmur2_random: Java's partitioner, as faust's producer chose, so a conversation keeps its
         # partition across engines
-        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}") | {
+        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}",
+                                                 role="streams") | {
             "transactional.id": f"{group}-{instance}", "partitioner": "murmur2_random"})
         self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)
         self.owned: set[int] = set()
@@ -93,7 +94,7 @@ class TransactionalRequestPath:
         parts = {tp.partition for tp in partitions}
         if parts:  # cooperative rebalances also call this with nothing new
             loaded = 0
-            for msg in read_to_end(self.settings, self.claims_topic, parts):
+            for msg in read_to_end(self.settings, self.claims_topic, parts, role="streams"):
                 value = msg.value()
                 self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
                 loaded += 1

@@ -37,7 +37,7 @@ class AssignmentWatchdog(threading.Thread):
     def __init__(self, settings: Settings, group: str, every_s: float = 10.0, strikes: int = 3) -> None:
         super().__init__(name="assignment-watchdog", daemon=True)
         self.group, self.every_s, self.strikes = group, every_s, strikes
-        self.admin = AdminClient(admin_config(settings))
+        self.admin = AdminClient(admin_config(settings, role="streams"))
         self.stopped = threading.Event()
 
     def run(self) -> None:

@@ -33,7 +33,7 @@ def declare_changelogs(app: faust.App, settings: Settings) -> None:
     specs = [TopicSpec(name=table.changelog_topic.get_topic_name(), value_schema="faust-table",
                        partitions=table.partitions or 6, replication_factor=replication, retention_ms=-1,
                        cleanup_policy="compact") for table in app.tables.values()]
-    apply_topics(settings.kafka.bootstrap(), specs)
+    apply_topics(settings, specs, role="streams")
 
 
 def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None:
@@ -49,9 +49,10 @@ def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None
 def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
                        instance: str) -> None:
     spec = next(s for s in load_topic_specs() if s.name == "requests")
-    apply_topics(settings.kafka.bootstrap(), [TopicSpec(
+    apply_topics(settings, [TopicSpec(
         name=claims_topic(settings), value_schema="dedup-claims", partitions=spec.partitions,
-        replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")])
+        replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")],
+        role="streams")
     loop = TransactionalRequestPath(settings, deps, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
     try:
@@ -87,13 +88,13 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     request path's dependencies; the stage itself knows only their interfaces."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     holder = PolicyHolder(load_policy())
-    follower = PolicyFollower(settings, holder)
+    follower = PolicyFollower(settings, holder, role="streams")
     follower.start()
     # every request is authenticated against the keys topic, followed in memory (streams/identity/)
     keys = KeyRing.for_settings(settings) if settings.identity.enforce else None
-    key_follower = keys.follow(settings) if keys is not None else None
+    key_follower = keys.follow(settings, role="streams") if keys is not None else None
     deps = RequestPathDeps(policy=holder, keys=keys)
-    live = LiveUsage(settings).start() if settings.features.usage_source == "live" else None
+    live = LiveUsage(settings, role="streams").start() if settings.features.usage_source == "live" else None
     if live is not None:
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
     if wire is not None:

@@ -1,8 +1,9 @@
 """Test fixtures: one real Kafka broker per test session, and a unique topic prefix per test.
 
 The broker is started by the same launcher `streamgate kafka up` uses, on free ports and a temporary
-state directory, so a developer's own broker is never touched. With KAFKA_BOOTSTRAP_SERVERS set, the
-suite uses that cluster instead and starts nothing.
+state directory, so a developer's own broker is never touched. Security is on as in production:
+SASL/SCRAM and ACLs, each test's topics and ACLs applied under its own prefix by the same `apply_spec`.
+With KAFKA_BOOTSTRAP_SERVERS set, the suite uses that cluster instead and starts nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from schemas.topics import load_topic_specs, physical_name
 from streamgate.config import COMPONENTS, MetricsPorts, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 
 
 def free_port() -> int:
@@ -44,7 +45,11 @@ def local_broker_settings(state_dir: Path) -> Settings:
     base = load_settings()
     local = base.kafka.local.model_copy(update={"port": free_port(), "controller_port": free_port(),
                                                 "heap": "768m"})
-    kafka = base.kafka.model_copy(update={"bootstrap_servers": None, "local": local})
+    # credentials and CA by absolute path: per-test settings move the state directory, not the broker's
+    security = base.kafka.security.model_copy(update={
+        "credentials_file": state_dir / "kafka-credentials.json",
+        "ca_file": state_dir / "kafka-tls" / "ca.pem"})
+    kafka = base.kafka.model_copy(update={"bootstrap_servers": None, "local": local, "security": security})
     return base.model_copy(update={"state_dir": state_dir, "kafka": kafka})
 
 
@@ -84,8 +89,15 @@ def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
 def topics(settings: Settings) -> dict[str, str]:
     """The whole topic spec applied under this test's prefix; logical name -> physical name."""
     specs = load_topic_specs()
-    apply_topics(settings.kafka.bootstrap(), specs, prefix=settings.kafka.topic_prefix)
+    apply_spec(settings)
     return {s.name: physical_name(s.name, settings.kafka.topic_prefix) for s in specs}
+
+
+def kafka_config(settings: Settings) -> dict[str, object]:
+    """The `kafka:` section a child process's config file needs to reach the test broker as the test's
+    deployment: its address, topic prefix and security (principals, credentials file)."""
+    return {"bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix,
+            "security": settings.kafka.security.model_dump(mode="json")}
 
 
 class RegistryProcess:
@@ -97,8 +109,7 @@ class RegistryProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "registry.yaml"
-        self.config.write_text(yaml.safe_dump({"kafka": {
-            "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        self.config.write_text(yaml.safe_dump({"kafka": kafka_config(settings)}))
         self.log = workdir / "registry.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -58,7 +58,7 @@ def read_topic(settings: Settings, topic: Topic, timeout_s: float = 120) -> list
     name = physical_name(topic, settings.kafka.topic_prefix)
     codec = make_codec(name, EVENT_TYPES[topic], settings.schema_registry.url)
     out: list[tuple[int, int, Any]] = []
-    for msg in read_to_end(settings, name, timeout_s=timeout_s):
+    for msg in read_to_end(settings, name, role="admin", timeout_s=timeout_s):
         p, o = msg.partition() or 0, msg.offset() or 0
         try:
             out.append((p, o, codec.decode(msg.value() or b"", partition=p, offset=o)))
@@ -80,7 +80,7 @@ def aggregate_totals(settings: Settings) -> Totals:
     """Per team, summed over the 1-day windows of the compacted aggregates topic."""
     name = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
     codec = make_codec(name, "UsageAggregate", settings.schema_registry.url)
-    rows = read_committed_rows(settings, name, codec)
+    rows = read_committed_rows(settings, name, codec, role="admin")
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (window, _, dimension, value), total in totals(rows).items():
         if window == "1d" and dimension == "team":

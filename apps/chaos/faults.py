@@ -98,7 +98,7 @@ def inject_malformed(settings: Settings, topic: Topic) -> list[Coord]:
         if err is None:
             landed.append((name, msg.partition(), msg.offset()))  # type: ignore[attr-defined]
 
-    producer = Producer(producer_config(settings, client_id="chaos-malformed"))
+    producer = Producer(producer_config(settings, client_id="chaos-malformed", role="admin"))
     for n, bad in enumerate(CORRUPT_RECORDS):
         producer.produce(name, value=bad, key=f"malformed-{n}".encode(), on_delivery=delivered)
     if producer.flush(60):

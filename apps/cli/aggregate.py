@@ -60,7 +60,7 @@ def usage(
     topic = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
     codec = make_codec(topic, "UsageAggregate", settings.schema_registry.url)
     try:
-        rows = read_committed_rows(settings, topic, codec, timeout_s=60)
+        rows = read_committed_rows(settings, topic, codec, timeout_s=60, role="admin")
     except Exception as exc:  # broker down, topic missing: say which
         raise fail(f"could not read {topic}: {exc}") from exc
     found = sorted((t for (w, start, d, _), t in totals(rows).items()

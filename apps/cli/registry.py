@@ -23,4 +23,4 @@ def serve(
 
     settings = settings_or_exit(config)
     typer.echo(f"schema registry on http://{host}:{port} (kafka {settings.kafka.bootstrap()})")
-    run(settings.kafka.bootstrap(), host, port, topic=f"{settings.kafka.topic_prefix}_schemas")
+    run(settings, host, port, topic=f"{settings.kafka.topic_prefix}_schemas")

@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.cli.common import ConfigOption, fail, settings_or_exit
+from schemas.principals import PrincipalSpecError
 from schemas.topics import TopicSpecError, load_topic_specs
-from streamgate.kafka.topics import apply_topics, describe_topics
+from streamgate.kafka.topics import apply_spec, describe_topics
 
 app = typer.Typer(help="Topics as code: apply and compare the declarative topic spec.", no_args_is_help=True)
 
@@ -20,12 +21,12 @@ def apply(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Create missing topics, raise partitions, set retention and cleanup; report drift it will not fix."""
+    """Create missing topics, raise partitions, set retention and cleanup; create the SCRAM users and ACLs
+    of schemas/principals.yaml; report drift it will not fix."""
     settings = settings_or_exit(config)
     try:
-        report = apply_topics(settings.kafka.bootstrap(), load_topic_specs(),
-                              prefix=settings.kafka.topic_prefix, dry_run=dry_run)
-    except TopicSpecError as exc:
+        report, acls = apply_spec(settings, dry_run=dry_run)
+    except (TopicSpecError, PrincipalSpecError) as exc:
         raise fail(str(exc), 2) from exc
     console = Console()
     table = Table(title=f"topics apply{' (dry run)' if dry_run else ''}")
@@ -41,6 +42,15 @@ def apply(
         table.add_row(name, "unchanged")
     console.print(table)
     console.print(report.summary())
+    if settings.kafka.security.enabled:
+        for rule in acls.created:
+            console.print(f"acl {'(would) ' if dry_run else ''}allow User:{rule.principal} {rule.operation} "
+                          f"{rule.resource_type} {rule.pattern} {rule.name}")
+        for user in acls.users_created:
+            console.print(f"scram user {'(would) ' if dry_run else ''}created: {user}")
+        for line in acls.drift:
+            console.print(f"[yellow]acl drift (not in schemas/principals.yaml): {line}[/]")
+        console.print(acls.summary())
 
 
 @app.command("list")
@@ -50,7 +60,7 @@ def list_topics(config: Path | None = ConfigOption) -> None:
     table = Table(title="topics")
     for col in ("topic", "schema", "partitions (spec/actual)", "cleanup", "retention ms"):
         table.add_column(col)
-    for spec, actual in describe_topics(settings.kafka.bootstrap(), load_topic_specs(),
+    for spec, actual in describe_topics(settings, load_topic_specs(),
                                         prefix=settings.kafka.topic_prefix):
         table.add_row(settings.kafka.topic_prefix + spec.name, spec.value_schema,
                       f"{spec.partitions}/{actual if actual is not None else 'missing'}",

@@ -26,7 +26,7 @@ class LagProbe:
         prefix = settings.kafka.topic_prefix
         self.consumers: dict[str, tuple[Consumer, list[TopicPartition]]] = {}
         for stage, (group, topic) in stage_groups(settings).items():
-            consumer = Consumer(consumer_config(settings, group_id=group))
+            consumer = Consumer(consumer_config(settings, group_id=group, role="admin"))
             name = physical_name(topic, prefix)
             parts = consumer.list_topics(name, timeout=10).topics[name].partitions
             self.consumers[stage] = (consumer, [TopicPartition(name, p) for p in parts])

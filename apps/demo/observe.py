@@ -54,7 +54,8 @@ class OutcomeWatcher:
         self.names = {physical_name(t, prefix): t for t in WATCHED}
         self.codecs = {t: make_codec(physical_name(t, prefix), et, settings.schema_registry.url)
                        for t, et in WATCHED.items()}
-        self.consumer = Consumer(consumer_config(settings, group_id=f"demo-watch-{uuid.uuid4().hex[:8]}"))
+        self.consumer = Consumer(consumer_config(settings, group_id=f"demo-watch-{uuid.uuid4().hex[:8]}",
+                                                 role="admin"))
         self.consumer.assign(self._ends())
         self.outcomes = Outcomes(run_prefix=run_id)
 

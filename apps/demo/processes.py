@@ -13,6 +13,7 @@ from types import TracebackType
 import yaml
 
 from streamgate.config import COMPONENTS, MetricsPorts, Settings
+from streamgate.kafka.security import ca_path, credentials_path
 
 
 def write_config(settings: Settings, path: Path) -> Path:
@@ -21,6 +22,11 @@ def write_config(settings: Settings, path: Path) -> Path:
     raw = settings.model_dump(mode="json", exclude_none=True)
     for provider in raw.get("providers", {}).values():
         provider.pop("api_key", None)  # never on disk: the child reads it from `api_key_env` itself
+    # Kafka passwords stay in their own 0600 file; the child gets its path, absolute, so a child run
+    # with another state directory still finds this deployment's credentials and CA
+    security = raw["kafka"]["security"]
+    security["credentials_file"] = str(credentials_path(settings))
+    security["ca_file"] = str(ca_path(settings))
     raw.get("identity", {}).pop("hmac_secret", None)  # likewise, from `identity.hmac_secret_env`
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -74,7 +74,7 @@ def _produce(settings: Settings, count: int, run_id: str, progress: Progress, pa
                 tick(time.perf_counter() - t0)
         producer.flush()
     progress.update(task, completed=count)
-    raw = Producer(producer_config(settings, client_id="demo-corrupt"))
+    raw = Producer(producer_config(settings, client_id="demo-corrupt", role="service"))
     for bad in CORRUPT_RECORDS:
         raw.produce(physical_name(Topic.REQUESTS, settings.kafka.topic_prefix), value=bad, key=b"corrupt")
     raw.flush(10)

@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from schemas.codec import TopicCodec
 from schemas.errors import EventDecodeError
 from streamgate.config import Settings
-from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.clients import consumer_config, group_name
 from streamgate.kafka.replay import high_watermarks
 
 log = logging.getLogger("streamgate.dispatch")
@@ -110,10 +110,13 @@ def read_answers(settings: Settings, responses: str, partition: int, since_ms: i
     up to offset `until` (exclusive), or to the log's end when None, waiting for transactions open there.
     Returns the offset reading started at (below it nothing was read) and how many answers it read;
     raises AnswersUnknownError."""
-    reader = Consumer(consumer_config(settings, group_id=f"sg-seed-{uuid.uuid4().hex[:8]}"))
+    group = group_name(settings, f"sg-seed-{uuid.uuid4().hex[:8]}")
+    reader = Consumer(consumer_config(settings, group_id=group,
+                                    role="dispatcher"))
     try:
         tp = TopicPartition(responses, partition)
-        end = (high_watermarks(settings, responses, [partition], _patiently)[partition] if until is None
+        end = (high_watermarks(settings, responses, [partition], _patiently, role="dispatcher")[partition]
+               if until is None
                else until)
         [first] = _patiently(lambda: reader.offsets_for_times(
             [TopicPartition(responses, partition, max(since_ms, 0))], timeout=10))

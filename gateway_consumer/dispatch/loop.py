@@ -106,10 +106,11 @@ class Dispatcher:
         group = prefix + settings.dispatch.group_id
         # static membership: a restarted instance takes its partitions back at once, and a zombie with
         # the same --instance is fenced out of the group as its producers are out of transactions
-        self.consumer = Consumer(routed_consumer_config(settings, group_id=group) | {
+        self.consumer = Consumer(routed_consumer_config(settings, group_id=group, role="dispatcher") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
-        self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}") | {
+        self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}",
+                                                   role="dispatcher") | {
             "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
         self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait

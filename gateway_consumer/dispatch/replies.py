@@ -65,7 +65,7 @@ class Replies:
     def __init__(self, settings: Settings, topics: dict[Topic, str], client_id: str) -> None:
         self.topic, self.chunks_topic = topics[Topic.REPLIES], topics[Topic.REPLY_CHUNKS]
         self.chunk_codec = make_codec(self.chunks_topic, "ResponseChunk", settings.schema_registry.url)
-        self.producer = Producer(producer_config(settings, client_id=client_id) | {
+        self.producer = Producer(producer_config(settings, client_id=client_id, role="dispatcher") | {
             "linger.ms": 0, "compression.type": "none"})
         self._partitions: int | None = None  # of replies and replies.chunks alike (the fewer)
         self._checked = 0.0

@@ -48,7 +48,7 @@ class KeyAdmin:
 
     def _load(self) -> KeyRing:
         if not self._loaded:
-            self.ring.follow(self.settings).stop()
+            self.ring.follow(self.settings, role="keys").stop()
             self._loaded = True
         return self.ring
 
@@ -129,7 +129,8 @@ class KeyAdmin:
 
     def _write(self, records: list[KeyRecord], audits: list[dict[str, Any]]) -> None:
         if self._producer is None:
-            self._producer = Producer(producer_config(self.settings, client_id="streamgate-keys"))
+            config = producer_config(self.settings, client_id="streamgate-keys", role="keys")
+            self._producer = Producer(config)
         for record in records:
             self._producer.produce(self.keys_topic, key=record.id.encode(),
                                    value=self.key_codec.encode(record.to_event()))

@@ -31,7 +31,8 @@ from shared.identity.exceptions import (
 )
 from shared.identity.keys import KeyRecord, key_hmac
 from streamgate.client.request import API_KEY_HASH_PREFIX, hash_api_key
-from streamgate.config import Settings, key_hmac_secret
+from streamgate.config import Role, Settings, key_hmac_secret
+from streamgate.kafka.clients import consumer_config, group_name
 
 log = logging.getLogger(__name__)
 _HMAC_CACHE = 100_000
@@ -181,10 +182,11 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def follow(self, settings: Settings, *, wait: bool = True) -> KeyFollower:
+    def follow(self, settings: Settings, *, role: Role, wait: bool = True) -> KeyFollower:
         """Start a :class:`KeyFollower` filling this ring; with `wait`, return once the topic has been
-        read to its end (raises TimeoutError after `identity.ready_timeout_s`). Stop it with `.stop()`."""
-        follower = KeyFollower(settings, self)
+        read to its end (raises TimeoutError after `identity.ready_timeout_s`). Stop it with `.stop()`.
+        `role`: the component following it (its principal needs read on the keys topic)."""
+        follower = KeyFollower(settings, self, role=role)
         follower.start()
         deadline = time.monotonic() + settings.identity.ready_timeout_s
         while wait and not follower.ready.wait(0.1):
@@ -201,14 +203,15 @@ class KeyFollower(threading.Thread):
     """Tails the keys topic into a :class:`KeyRing`; `ready` is set once the topic's records at start
     have all been applied."""
 
-    def __init__(self, settings: Settings, ring: KeyRing, poll_s: float = 0.2) -> None:
+    def __init__(self, settings: Settings, ring: KeyRing, poll_s: float = 0.2, *, role: Role) -> None:
         super().__init__(name="key-follower", daemon=True)
         self.ring, self.poll_s = ring, poll_s
         self.topic = physical_name(Topic.KEYS, settings.kafka.topic_prefix)
         self.codec = make_codec(self.topic, "ApiKey", settings.schema_registry.url)
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap(), "group.id": "unused",
-                                  "client.id": "streamgate-key-follower", "enable.auto.commit": False,
-                                  "fetch.wait.max.ms": 100, "isolation.level": "read_committed"})
+        # assigned, never committed: the group only names the reader (under the role's `replay-` ACL)
+        group = group_name(settings, "replay-keys")
+        self.consumer = Consumer(consumer_config(settings, group_id=group, role=role)
+                                 | {"client.id": "streamgate-key-follower"})
         self.ready = threading.Event()
         self.stopping = threading.Event()
         #: why the follower stopped early (the topic is missing, the broker unreachable)

@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas import EventDecodeError, make_codec
 from schemas.topics import Topic, physical_name
 from shared.policy.config import GatewayPolicy, PolicyConfigError, parse_policy
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
+from streamgate.kafka.clients import consumer_config, group_name
 
 log = logging.getLogger(__name__)
 POLICY_KIND, POLICY_NAME = "policy", "gateway"
@@ -46,13 +47,14 @@ class PolicyHolder:
 class PolicyFollower(threading.Thread):
     """Tails the config topic and offers each gateway-policy record to the holder."""
 
-    def __init__(self, settings: Settings, holder: PolicyHolder) -> None:
+    def __init__(self, settings: Settings, holder: PolicyHolder, *, role: Role) -> None:
         super().__init__(name="policy-follower", daemon=True)
         self.holder = holder
         self.topic = physical_name(Topic.CONFIG, settings.kafka.topic_prefix)
         self.codec = make_codec(self.topic, "ConfigRecord", settings.schema_registry.url)
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap(), "group.id": "unused",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        # assigned, never committed: the group only names the reader (under the role's `replay-` ACL)
+        self.consumer = Consumer(consumer_config(settings, group_id=group_name(settings, "replay-policy"),
+                                                 role=role))
         self.stopping = threading.Event()
 
     def run(self) -> None:

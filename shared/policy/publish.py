@@ -37,7 +37,7 @@ def publish_policy(settings: Settings, path: Path, *, actor: str | None = None) 
              "resource": f"config:{POLICY_KIND}/{POLICY_NAME}", "decision": "published",
              "reason": f"gateway policy {policy.version} published", "request_id": None, "team": None,
              "config_version": policy.version, "details": {"sha256": record["sha256"], "source": str(path)}}
-    producer = Producer(producer_config(settings, client_id="streamgate-config"))
+    producer = Producer(producer_config(settings, client_id="streamgate-config", role="admin"))
     producer.produce(config_topic, key=f"{POLICY_KIND}/{POLICY_NAME}".encode(),
                      value=make_codec(config_topic, "ConfigRecord", registry).encode(record))
     audit_codec = make_codec(audit_topic, "AuditEvent", registry)

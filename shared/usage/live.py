@@ -18,8 +18,8 @@ from schemas.snapshots import UsageSnapshot
 from schemas.topics import Topic, physical_name
 from shared.usage.sketch import COUNTERS, RELATIVE_ACCURACY, load_sketch
 from shared.usage.windows import month_start_ms, window_bounds
-from streamgate.config import Settings
-from streamgate.kafka.clients import consumer_config
+from streamgate.config import Role, Settings
+from streamgate.kafka.clients import consumer_config, group_name
 
 log = logging.getLogger(__name__)
 Group = tuple[str, int, str, str]  # window, window_start, dimension, value
@@ -63,11 +63,14 @@ class LiveUsage:
     rows on read, so limits are exact however many aggregator replicas there are.
     """
 
-    def __init__(self, settings: Settings, dimensions: tuple[str, ...] = ("team", "api_key")) -> None:
+    def __init__(self, settings: Settings, dimensions: tuple[str, ...] = ("team", "api_key"), *,
+                 role: Role) -> None:
         self.dimensions = dimensions
         self.topic = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
         self.codec = make_codec(self.topic, "UsageAggregate", settings.schema_registry.url)
-        self.consumer = Consumer(consumer_config(settings, group_id=f"usage-{uuid.uuid4().hex[:8]}"))
+        group = group_name(settings, f"usage-{uuid.uuid4().hex[:8]}")
+        self.consumer = Consumer(consumer_config(settings, group_id=group,
+                                                 role=role))
         self.rows: dict[Group, dict[int, dict[str, Any]]] = defaultdict(dict)
         self.lock = threading.Lock()
         self.stop = threading.Event()

@@ -44,6 +44,7 @@ class GatewayClient:
     def __init__(self, settings: Settings, *, api_key: str, reply_partition: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.api_key, self.timeout_s = api_key, timeout_s
+        # connects as the `service` principal: writes `requests`, reads the reply topics
         self.replies = ReplyReader(settings, reply_partition, client_id="streamgate-client-replies").start()
         self.producer = RequestProducer(settings, client_id="streamgate-gateway-client",
                                         extra_config=LOW_LATENCY)

@@ -20,7 +20,7 @@ from schemas import EventEncodeError, TopicCodec, make_codec
 from schemas.topics import Topic, physical_name
 from streamgate.client.exceptions import DeliveryError, InvalidRequestError
 from streamgate.client.request import ChatRequest
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
 from streamgate.kafka.clients import producer_config
 
 
@@ -44,10 +44,12 @@ class RequestProducer:
     """A thread-safe producer of `Request` events; use as a context manager so it flushes on exit."""
 
     def __init__(self, settings: Settings, *, client_id: str = "streamgate-client",
-                 extra_config: dict[str, Any] | None = None) -> None:
+                 extra_config: dict[str, Any] | None = None, role: Role = "service") -> None:
+        """`role`: the principal it connects as: `service` (may only write `requests`) unless the
+        caller is another component that produces requests (the front door)."""
         self.topic = physical_name(Topic.REQUESTS, settings.kafka.topic_prefix)
         self._codec: TopicCodec = make_codec(self.topic, "Request", settings.schema_registry.url)
-        config = producer_config(settings, client_id=client_id)
+        config = producer_config(settings, client_id=client_id, role=role)
         config.update(extra_config or {})
         self._producer = Producer(config)
 
@@ -110,8 +112,8 @@ class AsyncRequestProducer:
     """
 
     def __init__(self, settings: Settings, *, client_id: str = "streamgate-client-async",
-                 extra_config: dict[str, Any] | None = None) -> None:
-        self._sync = RequestProducer(settings, client_id=client_id, extra_config=extra_config)
+                 extra_config: dict[str, Any] | None = None, role: Role = "service") -> None:
+        self._sync = RequestProducer(settings, client_id=client_id, extra_config=extra_config, role=role)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="streamgate-producer-poll", daemon=True)
         self._poller.start()

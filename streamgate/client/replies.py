@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas import EventDecodeError, TopicCodec, make_codec
 from schemas.topics import Topic, load_topic_specs, physical_name
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
 from streamgate.kafka.clients import reply_consumer_config
 
 log = logging.getLogger("streamgate.replies")
@@ -79,7 +79,7 @@ class ReplyReader:
     """Reads partition `partition` of `replies` and `replies.chunks` and hands each event to its waiter."""
 
     def __init__(self, settings: Settings, partition: int | None = None, *,
-                 client_id: str = "streamgate-replies") -> None:
+                 client_id: str = "streamgate-client-replies", role: Role = "service") -> None:
         prefix = settings.kafka.topic_prefix
         self.partition = random.randrange(reply_partitions(settings)) if partition is None else partition
         self.topics = {physical_name(Topic.REPLIES, prefix): "final",
@@ -89,7 +89,7 @@ class ReplyReader:
             name: make_codec(name, "Response" if kind == "final" else "ResponseChunk", registry)
             for name, kind in self.topics.items()}
         unique = f"{client_id}-{uuid.uuid4().hex[:8]}"
-        self._consumer = Consumer(reply_consumer_config(settings, client_id=unique))
+        self._consumer = Consumer(reply_consumer_config(settings, client_id=unique, role=role))
         self._waiters: dict[str, Waiter] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

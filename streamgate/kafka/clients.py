@@ -1,11 +1,17 @@
-"""confluent-kafka client configurations built from Settings, so every component talks to Kafka alike."""
+"""confluent-kafka client configurations built from Settings, so every component talks to Kafka alike.
+
+The one place clients get their configuration: each names its `role`, and connects as that component's
+principal (SASL/SCRAM from the credentials file, TLS when configured; streamgate/kafka/security.py), so
+the broker's ACLs (schemas/principals.yaml) decide what it may read and write.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
+from streamgate.kafka.security import client_security
 
 #: librdkafka's own log lines go through Python logging (a component's log, the demo's log file), never
 #: straight to the terminal's stderr, where they interleaved with the demo's console output.
@@ -15,13 +21,14 @@ LIBRDKAFKA_LOG = logging.getLogger("streamgate.librdkafka")
 LOW_LATENCY_FETCH_WAIT_MS = 10
 
 
-def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id, "logger": LIBRDKAFKA_LOG}
+def base_config(settings: Settings, client_id: str, *, role: Role) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka.bootstrap(), "client.id": client_id, "logger": LIBRDKAFKA_LOG,
+            **client_security(settings, role)}
 
 
-def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+def producer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
     """Idempotent producer: broker-side dedup of retries, so a retried send never duplicates an event."""
-    return base_config(settings, client_id) | {
+    return base_config(settings, client_id, role=role) | {
         "enable.idempotence": True,
         "acks": "all",
         # a request waits for its batch this long in the client and in every stage that forwards it
@@ -33,9 +40,9 @@ def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
     }
 
 
-def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:
     """Manual commits and read_committed: a consumer only sees what transactional producers committed."""
-    return base_config(settings, group_id) | {
+    return base_config(settings, group_id, role=role) | {
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -45,7 +52,7 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     }
 
 
-def reply_consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
     """A reader of its own reply partitions (assigned, no group, never commits), also of `responses`.
 
     read_committed: a caller sees an answer only once the dispatcher's transaction holding it has
@@ -56,8 +63,10 @@ def reply_consumer_config(settings: Settings, *, client_id: str) -> dict[str, An
     transaction commit, not a commit cadence (docs/benchmarks.md, latency). A fetch returns as soon as
     anything is readable (`fetch.min.bytes` 1); the short `fetch.wait.max.ms` only bounds how long a
     fetch sits on the broker when nothing is."""
-    return base_config(settings, client_id) | {
-        "group.id": client_id,  # required by librdkafka; unused: partitions are assigned, nothing committed
+    return base_config(settings, client_id, role=role) | {
+        # required by librdkafka; unused (partitions are assigned, nothing committed), but the broker still
+        # checks the group ACL: under the prefix, where `role`'s group ACLs allow it
+        "group.id": group_name(settings, client_id),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
@@ -66,14 +75,29 @@ def reply_consumer_config(settings: Settings, *, client_id: str) -> dict[str, An
     }
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    return base_config(settings, "streamgate-admin")
-
-
-def routed_consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+def routed_consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:
     """How the dispatcher reads the request path's outcomes (requests.routed, requests.rejected):
     read_committed, or read_uncommitted with `dispatch.read_routed_uncommitted` (the dispatcher answers
     each request id once, so a decision replayed after an aborted transaction is not answered again)."""
     isolation = "read_uncommitted" if settings.dispatch.read_routed_uncommitted else "read_committed"
-    return consumer_config(settings, group_id=group_id) | {
+    return consumer_config(settings, group_id=group_id, role=role) | {
         "isolation.level": isolation, "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS}
+
+
+def admin_config(settings: Settings, *, role: Role = "admin",
+                 client_id: str = "streamgate-admin") -> dict[str, Any]:
+    return base_config(settings, client_id, role=role)
+
+
+def admin_client(settings: Settings, *, role: Role = "admin",
+                 client_id: str = "streamgate-admin") -> Any:
+    """An AdminClient as `role` (the super user by default: topics, ACLs and SCRAM users)."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(admin_config(settings, role=role, client_id=client_id))
+
+
+def group_name(settings: Settings, name: str) -> str:
+    """A consumer group or transactional id under the deployment's prefix, where its principal's
+    prefixed ACLs (schemas/principals.yaml) allow it."""
+    return settings.kafka.topic_prefix + name

@@ -4,6 +4,12 @@ The broker's jars come from Maven Central through `ops/kafka/pom.xml`; the resol
 outside the work tree, so only the first start pays for Maven. The log directory is formatted once and
 kept, so data survives `down` + `up`. When a cluster is configured (KAFKA_BOOTSTRAP_SERVERS), nothing is
 started: every command checks that cluster instead.
+
+Security is on by default (docs/security.md): the client listener takes SASL/SCRAM-SHA-512 (over TLS
+with `kafka.security.protocol: SASL_SSL`, from a CA generated under the state directory), Kafka's ACL
+authorizer denies whatever schemas/principals.yaml does not allow, and the `admin` principal is the only
+super user. Its password and every component's are generated at format time into the credentials file
+(0600); the controller listener (loopback, broker-to-controller only) authenticates with PLAIN as admin.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from streamgate.config import REPO_ROOT, Settings
+from streamgate.kafka.clients import admin_config
+from streamgate.kafka.security import KafkaSecurityError, ensure_credentials, ensure_local_tls, write_private
 from streamgate.maven import MavenError, maven_classpath
 
 POM = REPO_ROOT / "ops" / "kafka" / "pom.xml"
@@ -54,10 +62,14 @@ def _java_major(java: str) -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """Whether a broker at `bootstrap` answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
-                         "log_level": 0})  # probing a broker that is still starting is expected to fail
+def broker_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
+    """Whether the configured broker answers a metadata request (as the admin principal)."""
+    try:
+        config = admin_config(settings, client_id="streamgate-probe")
+    except KafkaSecurityError:
+        return False  # no credentials yet: nothing we started answers
+    # probing a broker that is still starting is expected to fail: keep librdkafka quiet
+    admin = AdminClient(config | {"socket.connection.setup.timeout.ms": 2000, "log_level": 0})
     try:
         return bool(admin.list_topics(timeout=timeout_s).brokers)
     except Exception:
@@ -103,11 +115,11 @@ class LocalKafka:
 
     def status(self) -> BrokerStatus:
         if self.settings.kafka.external:
-            ok = broker_answers(self.bootstrap)
+            ok = broker_answers(self.settings)
             return BrokerStatus(ok, True, self.bootstrap, None, None,
                                 f"external cluster {self.bootstrap} {'answers' if ok else 'does not answer'}")
         pid = self._pid()
-        ok = pid is not None and broker_answers(self.bootstrap, 2.0)
+        ok = pid is not None and broker_answers(self.settings, 2.0)
         if ok:
             msg = f"running (pid {pid}) on {self.bootstrap}"
         elif pid:
@@ -151,6 +163,48 @@ class LocalKafka:
             raise KafkaLauncherError(f"Java 17+ is required, found Java {major or '?'} at {java}")
         return java
 
+    def _admin_password(self) -> str:
+        security = self.settings.kafka.security
+        names = [security.principal("admin")]
+        return ensure_credentials(self.settings, names)[names[0]]
+
+    def _security_properties(self) -> dict[str, str]:
+        """Listeners, SASL, TLS and the authorizer, from `kafka.security`."""
+        local, security = self.settings.kafka.local, self.settings.kafka.security
+        proto = security.protocol
+        props = {"listeners": f"{proto}://127.0.0.1:{local.port},CONTROLLER://127.0.0.1:{local.controller_port}",
+                 "advertised.listeners": f"{proto}://127.0.0.1:{local.port}",
+                 "controller.listener.names": "CONTROLLER",
+                 "inter.broker.listener.name": proto}
+        if not security.enabled:
+            return props | {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"}
+        admin, password = security.principal("admin"), self._admin_password()
+        mech, listener = security.mechanism, proto.lower()
+        props |= {
+            "listener.security.protocol.map": f"{proto}:{proto},CONTROLLER:SASL_PLAINTEXT",
+            f"listener.name.{listener}.sasl.enabled.mechanisms": mech,
+            f"listener.name.{listener}.{mech.lower()}.sasl.jaas.config":
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{admin}" '
+                f'password="{password}";',
+            "sasl.mechanism.inter.broker.protocol": mech,
+            # SCRAM users live in the metadata log, which the controller cannot read before it runs:
+            # the controller listener takes PLAIN with the admin user declared here
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
+                f'password="{password}" user_{admin}="{password}";',
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{admin}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+        if proto == "SASL_SSL":
+            tls = ensure_local_tls(self.settings, self.home / "tls")
+            props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(tls.keystore),
+                      "ssl.truststore.type": "PEM", "ssl.truststore.location": str(tls.ca),
+                      "ssl.client.auth": "none", "ssl.endpoint.identification.algorithm": "https"}
+        return props
+
     def _server_properties(self) -> Path:
         local = self.settings.kafka.local
         self.home.mkdir(parents=True, exist_ok=True)
@@ -158,11 +212,7 @@ class LocalKafka:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{local.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{local.port},CONTROLLER://127.0.0.1:{local.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{local.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **self._security_properties(),
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "false",
@@ -180,12 +230,18 @@ class LocalKafka:
             "num.network.threads": "2",
         }
         path = self.home / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))  # holds the admin password
         return path
 
     def _format_once(self, java: str, classpath: str) -> None:
         props = self._server_properties()
+        secured = self.home / "scram.formatted"
         if (self.log_dir / "meta.properties").exists():
+            if self.settings.kafka.security.enabled and not secured.exists():
+                raise KafkaLauncherError(
+                    f"{self.log_dir} was formatted without SASL users, so the secured broker would admit "
+                    f"no one: remove {self.data_dir} and {self.home} (their topics are lost) to start "
+                    "afresh, or set kafka.security.protocol: PLAINTEXT")
             return
         cluster_file = self.home / "cluster.id"
         if not cluster_file.exists():
@@ -194,10 +250,23 @@ class LocalKafka:
                f"-Dstreamgate.kafka.log={self.home / 'format.log'}",
                # `=` form: a base64 cluster id may start with '-', which argparse would take for an option
                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_file.read_text().strip()}",
-               f"--config={props}"]
+               f"--config={props}", *self._scram_users()]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise KafkaLauncherError(f"formatting {self.log_dir} failed:\n{out.stdout}{out.stderr}")
+        if self.settings.kafka.security.enabled:
+            secured.write_text("SCRAM users added at format time\n")
+
+    def _scram_users(self) -> list[str]:
+        """`--add-scram` arguments: the admin and every component principal, with fresh passwords."""
+        security = self.settings.kafka.security
+        if not security.enabled:
+            return []
+        from streamgate.kafka.acls import role_names
+
+        names = sorted({security.principal("admin"), *role_names(self.settings).values()})
+        passwords = ensure_credentials(self.settings, names)
+        return [f"--add-scram={security.mechanism}=[name={n},password={passwords[n]}]" for n in names]
 
     def _start(self, java: str, classpath: str) -> None:
         heap = self.settings.kafka.local.heap
@@ -217,7 +286,7 @@ class LocalKafka:
             exited = self._proc.poll() is not None if self._proc is not None else self._pid() is None
             if exited:
                 raise KafkaLauncherError(f"the broker exited during start-up:\n{self._log_tail()}")
-            if broker_answers(self.bootstrap, 2.0):
+            if broker_answers(self.settings, 2.0):
                 return self.status()
             time.sleep(0.3)
         raise KafkaLauncherError(f"the broker did not answer on {self.bootstrap} within "

@@ -18,19 +18,19 @@ from functools import partial
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streamgate.config import Settings
-from streamgate.kafka.clients import consumer_config
+from streamgate.config import Role, Settings
+from streamgate.kafka.clients import consumer_config, group_name
 
 
-def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | None = None, *,
+def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | None = None, *, role: Role,
                 timeout_s: float = 120.0) -> Iterator[Message]:
     """Every committed record (tombstones included) of `partitions` (default: all), oldest first within
     a partition. Raises TimeoutError when the end is not reached within `timeout_s`."""
-    consumer = Consumer(consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(consumer_config(settings, group_id=_group(settings), role=role))
     try:
         found = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         wanted = [p for p in found if partitions is None or p in partitions]
-        ends = high_watermarks(settings, topic, wanted)
+        ends = high_watermarks(settings, topic, wanted, role=role)
         pending = {p for p in wanted if ends[p] > 0}
         if not pending:
             return
@@ -51,13 +51,19 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
 
 def high_watermarks(settings: Settings, topic: str, partitions: Collection[int],
                     retry: Callable[[Callable[[], tuple[int, int]]], tuple[int, int]] = lambda call: call(),
-                    ) -> dict[int, int]:
+                    *, role: Role) -> dict[int, int]:
     """Log end offsets, undecided transactions included (a read_committed client is told the last
     stable offset instead). `retry` wraps each broker call (e.g. to ride out a leader election)."""
-    probe = Consumer(consumer_config(settings, group_id=f"replay-{uuid.uuid4().hex[:8]}")
+    probe = Consumer(consumer_config(settings, group_id=_group(settings), role=role)
                      | {"isolation.level": "read_uncommitted"})
     try:
         return {p: int(retry(partial(probe.get_watermark_offsets, TopicPartition(topic, p), timeout=10))[1])
                 for p in partitions}
     finally:
         probe.close()
+
+
+def _group(settings: Settings) -> str:
+    """A throwaway group (nothing is committed) where the `replay-` group ACLs of schemas/principals.yaml
+    allow it."""
+    return group_name(settings, f"replay-{uuid.uuid4().hex[:8]}")

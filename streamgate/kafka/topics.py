@@ -20,7 +20,10 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from schemas.topics import TopicSpec
+from schemas.topics import TopicSpec, load_topic_specs
+from streamgate.config import Role, Settings
+from streamgate.kafka.acls import AclReport, apply_acls
+from streamgate.kafka.clients import admin_client
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,22 @@ class ApplyReport:
                 f"unchanged {len(self.unchanged)}, drift {len(self.drift)}")
 
 
-def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "client.id": "streamgate-topics"})
+def _admin(settings: Settings, role: Role) -> AdminClient:
+    return admin_client(settings, role=role, client_id="streamgate-topics")  # type: ignore[no-any-return]
 
 
-def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = "",
-                 dry_run: bool = False, timeout_s: float = 30.0) -> ApplyReport:
-    """Create missing topics, raise partitions, set configs; report what it will not change."""
-    admin = _admin(bootstrap)
+def apply_spec(settings: Settings, *, dry_run: bool = False) -> tuple[ApplyReport, AclReport]:
+    """The whole spec under the deployment's prefix: topics (schemas/topics.yaml), then SCRAM users and
+    ACLs (schemas/principals.yaml). `streamgate topics apply`, the demo, benches and tests all use it."""
+    topics = apply_topics(settings, load_topic_specs(), prefix=settings.kafka.topic_prefix, dry_run=dry_run)
+    return topics, apply_acls(settings, _admin(settings, "admin"), dry_run=dry_run)
+
+
+def apply_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str = "",
+                 dry_run: bool = False, timeout_s: float = 30.0, role: Role = "admin") -> ApplyReport:
+    """Create missing topics, raise partitions, set configs; report what it will not change.
+    `role`: who asks (a stage creating its own changelog topics does so as itself)."""
+    admin = _admin(settings, role)
     report = ApplyReport(dry_run=dry_run)
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = {prefix + s.name: s for s in specs}
@@ -128,9 +139,9 @@ def _alter_configs(admin: AdminClient, name: str, values: dict[str, str], timeou
         fut.result()
 
 
-def describe_topics(bootstrap: str, specs: Iterable[TopicSpec], *, prefix: str = "",
+def describe_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str = "",
                     timeout_s: float = 30.0) -> list[tuple[TopicSpec, int | None]]:
     """Each spec with the partition count the cluster has (None when the topic is missing)."""
-    existing = _admin(bootstrap).list_topics(timeout=timeout_s).topics
+    existing = _admin(settings, "admin").list_topics(timeout=timeout_s).topics
     return [(s, len(existing[prefix + s.name].partitions) if prefix + s.name in existing else None)
             for s in specs]

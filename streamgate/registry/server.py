@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from schemas.compat import check_backward
+from streamgate.config import Settings
 from streamgate.registry.store import KafkaRegistryStore, SubjectVersion, canonical
 
 JSON = "application/vnd.schemaregistry.v1+json"
@@ -191,5 +192,5 @@ def build_app(store: KafkaRegistryStore) -> web.Application:
     return app
 
 
-def serve(bootstrap: str, host: str, port: int, topic: str = "_schemas") -> None:
-    web.run_app(build_app(KafkaRegistryStore(bootstrap, topic)), host=host, port=port, print=None)
+def serve(settings: Settings, host: str, port: int, topic: str = "_schemas") -> None:
+    web.run_app(build_app(KafkaRegistryStore(settings, topic)), host=host, port=port, print=None)

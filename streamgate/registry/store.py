@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
+
+from streamgate.config import Settings
+from streamgate.kafka.clients import admin_client, consumer_config, group_name, producer_config
 
 
 def canonical(schema_str: str) -> str:
@@ -62,17 +65,17 @@ class RegistryState:
 class KafkaRegistryStore:
     """Appends registry records to a compacted topic and replays them at start-up."""
 
-    def __init__(self, bootstrap: str, topic: str = "_schemas") -> None:
+    def __init__(self, settings: Settings, topic: str = "_schemas") -> None:
         self.topic = topic
-        self.bootstrap = bootstrap
+        self.settings = settings  # connects as the `registry` principal, owner of its topic
         self.state = RegistryState()
         self.lock = threading.Lock()
         self._ensure_topic()
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+        self._producer = Producer(producer_config(settings, client_id="streamgate-registry", role="registry"))
         self._replay()
 
     def _ensure_topic(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = admin_client(self.settings, role="registry", client_id="streamgate-registry")
         if self.topic in admin.list_topics(timeout=15).topics:
             return
         futures = admin.create_topics([NewTopic(self.topic, 1, 1, config={"cleanup.policy": "compact"})])
@@ -84,8 +87,8 @@ class KafkaRegistryStore:
                     raise
 
     def _replay(self) -> None:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "streamgate-registry-replay",
-                             "enable.auto.commit": False})
+        consumer = Consumer(consumer_config(self.settings, role="registry",
+                                            group_id=group_name(self.settings, "streamgate-registry-replay")))
         try:
             low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=15)
             if high <= low:

@@ -55,8 +55,9 @@ class DispatchRig:
         self.simulator = SimulatorProcess(sim_port, workdir / "simulator.log", seed=7)
         self.proc: subprocess.Popen[bytes] | None = None
         self.codec = make_codec(topics["requests.routed"], "RoutedRequest")
-        self.producer = Producer(producer_config(self.settings, client_id="rig"))
-        self.reader = Consumer(consumer_config(self.settings, group_id=f"rig-{uuid.uuid4().hex[:6]}"))
+        self.producer = Producer(producer_config(self.settings, client_id="rig", role="admin"))
+        self.reader = Consumer(consumer_config(self.settings, group_id=f"rig-{uuid.uuid4().hex[:6]}",
+                                               role="admin"))
         self.reader.subscribe([topics["responses"], topics["telemetry"], topics["guardrail.verdicts"]])
         self.decoders = {topics["responses"]: make_codec(topics["responses"], "Response"),
                          topics["telemetry"]: make_codec(topics["telemetry"], "Telemetry"),

@@ -70,7 +70,7 @@ EVENT_TYPES = {"telemetry": "Telemetry", "responses": "Response", "guardrail.ver
 
 def land(settings: Settings, topics: dict[str, str], events: Events) -> None:
     """Produce the events, run the bronze sink until it is idle, then silver and gold."""
-    producer = Producer(producer_config(settings, client_id="report-data"))
+    producer = Producer(producer_config(settings, client_id="report-data", role="admin"))
     for logical, records in events.items():
         codec = make_codec(topics[logical], EVENT_TYPES[logical])
         for record in records:

@@ -32,7 +32,7 @@ FIELDS = ("requests", "attempts", "errors", "cache_hits", "prompt_tokens", "comp
 
 def _produce(settings: Settings, topic: str, events: list[dict[str, Any]], junk: int = 0) -> None:
     codec = make_codec(topic, "Telemetry")
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     for e in events:
         producer.produce(topic, codec.encode(e), e["request_id"].encode())
         producer.poll(0)
@@ -69,7 +69,7 @@ def _aggregated(settings: Settings, topic: str, window: str) -> dict[tuple[str, 
 
 def _wait_caught_up(settings: Settings, topic: str, timeout_s: float = 240) -> None:
     group = settings.kafka.topic_prefix + settings.aggregation.group_id
-    consumer = Consumer(consumer_config(settings, group_id=group))
+    consumer = Consumer(consumer_config(settings, group_id=group, role="admin"))
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
     deadline = time.monotonic() + timeout_s
@@ -113,7 +113,7 @@ def test_kill_9_at_random_moments_keeps_totals_exact(settings: Settings, topics:
         example = next(iter(wrong.items()), None)
         assert not wrong, f"{window}: {len(wrong)} of {len(expected)} totals differ, e.g. {example}"
 
-    letters = Consumer(consumer_config(settings, group_id=f"t-{uuid.uuid4().hex[:6]}"))
+    letters = Consumer(consumer_config(settings, group_id=f"t-{uuid.uuid4().hex[:6]}", role="admin"))
     letters.subscribe([topics["deadletter"]])
     found = 0
     deadline = time.monotonic() + 20
@@ -127,7 +127,7 @@ def test_live_usage_reads_what_the_aggregator_counted(settings: Settings, topics
                                                       aggregator: AggregatorProcess) -> None:
     now = int(time.time() * 1000)
     events = list(telemetry_events(2_000, start_ms=now - 1_000, span_ms=1_000, late_share=0))
-    live = LiveUsage(settings).start()
+    live = LiveUsage(settings, role="streams").start()
     try:
         aggregator.start()
         _produce(settings, topics["telemetry"], events)

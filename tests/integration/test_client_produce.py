@@ -20,7 +20,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _read_all(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list[bytes]:
-    consumer = Consumer(consumer_config(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer = Consumer(consumer_config(settings, group_id=f"test-{uuid.uuid4().hex[:8]}", role="admin")
                         | {"auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     values: list[bytes] = []

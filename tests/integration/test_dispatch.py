@@ -257,7 +257,7 @@ def _dispatch_member(rig: DispatchRig) -> str | None:
     from streamgate.kafka.clients import admin_config
 
     group = rig.settings.kafka.topic_prefix + rig.settings.dispatch.group_id
-    admin = AdminClient(admin_config(rig.settings))  # held: its futures die with it
+    admin = AdminClient(admin_config(rig.settings, role="admin"))  # held: its futures die with it
     description = admin.describe_consumer_groups([group])[group].result(10)
     held = [m.member_id for m in description.members if m.assignment.topic_partitions]
     return held[0] if len(held) == 1 else None

@@ -52,7 +52,8 @@ class Replies:
 
     def __init__(self, settings: Settings, topics: dict[str, str]) -> None:
         self.topics = topics
-        self.consumer = Consumer(consumer_config(settings, group_id=f"replies-{uuid.uuid4().hex[:6]}"))
+        group = f"replies-{uuid.uuid4().hex[:6]}"
+        self.consumer = Consumer(consumer_config(settings, group_id=group, role="admin"))
         # every partition from the start, as a test observer (a waiter assigns only its own partition)
         meta = self.consumer.list_topics(timeout=10).topics
         names = (topics["replies"], topics["replies.chunks"])

@@ -62,7 +62,8 @@ def _read(settings: Settings, topic: str, schema: str, until: set[str], timeout_
           isolation: str = "read_committed") -> list[dict[str, Any]]:
     """Every record of `topic` (committed ones by default, as `reply_consumer_config` reads), until each
     id in `until` was seen and then 5 s of quiet for late duplicates."""
-    consumer = Consumer(reply_consumer_config(settings, client_id=f"early-{uuid.uuid4().hex[:6]}")
+    client_id = f"early-{uuid.uuid4().hex[:6]}"
+    consumer = Consumer(reply_consumer_config(settings, client_id=client_id, role="admin")
                         | {"auto.offset.reset": "earliest", "isolation.level": isolation})
     consumer.subscribe([topic])
     codec = make_codec(topic, schema)
@@ -93,7 +94,7 @@ def _kill_while_streaming(components: Components, settings: Settings, topics: di
     args = {"streams": ("streams-worker", "streams", "worker"),
             "dispatcher": ("dispatcher", "dispatch", "worker")}
     watched = {"streams": topics["requests.routed"], "dispatcher": topics["responses"]}
-    probe = Consumer(reply_consumer_config(settings, client_id=f"probe-{uuid.uuid4().hex[:6]}")
+    probe = Consumer(reply_consumer_config(settings, client_id=f"probe-{uuid.uuid4().hex[:6]}", role="admin")
                      | {"isolation.level": "read_uncommitted"})
     probe.assign([TopicPartition(topic, p, 0) for topic in watched.values()  # no group join to wait for
                   for p in probe.list_topics(topic, timeout=10).topics[topic].partitions])

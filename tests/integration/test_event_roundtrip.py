@@ -19,14 +19,14 @@ PER_TYPE = 20
 
 
 def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
-    producer = Producer(producer_config(settings, client_id="roundtrip"))
+    producer = Producer(producer_config(settings, client_id="roundtrip", role="admin"))
     for v in values:
         producer.produce(topic, value=v, key=uuid.uuid4().bytes)
     assert producer.flush(30) == 0
 
 
 def _consume(settings: Settings, topic: str, n: int) -> list[tuple[bytes, int, int]]:
-    consumer = Consumer(consumer_config(settings, group_id=f"rt-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"rt-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topic])
     out: list[tuple[bytes, int, int]] = []
     deadline = time.monotonic() + 30

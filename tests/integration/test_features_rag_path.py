@@ -20,6 +20,7 @@ from schemas import make_codec
 from streamgate.client import RequestProducer, build_request
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
+from tests.conftest import kafka_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -34,7 +35,7 @@ def worker(settings: Settings, topics: dict[str, str], api_keys: dict[tuple[str,
     assert index_docs(indexed, store, [README]) > 10
     config = tmp_path / "streamgate.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(state), "features": {"rag": True}, "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        **kafka_config(settings)}}))
     with open(tmp_path / "worker.log", "wb") as log:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "streamgate"), "streams", "worker",
                                  "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -55,7 +56,7 @@ def test_tagged_request_is_routed_with_retrieved_context(worker: Settings, topic
     with RequestProducer(worker) as producer:
         producer.send(tagged)
         producer.send(plain)
-    consumer = Consumer(consumer_config(worker, group_id=f"rag-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(worker, group_id=f"rag-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topics["requests.routed"]])
     codec = make_codec(topics["requests.routed"], "RoutedRequest")
     routed: dict[str, dict[str, object]] = {}

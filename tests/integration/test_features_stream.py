@@ -75,7 +75,7 @@ def test_pushed_aggregates_are_online_within_seconds(loop: Loop, topics: dict[st
     now = int(time.time() * 1000)
     events = list(telemetry_events(1_000, start_ms=now - 1_000, span_ms=1_000, late_share=0))
     codec = make_codec(topics["telemetry"], "Telemetry")
-    producer = Producer(producer_config(loop.settings, client_id="t"))
+    producer = Producer(producer_config(loop.settings, client_id="t", role="admin"))
     for e in events:
         producer.produce(topics["telemetry"], codec.encode(e), e["request_id"].encode())
     assert producer.flush(30) == 0

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from apps.demo.processes import Components, use_simulator_port
 from apps.stack import start_simulator
 from gateway_consumer.simulator import SimulatorProcess
-from schemas.topics import load_topic_specs, physical_name
+from schemas.topics import physical_name
 from shared.identity.admin import KeyAdmin
 from streamgate.client import (
     AsyncGatewayClient,
@@ -37,7 +37,7 @@ from streamgate.client import (
 )
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
-from streamgate.kafka.topics import apply_topics
+from streamgate.kafka.topics import apply_spec
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -76,7 +76,7 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         "kafka": kafka, "state_dir": state, "metrics": metrics,
         "frontdoor": kafka_settings.frontdoor.model_copy(update={"port": port, "timeout_s": 60})})
     settings = use_simulator_port(settings, free_port())
-    apply_topics(settings.kafka.bootstrap(), load_topic_specs(), prefix=settings.kafka.topic_prefix)
+    apply_spec(settings)
     admin = KeyAdmin(settings)
     _, key = admin.create("search", "ranker")
     _, other = admin.create("support", "chatbot")
@@ -106,7 +106,7 @@ def _wait_healthy(url: str, components: Components, timeout_s: float = 180) -> N
 
 def _requests_on_topic(settings: Settings) -> int:
     topic = physical_name("requests", settings.kafka.topic_prefix)
-    consumer = Consumer(consumer_config(settings, group_id=f"count-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"count-{uuid.uuid4().hex[:6]}", role="admin"))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -313,7 +313,7 @@ def test_answers_come_once_on_the_reply_partition(door: Door, tmp_path: Path) ->
         ids = [client.chat(team="search", project="ranker", model=MODEL, messages=USER)["request_id"]
                for _ in range(5)]
     topic = physical_name("replies", door.settings.kafka.topic_prefix)
-    consumer = Consumer(consumer_config(door.settings, group_id=f"r-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(door.settings, group_id=f"r-{uuid.uuid4().hex[:6]}", role="admin"))
     seen: dict[str, list[int]] = {}
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _values(settings: Settings, topic: str, expected: int) -> list[bytes]:
-    consumer = Consumer(consumer_config(settings, group_id=f"t-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"t-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.assign([TopicPartition(topic, 0, 0)])
     values: list[bytes] = []
     for _ in range(40):
@@ -29,7 +29,7 @@ def _values(settings: Settings, topic: str, expected: int) -> list[bytes]:
 
 def test_a_jump_re_enqueues_exactly_the_skipped_records(settings: Settings, topics: dict[str, str]) -> None:
     topic = topics["requests"]
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     for i in range(10):
         producer.produce(topic, value=f"r{i}".encode(), key=b"k", partition=0)
     producer.flush(10)
@@ -48,11 +48,11 @@ def test_a_jump_re_enqueues_exactly_the_skipped_records(settings: Settings, topi
 
 def test_first_sight_beyond_the_committed_offset_is_a_gap(settings: Settings, topics: dict[str, str]) -> None:
     topic, group = topics["requests"], f"g-{uuid.uuid4().hex[:6]}"
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     for i in range(6):
         producer.produce(topic, value=f"r{i}".encode(), key=b"k", partition=0)
     producer.flush(10)
-    committer = Consumer(consumer_config(settings, group_id=group))
+    committer = Consumer(consumer_config(settings, group_id=group, role="admin"))
     committer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
     committer.close()
 

@@ -30,7 +30,7 @@ from shared.tables.query import find_tables
 from streamgate.client import RequestProducer, build_request, hash_api_key
 from streamgate.config import Settings
 from streamgate.kafka.clients import admin_config, consumer_config
-from tests.conftest import free_port
+from tests.conftest import free_port, kafka_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 EXE = str(Path(sys.executable).parent / "streamgate")
@@ -43,15 +43,14 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _config(settings: Settings, tmp_path: Path) -> Path:
     config = tmp_path / "streamgate.yaml"
-    config.write_text(yaml.safe_dump({"state_dir": str(settings.state_dir), "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+    config.write_text(yaml.safe_dump({"state_dir": str(settings.state_dir), "kafka": kafka_config(settings)}))
     return config
 
 
 def _dump(settings: Settings, topic: str, timeout_s: float = 10) -> list[bytes]:
     """Every record's key and value bytes in a topic, from the beginning, read_uncommitted (aborted
     transactions too: nothing may hold a secret even there)."""
-    consumer = Consumer(consumer_config(settings, group_id=f"dump-{uuid.uuid4().hex[:6]}")
+    consumer = Consumer(consumer_config(settings, group_id=f"dump-{uuid.uuid4().hex[:6]}", role="admin")
                         | {"isolation.level": "read_uncommitted"})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
@@ -97,7 +96,7 @@ def test_the_cli_creates_lists_rotates_and_revokes_keys_and_audits_each_change(
     new = json.loads(rotated.stdout)
     assert new["key"] != raw and new["id"] != key_id
     ring = KeyRing.for_settings(settings)
-    ring.follow(settings).stop()
+    ring.follow(settings, role="streams").stop()
     assert ring.authenticate_raw(raw).key_id == key_id, "the old key is valid during the grace period"
     assert ring.authenticate_raw(new["key"]).key_id == new["id"]
     assert ring.get(new["id"]).rotated_from == key_id  # type: ignore[union-attr]
@@ -135,7 +134,7 @@ def pipeline(settings: Settings, topics: dict[str, str],
 
 def _answers(settings: Settings, topic: str, ids: set[str],
              timeout_s: float = 90) -> dict[str, dict[str, Any]]:
-    consumer = Consumer(consumer_config(settings, group_id=f"answers-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"answers-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topic])
     codec = make_codec(topic, "Response")
     got: dict[str, dict[str, Any]] = {}
@@ -195,7 +194,7 @@ def _revoke_while_running(settings: Settings, topics: dict[str, str], admin: Key
                           planted: str) -> None:
     """Revoke while the worker runs: refused by the worker and by a second ring (a front door's)."""
     front_door = KeyRing.for_settings(settings)
-    follower = front_door.follow(settings)
+    follower = front_door.follow(settings, role="frontdoor")
     try:
         front_door.authenticate_raw(planted)
         revoked_at = time.monotonic()
@@ -231,7 +230,7 @@ def _search_everywhere(settings: Settings, topics: dict[str, str], keys: list[st
     its client-side hash only where the wire format puts it."""
     raw_secrets = [k.encode() for k in keys]
     hashes = [hash_api_key(k).removeprefix("sha256:").encode() for k in keys]
-    names = AdminClient(admin_config(settings)).list_topics(timeout=10).topics
+    names = AdminClient(admin_config(settings, role="admin")).list_topics(timeout=10).topics
     mine = [t for t in names if t.startswith(settings.kafka.topic_prefix)]
     assert {topics["requests"], topics["keys"], topics["responses"]} <= set(mine)
     for topic in mine:
@@ -250,5 +249,5 @@ def _search_everywhere(settings: Settings, topics: dict[str, str], keys: list[st
 def test_a_worker_without_a_keys_topic_fails_at_once_instead_of_refusing_everyone(settings: Settings) -> None:
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="keys topic"):
-        KeyRing.for_settings(settings).follow(settings)  # no `topics apply` for this prefix
+        KeyRing.for_settings(settings).follow(settings, role="streams")  # no `topics apply` for this prefix
     assert time.monotonic() - started < settings.identity.ready_timeout_s

@@ -32,8 +32,8 @@ def test_down_and_up_keep_data(tmp_path: Path) -> None:
         assert broker.up().pid == first.pid, "a second up must not start another broker"
 
         specs = [s for s in load_topic_specs() if s.name == "audit"]
-        apply_topics(settings.kafka.bootstrap(), specs)
-        producer = Producer(producer_config(settings, client_id="persist"))
+        apply_topics(settings, specs)
+        producer = Producer(producer_config(settings, client_id="persist", role="admin"))
         payloads = [uuid.uuid4().bytes for _ in range(50)]
         for p in payloads:
             producer.produce("audit", value=p)
@@ -46,7 +46,7 @@ def test_down_and_up_keep_data(tmp_path: Path) -> None:
         warm = time.perf_counter() - t0
         print(f"broker start: first {cold:.1f} s, restart {warm:.1f} s")
 
-        consumer = Consumer(consumer_config(settings, group_id="persist"))
+        consumer = Consumer(consumer_config(settings, group_id="persist", role="admin"))
         consumer.subscribe(["audit"])
         got: list[bytes] = []
         deadline = time.monotonic() + 30
@@ -59,9 +59,12 @@ def test_down_and_up_keep_data(tmp_path: Path) -> None:
     assert broker.down().message == "stopped"  # idempotent
 
 
-def test_external_cluster_starts_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
-    settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                                  "STREAMGATE_STATE_DIR": str(tmp_path)})
+def test_external_cluster_starts_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
+    configured = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka.bootstrap(),
+                                    "STREAMGATE_STATE_DIR": str(tmp_path)})
+    # an external cluster's credentials are the operator's: here, the session broker's file
+    settings = configured.model_copy(update={"kafka": configured.kafka.model_copy(
+        update={"security": kafka_settings.kafka.security})})
     broker = LocalKafka(settings)
     status = broker.up()
     assert status.external and status.running and status.pid is None

@@ -50,7 +50,7 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
 
     topic = topics["telemetry"]
     codec = make_codec(topic, "Telemetry")
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     events = list(telemetry_events(12_000, start_ms=int(time.time() * 1000) - 60_000, span_ms=60_000))
     path = bronze_root(settings) / "telemetry"
     proc = start()
@@ -116,7 +116,7 @@ def test_two_sinks_share_the_partitions_and_append_to_one_table(settings: Settin
     try:
         time.sleep(8)  # both have joined the group before the records arrive
         topic, codec = topics["telemetry"], make_codec(topics["telemetry"], "Telemetry")
-        producer = Producer(producer_config(settings, client_id="t"))
+        producer = Producer(producer_config(settings, client_id="t", role="admin"))
         events = list(telemetry_events(8_000, start_ms=int(time.time() * 1000) - 60_000, span_ms=60_000))
         for e in events:
             producer.produce(topic, codec.encode(e), e["request_id"].encode())
@@ -155,7 +155,7 @@ def test_a_field_added_to_the_schema_is_added_to_the_table_without_rewriting_it(
     first_files = set(DeltaTable(str(path)).file_uris())
 
     codec = make_codec(topics["telemetry"], "Telemetry")
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     events = list(telemetry_events(200, start_ms=int(time.time() * 1000), seed=5))
     for e in events:
         producer.produce(topics["telemetry"], codec.encode(e), e["request_id"].encode())

@@ -134,7 +134,7 @@ def test_simulator_serves_metrics_and_health(settings: Settings, tmp_path: Path)
 def test_aggregator_and_sink_count_telemetry_and_report_lag(settings: Settings, topics: dict[str, str],
                                                             procs: Procs) -> None:
     codec = make_codec(topics["telemetry"], "Telemetry")
-    producer = Producer(producer_config(settings, client_id="metrics-test"))
+    producer = Producer(producer_config(settings, client_id="metrics-test", role="admin"))
     events = list(telemetry_events(3000, start_ms=int(time.time() * 1000) - 60_000, span_ms=60_000))
     for e in events:
         producer.produce(topics["telemetry"], codec.encode(e), e["request_id"].encode())

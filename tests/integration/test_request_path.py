@@ -24,6 +24,7 @@ from shared.identity.admin import KeyAdmin
 from streamgate.client import RequestProducer, build_request, hash_api_key
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, producer_config
+from tests.conftest import kafka_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -33,7 +34,7 @@ def worker(settings: Settings, topics: dict[str, str], api_keys: dict[tuple[str,
            tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     config = tmp_path / "streamgate.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        **kafka_config(settings)}}))
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen([str(Path(sys.executable).parent / "streamgate"), "streams", "worker",
                              "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -69,7 +70,7 @@ def _collect(settings: Settings, topics: dict[str, str], until: int,
              timeout_s: float = 90) -> dict[str, list[Any]]:
     names = {"requests.routed": "RoutedRequest", "requests.rejected": "Response",
              "deadletter": "DeadLetter", "guardrail.verdicts": "GuardrailVerdict", "audit": "AuditEvent"}
-    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topics[n] for n in names])
     by_topic = {topics[n]: n for n in names}
     codecs = {n: make_codec(topics[n], et) for n, et in names.items()}
@@ -106,7 +107,7 @@ def test_each_kind_of_request_lands_where_it_should(settings: Settings, topics: 
     with RequestProducer(settings) as producer:
         for request in [*cases.values(), duplicate]:
             producer.send(request)
-    raw = Producer(producer_config(settings, client_id="garbage"))
+    raw = Producer(producer_config(settings, client_id="garbage", role="service"))
     raw.produce(topics["requests"], value=b"\x00garbage", key=b"g")
     raw.flush(10)
     ids = {name: r.request_id for name, r in cases.items()}
@@ -199,11 +200,11 @@ def test_the_reply_partition_reaches_the_routed_request_and_a_rejections_header(
     codec = make_codec(topics["requests"], "Request")
     valid = _req().to_event() | {"reply_partition": 4}
     denied = _req(model="gpt-4o", team="marketing", project="copy").to_event() | {"reply_partition": 2}
-    producer = Producer(producer_config(settings, client_id="reply-test"))
+    producer = Producer(producer_config(settings, client_id="reply-test", role="admin"))
     for event in (valid, denied):
         producer.produce(topics["requests"], codec.encode(event), event["request_id"].encode())
     producer.flush(10)
-    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}", role="admin"))
     meta = consumer.list_topics(timeout=10).topics
     names = (topics["requests.routed"], topics["requests.rejected"])
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in names for p in meta[t].partitions])

@@ -30,6 +30,7 @@ from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
+from tests.conftest import kafka_config
 
 # Once failed (~1% of requests without an outcome): the dedup table's changelog was written with the raw
 # serializer, so a restarted worker read garbage claims and dropped replays as duplicates. Fixed by JSON.
@@ -41,7 +42,7 @@ def _start(settings: Settings, tmp_path: Path, engine: str, n: int,
            instance: str = "0") -> subprocess.Popen[bytes]:
     config = tmp_path / "streamgate.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap(), "topic_prefix": settings.kafka.topic_prefix}}))
+        **kafka_config(settings)}}))
     args = [str(Path(sys.executable).parent / "streamgate"), "streams", "worker", "--config", str(config),
             "--engine", engine, "--instance", instance, "--metrics-port", "0"]
     with open(tmp_path / f"worker-{n}.log", "wb") as log:
@@ -53,7 +54,7 @@ def _outcomes(settings: Settings, topics: dict[str, str], expected: int, timeout
               routed: Counter[str] | None = None) -> Counter[str]:
     """Request id -> how many outcomes (routed or response), read_committed; `routed` gets the ids
     routed."""
-    consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group_id=f"kill-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.subscribe([topics[k] for k in kinds])
     types = {"requests.routed": "RoutedRequest", "requests.rejected": "Response", "responses": "Response"}
     codecs = {topics[k]: make_codec(topics[k], types[k]) for k in kinds}
@@ -89,7 +90,7 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, topics: dict[str, s
             producer.send(r)
     # wait until the worker is visibly mid-stream, then kill it without warning
     routed_topic = topics["requests.routed"]
-    probe = Consumer(consumer_config(settings, group_id=f"probe-{uuid.uuid4().hex[:6]}")
+    probe = Consumer(consumer_config(settings, group_id=f"probe-{uuid.uuid4().hex[:6]}", role="admin")
                      | {"isolation.level": "read_uncommitted"})
     probe.subscribe([routed_topic])
     seen, deadline = 0, time.monotonic() + 120

@@ -23,7 +23,7 @@ def test_spark_reads_bronze_and_gold_tables(settings: Settings, topics: dict[str
     events = list(telemetry_events(3_000, start_ms=int(time.time() * 1000) - 3 * 86_400_000,
                                    span_ms=3 * 86_400_000))
     codec = make_codec(topics["telemetry"], "Telemetry")
-    producer = Producer(producer_config(settings, client_id="t"))
+    producer = Producer(producer_config(settings, client_id="t", role="admin"))
     for e in events:
         producer.produce(topics["telemetry"], codec.encode(e), e["request_id"].encode())
     producer.flush(30)

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.kafka
 
 
 def test_owned_partitions_of_a_stable_group_and_of_none(settings: Settings, topics: dict[str, str]) -> None:
-    admin = AdminClient(admin_config(settings))
+    admin = AdminClient(admin_config(settings, role="admin"))
     group = f"watch-{uuid.uuid4().hex[:6]}"
     assert owned_partitions(admin, group) is None  # no such group: nothing to judge
-    consumer = Consumer(consumer_config(settings, group_id=group))
+    consumer = Consumer(consumer_config(settings, group_id=group, role="admin"))
     consumer.subscribe([topics["requests"], topics["deadletter"]])
     try:
         deadline = time.monotonic() + 30

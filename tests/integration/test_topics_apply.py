@@ -13,17 +13,17 @@ pytestmark = pytest.mark.kafka
 
 def test_apply_creates_everything_then_is_idempotent(settings: Settings) -> None:
     specs = load_topic_specs()
-    bootstrap, prefix = settings.kafka.bootstrap(), settings.kafka.topic_prefix
-    dry = apply_topics(bootstrap, specs, prefix=prefix, dry_run=True)
+    prefix = settings.kafka.topic_prefix
+    dry = apply_topics(settings, specs, prefix=prefix, dry_run=True)
     assert len(dry.created) == len(specs) and dry.dry_run
-    assert all(actual is None for _, actual in describe_topics(bootstrap, specs, prefix=prefix))
+    assert all(actual is None for _, actual in describe_topics(settings, specs, prefix=prefix))
 
-    first = apply_topics(bootstrap, specs, prefix=prefix)
+    first = apply_topics(settings, specs, prefix=prefix)
     assert sorted(first.created) == sorted(prefix + s.name for s in specs)
-    second = apply_topics(bootstrap, specs, prefix=prefix)
+    second = apply_topics(settings, specs, prefix=prefix)
     assert second.created == [] and second.updated == [] and second.drift == []
     assert sorted(second.unchanged) == sorted(first.created)
-    assert [actual for _, actual in describe_topics(bootstrap, specs, prefix=prefix)] == [
+    assert [actual for _, actual in describe_topics(settings, specs, prefix=prefix)] == [
         s.partitions for s in specs]
 
 
@@ -32,21 +32,21 @@ def _one(spec: TopicSpec, **changes: object) -> list[TopicSpec]:
 
 
 def test_safe_changes_are_applied_and_unsafe_ones_reported(settings: Settings) -> None:
-    bootstrap, prefix = settings.kafka.bootstrap(), settings.kafka.topic_prefix
+    prefix = settings.kafka.topic_prefix
     base = next(s for s in load_topic_specs() if s.name == "audit").model_copy(update={"partitions": 2})
-    apply_topics(bootstrap, [base], prefix=prefix)
+    apply_topics(settings, [base], prefix=prefix)
 
-    grown = apply_topics(bootstrap, _one(base, partitions=4, retention_ms=3_600_000), prefix=prefix)
+    grown = apply_topics(settings, _one(base, partitions=4, retention_ms=3_600_000), prefix=prefix)
     assert [name for name, _ in grown.updated] == [prefix + "audit"]
     assert "partitions 2 -> 4" in grown.updated[0][1] and "retention.ms" in grown.updated[0][1]
-    assert apply_topics(bootstrap, _one(base, partitions=4, retention_ms=3_600_000),
+    assert apply_topics(settings, _one(base, partitions=4, retention_ms=3_600_000),
                         prefix=prefix).unchanged == [prefix + "audit"]
 
-    shrink = apply_topics(bootstrap, _one(base, partitions=3, retention_ms=3_600_000), prefix=prefix)
+    shrink = apply_topics(settings, _one(base, partitions=3, retention_ms=3_600_000), prefix=prefix)
     assert len(shrink.drift) == 1 and "cannot remove partitions" in shrink.drift[0].reason
-    compacted = apply_topics(bootstrap, _one(base, partitions=4, retention_ms=3_600_000,
+    compacted = apply_topics(settings, _one(base, partitions=4, retention_ms=3_600_000,
                                              cleanup_policy="compact"), prefix=prefix)
     assert "cleanup.policy delete -> compact" in compacted.updated[0][1]
-    replicated = apply_topics(bootstrap, _one(base, partitions=4, retention_ms=3_600_000,
+    replicated = apply_topics(settings, _one(base, partitions=4, retention_ms=3_600_000,
                                               cleanup_policy="compact", replication_factor=3), prefix=prefix)
     assert "replication" in replicated.drift[0].what

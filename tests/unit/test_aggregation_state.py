@@ -64,9 +64,11 @@ def test_closed_windows_are_evicted_but_open_ones_kept() -> None:
 
 def test_live_usage_forgets_minutes_no_limit_reads_any_more() -> None:
     from shared.usage.live import LiveUsage
-    from streamgate.config import Settings
+    from streamgate.config import KafkaSettings, SecuritySettings, Settings
 
-    live = LiveUsage(Settings())  # not started: no broker needed to hold and prune rows
+    # not started: no broker (nor credentials) needed to hold and prune rows
+    plain = Settings(kafka=KafkaSettings(security=SecuritySettings(protocol="PLAINTEXT")))
+    live = LiveUsage(plain, role="streams")
     now = T0 + 10 * 60_000
     for start in (T0, now - 60_000, now):
         live.rows[("1m", start, "team", "search")][0] = {"requests": 1}

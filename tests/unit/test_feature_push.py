@@ -15,7 +15,7 @@ from aggregation.state import PartitionState
 from features.push import FeaturePusher
 from features.tables import ensure_tables
 from shared.traffic.telemetry import telemetry_events
-from streamgate.config import Settings
+from streamgate.config import KafkaSettings, SecuritySettings, Settings
 
 
 class RecordingStore:
@@ -30,7 +30,9 @@ class RecordingStore:
 
 
 def _pusher(tmp_path: Path, store: RecordingStore) -> tuple[FeaturePusher, list[dict[str, Any]], int]:
-    settings = Settings(state_dir=tmp_path)
+    # not started: no broker, so no Kafka credentials either
+    plain = KafkaSettings(security=SecuritySettings(protocol="PLAINTEXT"))
+    settings = Settings(state_dir=tmp_path, kafka=plain)
     ensure_tables(settings)
     pusher = FeaturePusher(settings, store=store)  # type: ignore[arg-type]  # not started: no broker
     now = int(time.time() * 1000)
