@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pii": ("bench.pii", "PII scanner accuracy and speed vs Microsoft Presidio"),
     "dispatch": ("bench.dispatch", "dispatcher throughput, added latency, memory with 2,000 in flight"),
     "pipeline": ("bench.pipeline", "whole pipeline, shipped defaults: highest paced rate with p99 <= 100 ms"),
+    "latency": ("bench.latency", "client send -> answer readable, per hop, at paced rates"),
     "semantic-cache": ("bench.semantic_cache", "semantic cache precision/recall, hit rate and cost"),
     "aggregation": ("bench.aggregation", "aggregation throughput and enforcement lag"),
     "sink": ("bench.sink", "bronze Delta sink throughput vs a plain write_deltalake"),

@@ -227,9 +227,10 @@ class StreamsSettings(_Strict):
     engine: Literal["transactions", "faust"] = "transactions"
     #: Kafka consumer group (faust: the app id); workers share the requests partitions.
     group_id: str = "streamgate-request-path"
-    #: `transactions` engine: outputs and offsets are committed together this often; a request's
-    #: outcome becomes visible downstream at its transaction's commit.
-    commit_interval_ms: int = Field(default=100, ge=5)
+    #: `transactions` engine: outputs and offsets are committed together at most this often; 0: as soon
+    #: as the previous commit has ended. A request's outcome becomes visible downstream (read_committed)
+    #: at its transaction's commit.
+    commit_interval_ms: int = Field(default=0, ge=0)
 
 
 class DispatchSettings(_Strict):
@@ -239,8 +240,15 @@ class DispatchSettings(_Strict):
     group_id: str = "streamgate-dispatch"
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
-    #: Outcomes and offsets are committed together in one Kafka transaction this often.
-    commit_interval_ms: int = Field(default=100, ge=5)
+    #: Outcomes and offsets are committed together in one Kafka transaction at most this often; 0: as
+    #: soon as the previous commit has ended (a caller waits for the commit to read its answer).
+    commit_interval_ms: int = Field(default=0, ge=0)
+    #: Read routed requests (and the request path's rejections) before the request path's transaction
+    #: commits (read_uncommitted), instead of after it. Saves the request path's commit on every
+    #: request's latency; a request decided in a transaction that then aborts is answered by that
+    #: decision, and its re-decision after the restart is absorbed as a duplicate (see
+    #: docs/benchmarks.md, latency, for what can then disagree).
+    read_routed_uncommitted: bool = False
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
     cache: CacheSettings = CacheSettings()

@@ -40,6 +40,11 @@ BATCH = 500
 HOLD = 20_000
 #: A transaction not committed within this many seconds ends the process (see `_settle`).
 COMMIT_DEADLINE_S = 10.0
+#: How long the loop blocks for records while a commit is in flight or decisions wait for one: it must
+#: notice the commit's end soon, to open the next transaction and commit what waited (~1 ms).
+BUSY_POLL_S = 0.001
+#: ... and while nothing is pending: a record arriving ends the wait at once.
+IDLE_POLL_S = 0.05
 _UNASSIGNED = -1  # librdkafka: let the partitioner choose
 
 
@@ -133,7 +138,13 @@ class TransactionalRequestPath:
         while self.running:
             if self.committing is not None and (not self.committing.is_alive() or len(self.held) > HOLD):
                 self._settle()
-            batch = self.consumer.consume(BATCH, timeout=0.05)
+            # a commit in flight or decisions waiting for one: look back soon, to start the next commit
+            # as soon as this one ends (a caller waits for it); idle: block until a record arrives
+            busy = self.committing is not None or bool(self.positions)
+            wait = BUSY_POLL_S if busy else IDLE_POLL_S
+            if self.committing is None and self.positions:
+                wait = min(wait, max(next_commit - time.monotonic(), 0.0))
+            batch = self._consume(wait)
             self.heartbeat.beat()
             if batch:
                 self._process(batch)
@@ -149,6 +160,17 @@ class TransactionalRequestPath:
 
     def _halt(self) -> None:
         self.running = False
+
+    def _consume(self, timeout: float) -> list[Message]:
+        """What has arrived, returned as soon as one record is there (at most `timeout` s of waiting).
+
+        Not `consume(BATCH, timeout)`: librdkafka returns from that only once BATCH records are in hand
+        or the timeout passed, so at moderate rates every batch waited the whole timeout (50 ms each,
+        measured: docs/benchmarks.md, latency)."""
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(BATCH - 1, timeout=0)]
 
     def _process(self, batch: list[Message]) -> None:
         began = time.perf_counter()

@@ -9,11 +9,13 @@ the other's transaction is already open, so a finished request is produced at on
 for the commit; commits stay strictly sequential, so offsets never run ahead of a failed transaction.
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
-verdicts are produced into it at once; every `commit_interval_ms` the contiguous commit points go into
-the same transaction and it commits. A crash aborts the open transaction, so its answers vanish along
-with its offsets and are redone; answers committed ahead of the commit point, and answers to requests
-the request path routes again later, are found again in the responses topic (`answered.py`): a request
-is only answered once its responses partition is known back to the request's creation.
+verdicts are produced into it at once; as soon as the previous commit has ended (or every
+`commit_interval_ms`, when set) the contiguous commit points go into the same transaction and it commits:
+a caller reading `responses` read_committed waits for that commit, so by default none is delayed. A crash
+aborts the open transaction, so its answers vanish along with its offsets and are redone; answers
+committed ahead of the commit point, and answers to requests the request path routes again later, are
+found again in the responses topic (`answered.py`): a request is only answered once its responses
+partition is known back to the request's creation.
 
 Any Kafka error the loop cannot recover from in place ends `run` with an exception, at once: the worker
 process exits and its supervisor starts a clean instance, whose `init_transactions` ends what this one
@@ -55,7 +57,7 @@ from shared.policy.config import GatewayPolicy
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
-from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.clients import producer_config, routed_consumer_config
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
@@ -104,7 +106,7 @@ class Dispatcher:
         group = prefix + settings.dispatch.group_id
         # static membership: a restarted instance takes its partitions back at once, and a zombie with
         # the same --instance is fenced out of the group as its producers are out of transactions
-        self.consumer = Consumer(consumer_config(settings, group_id=group, role="dispatcher") | {
+        self.consumer = Consumer(routed_consumer_config(settings, group_id=group, role="dispatcher") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
         self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}",
@@ -113,6 +115,7 @@ class Dispatcher:
         self.producer = self.producers[0]  # the one whose transaction is open
         self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait
         self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
+        self.committed: dict[tuple[str, int], int] = {}  # the commit point last handed to a commit
         self.answered = AnswerIndex(settings, self.topics[Topic.RESPONSES], self.codecs[Topic.RESPONSES])
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.failed: BaseException | None = None  # a Kafka error in a task: ends the loop
@@ -149,6 +152,7 @@ class Dispatcher:
                 self.in_flight[request_id].cancel()  # the new owner redoes it: its offset is not committed
         for place in gone:
             self.tracker.forget(place)
+            self.committed.pop(place, None)
             self.answered.forget(place[1])  # its answers from now on are the new owner's
         consumer.incremental_unassign(partitions)
 
@@ -342,9 +346,14 @@ class Dispatcher:
 
     async def _commit(self) -> None:
         """Hand the open transaction over for commit and open the other producer's at once."""
-        points = self.tracker.commit_points()  # only offsets whose outcomes are already produced
+        # only offsets whose outcomes are already produced, and only those that moved since the last
+        # commit: a commit point stays put while a partition is idle, and re-sending it made every
+        # idle loop turn a transaction once commits no longer wait for an interval
+        points = {place: offset for place, offset in self.tracker.commit_points().items()
+                  if self.committed.get(place) != offset}
         if not points and not self.produced:
             return
+        self.committed.update(points)  # this commit succeeds, or the process exits
         offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]

@@ -16,6 +16,9 @@ from streamgate.kafka.security import client_security
 #: librdkafka's own log lines go through Python logging (a component's log, the demo's log file), never
 #: straight to the terminal's stderr, where they interleaved with the demo's console output.
 LIBRDKAFKA_LOG = logging.getLogger("streamgate.librdkafka")
+#: A consumer on the latency path waits at most this long on the broker for a fetch that finds nothing;
+#: a fetch that finds anything returns at once. Bounds the cost of a readiness signal the broker misses.
+LOW_LATENCY_FETCH_WAIT_MS = 10
 
 
 def base_config(settings: Settings, client_id: str, *, role: Role) -> dict[str, Any]:
@@ -28,7 +31,9 @@ def producer_config(settings: Settings, *, client_id: str, role: Role) -> dict[s
     return base_config(settings, client_id, role=role) | {
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        # a request waits for its batch this long in the client and in every stage that forwards it
+        # without a transaction in between (librdkafka's default is 5 ms); transactions flush at commit
+        "linger.ms": 1,
         "batch.size": 512 * 1024,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
@@ -48,9 +53,16 @@ def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[st
 
 
 def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
-    """A reader of its own reply partitions (assigned, no group, never commits): read_committed, so a
-    caller sees an answer only once the dispatcher's transaction holding it has committed, and no fetch
-    wait when answers are flowing."""
+    """A reader of its own reply partitions (assigned, no group, never commits), also of `responses`.
+
+    read_committed: a caller sees an answer only once the dispatcher's transaction holding it has
+    committed; the dispatcher commits each request's answer exactly once, so a reader never sees two
+    answers for one request id (nothing to deduplicate) and what it reads is what the telemetry, the
+    aggregates and the lakehouse count. The dispatcher commits as soon as an answer is ready and its
+    previous commit has ended (`dispatch.commit_interval_ms: 0`), so read_committed costs one
+    transaction commit, not a commit cadence (docs/benchmarks.md, latency). A fetch returns as soon as
+    anything is readable (`fetch.min.bytes` 1); the short `fetch.wait.max.ms` only bounds how long a
+    fetch sits on the broker when nothing is."""
     return base_config(settings, client_id, role=role) | {
         # required by librdkafka; unused (partitions are assigned, nothing committed), but the broker still
         # checks the group ACL: under the prefix, where `role`'s group ACLs allow it
@@ -59,8 +71,17 @@ def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> 
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
         "fetch.min.bytes": 1,
-        "fetch.wait.max.ms": 10,
+        "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
     }
+
+
+def routed_consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:
+    """How the dispatcher reads the request path's outcomes (requests.routed, requests.rejected):
+    read_committed, or read_uncommitted with `dispatch.read_routed_uncommitted` (the dispatcher answers
+    each request id once, so a decision replayed after an aborted transaction is not answered again)."""
+    isolation = "read_uncommitted" if settings.dispatch.read_routed_uncommitted else "read_committed"
+    return consumer_config(settings, group_id=group_id, role=role) | {
+        "isolation.level": isolation, "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS}
 
 
 def admin_config(settings: Settings, *, role: Role = "admin",

@@ -1,0 +1,383 @@
+"""End-to-end latency as a caller sees it: request produced with `streamgate.client` -> answer readable
+on `responses`, through the request path and the dispatcher (cache off, 0 ms simulator), at paced rates.
+
+Processes (each its own, so no GIL is shared where production would not share it): the simulator (with a
+request log, below), a streams worker, a dispatcher, the paced producer, and this process as the observer.
+
+How each hop is measured (every time is `time.time()` on this one machine, microsecond resolution):
+- client send: the producer process, immediately before `RequestProducer.send` (the real client, its
+  own producer settings).
+- routed readable: an observer consumer of `requests.routed` with the dispatcher's own consumer settings
+  (`routed_consumer_config`: same isolation level, same fetch settings), assigned to every partition;
+  the time its consume call returned the record.
+- provider call / provider return: the simulator's request log, an aiohttp middleware around the real
+  simulator app: when the request reached the handler chain and when the handler returned. The prompt
+  carries the request id, which is how a call is matched to its request.
+- response readable: an observer consumer of `responses` with `reply_consumer_config` (what a
+  request-reply reader such as the front door uses); the time its consume call returned the answer.
+Hops: send -> routed readable; routed readable -> provider call (the dispatcher's consume and HTTP send;
+can be slightly negative when the dispatcher reads before the observer); provider call (server side);
+provider return -> response readable (HTTP answer parsed, produce, transaction commit, fetch); total.
+
+Baseline in the same run: the settings shipped before issue 16 (commit intervals 100 ms, routed read
+read_committed, no fast commit) at 500/s, on the same code and machine.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from apps.demo.processes import use_simulator_port, write_config
+from bench.harness import bench_settings, write_result
+from schemas import make_codec
+from streamgate.config import Settings
+from streamgate.kafka.clients import reply_consumer_config, routed_consumer_config
+
+SIM_PORT = 18191
+MODEL = "gpt-4o-mini"  # team search's route: openai/gpt-4o-mini, set to 0 ms below
+RATES = (50, 500, 2000)
+SATURATION = (3000, 4000, 5000, 6000)
+SECONDS = {50: 12.0, 500: 10.0}  # per rate; others 6 s
+WAIT_S = 30.0  # after the last send, for the last answers
+HOPS = ("send_to_routed", "routed_to_call", "call", "return_to_response", "total")
+
+
+# -- the simulator with a request log ------------------------------------------------------------------
+def _serve_simulator(port: int) -> None:
+    """The real simulator app, plus a middleware that logs each call's arrival and return."""
+    from aiohttp import web
+
+    from gateway_consumer.simulator.profiles import load_profiles
+    from gateway_consumer.simulator.server import create_app
+    from streamgate.config import REPO_ROOT
+
+    log: list[tuple[str, float, float]] = []
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Any) -> web.StreamResponse:
+        began = time.time()
+        response: web.StreamResponse = await handler(request)
+        if request.path.endswith("/chat/completions"):
+            body = await request.json()
+            text = str((body.get("messages") or [{}])[-1].get("content", ""))
+            if text.startswith("probe "):
+                log.append((text.split()[1], began, time.time()))
+        return response
+
+    async def take(_: web.Request) -> web.Response:
+        out = list(log)
+        log.clear()
+        return web.json_response(out)
+
+    app = create_app(load_profiles(REPO_ROOT / "config" / "simulator.yaml"), seed=1)
+    app.middlewares.append(timed)
+    app.router.add_get("/bench/log", take)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, backlog=4096, print=lambda *_: None)
+
+
+# -- the paced client --------------------------------------------------------------------------------
+def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -> None:
+    """Send `rate`/s for `seconds` with the real client; write {request_id: send time} to `out`."""
+    from streamgate.client import RequestProducer, build_request
+    from streamgate.config import load_settings
+
+    settings = load_settings(config)
+    n = int(rate * seconds)
+    requests = [build_request(team="search", project="ranker", model=MODEL, api_key=api_key,
+                              messages=[{"role": "user", "content": "probe PLACEHOLDER"}])
+                for _ in range(n)]
+    requests = [r.model_copy(update={"messages": [r.messages[0].model_copy(
+        update={"content": f"probe {r.request_id} what is the capital of France"})]}) for r in requests]
+    sent: dict[str, float] = {}
+    with RequestProducer(settings, client_id="bench-latency") as producer:
+        t0 = time.time()
+        for i, request in enumerate(requests):
+            due = t0 + i / rate
+            while (now := time.time()) < due:
+                producer.poll(min(due - now, 0.001))
+            sent[request.request_id] = time.time()
+            producer.send(request)
+            producer.poll(0)
+        producer.flush(30)
+    Path(out).write_text(json.dumps(sent))
+
+
+# -- the observer ------------------------------------------------------------------------------------
+class Observer:
+    """Records when each request's routed record and its answer became readable."""
+
+    def __init__(self, settings: Settings) -> None:
+        prefix = settings.kafka.topic_prefix
+        self.routed_topic, self.responses_topic = prefix + "requests.routed", prefix + "responses"
+        self.routed_codec = make_codec(self.routed_topic, "RoutedRequest", None)
+        self.response_codec = make_codec(self.responses_topic, "Response", None)
+        group = f"bench-latency-{uuid.uuid4().hex[:6]}"
+        self.routed = Consumer(routed_consumer_config(settings, group_id=group + "-r", role="admin"))
+        self.responses = Consumer(reply_consumer_config(settings, client_id=group + "-a", role="admin"))
+        self.routed_at: dict[str, float] = {}
+        self.answered_at: dict[str, tuple[float, str]] = {}
+        self.running = True
+        self.threads = [threading.Thread(target=self._read, args=(c, t), daemon=True) for c, t in
+                        ((self.routed, self.routed_topic), (self.responses, self.responses_topic))]
+
+    def start(self) -> None:
+        for consumer, topic in ((self.routed, self.routed_topic), (self.responses, self.responses_topic)):
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, -1) for p in parts])  # -1: the end
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self, consumer: Consumer, topic: str) -> None:
+        routed = topic == self.routed_topic
+        while self.running:
+            msg = consumer.poll(0.05)
+            if msg is None:
+                continue
+            now = time.time()
+            batch = [msg, *consumer.consume(1000, timeout=0)]
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                if routed:
+                    self.routed_at.setdefault(self.routed_codec.decode(m.value() or b"")["request_id"], now)
+                else:
+                    answer = self.response_codec.decode(m.value() or b"")
+                    self.answered_at.setdefault(answer["request_id"], (now, answer["status"]))
+
+    def stop(self) -> None:
+        self.running = False
+        for thread in self.threads:
+            thread.join(5)
+        self.routed.close()
+        self.responses.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * q), len(ordered) - 1)]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(values), "p90": _pct(values, 0.90), "p99": _pct(values, 0.99),
+            "max": max(values)} if values else {}
+
+
+def _simulator_log(port: int) -> dict[str, tuple[float, float]]:
+    import httpx
+
+    rows = httpx.get(f"http://127.0.0.1:{port}/bench/log", timeout=30).json()
+    return {rid: (began, ended) for rid, began, ended in rows}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
+             api_key: str, pids: dict[str, int] | None = None) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
+    cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
+    observer = Observer(settings)
+    observer.start()
+    time.sleep(1.0)  # assigned at the end before the first send
+    _simulator_log(SIM_PORT)  # drop what earlier runs left
+    out = workdir / f"sent-{rate:g}.json"
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_produce, args=(str(config), rate, seconds, str(out), api_key))
+    producer.start()
+    producer.join()
+    sent: dict[str, float] = json.loads(out.read_text())
+    deadline = time.time() + WAIT_S
+    while len(observer.answered_at) < len(sent) and time.time() < deadline:
+        time.sleep(0.2)
+    observer.stop()
+    cpu_ms = {name: (_cpu_s(pid) - cpu_before[name]) * 1000 / max(len(sent), 1)
+              for name, pid in (pids or {}).items()}
+    calls = _simulator_log(SIM_PORT)
+    hops: dict[str, list[float]] = {h: [] for h in HOPS}
+    statuses: dict[str, int] = {}
+    for rid, sent_at in sent.items():
+        answer = observer.answered_at.get(rid)
+        if answer is None:
+            continue
+        answered, status = answer
+        statuses[status] = statuses.get(status, 0) + 1
+        hops["total"].append((answered - sent_at) * 1000)
+        routed, call = observer.routed_at.get(rid), calls.get(rid)
+        if routed is not None:
+            hops["send_to_routed"].append((routed - sent_at) * 1000)
+        if routed is not None and call is not None:
+            hops["routed_to_call"].append((call[0] - routed) * 1000)
+        if call is not None:
+            hops["call"].append((call[1] - call[0]) * 1000)
+            hops["return_to_response"].append((answered - call[1]) * 1000)
+    span = max(sent.values()) - min(sent.values()) if len(sent) > 1 else 1.0
+    return {"rate": rate, "sent": len(sent), "answered": len(hops["total"]), "statuses": statuses,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "cpu_ms_per_request": cpu_ms,
+            "achieved_send_rate": len(sent) / span if span else 0.0,
+            **{h: _summary(v) for h, v in hops.items()}}
+
+
+class Pipeline:
+    """A streams worker and a dispatcher on `settings`, as the CLI runs them."""
+
+    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
+        state = settings.model_copy(update={"state_dir": workdir})
+        self.config = write_config(state, workdir / f"{name}.yaml")
+        exe = str(Path(sys.executable).parent / "streamgate")
+        self.procs = []
+        for args in (["streams", "worker", "--instance", name], ["dispatch", "worker", "--instance", name]):
+            with open(workdir / f"{name}-{args[0]}.log", "wb") as log:
+                self.procs.append(subprocess.Popen([exe, *args, "--config", str(self.config)],
+                                                   stdout=log, stderr=subprocess.STDOUT))
+
+    def pids(self) -> dict[str, int]:
+        return {"streams_worker": self.procs[0].pid, "dispatcher": self.procs[1].pid}
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
+    """Cache off, metrics off, simulator at SIM_PORT, a topic prefix of its own, then `changes`
+    (dotted section -> field updates, e.g. streams={"commit_interval_ms": 100})."""
+    from schemas.topics import load_topic_specs
+    from streamgate.kafka.topics import apply_topics
+
+    settings = use_simulator_port(base, SIM_PORT)
+    cache = settings.dispatch.cache.model_copy(update={"enabled": False})
+    update: dict[str, Any] = {
+        "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
+        "metrics": settings.metrics.model_copy(update={"enabled": False}),
+        "dispatch": settings.dispatch.model_copy(update={"cache": cache, **changes.get("dispatch", {})}),
+        "streams": settings.streams.model_copy(update=changes.get("streams", {}))}
+    settings = settings.model_copy(update=update)
+    apply_topics(settings, load_topic_specs(), prefix=prefix)
+    return settings
+
+
+def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
+            stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
+    from shared.identity.admin import KeyAdmin
+
+    # a real key of team search, issued before the request path starts and loads its key ring
+    api_key = KeyAdmin(settings.model_copy(update={"state_dir": workdir}), actor="bench").create(
+        "search", "ranker")[1]
+    pipeline = Pipeline(settings, workdir, name)
+    results = []
+    try:
+        time.sleep(8)  # both joined their groups and hold their partitions
+        run_rate(settings, pipeline.config, workdir, 100, 3, api_key)  # warm-up: connections, transactions
+        for rate, seconds in rates:
+            if not pipeline.alive():
+                raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
+            result = run_rate(settings, pipeline.config, workdir, rate, seconds, api_key, pipeline.pids())
+            results.append(result)
+            total = result["total"]
+            print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "
+                  f"total p50 {total.get('p50', float('nan')):.1f} p99 {total.get('p99', float('nan')):.1f} "
+                  f"max {total.get('max', float('nan')):.1f} ms", flush=True)
+            if stop_p99_ms is not None and (result["answered"] < result["sent"] or
+                                            total.get("p99", 1e9) > stop_p99_ms):
+                break
+    finally:
+        pipeline.stop()
+    return results
+
+
+def main() -> dict[str, Any]:
+    base = bench_settings()
+    sim = multiprocessing.get_context("spawn").Process(target=_serve_simulator, args=(SIM_PORT,), daemon=True)
+    sim.start()
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{SIM_PORT}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        httpx.put(f"http://127.0.0.1:{SIM_PORT}/admin/profiles/{MODEL}", timeout=5,
+                  json={"median_ms": 0, "p99_ms": 0, "error_rate": 0, "rate_limit_rate": 0,
+                        "hang_rate": 0}).raise_for_status()
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            prefix = base.kafka.topic_prefix
+            old = _configure(base, prefix + "before.", streams={"commit_interval_ms": 100},
+                             dispatch=BEFORE_DISPATCH)
+            baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])])
+            new = _configure(base, prefix + "defaults.")
+            plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
+            runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
+            early = _configure(base, prefix + "early.", dispatch={"read_routed_uncommitted": True})
+            early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)])
+    finally:
+        sim.terminate()
+        sim.join(10)
+    return report(runs, baseline, early_runs)
+
+
+#: What issue 16 changed in the dispatcher's defaults, set back for the baseline.
+BEFORE_DISPATCH: dict[str, Any] = {"commit_interval_ms": 100, "read_routed_uncommitted": False}
+
+
+def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
+           early: list[dict[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "runs": runs,
+                              "baseline_before_runs": baseline, "early_routed_runs": early}
+    under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
+    for r in runs:
+        rate = int(r["rate"])
+        result[f"total_{rate}_p50_ms"] = r["total"].get("p50")
+        result[f"total_{rate}_p99_ms"] = r["total"].get("p99")
+    result["max_rate_p99_under_100ms"] = max(under) if under else 0
+    for b in baseline:
+        result[f"baseline_total_{int(b['rate'])}_p50_ms"] = b["total"].get("p50")
+        result[f"baseline_total_{int(b['rate'])}_p99_ms"] = b["total"].get("p99")
+    table: list[tuple[str, str]] = []
+    fmt = "{p50:.1f} / {p90:.1f} / {p99:.1f} / {max:.1f}"
+    for r in [*[b | {"label": f"baseline (settings before issue 16) {b['rate']:,.0f}/s"} for b in baseline],
+              *runs,
+              *[e | {"label": f"opt-in read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early]]:
+        label = r.get("label") or f"{r['rate']:,.0f}/s"
+        table.append((f"**{label}** answered", f"{r['answered']} of {r['sent']} (sent at "
+                                                f"{r['achieved_send_rate']:,.0f}/s; load average "
+                                                f"{r['load_before']:.1f} -> {r['load_after']:.1f})"))
+        for hop in HOPS:
+            if r[hop]:
+                table.append((f"  {hop} p50 / p90 / p99 / max ms", fmt.format(**r[hop])))
+        cpu = r.get("cpu_ms_per_request") or {}
+        if cpu:
+            table.append(("  CPU per request: streams worker / dispatcher",
+                          " / ".join(f"{cpu[k]:.2f} ms" for k in ("streams_worker", "dispatcher"))))
+    table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))
+    table.append(("goals", "500/s: p50 <= 10 ms, p99 <= 30 ms; 2,000/s: p99 <= 100 ms"))
+    write_result("latency", result, table)
+    for k, v in table:
+        print(f"{k:<48} {v}")
+    return result
