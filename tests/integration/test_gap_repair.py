@@ -15,6 +15,11 @@ from streams.gaps import GapRepair
 pytestmark = pytest.mark.kafka
 
 
+def _group(settings: Settings) -> str:
+    """A group name the request path's principal may use (schemas/principals.yaml)."""
+    return f"{settings.kafka.topic_prefix}{settings.streams.group_id}-t{uuid.uuid4().hex[:6]}"
+
+
 def _values(settings: Settings, topic: str, expected: int) -> list[bytes]:
     consumer = Consumer(consumer_config(settings, group_id=f"t-{uuid.uuid4().hex[:6]}", role="admin"))
     consumer.assign([TopicPartition(topic, 0, 0)])
@@ -33,7 +38,7 @@ def test_a_jump_re_enqueues_exactly_the_skipped_records(settings: Settings, topi
     for i in range(10):
         producer.produce(topic, value=f"r{i}".encode(), key=b"k", partition=0)
     producer.flush(10)
-    gaps = GapRepair(settings, group_id=f"g-{uuid.uuid4().hex[:6]}")
+    gaps = GapRepair(settings, group_id=_group(settings))
 
     asyncio.run(gaps.repair(topic, 0, 0))  # first sight at the log start: nothing skipped
     assert [gaps.in_order(topic, 0, o) for o in (1, 2)] == [True, True]
@@ -47,7 +52,7 @@ def test_a_jump_re_enqueues_exactly_the_skipped_records(settings: Settings, topi
 
 
 def test_first_sight_beyond_the_committed_offset_is_a_gap(settings: Settings, topics: dict[str, str]) -> None:
-    topic, group = topics["requests"], f"g-{uuid.uuid4().hex[:6]}"
+    topic, group = topics["requests"], _group(settings)
     producer = Producer(producer_config(settings, client_id="t", role="admin"))
     for i in range(6):
         producer.produce(topic, value=f"r{i}".encode(), key=b"k", partition=0)
