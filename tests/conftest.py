@@ -138,7 +138,9 @@ class RegistryProcess:
 
 
 @pytest.fixture
-def schema_registry(settings: Settings, tmp_path: Path) -> Iterator[RegistryProcess]:
+def schema_registry(settings: Settings, topics: dict[str, str], tmp_path: Path) -> Iterator[RegistryProcess]:
+    """A registry process of this test's deployment (its topics and ACLs applied first: it may create only
+    its own `_schemas` topic)."""
     registry = RegistryProcess(settings, tmp_path)
     registry.start()
     try:
