@@ -128,7 +128,13 @@ class ReplyReader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(500, timeout=0.1):
+            # not consume(500, timeout): librdkafka returns from that only once 500 records are in hand or
+            # the timeout has passed, which held every answer up to 100 ms; wait for the first, then take
+            # whatever else has arrived
+            first = self._consumer.poll(0.1)
+            if first is None:
+                continue
+            for msg in (first, *self._consumer.consume(500, timeout=0)):
                 self._handle(msg)
 
     def _handle(self, msg: Message) -> None:
