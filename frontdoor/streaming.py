@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 from frontdoor import anthropic_wire, openai_wire
@@ -17,7 +18,7 @@ from frontdoor.draft import Draft
 from frontdoor.outcomes import error_for
 
 
-class SseStream:
+class SseStream(ABC):
     def __init__(self, request_id: str, draft: Draft) -> None:
         self.request_id, self.draft = request_id, draft
         self.model = draft.model
@@ -36,11 +37,13 @@ class SseStream:
         content = response.get("content") or ""
         return content[len(self.sent):] if content.startswith(self.sent) else ""
 
+    @abstractmethod
     def piece(self, chunk: dict[str, Any]) -> list[bytes]:
-        raise NotImplementedError
+        """The frames for one streamed piece (none for a piece of another dispatch)."""
 
+    @abstractmethod
     def final(self, response: dict[str, Any]) -> list[bytes]:
-        raise NotImplementedError
+        """The frames that end the stream, from the committed final Response."""
 
 
 def _data(obj: Any) -> bytes:

@@ -20,6 +20,7 @@ import queue
 import random
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,11 +42,12 @@ class ReplyEvent:
     record: dict[str, Any]
 
 
-class Waiter:
+class Waiter(ABC):
     """Where the reader puts the events of one request; `on_event` runs on the reader's thread."""
 
+    @abstractmethod
     def on_event(self, event: ReplyEvent) -> None:
-        raise NotImplementedError
+        """Hand over one event (it must not block the reader)."""
 
 
 class QueueWaiter(Waiter):
