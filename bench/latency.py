@@ -237,7 +237,7 @@ class Pipeline:
     """A streams worker and a dispatcher on `settings`, as the CLI runs them."""
 
     def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
-        state = settings.model_copy(update={"state_dir": workdir})
+        state = settings.with_state_dir(workdir)
         self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
         self.procs = []
@@ -285,7 +285,7 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
-    api_key = KeyAdmin(settings.model_copy(update={"state_dir": workdir}), actor="bench").create(
+    api_key = KeyAdmin(settings.with_state_dir(workdir), actor="bench").create(
         "search", "ranker")[1]
     pipeline = Pipeline(settings, workdir, name)
     results = []
