@@ -265,8 +265,7 @@ class Pipeline:
 def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
     """Cache off, metrics off, simulator at SIM_PORT, a topic prefix of its own, then `changes`
     (dotted section -> field updates, e.g. streams={"commit_interval_ms": 100})."""
-    from schemas.topics import load_topic_specs
-    from streamgate.kafka.topics import apply_topics
+    from streamgate.kafka.topics import apply_spec
 
     settings = use_simulator_port(base, SIM_PORT)
     cache = settings.dispatch.cache.model_copy(update={"enabled": False})
@@ -276,7 +275,7 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
         "dispatch": settings.dispatch.model_copy(update={"cache": cache, **changes.get("dispatch", {})}),
         "streams": settings.streams.model_copy(update=changes.get("streams", {}))}
     settings = settings.model_copy(update=update)
-    apply_topics(settings, load_topic_specs(), prefix=prefix)
+    apply_spec(settings)  # topics and the principals' ACLs under this prefix
     return settings
 
 
