@@ -38,6 +38,9 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     door = text.split("front door (official openai SDK", 1)[1].split("\n", 1)[0]
     assert f"{frontdoor_calls(400)} calls" in door and "status 200: " in door
     assert "consumer lag peak" in text and outcomes.mine == 400 and outcomes.latencies_ms.count > 300
+    # what the gateway itself added, paired from responses and telemetry for every provider answer
+    assert "gateway's own added latency" in text
+    assert outcomes.gateway_ms.count == statuses.count("ok") - sum(outcomes.cache_hits.values())
     # the lakehouse caught up: every attempt and every final answer landed once, cost to the nano-dollar
     [landed] = run_query(external, "select count(*) as n, sum(cost_nanousd) as cost from telemetry"
                                    ).to_pylist()
