@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from apps.backtest import history
 from apps.backtest.replay import replay, stored_texts
 from apps.backtest.summary import classify, sample_rows, summarise
-from shared.policy.config import GATEWAY_FILE, GatewayPolicy, load_policy
+from shared.policy.config import GATEWAY_FILE, GatewayPolicy, load_policy, parse_policy
 from streamgate.catalog import ModelCatalog
 from streamgate.config import Settings
 
@@ -40,10 +42,6 @@ def backtest(
     summary = summarise(replayed, live, candidate, window, texts, picks)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     return summary
-
-
-def load_candidate(path: Path) -> GatewayPolicy:
-    return load_policy(path)
 
 
 def render(summary: dict[str, Any], console: Console) -> None:
@@ -115,3 +113,36 @@ def render(summary: dict[str, Any], console: Console) -> None:
             f"{row['detail']} — {text}"
         )
     console.print("[dim]approximate: " + " ".join(s["approximations"]) + "[/]")
+
+
+def summary_path(settings: Settings) -> Path:
+    """Where the last backtest's summary is kept for `streamgate report`."""
+    return settings.state_dir / "backtest" / "last.json"
+
+
+def save_summary(settings: Settings, summary: dict[str, Any]) -> Path:
+    path = summary_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def example_candidate(live: GatewayPolicy) -> GatewayPolicy:
+    """The demo's candidate: the live policy with support blocking e-mail addresses instead of redacting
+    them, and `gpt-4o-mini` moved to the simulator's cheaper sim-small (OpenAI kept as the fallback)."""
+    doc = live.model_dump(mode="json")
+    doc["version"] = f"{live.version}-candidate"
+    doc["teams"]["support"]["pii"] = {**doc["teams"]["support"]["pii"], "EMAIL": "block"}
+    route = doc["routing"]["routes"]["gpt-4o-mini"]
+    doc["routing"]["routes"]["gpt-4o-mini"] = {
+        **route,
+        "targets": [{"provider": "simulator", "model": "sim-small", "region": "us"}],
+        "fallbacks": route["targets"] + route["fallbacks"],
+    }
+    return parse_policy(doc, "example candidate")
+
+
+def write_policy(policy: GatewayPolicy, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False))
+    return path

@@ -58,7 +58,7 @@ def run_backtest(
 
     from apps.backtest.history import NoHistoryError
     from apps.backtest.run import backtest as run
-    from apps.backtest.run import render
+    from apps.backtest.run import render, save_summary
     from apps.backtest.summary import FailOnError, fails
     from shared.policy.config import PolicyConfigError, load_policy
 
@@ -67,6 +67,7 @@ def run_backtest(
         policies = load_policy(candidate), load_policy(live) if live else None
         summary = run(settings, policies[0], live=policies[1], since=since, team=team, sample=sample)
         failed = fails(fail_on, summary) if fail_on else False
+        save_summary(settings, summary)  # for `streamgate report`
     except (PolicyConfigError, FailOnError, ValueError, NoHistoryError) as exc:
         raise fail(str(exc), 2) from exc
     if as_json:
