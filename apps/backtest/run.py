@@ -128,11 +128,15 @@ def save_summary(settings: Settings, summary: dict[str, Any]) -> Path:
 
 
 def example_candidate(live: GatewayPolicy) -> GatewayPolicy:
-    """The demo's candidate: the live policy with support blocking e-mail addresses instead of redacting
-    them, and `gpt-4o-mini` moved to the simulator's cheaper sim-small (OpenAI kept as the fallback)."""
+    """The demo's candidate: the live policy blocking e-mail addresses instead of redacting them (teams
+    with their own EMAIL action keep it), and `gpt-4o-mini` moved to the simulator's cheaper sim-small
+    (OpenAI kept as the fallback)."""
     doc = live.model_dump(mode="json")
     doc["version"] = f"{live.version}-candidate"
-    doc["teams"]["support"]["pii"] = {**doc["teams"]["support"]["pii"], "EMAIL": "block"}
+    doc["guardrails"]["pii"] = {**doc["guardrails"]["pii"], "EMAIL": "block"}
+    for team in doc["teams"].values():
+        if team["pii"].get("EMAIL") == "redact":
+            del team["pii"]["EMAIL"]
     route = doc["routing"]["routes"]["gpt-4o-mini"]
     doc["routing"]["routes"]["gpt-4o-mini"] = {
         **route,

@@ -370,8 +370,8 @@ def _print_backtest(console: Console, settings: Settings) -> None:
     fid = same["fidelity"]
     console.print(f"policy backtest, live policy against itself: {same['changed']} changed of "
                   f"{same['requests']:,} requests (its replay matches {fid['status_matches']:,}/"
-                  f"{fid['replayed']:,} recorded outcomes) · candidate {candidate.version} (support blocks "
-                  f"EMAIL, gpt-4o-mini on sim-small): newly rejected {changed['newly_rejected']:,}, newly "
+                  f"{fid['replayed']:,} recorded outcomes) · candidate {candidate.version} (EMAIL blocked, "
+                  f"gpt-4o-mini on sim-small): newly rejected {changed['newly_rejected']:,}, newly "
                   f"allowed {changed['newly_allowed']:,}, re-routed {changed['rerouted']:,}, cost "
                   f"${changed['actual_cost_usd']:,.4f} -> ${changed['projected_cost_usd']:,.4f} "
                   f"({changed['elapsed_s']:.1f} s) · try streamgate policy backtest {path}")
