@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "observability": ("bench.observability", "cost of metrics on the hot paths, scrapes, the report"),
     "features": ("bench.features", "feature freshness, online read latency, RAG retrieval quality"),
     "security": ("bench.security", "request-path and dispatch throughput: SASL/SCRAM + ACLs vs plaintext"),
+    "backtest": ("bench.backtest", "policy backtest of 1,000,000 recorded requests vs per-event decisions "
+                 "(options: --requests, --pool)"),
     "gateway": ("bench.gateway", "client latency and max rate: direct vs streamgate vs LiteLLM vs Portkey "
                 "(options: --quick, --paths, ...; see `python -m bench.gateway --help`)"),
 }

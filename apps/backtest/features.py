@@ -75,7 +75,9 @@ def draw_buckets(request_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def param_columns(params: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
-    """The generation parameters that validation and access read, as scalar string columns."""
+    """The generation parameters that validation and access read, as scalar string columns. Temperature
+    and top_p only matter through their fixed valid ranges (streams/validate/rules.py), so they are keyed
+    by validity, not value; max_tokens is kept exact (a policy cap, and budgets count it)."""
     p = _as_array(params)
 
     def field(name: str) -> pa.Array:
@@ -84,10 +86,11 @@ def param_columns(params: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
     def text(values: pa.Array) -> pa.Array:
         return pc.fill_null(pc.cast(values, pa.string()), "-")
 
+    temperature, top_p = field("temperature"), field("top_p")
     return {
         "p_max_tokens": text(field("max_tokens")),
-        "p_temperature": text(field("temperature")),
-        "p_top_p": text(field("top_p")),
+        "p_temperature": text(pc.and_(pc.greater_equal(temperature, 0.0), pc.less_equal(temperature, 2.0))),
+        "p_top_p": text(pc.and_(pc.greater(top_p, 0.0), pc.less_equal(top_p, 1.0))),
         "p_stream": text(field("stream")),
         "p_format": text(field("response_format")),
         "p_tools": text(pc.is_valid(field("tools_json"))),
