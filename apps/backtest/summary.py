@@ -144,7 +144,7 @@ def _fidelity(r: Replayed) -> dict[str, Any]:
         "target_compared": int(comparable.sum()),
         "target_matches": int(target_same.sum()),
         "status_mismatches": {
-            k: int(v)
+            str(k): int(v)
             for k, v in zip(
                 *np.unique(r.live.reason[s & ~status_same].astype(str), return_counts=True), strict=True
             )
@@ -225,7 +225,7 @@ def summarise(
         "not_replayed": {
             "count": int(not_replayed.sum()),
             "by_live_reason": {
-                (k or "none"): int(v)
+                (str(k) or "none"): int(v)
                 for k, v in zip(
                     *np.unique(live_reasons[not_replayed].astype(str), return_counts=True), strict=True
                 )
