@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from apps.cli.common import ConfigOption, fail, settings_or_exit
+
+if TYPE_CHECKING:
+    from shared.policy.config import GatewayPolicy
 
 app = typer.Typer(
     help="Gateway policy tools: backtest a candidate policy against recorded traffic.", no_args_is_help=True
@@ -52,8 +56,10 @@ def run_backtest(
     fail_on: str | None = None,
     sample: int = 8,
     config: Path | None = None,
+    live_policy: GatewayPolicy | None = None,
 ) -> int:
-    """Print the backtest; 1 when `fail_on` holds, 0 otherwise (2 on bad input, raised as an exit)."""
+    """Print the backtest; 1 when `fail_on` holds, 0 otherwise (2 on bad input, raised as an exit).
+    The live policy: the file `live`, else `live_policy`, else config/gateway.yaml."""
     from rich.console import Console
 
     from apps.backtest.history import NoHistoryError
@@ -64,7 +70,7 @@ def run_backtest(
 
     settings = settings_or_exit(config)
     try:
-        policies = load_policy(candidate), load_policy(live) if live else None
+        policies = load_policy(candidate), load_policy(live) if live else live_policy
         summary = run(settings, policies[0], live=policies[1], since=since, team=team, sample=sample)
         failed = fails(fail_on, summary) if fail_on else False
         save_summary(settings, summary)  # for `streamgate report`
