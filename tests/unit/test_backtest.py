@@ -404,3 +404,18 @@ def test_fail_on_evaluates_only_comparisons_over_numbers() -> None:
 
 def test_sample_text_is_redacted_whatever_the_policy_stored() -> None:
     assert redact_all("mail jane@example.com from 10.0.0.1") == "mail <EMAIL> from <IP_ADDRESS>"
+
+
+def test_the_report_shows_the_last_backtest_by_team(
+        recorded: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
+    from apps.backtest.run import save_summary
+    from apps.report.data import load_report_data
+    from apps.report.page import render_page
+
+    settings, _, doc = recorded
+    save_summary(settings, backtest(settings, parse_policy(doc), since="2d", until_ms=NOW))
+    page = render_page(load_report_data(settings))
+    assert "Policy backtest: candidate-1 against live 2026-11-24.1" in page
+    card = page.split('aria-label="policy backtest by team"', 1)[1].split("</section>", 1)[0]
+    assert "search newly rejected: 3" in card and "support re-routed: 5" in card
+    assert "marketing newly rejected: 2" in card
