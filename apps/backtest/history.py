@@ -96,7 +96,7 @@ def _dates_filter(window: Window) -> ds.Expression:
 
 def first_per_id(table: pa.Table, column: str = "request_id") -> pa.Table:
     """One row per id (bronze may hold a record twice where a stage delivered it twice)."""
-    if table.num_rows == 0:
+    if table.num_rows == 0 or pc.count_distinct(table[column]).as_py() == table.num_rows:
         return table
     _, first = np.unique(table[column].to_numpy(zero_copy_only=False), return_index=True)
     return table.take(pa.array(np.sort(first)))

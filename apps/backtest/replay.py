@@ -350,7 +350,7 @@ def _costs(
     served = pc.binary_join_element_wise(
         pc.fill_null(rows["provider"], ""), pc.fill_null(rows["model"], ""), "/"
     )
-    served_np = np.array([s if s != "/" else "" for s in served.to_pylist()], dtype=object)
+    served_np = pc.if_else(pc.equal(served, "/"), "", served).to_numpy(zero_copy_only=False)
     at = history.to_ms(rows["created_at"])
     sel = np.flatnonzero(moved)
     priced = price(

@@ -133,7 +133,7 @@ def _fidelity(r: Replayed) -> dict[str, Any]:
     live_admitted = pc.is_valid(r.rows["live_target"]).to_numpy(zero_copy_only=False)
     status_same = s & (r.live.admitted == live_admitted)
     balanced = pc.fill_null(pc.equal(r.rows["strategy"], "loadbalance"), False).to_numpy(zero_copy_only=False)
-    live_target = np.array(pc.fill_null(r.rows["live_target"], "").to_pylist(), dtype=object)
+    live_target = pc.fill_null(r.rows["live_target"], "").to_numpy(zero_copy_only=False)
     comparable = s & r.live.admitted & live_admitted & ~balanced
     target_same = comparable & (r.live.target == live_target)
     replayed = int(s.sum())
