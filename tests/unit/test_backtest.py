@@ -419,3 +419,59 @@ def test_the_report_shows_the_last_backtest_by_team(
     card = page.split('aria-label="policy backtest by team"', 1)[1].split("</section>", 1)[0]
     assert "search newly rejected: 3" in card and "support re-routed: 5" in card
     assert "marketing newly rejected: 2" in card
+
+
+def test_one_team_only(recorded: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
+    settings, _, doc = recorded
+    summary = backtest(settings, parse_policy(doc), since="2d", team="search", until_ms=NOW)
+    assert summary["requests"] == 10 and set(summary["by_team"]) == {"search"}
+    assert (summary["newly_rejected"], summary["rerouted"], summary["newly_allowed"]) == (3, 7, 0)
+
+
+def test_provider_health_is_read_as_it_was_at_the_request_time() -> None:
+    import pyarrow as pa
+
+    from apps.backtest.context import PointInTimeHealth
+
+    ts = pa.array([1_000, 5_000, 2_000], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    rows = pa.table({"target": ["openai/gpt-4o-mini", "openai/gpt-4o-mini", "azure/gpt-4o-mini"],
+                     "event_timestamp": ts, "latency_p95_ms": [100.0, 900.0, 300.0],
+                     "error_rate": [0.0, 0.6, 0.1], "attempts_5m": [10, 20, 30]})
+    health = PointInTimeHealth(rows, ttl_ms=10_000)
+    seen = []
+    for at in (500, 1_000, 4_999, 5_000, 15_000, 15_001):
+        health.at_ms = at
+        stats = health.get("openai", "gpt-4o-mini")
+        seen.append(None if stats is None else stats.p95_ms)
+    assert seen == [None, 100.0, 100.0, 900.0, 900.0, None]  # none yet, then the latest, then expired
+    health.at_ms = 2_500
+    assert health.get("azure", "gpt-4o-mini") is not None and health.get("anthropic", "x") is None
+    assert list(health.boundaries()) == [1_000, 2_000, 5_000, 11_001, 12_001, 15_001]
+
+
+def test_latency_routing_reads_the_recorded_provider_health(
+        recorded: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
+    """`fast` is a latency route: with openai's gpt-4o-mini failing in the health the push worker
+    recorded before marketing's requests, both policies route by that health, not by today's."""
+    import pyarrow as pa
+
+    from features.tables import append
+
+    settings, _, _ = recorded
+    settings = settings.model_copy(update={"features": settings.features.model_copy(
+        update={"health_source": "feast"})})
+    at = pa.array([NOW - 700_000] * 2, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    append(settings, "provider_health", pa.table({
+        "target": ["openai/gpt-4o-mini", "azure/gpt-4o-mini"], "event_timestamp": at,
+        "latency_p50_ms": [40.0, 30.0], "latency_p95_ms": [80.0, 60.0], "error_rate": [0.9, 0.0],
+        "attempts_5m": [50, 50]}))
+    live = load_policy()
+    doc = live.model_dump(mode="json")
+    doc["version"] = "no-azure-fast"
+    doc["routing"]["routes"]["fast"]["targets"] = [t for t in doc["routing"]["routes"]["fast"]["targets"]
+                                                   if t["provider"] != "azure"]
+    summary = backtest(settings, parse_policy(doc), live=live, since="2d", until_ms=NOW)
+    assert summary["rerouted"] == 4
+    assert summary["by_team"]["marketing"]["reroutes"] == {"azure/gpt-4o-mini -> simulator/sim-small": 4}
+    # the live path recorded openai for them (it read no health then): the replay says it differs
+    assert summary["fidelity"]["target_compared"] == 19 and summary["fidelity"]["target_matches"] == 15
