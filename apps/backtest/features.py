@@ -3,18 +3,24 @@
 A decision (apps/backtest/decide.py) reads only these fields of a request: team, project, key, model,
 region, the generation parameters access and validation check, tags and metadata (routing conditions),
 prompt size (validation, token ceiling, conditions, budgets), the PII entity types found, and the text
-itself only for deny patterns and blocked topics. Requests equal in all of them get the same decision,
+itself only for deny patterns and blocked topics. Sizes count only through the thresholds the policies
+compare them with (limits, routing conditions), so they are keyed by bucket between those thresholds
+(exactly, when budgets count tokens per minute). Requests equal in all of them get the same decision,
 so a backtest decides once per distinct combination (a *signature*) and maps the answer back to every
 request with `take`, instead of calling the stage functions a million times.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from shared.policy.config import GatewayPolicy
 
 SEP = "\x1f"
 PAIR = "\x1e"
@@ -101,3 +107,44 @@ def param_columns(params: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
 def signature(columns: list[pa.Array | pa.ChunkedArray]) -> pa.Array:
     """One string per request joining its decision inputs (all already strings)."""
     return _as_array(pc.binary_join_element_wise(*columns, SEP))
+
+
+def _condition_numbers(condition: Any, field: str, found: set[float]) -> None:
+    """Every number a routing condition compares `field` with, however nested ($and, $or, $not)."""
+    if not isinstance(condition, dict):
+        return
+    for key, value in condition.items():
+        if key in ("$and", "$or"):
+            for part in value:
+                _condition_numbers(part, field, found)
+        elif key == "$not":
+            _condition_numbers(value, field, found)
+        elif key == field:
+            operands = value.values() if isinstance(value, dict) else [value]
+            for operand in operands:
+                for number in operand if isinstance(operand, list) else [operand]:
+                    if isinstance(number, int | float) and not isinstance(number, bool):
+                        found.add(float(number))
+
+
+def _edges(thresholds: set[float]) -> np.ndarray:
+    """Bucket edges for integers such that every comparison with a threshold (<, <=, ==, >=, >) has one
+    answer per bucket: each threshold t gives the edges floor(t) and floor(t) + 1."""
+    edges = {e for t in thresholds for e in (math.floor(t), math.floor(t) + 1)}
+    return np.array(sorted(edges), dtype=np.int64)
+
+
+def size_edges(policies: tuple[GatewayPolicy, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Bucket edges for prompt characters and the content check's token estimate, from every size limit
+    and routing condition the policies hold; None when budgets count tokens per minute (they need each
+    request's exact estimate, so sizes stay exact)."""
+    if any(limit.tokens_per_minute is not None for p in policies for limit in p.budgets.values()):
+        return None
+    chars: set[float] = set()
+    for p in policies:
+        chars.add(float(p.validation.max_prompt_chars))
+        for route in p.routing.routes.values():
+            for condition in route.conditions:
+                _condition_numbers(condition.when, "prompt_chars", chars)
+    tokens = {float(p.guardrails.max_prompt_tokens) for p in policies}
+    return _edges(chars), _edges(tokens)

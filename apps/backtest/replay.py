@@ -33,6 +33,7 @@ from apps.backtest.features import (
     message_sizes,
     param_columns,
     signature,
+    size_edges,
 )
 from schemas.snapshots import UsageSnapshot
 from shared.guardrails.content import check_content
@@ -145,6 +146,7 @@ def _normalise(row: dict[str, Any]) -> dict[str, Any]:
 class _Stored:
     ids: list[pa.Array] = field(default_factory=list)
     sigs: list[pa.Array] = field(default_factory=list)
+    chars: list[np.ndarray] = field(default_factory=list)
     redacted: list[pa.Array] = field(default_factory=list)
     groups: dict[str, _Group] = field(default_factory=dict)
 
@@ -152,10 +154,19 @@ class _Stored:
 def _batch_signatures(
     batch: pa.RecordBatch, entities: pa.Array, policies: tuple[GatewayPolicy, ...], bounds: np.ndarray | None
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(signature, draw bucket, created ms) per request of a batch."""
+    """(signature, draw bucket, prompt characters) per request of a batch."""
     models = batch["model"]
     created = history.to_ms(batch["created_at"])
     prompt_chars, content_tokens, count = message_sizes(batch["messages"])
+    edges = size_edges(policies)
+    chars_key, tokens_key = (
+        (prompt_chars, content_tokens)
+        if edges is None
+        else (
+            np.searchsorted(edges[0], prompt_chars, side="right"),
+            np.searchsorted(edges[1], content_tokens, side="right"),
+        )
+    )
     latency = {m for p in policies for m, r in p.routing.routes.items() if r.strategy == "latency"}
     balanced = {m for p in policies for m, r in p.routing.routes.items() if r.strategy == "loadbalance"}
     draws = np.where(
@@ -178,7 +189,7 @@ def _batch_signatures(
         map_text(batch["metadata"], "guard."),
         pc.fill_null(entities, ""),
     ]
-    numbers = [prompt_chars, content_tokens, count, draws, epochs]
+    numbers = [chars_key, tokens_key, count, draws, epochs]
     columns += [pa.array(n).cast(pa.string()) for n in numbers]
     if len({_content_rules(p) for p in policies}) > 1:
         columns.append(
@@ -189,7 +200,7 @@ def _batch_signatures(
                 [p.guardrails for p in policies],
             )
         )
-    return signature(columns), draws, created
+    return signature(columns), draws, prompt_chars
 
 
 def _read_stored(
@@ -207,7 +218,7 @@ def _read_stored(
         if batch.num_rows == 0:
             continue
         entities = history.join(batch["request_id"], found)["entities"]
-        sigs, draws, _ = _batch_signatures(batch, entities, policies, bounds)
+        sigs, draws, chars = _batch_signatures(batch, entities, policies, bounds)
         encoded = pc.dictionary_encode(sigs)
         _, first = np.unique(encoded.indices.to_numpy(zero_copy_only=False), return_index=True)
         fresh = [i for i in first if encoded.dictionary[encoded.indices[i].as_py()].as_py() not in out.groups]
@@ -221,6 +232,7 @@ def _read_stored(
                 )
         out.ids.append(batch["request_id"])
         out.sigs.append(sigs)
+        out.chars.append(chars)
         out.redacted.append(pc.is_valid(pc.map_lookup(batch["metadata"], pa.scalar("guard.pii"), "first")))
     return out
 
@@ -279,6 +291,7 @@ def _budgets(
     gid: np.ndarray,
     stored: np.ndarray,
     created: np.ndarray,
+    columnar: bool = True,
 ) -> dict[str, BudgetEffect]:
     """Decide budgets in time order, as the live path does, against replayed usage: requests and tokens
     per minute from what was admitted (the live `AdmittedUsage`), spend from what was admitted and its
@@ -292,6 +305,11 @@ def _budgets(
         [e["team"] in teams or f"{e['team']}/{e['api_key_id']}" in policy.budgets for e in events] + [False]
     )
     scoped &= groups_in_scope[np.where(stored, gid, len(events))]
+    if columnar and _per_minute_only(policy):
+        team_of = np.array([e["team"] for e in events] + [""], dtype=object)[
+            np.where(stored, gid, len(events))
+        ]
+        return _rpm_budgets(policy, outcome, team_of, scoped, created)
     spend = _Spend()
     usage = AdmittedUsage(spend)
     for i in np.flatnonzero(scoped)[np.argsort(created[scoped], kind="stable")]:
@@ -315,6 +333,62 @@ def _budgets(
             spend.add(
                 [event["team"], f"{event['team']}/{event['api_key_id']}"], int(outcome.cost_nanousd[i]), now
             )
+    return effects
+
+
+def _per_minute_only(policy: GatewayPolicy) -> bool:
+    """Whether every budget is a team's requests-per-minute limit and nothing else."""
+    return all(
+        "/" not in scope
+        and limit.tokens_per_minute is None
+        and limit.daily_nanousd is None
+        and limit.monthly_nanousd is None
+        for scope, limit in policy.budgets.items()
+    )
+
+
+def _rpm_budgets(
+    policy: GatewayPolicy, outcome: Outcome, team_of: np.ndarray, scoped: np.ndarray, created: np.ndarray
+) -> dict[str, BudgetEffect]:
+    """`_budgets` for per-minute request limits per team, as columns: under `budget_decision` with
+    `AdmittedUsage`, the k-th request of a team's minute sees k - 1 admitted before it (every earlier
+    one was admitted, or it would not be k-th within the limit), so it is admitted iff k <= the limit,
+    and warned iff soft_ratio * limit < k <= limit. Equal to the per-row loop (tested)."""
+    effects: dict[str, BudgetEffect] = {}
+    rows = np.flatnonzero(scoped)
+    if not len(rows):
+        return effects
+    order = rows[np.argsort(created[rows], kind="stable")]
+    names, codes = np.unique(team_of[order].astype(str), return_inverse=True)
+    minute = created[order] // 60_000
+    key = codes.astype(np.int64) * (1 << 40) + minute
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
+    lengths = np.diff(np.r_[starts, len(by_key)])
+    k = np.empty(len(by_key), np.int64)
+    k[by_key] = np.arange(len(by_key)) - np.repeat(starts, lengths) + 1
+    limits = [policy.budgets[str(n)] for n in names]
+    cap = np.array([lim.requests_per_minute or np.inf for lim in limits], dtype=np.float64)[codes]
+    soft = np.array([lim.soft_ratio for lim in limits])[codes]
+    over = k > cap
+    warned = (soft * cap < k) & ~over
+    hit = order[over]
+    outcome.admitted[hit], outcome.stage[hit], outcome.reason[hit], outcome.target[hit] = (
+        False,
+        "guard",
+        "budget_exceeded",
+        "",
+    )
+    for code, name in enumerate(names):
+        mine = codes == code
+        if not (over[mine].any() or warned[mine].any()):
+            continue
+        effect = effects[str(name)] = BudgetEffect(str(name), rejections=int(over[mine].sum()))
+        if over[mine].any():
+            effect.first_hit_ms = int(created[order[mine & over]].min())
+        if warned[mine].any():
+            effect.first_warning_ms = int(created[order[mine & warned]].min())
     return effects
 
 
@@ -404,15 +478,8 @@ def replay(
         outcomes.append(_outcome(_decide_groups(groups, policy, catalog, health), gid, stored))
     b, c = outcomes
     actual = _ints(tokens, "cost_nanousd")
-    sizes = np.array(
-        [
-            (g.event.get("messages") and sum(len(m.get("content") or "") for m in g.event["messages"])) or 0
-            for g in groups
-        ]
-        + [0],
-        dtype=np.int64,
-    )
-    prompt_chars = sizes[np.where(stored, gid, len(groups))]
+    chars = np.concatenate(read.chars) if read.chars else np.zeros(0, np.int64)
+    prompt_chars = np.where(stored, chars[take.to_numpy()] if len(chars) else 0, 0)
     created = history.to_ms(rows["created_at"])
     events = [g.event for g in groups]
     # budgets: the live replay first (its costs are the recorded ones), then the candidate, whose spend

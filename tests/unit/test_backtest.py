@@ -475,3 +475,33 @@ def test_latency_routing_reads_the_recorded_provider_health(
     assert summary["by_team"]["marketing"]["reroutes"] == {"azure/gpt-4o-mini -> simulator/sim-small": 4}
     # the live path recorded openai for them (it read no health then): the replay says it differs
     assert summary["fidelity"]["target_compared"] == 19 and summary["fidelity"]["target_matches"] == 15
+
+
+def test_per_minute_budgets_as_columns_equal_the_live_check_per_row() -> None:
+    import numpy as np
+
+    from apps.backtest.replay import Outcome, _budgets
+
+    doc = load_policy().model_dump(mode="json")
+    doc["budgets"] = {"research": {"requests_per_minute": 150, "soft_ratio": 0.8},
+                      "marketing": {"requests_per_minute": 40, "soft_ratio": 0.5}, "search": {}}
+    policy = parse_policy(doc)
+    rng = np.random.default_rng(1)
+    n = 4000
+    teams = ["research", "marketing", "search", "support"]
+    events = [{"team": t, "api_key_id": KEY, "messages": [{"content": "x" * 40}], "params": {"max_tokens": 10}}
+              for t in teams]
+    gid = rng.integers(0, len(teams), n)
+    created = NOW + rng.integers(0, 300_000, n)
+    stored = rng.random(n) < 0.95
+    results = []
+    for columnar in (True, False):
+        outcome = Outcome(admitted=rng.random(n) < 2, stage=np.full(n, "", object), reason=np.full(n, "", object),
+                          target=np.full(n, "openai/gpt-4o-mini", object), pre_budget=np.zeros(n, bool),
+                          cost_nanousd=np.zeros(n, np.int64))
+        effects = _budgets(policy, outcome, events, gid, stored, created, columnar=columnar)
+        results.append((outcome, effects))
+    (fast, fast_effects), (loop, loop_effects) = results
+    assert (fast.admitted == loop.admitted).all() and (fast.reason == loop.reason).all()
+    assert (fast.target == loop.target).all() and (~fast.admitted).sum() > 100
+    assert fast_effects == loop_effects and set(loop_effects) == {"research", "marketing"}
