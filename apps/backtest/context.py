@@ -134,12 +134,10 @@ def price(
             unpriced[rows] = True
             continue
         family = tokenizer_family(str(target))
+        sources, which = np.unique(served[rows].astype(str), return_inverse=True)
         scale = np.array(
-            [
-                CHARS_PER_TOKEN[tokenizer_family(str(s))] / CHARS_PER_TOKEN[family] if s else 1.0
-                for s in served[rows]
-            ]
-        )
+            [CHARS_PER_TOKEN[tokenizer_family(s)] / CHARS_PER_TOKEN[family] if s else 1.0 for s in sources]
+        )[which]
         estimated[rows] = scale != 1.0
         p, c, k = (np.rint(x[rows] * scale) for x in (prompt, completion, cached))
         changes = np.array(catalog.price_change_times(info), dtype=np.int64)

@@ -215,7 +215,8 @@ def request_batches(
     found = dataset(settings, "requests")
     if found is None:
         return
-    expr = _dates_filter(window)
+    # a request's answer carries the request's own created_at: the same window selects both
+    expr = _window_filter(window, "created_at") if ids is None else _dates_filter(window)
     if ids is not None:
         expr &= ds.field("request_id").isin(ids)
     yield from found.to_batches(columns=columns, filter=expr, batch_size=batch_rows)

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from apps.backtest import history
 from apps.backtest.context import PointInTimeHealth, price, recorded_health
-from apps.backtest.decide import Decision, decide
+from apps.backtest.decide import Decision, FixedDraw, decide
 from apps.backtest.features import (
     DRAW_BUCKETS,
     draw_buckets,
@@ -44,6 +44,7 @@ from streamgate.catalog import ModelCatalog, default_catalog
 from streamgate.config import Settings
 from streams.guardrails.budgets import AdmittedUsage, budget_decision
 from streams.route.health import ProviderHealth
+from streams.route.router import _weighted_order
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -151,6 +152,37 @@ class _Stored:
     groups: dict[str, _Group] = field(default_factory=dict)
 
 
+def _pick_classes(
+    models: pa.Array, draws: np.ndarray, policies: tuple[GatewayPolicy, ...]
+) -> list[np.ndarray]:
+    """Per policy, which order a load-balanced route puts its targets in for each request's draw: the
+    live `_weighted_order` run once per draw bucket and route, so requests whose draws give the same
+    orders under every policy share a signature (a 3:1 route has 2 orders, not 256 draws)."""
+    classes = []
+    for policy in policies:
+        column = np.full(len(draws), -1, np.int64)
+        for model, route in policy.routing.routes.items():
+            if route.strategy != "loadbalance":
+                continue
+            orders: dict[tuple[tuple[str, str, str], ...], int] = {}
+            lut = np.array(
+                [
+                    orders.setdefault(
+                        tuple(
+                            (t.provider, t.model, t.region)
+                            for t in _weighted_order(route.targets, FixedDraw((b + 0.5) / DRAW_BUCKETS))
+                        ),
+                        len(orders),
+                    )
+                    for b in range(DRAW_BUCKETS)
+                ]
+            )
+            on = pc.equal(models, model).to_numpy(zero_copy_only=False) & (draws >= 0)
+            column[on] = lut[draws[on]]
+        classes.append(column)
+    return classes
+
+
 def _batch_signatures(
     batch: pa.RecordBatch, entities: pa.Array, policies: tuple[GatewayPolicy, ...], bounds: np.ndarray | None
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -174,6 +206,7 @@ def _batch_signatures(
         draw_buckets(batch["request_id"]),
         -1,
     )
+    picks = _pick_classes(models, draws, policies)
     epochs = np.full(len(created), -1, np.int64)
     if bounds is not None:
         on_latency = pc.is_in(models, pa.array(sorted(latency), pa.string())).to_numpy(zero_copy_only=False)
@@ -189,7 +222,7 @@ def _batch_signatures(
         map_text(batch["metadata"], "guard."),
         pc.fill_null(entities, ""),
     ]
-    numbers = [chars_key, tokens_key, count, draws, epochs]
+    numbers = [chars_key, tokens_key, count, *picks, epochs]
     columns += [pa.array(n).cast(pa.string()) for n in numbers]
     if len({_content_rules(p) for p in policies}) > 1:
         columns.append(
@@ -206,15 +239,13 @@ def _batch_signatures(
 def _read_stored(
     settings: Settings,
     window: history.Window,
-    wanted: pa.Array,
     found: pa.Table,
     policies: tuple[GatewayPolicy, ...],
     bounds: np.ndarray | None,
 ) -> _Stored:
     """One pass over the stored requests in batches: signatures, and one full event per new signature."""
     out = _Stored()
-    for read in history.request_batches(settings, window, REQUEST_COLUMNS):
-        batch = read.filter(pc.is_in(read["request_id"], value_set=wanted))
+    for batch in history.request_batches(settings, window, REQUEST_COLUMNS):
         if batch.num_rows == 0:
             continue
         entities = history.join(batch["request_id"], found)["entities"]
@@ -456,7 +487,7 @@ def replay(
     tokens = history.join(ids, history.attempts(settings, window))
     health, bounds = recorded_health(settings)
     found = history.findings(settings, window)
-    read = _read_stored(settings, window, ids, found, (live, candidate), bounds)
+    read = _read_stored(settings, window, found, (live, candidate), bounds)
     stored_ids = (
         pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in read.ids])
         if read.ids
