@@ -489,19 +489,36 @@ def test_per_minute_budgets_as_columns_equal_the_live_check_per_row() -> None:
     rng = np.random.default_rng(1)
     n = 4000
     teams = ["research", "marketing", "search", "support"]
-    events = [{"team": t, "api_key_id": KEY, "messages": [{"content": "x" * 40}], "params": {"max_tokens": 10}}
-              for t in teams]
+    events = [{"team": t, "api_key_id": KEY, "messages": [{"content": "x" * 40}],
+               "params": {"max_tokens": 10}} for t in teams]
     gid = rng.integers(0, len(teams), n)
     created = NOW + rng.integers(0, 300_000, n)
     stored = rng.random(n) < 0.95
     results = []
     for columnar in (True, False):
-        outcome = Outcome(admitted=rng.random(n) < 2, stage=np.full(n, "", object), reason=np.full(n, "", object),
-                          target=np.full(n, "openai/gpt-4o-mini", object), pre_budget=np.zeros(n, bool),
-                          cost_nanousd=np.zeros(n, np.int64))
+        outcome = Outcome(admitted=rng.random(n) < 2, stage=np.full(n, "", object),
+                          reason=np.full(n, "", object), target=np.full(n, "openai/gpt-4o-mini", object),
+                          pre_budget=np.zeros(n, bool), cost_nanousd=np.zeros(n, np.int64))
         effects = _budgets(policy, outcome, events, gid, stored, created, columnar=columnar)
         results.append((outcome, effects))
     (fast, fast_effects), (loop, loop_effects) = results
     assert (fast.admitted == loop.admitted).all() and (fast.reason == loop.reason).all()
     assert (fast.target == loop.target).all() and (~fast.admitted).sum() > 100
     assert fast_effects == loop_effects and set(loop_effects) == {"research", "marketing"}
+
+
+def test_sizes_are_keyed_by_the_thresholds_the_policies_compare_them_with() -> None:
+    import numpy as np
+
+    from apps.backtest.features import size_edges
+
+    live = load_policy()  # `smart` routes prompts over 4000 characters elsewhere; limits 200000 and 32000
+    edges = size_edges((live,))
+    assert edges is not None
+    chars, tokens = edges
+    assert list(chars) == [4000, 4001, 200000, 200001] and list(tokens) == [32000, 32001]
+    buckets = np.searchsorted(chars, [10, 3999, 4000, 4001, 9000, 200001], side="right")
+    assert list(buckets) == [0, 0, 1, 2, 2, 4]  # 4000 is not > 4000, 4001 is: different buckets
+    doc = live.model_dump(mode="json")
+    doc["budgets"]["search"] = {"tokens_per_minute": 1000}
+    assert size_edges((live, parse_policy(doc))) is None  # budgets count each request's tokens
