@@ -65,6 +65,12 @@ def render(summary: dict[str, Any], console: Console) -> None:
         f"  cost: actual ${s['actual_cost_usd']:,.4f} → projected ${s['projected_cost_usd']:,.4f} "
         f"({s['cost_delta_usd']:+,.4f}; {s['estimated_cost_requests']:,} estimated)"
     )
+    recorded = s["policy_versions_recorded"]
+    if recorded and set(recorded) != {s["live"]["version"]}:
+        console.print(
+            f"  [yellow]the recorded requests were decided under {', '.join(sorted(recorded))}; the live "
+            f"policy compared is {s['live']['version']} (--live FILE or --published to change it)[/]"
+        )
     fid = s["fidelity"]
     console.print(
         f"  replay fidelity: the live policy's replay matches {fid['status_matches']:,}/{fid['replayed']:,} "

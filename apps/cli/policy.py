@@ -24,6 +24,12 @@ def backtest(
     since: str = typer.Option("7d", help="Window start: 7d, 12h, 30m before now, or an ISO date/time."),
     team: str | None = typer.Option(None, help="Only this team's requests."),
     live: Path | None = typer.Option(None, help="The policy in force (default: config/gateway.yaml)."),
+    published: bool = typer.Option(
+        False,
+        "--published",
+        help="The policy in force is the one last published "
+        "on the config topic (`streamgate config publish`); needs the broker.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for CI)."),
     fail_on: str | None = typer.Option(
         None, "--fail-on", help="Exit 1 when this holds, e.g. 'newly_rejected_share > 0.01'."
@@ -41,6 +47,7 @@ def backtest(
         fail_on=fail_on,
         sample=sample,
         config=config,
+        published=published,
     )
     if code:
         raise typer.Exit(code)
@@ -57,9 +64,11 @@ def run_backtest(
     sample: int = 8,
     config: Path | None = None,
     live_policy: GatewayPolicy | None = None,
+    published: bool = False,
 ) -> int:
     """Print the backtest; 1 when `fail_on` holds, 0 otherwise (2 on bad input, raised as an exit).
-    The live policy: the file `live`, else `live_policy`, else config/gateway.yaml."""
+    The live policy: the file `live`, else `live_policy`, else (with `published`) the one on the config
+    topic, else config/gateway.yaml."""
     from rich.console import Console
 
     from apps.backtest.history import NoHistoryError
@@ -69,6 +78,16 @@ def run_backtest(
     from shared.policy.config import PolicyConfigError, load_policy
 
     settings = settings_or_exit(config)
+    if published and live is None and live_policy is None:
+        from shared.policy.holder import published_policy
+
+        live_policy = published_policy(settings)
+        if live_policy is None:
+            typer.secho(
+                "no policy published on the config topic: comparing with config/gateway.yaml",
+                fg="yellow",
+                err=True,
+            )
     try:
         policies = load_policy(candidate), load_policy(live) if live else live_policy
         summary = run(settings, policies[0], live=policies[1], since=since, team=team, sample=sample)

@@ -6,6 +6,7 @@ is the constructed history of tests/unit/test_backtest.py in real Delta tables.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,10 @@ def test_publish_backtests_first_and_asks(settings: Settings, topics: dict[str, 
     # against the candidate now in force, the same file changes nothing
     again = CliRunner().invoke(app, args, input="n\n")
     assert "newly rejected 0" in again.output and "re-routed 0" in again.output
+    # `policy backtest --published` compares with the topic's policy too; without it, with the file
+    base = ["policy", "backtest", str(candidate), "--since", "2026-11-29", "--json", "--config", str(config)]
+    on_topic = CliRunner().invoke(app, [*base, "--published"])
+    assert on_topic.exit_code == 0 and json.loads(on_topic.output)["changed"] == 0
+    assert json.loads(on_topic.output)["live"]["version"] == "candidate-1"
+    from_file = CliRunner().invoke(app, base)
+    assert from_file.exit_code == 0 and json.loads(from_file.output)["newly_rejected"] == 5
