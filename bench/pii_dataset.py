@@ -27,6 +27,7 @@ import ipaddress
 import random
 import string
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,9 @@ _FILLERS = [
     "Classify this support ticket by urgency.", "What is the best way to answer this politely?",
     "Fix the grammar:", "Here is the log excerpt:", "Make this shorter:", "Summarize in German:",
 ]
+
+
+_EPOCH_START, _EPOCH_END = datetime(2015, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _digits(rng: random.Random, n: int) -> str:
@@ -218,8 +222,11 @@ def _iban_fail(fake: Any, rng: random.Random) -> str:
 
 def _negative_values(fake: Any, rng: random.Random) -> list[tuple[str, str]]:
     """(sentence template, value) look-alikes: numbers that are no PII of the six types."""
-    d = lambda n: _digits(rng, n)  # noqa: E731
-    dt = fake.date_time_this_decade()
+    def d(n: int) -> str:
+        return _digits(rng, n)
+
+    # fixed bounds: Faker's defaults end at "now", which would make the file differ run to run
+    dt = fake.date_time_between(start_date=_EPOCH_START, end_date=_EPOCH_END)
     return [
         ("Order #{} shipped today.", d(rng.randint(6, 10))),
         ("Order {} was delivered.", f"{d(3)}-{d(7)}-{d(7)}"),
@@ -230,12 +237,13 @@ def _negative_values(fake: Any, rng: random.Random) -> list[tuple[str, str]]:
         ("USPS tracking {}", _group("9400" + d(18), [4, 4, 4, 4, 4, 2], " ")),
         ("FedEx {} is in transit.", _group(d(12), [4, 4, 4], rng.choice([" ", ""]))),
         ("DHL waybill {}", d(10)),
-        ("Meeting on {} at 10am.", fake.date(pattern=rng.choice(["%d.%m.%Y", "%d/%m/%Y", "%Y-%m-%d",
-                                                                  "%m/%d/%Y", "%d-%m-%Y"]))),
+        ("Meeting on {} at 10am.", dt.strftime(rng.choice(["%d.%m.%Y", "%d/%m/%Y", "%Y-%m-%d", "%m/%d/%Y",
+                                                             "%d-%m-%Y"]))),
         ("Logged at {}", dt.isoformat()),
-        ("timestamp={}", str(fake.unix_time())),
-        ("ts_ms={}", str(int(fake.unix_time()) * 1000 + rng.randint(0, 999))),
-        ("We upgraded to version {} today.", f"{rng.randint(0, 30)}.{rng.randint(0, 40)}.{rng.randint(0, 99)}"),
+        ("timestamp={}", str(int(dt.timestamp()))),
+        ("ts_ms={}", str(int(dt.timestamp()) * 1000 + rng.randint(0, 999))),
+        ("We upgraded to version {} today.",
+         f"{rng.randint(0, 30)}.{rng.randint(0, 40)}.{rng.randint(0, 99)}"),
         ("Windows build {}", f"10.0.{rng.randint(17000, 26000)}.{rng.randint(1, 5000)}"),
         ("EAN {}", fake.ean13()),
         ("ISBN {}", fake.isbn13()),
@@ -305,6 +313,83 @@ def load(split: str = "dev") -> list[dict[str, Any]]:
     return read_jsonl(path(split))
 
 
+
+
+# ---------------------------------------------------------------- names, places, organisations (NER)
+
+NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION")
+NER_SPLITS: dict[str, dict[str, Any]] = {
+    "dev": {"seed": 4242, "locales": ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT"]},
+    "heldout": {"seed": 99, "locales": ["en_CA", "en_AU", "en_IE", "nl_NL", "pt_BR", "sv_SE", "pl_PL"]},
+}
+_NER_TEMPLATES = [
+    "Please draft a reply to {PERSON} about the delay.", "{PERSON} from {ORGANIZATION} asked for a refund.",
+    "Our office in {LOCATION} is closed on Monday.", "Forward this to {PERSON}, who manages the account.",
+    "The contract with {ORGANIZATION} ends in March.", "{PERSON} is moving to {LOCATION} next month.",
+    "Summarise the call between {PERSON} and {PERSON} from {ORGANIZATION}.",
+    "Book a flight from {LOCATION} to {LOCATION} for {PERSON}.",
+    "Invoice for {ORGANIZATION}, attention {PERSON}.",
+    "We met the team of {ORGANIZATION} at their {LOCATION} site.", "Dear {PERSON}, thank you for your order.",
+    "Ship the parcel to {PERSON} in {LOCATION}.", "Is {ORGANIZATION} a supplier we still use?",
+]
+_NER_NEGATIVES = [
+    "Please summarise the thread below and draft a reply.", "Can you rewrite this paragraph more politely?",
+    "The meeting moved to next Tuesday afternoon.", "Translate the following note into French.",
+    "What is the best way to cache these results?", "Write a haiku about autumn rain.",
+    "The build failed after the dependency upgrade.", "Explain the difference between a list and a tuple.",
+]
+
+
+def _ner_value(fake: Any, kind: str) -> str:
+    if kind == "PERSON":
+        return str(fake.name())
+    if kind == "LOCATION":
+        return str(fake.random_element([fake.city(), fake.country()]))
+    return str(fake.company())
+
+
+def generate_ner(split: str, n_positive: int = 250, n_negative: int = 50) -> list[dict[str, Any]]:
+    """English sentences naming Faker's people, cities/countries and companies of several locales."""
+    import re
+
+    from faker import Faker
+
+    spec = NER_SPLITS[split]
+    rng = random.Random(spec["seed"])
+    fakers = {loc: Faker(loc) for loc in spec["locales"]}
+    for i, fake in enumerate(fakers.values()):
+        fake.seed_instance(spec["seed"] + i)
+    half = 0 if split == "dev" else 1
+    templates = [t for i, t in enumerate(_NER_TEMPLATES) if i % 2 == half or "PERSON} and" in t]
+    records: list[dict[str, Any]] = []
+    for i in range(n_positive):
+        locale = rng.choice(spec["locales"])
+        template = rng.choice(templates)
+        text, entities, last = "", [], 0
+        for m in re.finditer(r"\{(\w+)\}", template):
+            text += template[last:m.start()]
+            value = _ner_value(fakers[locale], m.group(1))
+            entities.append({"type": m.group(1), "start": len(text), "end": len(text) + len(value)})
+            text += value
+            last = m.end()
+        text += template[last:]
+        records.append({"id": f"{split}-ner{i}", "locale": locale, "text": text, "entities": entities})
+    for i in range(n_negative):
+        records.append({"id": f"{split}-nern{i}", "locale": "en", "text": rng.choice(_NER_NEGATIVES),
+                        "entities": []})
+    rng.shuffle(records)
+    return records
+
+
+def ner_path(split: str) -> Path:
+    return DATA / f"ner_{split}.jsonl"
+
+
+def load_ner(split: str = "dev") -> list[dict[str, Any]]:
+    return read_jsonl(ner_path(split))
+
+
 if __name__ == "__main__":
     for name in SPLITS:
         write_jsonl(path(name), generate(name), f"labeled texts ({name})")
+        write_jsonl(ner_path(name), generate_ner(name), f"NER-labeled texts ({name})")

@@ -1,7 +1,9 @@
 """PII detection and redaction: one combined regex pass, validators only on candidates.
 
 Detected types: EMAIL, PHONE, CREDIT_CARD (Luhn), IBAN (mod 97), US_SSN (area/group/serial rules),
-IP_ADDRESS (v4 octets, v6), API_KEY (provider key formats, PEM private keys, secret assignments).
+IP_ADDRESS (v4 octets, v6), API_KEY (provider key formats, PEM private keys, secret assignments);
+the number types are validated with maintained data (shared/guardrails/pii_numbers.py). PERSON, LOCATION
+and ORGANIZATION come from an NER model (shared/guardrails/ner.py), only for teams whose policy names them.
 Redaction uses typed, numbered placeholders (`<EMAIL_1>`); one value keeps one placeholder across all
 messages of a request, so the model still sees that two mentions are the same thing.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from shared.guardrails.ner import find_entities
 from shared.guardrails.pii_numbers import card_number, iban_end, possible_phone
 from shared.guardrails.verdicts import Finding, PiiOutcome
-from shared.policy.config import DEFAULT_PHONE_REGIONS, GatewayPolicy
+from shared.policy.config import DEFAULT_PHONE_REGIONS, NER_ENTITY_TYPES, GatewayPolicy
 
 # Each type gets its own pattern, run only when a cheap test says the text could hold one: most prompts
 # have no '@', no key prefix and no long digit run, so most patterns never scan them at all. Patterns that
@@ -62,6 +65,8 @@ _SCORES = {"EMAIL": 1.0, "API_KEY": 0.95, "IBAN": 1.0, "CREDIT_CARD": 1.0, "US_S
            "PHONE": 0.75}
 #: Every entity type the pattern scanner (`find_pii`) reports.
 ENTITY_TYPES = tuple(_SCORES)
+#: The NER detector gives no calibrated score per entity: its findings carry this one.
+_NER_SCORE = 0.85
 _SEVERITY = {"allow": 0, "redact": 1, "block": 2}
 
 
@@ -191,6 +196,26 @@ def find_pii(text: str, phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) 
     return chosen
 
 
+def ner_types(policy: GatewayPolicy, team: str) -> tuple[str, ...]:
+    """The NER entity types the team's policy acts on (none unless the policy names them)."""
+    return tuple(t for t in NER_ENTITY_TYPES if policy.pii_action(team, t) != "allow")
+
+
+def find_all(text: str, policy: GatewayPolicy, team: str) -> list[tuple[str, int, int]]:
+    """The pattern scanner's entities plus, when the team's policy asks for them, the NER detector's;
+    a pattern entity wins where the two overlap ('Deutsche Bank DE89 3704 …' stays an IBAN)."""
+    found = find_pii(text, tuple(policy.guardrails.phone_regions))
+    wanted = ner_types(policy, team)
+    if not wanted:
+        return found
+    merged = list(found)
+    for kind, start, end in find_entities(text, wanted):
+        if not any(s < end and start < e for _, s, e in found):
+            merged.append((kind, start, end))
+    merged.sort(key=lambda c: c[1])
+    return merged
+
+
 def scan_pii(texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome:
     """Scan every message; redact, allow or block per entity type and team; worst action wins."""
     findings: list[Finding] = []
@@ -198,13 +223,12 @@ def scan_pii(texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome:
     counters: dict[str, int] = {}
     redacted: list[str] = []
     worst = "allow"
-    regions = tuple(policy.guardrails.phone_regions)
     for index, text in enumerate(texts):
         pieces: list[str] = []
         last = 0
-        for kind, start, end in find_pii(text, regions):
+        for kind, start, end in find_all(text, policy, team):
             action = policy.pii_action(team, kind)
-            findings.append(Finding(index, kind, start, end, _SCORES[kind], action))
+            findings.append(Finding(index, kind, start, end, _SCORES.get(kind, _NER_SCORE), action))
             if _SEVERITY[action] > _SEVERITY[worst]:
                 worst = action
             if action == "allow":

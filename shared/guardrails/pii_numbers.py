@@ -23,7 +23,6 @@ import phonenumbers
 from phonenumbers import PhoneMetadata
 from stdnum import iban as _stdnum_iban
 
-
 _DIGIT = re.compile(r"\d")
 _NON_DIGIT = re.compile(r"\D")
 
@@ -39,6 +38,8 @@ def _national_rules(regions: tuple[str, ...]) -> tuple[tuple[str, frozenset[int]
         if meta is None:
             raise ValueError(f"unknown phone region {region!r} (use ISO 3166 codes such as 'US', 'DE')")
         desc = meta.general_desc
+        if desc is None:
+            continue
         lengths = frozenset(desc.possible_length or ()) | frozenset(desc.possible_length_local_only or ())
         rules.append((meta.national_prefix or "", lengths))
     return tuple(rules)
@@ -94,8 +95,8 @@ def phone_layout_ok(body: str) -> bool:
         return False
     sizes = [len(g) for g in groups]
     seps = set(_DIGIT.sub("", body).replace("(", "").replace(")", "").replace(" ", "") or " ")
-    if seps == {"."} and (min(sizes) < 2 or not body.startswith("0")
-                          and (len(groups) == 2 or all(n == 3 for n in sizes[1:]))):
+    if seps == {"."} and (min(sizes) < 2 or (not body.startswith("0")
+                          and (len(groups) == 2 or all(n == 3 for n in sizes[1:])))):
         return False  # a decimal, a version (10.0.19045.1) or thousands (1.234.567)
     if seps == {"."} and body.count(".") == 1 and body.rfind(".") > body.rfind(" ") and sizes[-1] == 2:
         return False  # a price with spaced thousands: 22 478.38
