@@ -3,6 +3,9 @@ hard negatives, and the NER types that only an explicit policy entry turns on.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gateway_consumer.streaming import StreamingRedactor, stream_mode
@@ -130,3 +133,17 @@ def test_streaming_redactor_uses_the_policy_regions() -> None:
     text = "Appelez le 06 12 34 56 78 demain." + " " * 200
     sent = "".join(redactor.feed(piece) for piece in (text[:15], text[15:40], text[40:]))
     assert sent.startswith("Appelez le <PHONE_1> demain.")
+
+
+def test_demo_summary_reads_the_bench_figures(tmp_path: Path) -> None:
+    from apps.demo.run import pii_quality_line
+
+    per_type = {"PHONE": {"recall": 0.99, "precision": 1.0}, "IBAN": {"recall": 1.0, "precision": 0.97}}
+    result = {"measured_at": "2026-12-01T17:00:00+00:00", "speedup": 31.4,
+              "dev": {"streamgate": {"per_type": per_type}},
+              "heldout": {"streamgate": {"per_type": per_type}}}
+    path = tmp_path / "pii.json"
+    path.write_text(json.dumps(result))
+    line = pii_quality_line(path)
+    assert "heldout recall >= 0.990, precision >= 0.970" in line and "31x" in line
+    assert "no held-out figures" in pii_quality_line(tmp_path / "missing.json")
