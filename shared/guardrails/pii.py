@@ -158,11 +158,18 @@ def _classify_run(text: str, start: int, end: int, ext_end: int,
     return []
 
 
+_MAX_SPLIT_RUN = 64
+
+
 def _split_run(text: str, start: int, end: int, ext_end: int,
                regions: tuple[str, ...]) -> list[tuple[str, int, int]]:
     """Two entities written one after the other ('SSN 443-34-8152 (11) 96123-4295'): a run that is
     nothing whole is split at a space when its left side is a card, SSN or IP and its right side is
-    something too (halves of one long number, 'USPS 9400 7286 9080 0942 8316 44', must not count)."""
+    something too (halves of one long number, 'USPS 9400 7286 9080 0942 8316 44', must not count).
+    Only short runs are split: two entities side by side span under 64 characters, and splitting a long
+    run (a table of numbers) at every space would cost time quadratic in its length."""
+    if end - start > _MAX_SPLIT_RUN:
+        return []
     for i in range(start + 1, end - 1):
         if text[i] != " ":
             continue

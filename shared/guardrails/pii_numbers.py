@@ -200,15 +200,41 @@ def card_number(text: str) -> bool:
 
 # ---------------------------------------------------------------- IBAN
 
+_IBAN_DIGITS = str.maketrans({c: str(ord(c) - 55) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"})
+
+
+def _mod97_ok(text: str) -> bool:
+    """ISO 7064 mod 97-10 in a few microseconds: it rejects 96 in 97 candidates before stdnum's full
+    check (its registry lookup costs ~100 us)."""
+    compact = text.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34 or not compact.isalnum():
+        return False
+    digits = (compact[4:] + compact[:4]).translate(_IBAN_DIGITS)
+    return digits.isdigit() and int(digits) % 97 == 1
+
+
+@cache
+def _iban_length(country: str) -> int:
+    """The IBAN length of a country in the registry stdnum ships (0: no IBAN country)."""
+    from stdnum import numdb
+
+    info = numdb.get("iban").info(country)[0][1]
+    return 4 + sum(int(n) for n in re.findall(r"(\d+)!?[nac]", info.get("bban", ""))) if info else 0
+
+
 def iban_end(text: str) -> int:
-    """Length of the longest prefix of a candidate (groups of 4 maybe spaced) that is a valid IBAN; 0 if
-    none. A candidate may have swallowed the word after it ('DE89 3704 0044 0532 0130 00 send')."""
-    end = len(text)
-    while end >= 15:
-        if _stdnum_iban.is_valid(text[:end]):
-            return end
-        cut = text.rfind(" ", 0, end)
-        if cut < 0:
-            return 0
-        end = cut
-    return 0
+    """Length of the prefix of a candidate (groups of 4 maybe spaced) that is a valid IBAN; 0 if none.
+    The country's registry length says where it ends, so a candidate that swallowed the word after it
+    ('DE89 3704 0044 0532 0130 00 send') is cut there, and one check decides."""
+    length = _iban_length(text[:2].upper())
+    if not length:
+        return 0
+    seen = end = 0
+    for end, ch in enumerate(text, 1):
+        if ch != " ":
+            seen += 1
+            if seen == length:
+                break
+    if seen < length or (end < len(text) and text[end] != " "):
+        return 0
+    return end if _mod97_ok(text[:end]) and _stdnum_iban.is_valid(text[:end]) else 0
