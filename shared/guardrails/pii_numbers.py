@@ -230,11 +230,9 @@ def iban_end(text: str) -> int:
     if not length:
         return 0
     seen = end = 0
-    for end, ch in enumerate(text, 1):
-        if ch != " ":
-            seen += 1
-            if seen == length:
-                break
+    while end < len(text) and seen < length:
+        seen += text[end] != " "
+        end += 1
     if seen < length or (end < len(text) and text[end] != " "):
         return 0
     return end if _mod97_ok(text[:end]) and _stdnum_iban.is_valid(text[:end]) else 0
