@@ -127,6 +127,10 @@ def phone_layout_ok(body: str) -> bool:
         return False  # a decimal, a version (10.0.19045.1) or thousands (1.234.567)
     if seps == {"."} and body.count(".") == 1 and body.rfind(".") > body.rfind(" ") and sizes[-1] == 2:
         return False  # a price with spaced thousands: 22 478.38
+    if {".", "-"} <= seps:
+        return False  # 1003.1-2017: a standard's number, not a phone layout
+    if sizes == [4, 4] and all(1900 <= int(g) <= 2099 for g in groups):
+        return False  # a range of years: 2019-2021
     if sizes[-1] < 2 or sum(n >= 6 for n in sizes) >= 2:
         return False  # ISBN check digits, order numbers (113-4567890-1234567)
     if sizes == [4, 3, 4] and ("-" in seps or not body.lstrip("(").startswith("0")):

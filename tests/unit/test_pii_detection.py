@@ -24,7 +24,8 @@ def kinds(text: str, regions: tuple[str, ...] | None = None) -> list[tuple[str, 
 @pytest.mark.parametrize("phone", [
     "+44 (0)20 7946 0958", "0044 20 7946 0958", "001 212-555-0182", "+33 1 73 34 36 34",
     "030 12345678", "(0191) 496 0365", "+7 (914) 177-76-31", "212.555.0182", "+49.30.1234567",
-    "(555) 010-0199", "090-1513-1124", "+1-780-563-6083x7783", "0434.107.856",
+    "(555) 010-0199", "090-1513-1124", "+1-780-563-6083x7783", "0434.107.856", "555-0123",
+    "1 (800) 555-0199", "07700 900123",
 ])
 def test_phone_numbers_as_people_write_them(phone: str) -> None:
     assert kinds(f"please call {phone} tomorrow") == [("PHONE", phone)]
@@ -39,6 +40,7 @@ def test_phone_extension_is_part_of_the_span() -> None:
     "ISBN 978-1-75062-466-1", "Revenue 1.234.567,89 EUR", "Total: Fr. 22 478.38", "Order #48213377 shipped",
     "Order 113-4567890-1234567 was delivered", "SKU 4935-077-1237", "FedEx 3890 0343 9504 in transit",
     "Reference 4111 1111 1111 1112 failed", "Invoice INV-2026-50847", "coordinates 48.856613, 2.352222",
+    "from 2019-2021 we grew", "POSIX 1003.1-2017", "see pages 123-130", "RFC 7231 section 6.5.1",
 ])
 def test_hard_negatives_are_not_pii(text: str) -> None:
     assert kinds(text) == []
