@@ -9,7 +9,8 @@ into a ResponseChunk on `replies.chunks`. What may be streamed as it arrives is 
   through a :class:`StreamingRedactor`: it holds back the last `HOLD` characters, and any entity that
   reaches into them, so nothing is sent before it can be redacted exactly as the final check redacts it;
   an entity the team blocks stops the pieces (the final check then fails the request);
-- with a JSON format to validate, the answer is checked first and the checked text goes out as ONE chunk
+- when the team's policy acts on names, places or organisations (the NER detector), or with a JSON
+  format to validate, the answer is checked first and the checked text goes out as ONE chunk
   (a JSON answer may be retried once, and a caller must not see the first attempt);
 - a cache hit is one chunk;
 - once a piece was sent, the request is never retried or sent to another target (the caller has seen
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol
 
 from gateway_consumer.providers.base import TEXT, requested_format
-from shared.guardrails.pii import ENTITY_TYPES, find_pii
+from shared.guardrails.pii import ENTITY_TYPES, find_pii, ner_types
 from shared.policy.config import GatewayPolicy
 
 
@@ -52,6 +53,8 @@ def stream_mode(routed: dict[str, Any], policy: GatewayPolicy) -> StreamMode:
     except ValueError:
         return "buffer"
     team = routed["team"]
+    if ner_types(policy, team):
+        return "buffer"  # NER over the growing text at every piece would cost ms per KB per piece
     if any(policy.pii_action(team, entity) != "allow" for entity in ENTITY_TYPES):
         return "redact"
     return "raw"
@@ -83,7 +86,7 @@ class StreamingRedactor:
         if self.blocked:
             return ""
         cut = len(self.raw) - HOLD
-        findings = find_pii(self.raw)
+        findings = find_pii(self.raw, tuple(self.policy.guardrails.phone_regions))
         for _, start, end in findings:
             if start < cut < end:  # an entity reaching into the tail is held back whole
                 cut = start

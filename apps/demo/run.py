@@ -9,12 +9,14 @@ final response (ok, failed or rejected, each with a reason) and tallies them wit
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Producer
 from rich.console import Console
@@ -31,7 +33,7 @@ from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
 from streamgate.client import RequestProducer
-from streamgate.config import COMPONENTS, Settings
+from streamgate.config import COMPONENTS, REPO_ROOT, Settings
 from streamgate.kafka.clients import producer_config
 from streamgate.kafka.launcher import LocalKafka
 
@@ -434,4 +436,22 @@ def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings:
         console.print(f"gateway's own added latency (answer readable minus the client's send, minus provider "
                       f"time; {own.count:,.0f} provider answers): p50 {own.get_quantile_value(0.5):,.1f} ms, "
                       f"p99 {own.get_quantile_value(0.99):,.1f} ms")
+    console.print(pii_quality_line())
     console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")
+
+
+def pii_quality_line(path: Path = REPO_ROOT / "bench" / "results" / "pii.json") -> str:
+    """How good the PII guardrail the demo ran is, from the last `streamgate bench pii` (labeled data,
+    not the demo's traffic): the weakest type's recall and precision on each split."""
+    try:
+        result = json.loads(path.read_text())
+        parts = []
+        for split in ("dev", "heldout"):
+            per_type = result[split]["streamgate"]["per_type"].values()
+            parts.append(f"{split} recall >= {min(t['recall'] for t in per_type):.3f}, "
+                         f"precision >= {min(t['precision'] for t in per_type):.3f}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "PII detector: no held-out figures yet (`streamgate bench pii`)"
+    return (f"PII detector (6 pattern types, `streamgate bench pii` {result['measured_at'][:10]}): "
+            f"{'; '.join(parts)}; {result['speedup']:.0f}x Presidio's speed; names/places/organisations "
+            "only for teams whose policy names them")

@@ -1,7 +1,9 @@
 """PII detection and redaction: one combined regex pass, validators only on candidates.
 
 Detected types: EMAIL, PHONE, CREDIT_CARD (Luhn), IBAN (mod 97), US_SSN (area/group/serial rules),
-IP_ADDRESS (v4 octets, v6), API_KEY (provider key formats, PEM private keys, secret assignments).
+IP_ADDRESS (v4 octets, v6), API_KEY (provider key formats, PEM private keys, secret assignments);
+the number types are validated with maintained data (shared/guardrails/pii_numbers.py). PERSON, LOCATION
+and ORGANIZATION come from an NER model (shared/guardrails/ner.py), only for teams whose policy names them.
 Redaction uses typed, numbered placeholders (`<EMAIL_1>`); one value keeps one placeholder across all
 messages of a request, so the model still sees that two mentions are the same thing.
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 
+from shared.guardrails.ner import find_entities
+from shared.guardrails.pii_numbers import card_number, iban_end, possible_phone
 from shared.guardrails.verdicts import Finding, PiiOutcome
-from shared.policy.config import GatewayPolicy
+from shared.policy.config import DEFAULT_PHONE_REGIONS, NER_ENTITY_TYPES, GatewayPolicy
 
 # Each type gets its own pattern, run only when a cheap test says the text could hold one: most prompts
 # have no '@', no key prefix and no long digit run, so most patterns never scan them at all. Patterns that
@@ -29,45 +32,24 @@ _KEY_TOKEN = re.compile(
 _ASSIGNED = re.compile(r"(?i:[:=]\s*['\"]?[A-Za-z0-9_\-+/]{16,})")  # (?i) as before: U+017F counts
 _SECRET_WORD = re.compile(r"(?i:api[_-]?key|secret|token|password)\Z")
 _LONGEST_SECRET_WORD = len("password")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?![\w:])")
-#: Runs of digits and the separators numbers are written with; each run is then classified. A run may
-#: open with '+' and/or '(' (added by :func:`_number_runs`, so the scan itself starts on a digit).
-_NUMBER_RUN = re.compile(r"\d[\d .()-]{5,}\d")
-_RUN_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b")),
-    ("US_SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    ("IP_ADDRESS", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
-    # never a slice of a longer number: '4111 1111 1111' inside a card-like run is not a phone
-    ("PHONE", re.compile(r"(?<![\w+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?"
-                         r"\d{2,4}[ .-]\d{3,4}(?:[ .-]?\d{2,4})?(?![ .-]?\d)(?!\w)")),
-)
+#: An IBAN in any case, its groups maybe spaced; `iban_end` trims a swallowed word and validates.
+_IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
+#: Runs of digits and the separators numbers are written with (1-3 of them between two digits); each run
+#: is then classified whole. :func:`_number_runs` adds a leading '+' / '(' and a trailing extension.
+_NUMBER_RUN = re.compile(r"\d(?:[ .()/-]{1,3}\d|\d)*")
+_SSN = re.compile(r"\d{3}([- ])\d{2}\1\d{4}")
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?|extension)\s?\d{1,6}\b", re.IGNORECASE)
 _DIGITS = re.compile(r"\D")
-
-
-def _luhn(number: str) -> bool:
-    """Card networks issue 13-19 digit numbers starting 2-6 (Mastercard 2/5, Amex/Diners/JCB 3, Visa 4,
-    Discover 6); other Luhn-valid runs are order or tracking numbers."""
-    digits = [int(d) for d in _DIGITS.sub("", number)]
-    if not 13 <= len(digits) <= 19 or not 2 <= digits[0] <= 6:
-        return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        doubled = d * 2 if i % 2 else d
-        total += doubled - 9 if doubled > 9 else doubled
-    return total % 10 == 0
-
-
-def _iban(text: str) -> bool:
-    s = text.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+#: A bare 12-15 digit run is a card only near a payment word: unseparated, such runs are far more often
+#: EAN barcodes and millisecond timestamps, and Maestro's 12-19 digit range takes one in ten of them.
+_CARD_WORDS = re.compile(r"(?i)card|credit|debit|visa|master|amex|maestro|\bcc\b|cvv|cvc|\bexp|pay|charg"
+                         r"|karte|carte|tarjeta|cart[ãa]o|carta|kort|kaart|karta|カード|卡")
 
 
 def _ssn(text: str) -> bool:
-    area, group, serial = text.split("-")
+    area, group, serial = text[:3], text[4:6], text[7:]
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
@@ -79,27 +61,12 @@ def _ip(text: str) -> bool:
     return True
 
 
-_NANP = re.compile(r"\d{3}[ .-]\d{3}[ .-]\d{4}")
-
-
-def _phone(text: str) -> bool:
-    """International (+) or area-code-in-parens numbers by length; bare ones only in the 3-3-4 shape,
-    so SKUs and ticket numbers with dashes are not taken for phones."""
-    digits = _DIGITS.sub("", text)
-    if text.startswith("+"):
-        return 8 <= len(digits) <= 15
-    if text.startswith("("):
-        return 9 <= len(digits) <= 11
-    return _NANP.fullmatch(text) is not None
-
-
-_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "CREDIT_CARD": _luhn, "IBAN": _iban, "US_SSN": _ssn, "IP_ADDRESS": _ip, "PHONE": _phone,
-}
 _SCORES = {"EMAIL": 1.0, "API_KEY": 0.95, "IBAN": 1.0, "CREDIT_CARD": 1.0, "US_SSN": 0.9, "IP_ADDRESS": 0.9,
            "PHONE": 0.75}
-#: Every entity type the scanner reports.
+#: Every entity type the pattern scanner (`find_pii`) reports.
 ENTITY_TYPES = tuple(_SCORES)
+#: The NER detector gives no calibrated score per entity: its findings carry this one.
+_NER_SCORE = 0.85
 _SEVERITY = {"allow": 0, "redact": 1, "block": 2}
 
 
@@ -120,20 +87,38 @@ def _first_digit(text: str) -> int:
     return min(found) if found else -1
 
 
-def _number_runs(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each run of `+? (? digit [digits .()-]{5,} digit`, left to right."""
-    runs: list[tuple[int, int]] = []
+def _number_runs(text: str) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Digit runs long enough to be an entity (7+ characters): (start, end of the digits, end with an
+    extension), a run opening with the '+', '(' or '(+' written before it; and where every run of digits
+    starts (an IBAN's check digits open one)."""
+    runs: list[tuple[int, int, int]] = []
+    starts: list[int] = []
     first = _first_digit(text)
     if first < 0:
-        return runs
+        return runs, starts
     for m in _NUMBER_RUN.finditer(text, first):
-        start = m.start()
-        if start and text[start - 1] == "(":
+        start, end = m.start(), m.end()
+        starts.append(start)
+        if end - start < 7:
+            continue
+        while start and text[start - 1] in "+(" and m.start() - start < 2:
             start -= 1
-        if start and text[start - 1] == "+":
-            start -= 1
-        runs.append((start, m.end()))
-    return runs
+        ext = _EXTENSION.match(text, end)
+        runs.append((start, end, ext.end() if ext else end))
+    return runs, starts
+
+
+def _ibans(text: str, digit_starts: list[int]) -> list[tuple[str, int, int]]:
+    """IBANs, tried only where two letters open a run of digits (the country and check digits): the
+    pattern, run over every word, would cost ~150 us per KB of prose."""
+    found = []
+    for s in digit_starts:
+        if s < 2 or not (text[s - 2].isalpha() and text[s - 1].isalpha()):
+            continue
+        m = _IBAN.match(text, s - 2)
+        if m and (length := iban_end(m.group())):
+            found.append(("IBAN", m.start(), m.start() + length))
+    return found
 
 
 def _secret_assignments(text: str) -> list[tuple[str, int, int]]:
@@ -148,7 +133,56 @@ def _secret_assignments(text: str) -> list[tuple[str, int, int]]:
     return found
 
 
-def _candidates(text: str) -> list[tuple[str, int, int]]:
+def _classify_run(text: str, start: int, end: int, ext_end: int,
+                  regions: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """What one digit run is: IPv4 addresses inside it, else a card, an SSN or a phone number (whole)."""
+    body = text[start:end]
+    if "." in body:
+        ips = [("IP_ADDRESS", start + m.start(), start + m.end()) for m in _IPV4.finditer(body)
+               if _ip(m.group())]
+        if ips:
+            return ips
+    digits = len(_DIGITS.sub("", body))
+    if digits < 7:
+        return []
+    core = body.lstrip("+(")
+    if 12 <= digits <= 19 and card_number(core) and (
+            digits > 15 or not core.isdigit() or _CARD_WORDS.search(text, max(start - 40, 0), end + 20)):
+        return [("CREDIT_CARD", end - len(core), end)]
+    if digits == 9 and _SSN.fullmatch(core):
+        return [("US_SSN", end - len(core), end)] if _ssn(core) else []
+    if start and (text[start - 1].isalnum() or text[start - 1] in ":.-/_"):
+        return []  # glued to a word or a time: INV-2026-50847, 17:10:07.99, ISBN-10
+    if possible_phone(text[start:ext_end], regions, text[max(start - 40, 0):start]):
+        return [("PHONE", start, ext_end)]
+    return []
+
+
+_MAX_SPLIT_RUN = 64
+
+
+def _split_run(text: str, start: int, end: int, ext_end: int,
+               regions: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """Two entities written one after the other ('SSN 443-34-8152 (11) 96123-4295'): a run that is
+    nothing whole is split at a space when its left side is a card, SSN or IP and its right side is
+    something too (halves of one long number, 'USPS 9400 7286 9080 0942 8316 44', must not count).
+    Only short runs are split: two entities side by side span under 64 characters, and splitting a long
+    run (a table of numbers) at every space would cost time quadratic in its length."""
+    if end - start > _MAX_SPLIT_RUN:
+        return []
+    for i in range(start + 1, end - 1):
+        if text[i] != " ":
+            continue
+        left = _classify_run(text, start, i, i, regions)
+        if left and left[-1][0] != "PHONE":
+            right_start = i + 1
+            right = _classify_run(text, right_start, end, ext_end, regions)
+            if right:
+                return left + right
+    return []
+
+
+def _candidates(text: str, regions: tuple[str, ...]) -> list[tuple[str, int, int]]:
     found: list[tuple[str, int, int]] = []
     if "@" in text:
         found += [("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
@@ -157,26 +191,23 @@ def _candidates(text: str) -> list[tuple[str, int, int]]:
     if ":" in text or "=" in text:
         found += _secret_assignments(text)
     if "::" in text or text.count(":") >= 3:
-        found += [("IP_ADDRESS", m.start(), m.end()) for m in _IPV6.finditer(text)]
-    runs = _number_runs(text)
-    for run_start, run_end in runs:
-        start = max(run_start - 1, 0)  # keep the character before, for the patterns' boundaries
-        window = text[start:run_end + 1]
-        for kind, pattern in _RUN_TYPES:
-            found += [(kind, start + m.start(), start + m.end()) for m in pattern.finditer(window)]
-    if runs:  # an IBAN always holds a run of digits
-        found += [("IBAN", m.start(), m.end()) for m in _IBAN.finditer(text)]
-    return found
+        found += [("IP_ADDRESS", m.start(), m.end()) for m in _IPV6.finditer(text) if _ip(m.group())]
+    runs, digit_starts = _number_runs(text)
+    for start, end, ext_end in runs:
+        kinds = _classify_run(text, start, end, ext_end, regions)
+        found += kinds or _split_run(text, start, end, ext_end, regions)
+    return found + _ibans(text, digit_starts)
 
 
 _PRIORITY = {k: i for i, k in enumerate(("API_KEY", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS",
                                          "PHONE"))}
 
 
-def find_pii(text: str) -> list[tuple[str, int, int]]:
-    """(type, start, end) of every validated entity, left to right, non-overlapping."""
-    valid = [(k, s, e) for k, s, e in _candidates(text)
-             if (check := _VALIDATORS.get(k)) is None or check(text[s:e])]
+def find_pii(text: str, phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list[tuple[str, int, int]]:
+    """(type, start, end) of every validated entity, left to right, non-overlapping.
+
+    `phone_regions`: countries whose national-format numbers count (international ones always do)."""
+    valid = _candidates(text, phone_regions)
     valid.sort(key=lambda c: (c[1], _PRIORITY[c[0]], -c[2]))
     chosen: list[tuple[str, int, int]] = []
     for kind, start, end in valid:
@@ -184,6 +215,26 @@ def find_pii(text: str) -> list[tuple[str, int, int]]:
             continue
         chosen.append((kind, start, end))
     return chosen
+
+
+def ner_types(policy: GatewayPolicy, team: str) -> tuple[str, ...]:
+    """The NER entity types the team's policy acts on (none unless the policy names them)."""
+    return tuple(t for t in NER_ENTITY_TYPES if policy.pii_action(team, t) != "allow")
+
+
+def find_all(text: str, policy: GatewayPolicy, team: str) -> list[tuple[str, int, int]]:
+    """The pattern scanner's entities plus, when the team's policy asks for them, the NER detector's;
+    a pattern entity wins where the two overlap ('Deutsche Bank DE89 3704 …' stays an IBAN)."""
+    found = find_pii(text, tuple(policy.guardrails.phone_regions))
+    wanted = ner_types(policy, team)
+    if not wanted:
+        return found
+    merged = list(found)
+    for kind, start, end in find_entities(text, wanted):
+        if not any(s < end and start < e for _, s, e in found):
+            merged.append((kind, start, end))
+    merged.sort(key=lambda c: c[1])
+    return merged
 
 
 def scan_pii(texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome:
@@ -196,9 +247,9 @@ def scan_pii(texts: list[str], policy: GatewayPolicy, team: str) -> PiiOutcome:
     for index, text in enumerate(texts):
         pieces: list[str] = []
         last = 0
-        for kind, start, end in find_pii(text):
+        for kind, start, end in find_all(text, policy, team):
             action = policy.pii_action(team, kind)
-            findings.append(Finding(index, kind, start, end, _SCORES[kind], action))
+            findings.append(Finding(index, kind, start, end, _SCORES.get(kind, _NER_SCORE), action))
             if _SEVERITY[action] > _SEVERITY[worst]:
                 worst = action
             if action == "allow":

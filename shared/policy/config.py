@@ -20,6 +20,18 @@ from streamgate.config import REPO_ROOT
 GATEWAY_FILE = REPO_ROOT / "config" / "gateway.yaml"
 PiiAction = Literal["allow", "redact", "block"]
 Strategy = Literal["single", "loadbalance", "fallback", "conditional", "latency"]
+#: Regions whose national-format phone numbers the PII scanner recognises when a policy names none: the
+#: G20, the EU/EFTA countries and other large markets. International numbers (+CC, 00CC) count for every
+#: country whatever the list.
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = (
+    "US", "CA", "MX", "BR", "AR", "GB", "IE", "FR", "DE", "AT", "CH", "BE", "NL", "LU", "IT", "ES", "PT",
+    "SE", "NO", "DK", "FI", "IS", "PL", "CZ", "SK", "HU", "RO", "BG", "GR", "HR", "SI", "EE", "LV", "LT",
+    "TR", "RU", "UA", "IL", "AE", "SA", "ZA", "NG", "EG", "IN", "PK", "CN", "HK", "TW", "JP", "KR", "SG",
+    "MY", "ID", "PH", "TH", "VN", "AU", "NZ",
+)
+#: Entity types found by the NER detector (shared/guardrails/ner.py). It costs milliseconds per KB, so
+#: it runs only for teams whose policy names one of these explicitly: `pii_default` does not reach them.
+NER_ENTITY_TYPES: tuple[str, ...] = ("PERSON", "LOCATION", "ORGANIZATION")
 
 
 class PolicyConfigError(ValueError):
@@ -85,6 +97,8 @@ class ValidationConfig(_Strict):
 class GuardrailConfig(_Strict):
     pii: dict[str, PiiAction] = {}
     pii_default: PiiAction = "redact"
+    #: ISO 3166 regions whose national-format phone numbers count as PHONE (libphonenumber's metadata).
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS), min_length=1)
     deny_patterns: list[str] = []
     blocked_topics: list[str] = []
     max_prompt_tokens: int = Field(default=32_000, gt=0)
@@ -100,6 +114,16 @@ class GuardrailConfig(_Strict):
             except re.error as exc:
                 raise ValueError(f"deny pattern {p!r} is not a valid regex: {exc}") from exc
         return patterns
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone regions {unknown} (ISO 3166 codes in upper case, e.g. 'DE')")
+        return regions
 
 
 class Target(_Strict):
@@ -170,7 +194,8 @@ class GatewayPolicy(_Strict):
         team_cfg = self.teams.get(team)
         if team_cfg is not None and entity in team_cfg.pii:
             return team_cfg.pii[entity]
-        return self.guardrails.pii.get(entity, self.guardrails.pii_default)
+        default = "allow" if entity in NER_ENTITY_TYPES else self.guardrails.pii_default
+        return self.guardrails.pii.get(entity, default)
 
 
 def parse_policy(raw: Any, source: str = "<policy>") -> GatewayPolicy:

@@ -220,3 +220,39 @@ def test_the_reply_partition_reaches_the_routed_request_and_a_rejections_header(
     rejected = found[names[1]]
     assert make_codec(names[1], "Response").decode(rejected.value())["request_id"] == denied["request_id"]
     assert (REPLY_PARTITION_HEADER, b"2") in (rejected.headers() or [])
+
+
+def test_a_policy_that_names_people_redacts_them_on_the_request_path(
+        settings: Settings, topics: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """The NER types and the phone regions come from the published policy: names are redacted only once a
+    policy names PERSON, and a national-format UK number counts only where the policy lists GB."""
+    from shared.policy.config import GATEWAY_FILE
+    from shared.policy.publish import publish_policy
+
+    text = "Forward this to Maria Garcia, her mobile is 020 7946 0958."
+    with RequestProducer(settings) as producer:
+        first = _req(messages=[{"role": "user", "content": text}])
+        producer.send(first)
+    before = _collect(settings, topics, until=1)
+    [routed] = [r for r in before["requests.routed"] if r["request_id"] == first.request_id]
+    assert routed["messages"][0]["content"] == "Forward this to Maria Garcia, her mobile is <PHONE_1>."
+
+    raw = yaml.safe_load(GATEWAY_FILE.read_text())
+    raw["version"] = "test-ner"
+    raw["teams"]["search"]["pii"] = {"PERSON": "redact"}
+    raw["guardrails"]["phone_regions"] = ["US"]  # a UK number written nationally is no US number
+    changed = tmp_path / "gateway-ner.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    publish_policy(settings, changed, actor="test")
+
+    deadline = time.monotonic() + 60
+    content = None
+    while time.monotonic() < deadline and content is None:
+        with RequestProducer(settings) as producer:
+            probe = _req(messages=[{"role": "user", "content": text}])
+            producer.send(probe)
+        out = _collect(settings, topics, until=100, timeout_s=5)
+        mine = [r for r in out["requests.routed"]
+                if r["request_id"] == probe.request_id and r["policy_version"] == "test-ner"]
+        content = mine[0]["messages"][0]["content"] if mine else None
+    assert content == "Forward this to <PERSON_1>, her mobile is 020 7946 0958."
