@@ -16,6 +16,7 @@ from apps.cli import (
     kafka,
     keys,
     lakehouse,
+    rag,
     registry,
     report,
     serve,
@@ -38,6 +39,7 @@ app.add_typer(streams.app, name="streams")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(dispatch.app, name="dispatch")
 app.add_typer(aggregate.app, name="aggregate")
+app.add_typer(rag.app, name="rag")
 app.command("usage")(aggregate.usage)
 app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)
