@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "gold": ("bench.gold", "gold rebuilds and queries over 10 million bronze rows"),
     "observability": ("bench.observability", "cost of metrics on the hot paths, scrapes, the report"),
     "features": ("bench.features", "feature freshness, online read latency, RAG retrieval quality"),
+    "rag": ("bench.rag", "RAG collections: nDCG@10/recall@5 hybrid vs BM25 vs vectors, freshness, ingest, "
+            "latency at 1M chunks (options: --beir DIR, --scale N; see `python -m bench.rag --help`)"),
     "security": ("bench.security", "request-path and dispatch throughput: SASL/SCRAM + ACLs vs plaintext"),
     "gateway": ("bench.gateway", "client latency and max rate: direct vs streamgate vs LiteLLM vs Portkey "
                 "(options: --quick, --paths, ...; see `python -m bench.gateway --help`)"),

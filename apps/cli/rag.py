@@ -120,3 +120,14 @@ def search(
     for hit in retriever.search(collection, question, top_k, mode):  # type: ignore[arg-type]
         typer.echo(f"{hit.score:8.4f}  {hit.doc_id} v{hit.version} #{hit.chunk_id}\n          "
                    f"{hit.text[:200]!r}")
+
+
+@app.command()
+def demo(config: Path | None = ConfigOption) -> None:
+    """A team registers a collection, feeds it through the topic; it is served to that team only."""
+    from apps.demo.rag import RagDemoError, run_rag_demo
+
+    try:
+        run_rag_demo(settings_or_exit(config))
+    except RagDemoError as exc:
+        raise fail(f"rag demo failed: {exc}") from exc
