@@ -100,6 +100,7 @@ def search(
     team: str | None = typer.Option(None, help="Search as this team: refused if it may not read it."),
     top_k: int = typer.Option(5, "--top-k"),
     mode: str = typer.Option("hybrid", help="hybrid, vector or bm25."),
+    policy: Path = PolicyOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """The passages of a collection closest to a question."""
@@ -111,7 +112,7 @@ def search(
     from streams.route.context import may_read
 
     settings = settings_or_exit(config)
-    if team is not None and (denied := may_read(load_policy(), collection, team)) is not None:
+    if team is not None and (denied := may_read(load_policy(policy), collection, team)) is not None:
         raise fail(f"rag_denied: {denied.message}")
     if mode not in ("hybrid", "vector", "bm25"):
         raise fail("--mode is hybrid, vector or bm25")
