@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bench.harness import ROOT, bench_settings, read_jsonl, write_result
 from features.collections.chunking import chunk
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, default=1_000_000, help="chunks for the latency at scale")
     parser.add_argument("--scale-queries", type=int, default=200)
     args = parser.parse_args(argv or [])
+    threadpool_limits(1)  # as the indexer and the request path run the embedder
     base = bench_settings()
     embedder = MiniLM(base.dispatch.cache.semantic.model_dir)
     with tempfile.TemporaryDirectory() as tmp:

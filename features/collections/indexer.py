@@ -29,6 +29,7 @@ import pyarrow as pa
 from confluent_kafka import Message, Producer
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from threadpoolctl import threadpool_limits
 
 from features.collections.chunking import chunk, chunk_id
 from features.collections.extract import html_text
@@ -83,6 +84,9 @@ class RagIndexer(ExactlyOnceBatchSink):
         self.table_path = chunks_table(settings)
         self.online = OnlineStore(online_path(settings))
         self.embedder = embedder or MiniLM(settings.dispatch.cache.semantic.model_dir)
+        # BLAS on the calling thread only: on a small shared machine a second BLAS thread spins against
+        # the consumer and everything else (the semantic cache measured 3x slower under load with it)
+        threadpool_limits(1)
         self.deadletters = physical_name(Topic.DEADLETTER, prefix)
         self.dl_codec = make_codec(self.deadletters, "DeadLetter", registry)
         self.producer = Producer(producer_config(settings, client_id="streamgate-rag", role="rag"))

@@ -3,6 +3,7 @@ file's comments; documents extracted from HTML and cut into passages that say wh
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_a_long_paragraph_is_cut_with_overlap_at_sentence_ends() -> None:
     passages = chunk(para, title=None, markdown=False, max_chars=300, overlap=60)
     assert len(passages) > 5 and all(len(p.text) <= 300 for p in passages)
     assert all(p.text.endswith(".") for p in passages[:-1])
-    for a, b in zip(passages, passages[1:], strict=False):  # each piece repeats the end of the one before
+    for a, b in itertools.pairwise(passages):  # each piece repeats the end of the one before
         assert a.text[-20:] in b.text or b.text[:20] in a.text
 
 
