@@ -127,6 +127,9 @@ class RagIndexer(ExactlyOnceBatchSink):
             if self._after(self.online_done.get(partition), offset):
                 for_online[key] = decision
         chunks = self._chunk({**for_online, **for_delta})
+        # Delta first, then the online store: the online store can then be ahead of Delta only by batches
+        # that changed nothing in Delta (all stale or dead-lettered), so replaying them against versions
+        # read from the online store decides them the same way. Do not swap the two writes.
         self._write_delta(for_delta, chunks, last)
         online_offsets = {self.app_id(topic, p): o for p, o in last.items()}
         self.online.apply({k: (d.version, d.deleted, *chunks.get(k, ([], np.zeros((0, 384), np.float32))))
