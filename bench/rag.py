@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             corpus, queries, qrels = docs_questions()
             dataset = (f"the project's docs questions ({len(queries)}; written by the team: no public set "
-                       "is reachable from this machine")
+                       "is reachable from this machine)")
         scored = quality(embedder, corpus, queries, qrels, work)
         kafka = base.kafka.model_copy(update={"bootstrap_servers": base.kafka.bootstrap(),
                                               "topic_prefix": f"benchrag{uuid.uuid4().hex[:6]}."})
