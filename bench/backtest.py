@@ -235,6 +235,7 @@ def _response(p: dict[str, Any], cost: int, completion: int) -> dict[str, Any]:
         "target_index": 0 if t else None,
         "cache_hit": False,
         "cache_kind": None,
+        "rag_chunks": [],
         "usage": {
             "prompt_tokens": 0,
             "completion_tokens": completion if t else 0,
@@ -276,6 +277,7 @@ def _telemetry(p: dict[str, Any], cost: int, chars: int, completion: int) -> dic
         "ttft_ms": None,
         "cache_hit": False,
         "cache_kind": None,
+        "rag_chunks": [],
         "cost_nanousd": cost,
         "price_version": None,
         "routing_config_version": VERSION,

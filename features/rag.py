@@ -21,6 +21,7 @@ from feast import FeatureStore
 
 from features import tables
 from shared.embeddings.minilm import MiniLM
+from shared.retrieval import Passage
 from streamgate.config import REPO_ROOT, Settings
 
 MAX_CHARS = 900
@@ -126,8 +127,13 @@ class DocsRetriever:
     def __init__(self, store: FeatureStore, embedder: MiniLM, top_k: int = 3, max_distance: float = 1.2):
         self.store, self.embedder, self.top_k, self.max_distance = store, embedder, top_k, max_distance
 
-    def passages(self, collection: str, question: str) -> list[str]:
+    def passages(self, collection: str, question: str, top_k: int | None = None) -> list[Passage]:
         if collection != self.COLLECTION:
             return []
-        hits = retrieve(self.store, self.embedder, question, self.top_k)
-        return [h.text for h in hits if h.distance <= self.max_distance]
+        hits = retrieve(self.store, self.embedder, question, top_k or self.top_k)
+        return [Passage(h.text, self.COLLECTION, h.source.split("#")[0], 0, _chunk_id(h.source, h.text))
+                for h in hits if h.distance <= self.max_distance]
+
+
+def _chunk_id(source: str, text: str) -> str:
+    return Chunk(source, text).chunk_id

@@ -26,6 +26,7 @@ from gateway_consumer.providers.base import Delta, OnDelta
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
 from gateway_consumer.streaming import ChunkSink, StreamingRedactor, as_deltas, stream_mode
 from shared.policy.config import GatewayPolicy
+from shared.retrieval import chunk_refs
 from streamgate.catalog import ModelCatalog, UnknownModelError
 from streamgate.config import DispatchSettings
 
@@ -86,6 +87,7 @@ class _Attempts:
             "cache_hit": cache_kind is not None, "cache_kind": cache_kind, "cost_nanousd": cost,
             "price_version": price_version,
             "routing_config_version": r.get("routing_config_version"), "tags": r.get("tags") or {},
+            "rag_chunks": chunk_refs(r.get("metadata")),
             "started_at": int(started * 1000), "ended_at": int(now * 1000),
         }
         self.events.append(event)
@@ -125,6 +127,7 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
                   "cached_tokens": reply.cached_tokens if reply else 0,
                   "reasoning_tokens": reply.reasoning_tokens if reply else 0},
         "cost_nanousd": cost, "latency_ms": (now - started) * 1000,
+        "rag_chunks": chunk_refs(routed.get("metadata")),
         "created_at": routed["created_at"], "completed_at": int(now * 1000),
     }
 

@@ -40,7 +40,13 @@ def maintain_table(path: Path, cluster_by: tuple[str, ...], retention_hours: int
     return TableCare(path.name, before, len(DeltaTable(str(path)).file_uris()), len(removed))
 
 
+#: Tables whose writer is not append-only (the RAG indexer MERGEs: features/collections/indexer.py): a
+#: compaction committing beside a MERGE conflicts with it, so they are left to their writer's schedule.
+NOT_APPEND_ONLY = ("rag_",)
+
+
 def maintain_all(settings: Settings) -> list[TableCare]:
     root = settings.resolve(settings.lakehouse.root)
     hours = settings.lakehouse.vacuum_retention_hours
-    return [maintain_table(path, CLUSTER.get(name, ()), hours) for name, path in find_tables(root).items()]
+    return [maintain_table(path, CLUSTER.get(name, ()), hours) for name, path in find_tables(root).items()
+            if not name.startswith(NOT_APPEND_ONLY)]

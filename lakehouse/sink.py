@@ -2,26 +2,23 @@
 
 The consumed offsets are committed *in the Delta transaction* that appends the rows (delta-rs
 application transactions: one `Transaction(app_id="<group>:<topic>:<partition>", version=<last offset>)`
-per source partition in the commit). On assignment the sink reads `transaction_version` for each
-partition and seeks just past it, so after a kill -9 at any moment a restart neither duplicates nor
-misses a row; Kafka's own committed offsets are written afterwards only to show lag. Rows are buffered
-per table and written when `batch_rows` are buffered or the oldest is `flush_s` old, so files are not
-tiny. Several sink processes may share the group: each partition has one owner, and appends to one
-table from several writers do not conflict in Delta's protocol.
+per source partition in the commit); the consume, buffer, resume-after-the-stored-offset loop is the
+shared exactly-once batch sink (shared/tables/batch_sink.py), so a restart after a kill -9 at any moment
+neither duplicates nor misses a row. Rows are buffered per table and written when `batch_rows` are
+buffered or the oldest is `flush_s` old, so files are not tiny. Several sink processes may share the
+group: each partition has one owner, and appends to one table from several writers do not conflict in
+Delta's protocol.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Message
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -30,10 +27,10 @@ from schemas import make_codec
 from schemas.arrow_batch import ArrowBatch, ArrowBatchDecoder
 from schemas.errors import EventDecodeError
 from schemas.topics import physical_name
+from shared.tables.batch_sink import ExactlyOnceBatchSink, delta_transaction_version
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
-from streamgate.kafka.clients import consumer_config
-from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
+from streamgate.observability import Heartbeat, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
 log = logging.getLogger("streamgate.lakehouse")
@@ -54,133 +51,38 @@ def bronze_root(settings: Settings) -> Path:
 
 def committed_version(path: Path, app_id: str) -> int | None:
     """The last Kafka offset of `app_id` already in the table, or None."""
-    try:
-        return DeltaTable(str(path)).transaction_version(app_id)
-    except TableNotFoundError:
-        return None
+    return delta_transaction_version(path, app_id)
 
 
-class _Buffer:
-    """Records of one table since its last write; decoded in one batch when written."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.last: dict[int, int] = {}  # partition -> last offset buffered
-        self.since = 0.0
-
-    def drop_partition(self, partition: int) -> None:
-        self.messages = [m for m in self.messages if m.partition() != partition]
-        self.last.pop(partition, None)
-
-    def clear(self) -> None:
-        self.messages, self.last = [], {}
-
-
-class BronzeSink:
+class BronzeSink(ExactlyOnceBatchSink):
     def __init__(self, settings: Settings, *, instance: str = "0",
                  tables: tuple[BronzeTable, ...] = BRONZE, heartbeat: Heartbeat | None = None) -> None:
-        self.settings, self.root = settings, bronze_root(settings)
+        self.root = bronze_root(settings)
         prefix, registry = settings.kafka.topic_prefix, settings.schema_registry.url
-        self.group = prefix + settings.lakehouse.group_id
         self.by_topic = {physical_name(t.topic, prefix): t for t in tables}
         self.codecs = {name: make_codec(name, t.event_type, registry) for name, t in self.by_topic.items()}
         self.schemas = {t.name: t.schema() for t in tables}
         self.decoders = {name: ArrowBatchDecoder(self.codecs[name], t.event_schema())
                          for name, t in self.by_topic.items() if t.transform is None}
-        self.buffers: dict[str, _Buffer] = defaultdict(_Buffer)
         self.tables: dict[str, DeltaTable] = {}
-        self.consumer = Consumer(consumer_config(settings, group_id=self.group, role="lakehouse") | {
-            "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{self.group}-{instance}", "enable.auto.offset.store": False}
-            | kafka_lag_stats(C))
-        self.counts: dict[str, int] = defaultdict(int)
-        self.running = True
-        #: monotonic times of the first record buffered and the last commit: the steady-state window
-        self.first_record_at: float | None = None
-        self.last_commit_at: float | None = None
-        self.heartbeat = heartbeat or Heartbeat(C, settings.metrics.stale_after_s)
-        self.exported = CountExport(self.counts, _route)
+        limits = settings.lakehouse
+        super().__init__(settings, component=C, group=prefix + limits.group_id, topics=list(self.by_topic),
+                         role="lakehouse", instance=instance, batch_size=limits.batch_rows,
+                         flush_s=limits.flush_s, heartbeat=heartbeat, route=_route)
         self.write_time = LATENCY.labels(C, "delta_write")
 
-    def app_id(self, topic: str, partition: int) -> str:
-        return f"{self.group}:{topic}:{partition}"
+    def applied(self, topic: str, partition: int) -> int | None:
+        return committed_version(self.root / self.by_topic[topic].name, self.app_id(topic, partition))
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            table = self.by_topic[tp.topic]
-            version = committed_version(self.root / table.name, self.app_id(tp.topic, tp.partition))
-            tp.offset = OFFSET_BEGINNING if version is None else version + 1
-        log.info("assigned %d partitions; resuming after the offsets committed in the Delta tables",
-                 len(partitions))
-        consumer.incremental_assign(partitions)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # buffered rows of a revoked partition are dropped: its new owner resumes after the Delta version
-        for tp in partitions:
-            buffer = self.buffers[self.by_topic[tp.topic].name]
-            if tp.partition in buffer.last:
-                buffer.drop_partition(tp.partition)
-        consumer.incremental_unassign(partitions)
-
-    def run(self, *, idle_exit_s: float | None = None) -> dict[str, int]:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: setattr(self, "running", False))
-        self.consumer.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
-        last_event = time.monotonic()
-        while self.running:
-            batch = self.consumer.consume(min(5000, self.settings.lakehouse.batch_rows), timeout=0.2)
-            self.heartbeat.beat()
-            self.counts["consumed"] += len(batch)
-            self._buffer(batch)
-            if batch or not self.consumer.assignment():  # idle time counts once partitions are ours
-                last_event = time.monotonic()
-            self._flush_due()
-            if idle_exit_s is not None and time.monotonic() - last_event > idle_exit_s:
-                break
-        self._flush_due(force=True)
-        self.consumer.close()
-        return dict(self.counts)
-
-    def _buffer(self, batch: list[Message]) -> None:
-        if batch and self.first_record_at is None:
-            self.first_record_at = time.monotonic()
-        buffers = {topic: self.buffers[table.name] for topic, table in self.by_topic.items()}
-        for msg in batch:
-            if msg.error():
-                log.warning("consume error: %s", msg.error())
-                continue
-            buffer = buffers[msg.topic() or ""]
-            if not buffer.last:
-                buffer.since = time.monotonic()
-            buffer.messages.append(msg)
-            buffer.last[msg.partition() or 0] = msg.offset() or 0
-
-    def _flush_due(self, force: bool = False) -> None:
-        limits = self.settings.lakehouse
-        for name, buffer in self.buffers.items():
-            if not buffer.last:
-                continue
-            full = len(buffer.messages) >= limits.batch_rows
-            if force or full or time.monotonic() - buffer.since >= limits.flush_s:
-                self._write(name, buffer)
-                self.exported.publish()
-
-    def _write(self, name: str, buffer: _Buffer) -> None:
-        topic = next(t for t, table in self.by_topic.items() if table.name == name)
-        data = self._rows(topic, buffer)
-        txns = [Transaction(self.app_id(topic, p), o) for p, o in buffer.last.items()]
+    def write(self, topic: str, messages: list[Message], last: dict[int, int]) -> None:
+        name = self.by_topic[topic].name
+        data = self._rows(topic, messages)
+        txns = [Transaction(self.app_id(topic, p), o) for p, o in last.items()]
         began = time.perf_counter()
         write_deltalake(self._table(name), data, mode="append", partition_by=["date"],
                         schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
         self.write_time.observe(time.perf_counter() - began)
         self.counts[f"rows:{name}"] += data.num_rows
-        self.counts["commits"] += 1
-        self.last_commit_at = time.monotonic()
-        offsets = [TopicPartition(topic, p, o + 1) for p, o in buffer.last.items()]
-        self.consumer.commit(offsets=offsets, asynchronous=True)  # for lag only; Delta is the truth
-        buffer.clear()
 
     def _table(self, name: str) -> DeltaTable | str:
         """The open table (its log is read once, not at every write), or its path before it exists."""
@@ -191,11 +93,10 @@ class BronzeSink:
                 return str(self.root / name)
         return self.tables[name]
 
-    def _rows(self, topic: str, buffer: _Buffer) -> pa.Table:
+    def _rows(self, topic: str, messages: list[Message]) -> pa.Table:
         """The buffered records as the table's rows: decoded in one Arrow batch where the table takes
         the event as it is, one by one where a transform rewrites it (dead letters)."""
         table, schema = self.by_topic[topic], self.schemas[self.by_topic[topic].name]
-        messages = buffer.messages
         values = [m.value() or b"" for m in messages]
         if table.transform is None:
             batch = self.decoders[topic].decode(values)

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     CONFIG_RECORD = "ConfigRecord"
     API_KEY = "ApiKey"
     RESPONSE_CHUNK = "ResponseChunk"
+    DOCUMENT = "Document"
 
 
 class Message(TypedDict):
@@ -70,6 +71,13 @@ class Usage(TypedDict):
     reasoning_tokens: int
 
 
+class RagChunkRef(TypedDict):
+    collection: str
+    doc_id: str
+    doc_version: int
+    chunk_id: str
+
+
 class Response(TypedDict):
     request_id: str
     trace_id: str
@@ -90,6 +98,7 @@ class Response(TypedDict):
     usage: Usage
     cost_nanousd: int
     latency_ms: float | None
+    rag_chunks: list[RagChunkRef]
     created_at: int
     completed_at: int
 
@@ -124,6 +133,7 @@ class Telemetry(TypedDict):
     price_version: str | None
     routing_config_version: str | None
     tags: dict[str, str]
+    rag_chunks: list[RagChunkRef]
     started_at: int
     ended_at: int
 

@@ -34,6 +34,7 @@ class Topic(StrEnum):
     KEYS = "keys"
     REPLIES = "replies"
     REPLY_CHUNKS = "replies.chunks"
+    DOCUMENTS = "documents"
 
 
 class TopicSpecError(ValueError):

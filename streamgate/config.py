@@ -73,11 +73,13 @@ class Principals(_Strict):
     keys: str = "keys"
     #: The HTTP front door (frontdoor/).
     frontdoor: str = "frontdoor"
+    #: The RAG collections' indexer and `streamgate rag ingest` (features/collections/).
+    rag: str = "rag"
 
 
 #: A component's role: a field of :class:`Principals` and a key of schemas/principals.yaml.
 Role = Literal["admin", "service", "streams", "dispatcher", "aggregator", "lakehouse", "features",
-               "registry", "keys", "frontdoor"]
+               "registry", "keys", "frontdoor", "rag"]
 
 
 class SecuritySettings(_Strict):
@@ -306,6 +308,32 @@ class FeaturesSettings(_Strict):
     rag: bool = False
 
 
+class RagSettings(_Strict):
+    """Team document collections for RAG (features/collections/): the indexer and the retriever.
+
+    The collections themselves (owner, readers, chunking) are declared in the gateway policy
+    (`rag_collections` in config/gateway.yaml), where the request path takes its access decisions.
+    """
+
+    #: Serve `rag: <collection>` tags in the request path from the collections' online store.
+    enabled: bool = False
+    #: Kafka consumer group of the indexer (its offsets only show lag: the chunks table and the online
+    #: store each hold the offsets they have applied, written in the same transaction as the chunks).
+    group_id: str = "streamgate-rag"
+    #: The Delta table of current chunks; relative paths are under the lakehouse root.
+    table: Path = Path("rag/chunks")
+    #: The online store (SQLite with sqlite-vec and FTS5); relative paths are under the state directory.
+    online_db: Path = Path("rag/online.db")
+    #: A batch of document events is indexed when this many are buffered...
+    batch_docs: int = Field(default=64, ge=1)
+    #: ...or when the oldest has waited this long.
+    flush_s: float = Field(default=0.5, gt=0)
+    #: Retrieval: vector only, or vector and BM25 fused by reciprocal rank (docs/benchmarks.md compares them).
+    retrieval: Literal["vector", "hybrid"] = "hybrid"
+    #: Candidates each retriever contributes before fusion.
+    candidates: int = Field(default=20, ge=1, le=1000)
+
+
 class SimulatorSettings(_Strict):
     """The built-in OpenAI-compatible provider simulator (`streamgate simulator`)."""
 
@@ -407,6 +435,7 @@ class Settings(_Strict):
     aggregation: AggregationSettings = AggregationSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
     features: FeaturesSettings = FeaturesSettings()
+    rag: RagSettings = RagSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     frontdoor: FrontDoorSettings = FrontDoorSettings()
     metrics: MetricsSettings = MetricsSettings()

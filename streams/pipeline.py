@@ -23,12 +23,13 @@ from shared.guardrails.pii import scan_pii
 from shared.guardrails.verdicts import PiiScanner
 from shared.identity import KeyRing
 from shared.policy.holder import PolicyHolder
+from shared.retrieval import ContextRetriever
 from streamgate.catalog import ModelCatalog, default_catalog
 from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.stage import guard_request
 from streams.identity.stage import authenticate
 from streams.io import Output, StageIO, redaction_audit
-from streams.route.context import ContextRetriever, with_context
+from streams.route.context import with_context
 from streams.route.health import ProviderHealth, StaticHealth
 from streams.route.stage import route_stage
 from streams.validate.rules import validate_request
@@ -147,8 +148,13 @@ class RequestPath:
             audit = redaction_audit(event, redacted.removeprefix("redact:"), policy.version)
             outputs.append(io.out(Topic.AUDIT, key, audit))
         self._stage = "route"
-        # context is added after the guardrails (they judged what the caller sent) and before routing
-        contexted = with_context(guarded.event, deps.context)
+        # context is added after the guardrails (they judged what the caller sent), its access checked and
+        # its text PII-scanned, before routing (streams/route/context.py)
+        context = with_context(guarded.event, deps.context, policy, deps.scan_pii)
+        outputs += [io.out(Topic.VERDICTS, request_id, v) for v in context.verdicts]
+        if context.event is None:
+            return context.rejection
+        contexted = context.event
         routed = route_stage(contexted, policy, deps.health, deps.rng)
         if isinstance(routed, Rejection):
             return routed

@@ -34,6 +34,10 @@ def write_bronze(settings: Settings, name: str, rows: list[dict[str, Any]] | pa.
     """Append `rows` (events of the table's type) to bronze `name`, with Kafka coordinates made up in
     order and the `date` partition from each event's time."""
     spec = TABLES[name]
+    if not isinstance(rows, pa.Table):
+        # an absent array field takes its Avro default, [] (as the codec writes it), not null
+        lists = [f.name for f in spec.event_schema() if pa.types.is_list(f.type)]
+        rows = [{**r, **{k: r.get(k) or [] for k in lists}} for r in rows]
     events = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=spec.event_schema())
     n = events.num_rows
     times = pc.cast(events[TIME_COLUMN[name]], pa.int64()).to_numpy()

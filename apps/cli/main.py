@@ -17,6 +17,7 @@ from apps.cli import (
     keys,
     lakehouse,
     policy,
+    rag,
     registry,
     report,
     serve,
@@ -40,6 +41,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(policy.app, name="policy")
 app.add_typer(dispatch.app, name="dispatch")
 app.add_typer(aggregate.app, name="aggregate")
+app.add_typer(rag.app, name="rag")
 app.command("usage")(aggregate.usage)
 app.add_typer(lakehouse.app, name="lakehouse")
 app.command("query")(lakehouse.query)

@@ -50,7 +50,10 @@ def worker(
 
 
 def use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
-    """Read provider health, usage and RAG context from Feast, as configured under `features:`."""
+    """Read provider health, usage and RAG context from Feast, as configured under `features:`, and the
+    teams' collections from their online store (`rag.enabled`)."""
+    if settings.rag.enabled:
+        use_collections(settings, deps)
     if not ("feast" in (settings.features.health_source, settings.features.usage_source)
             or settings.features.rag):
         return
@@ -64,8 +67,29 @@ def use_feature_store(settings: Settings, deps: RequestPathDeps) -> None:
     if settings.features.usage_source == "feast":
         deps.usage = AdmittedUsage(feast_usage(settings, store))
     if settings.features.rag:
+        from features.collections.retriever import Retrievers
         from features.rag import DocsRetriever
         from shared.embeddings.minilm import MiniLM
 
-        deps.context = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
+        docs = DocsRetriever(store, MiniLM(settings.dispatch.cache.semantic.model_dir))
+        if isinstance(deps.context, Retrievers):
+            deps.context.named["docs"] = docs
+        else:
+            deps.context = docs
+
+
+def use_collections(settings: Settings, deps: RequestPathDeps) -> None:
+    """Requests tagged `rag: <collection>` get passages of the teams' collections (features/collections/)."""
+    from threadpoolctl import threadpool_limits
+
+    from features.collections.indexer import online_path
+    from features.collections.online import OnlineStore
+    from features.collections.retriever import CollectionRetriever, Retrievers
+    from shared.embeddings.minilm import MiniLM
+
+    threadpool_limits(1)  # one question at a time: a second BLAS thread would only spin against the worker
+    retriever = CollectionRetriever(OnlineStore(online_path(settings)),
+                                    MiniLM(settings.dispatch.cache.semantic.model_dir),
+                                    mode=settings.rag.retrieval, candidates=settings.rag.candidates)
+    deps.context = Retrievers(retriever)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -178,6 +179,31 @@ class BudgetLimit(_Strict):
     soft_ratio: float = Field(default=0.8, gt=0, le=1)
 
 
+class RagCollection(_Strict):
+    """A team's document collection for RAG: who owns it, who may read it, how it is cut and embedded.
+
+    It lives in the policy because reading it is an access decision the request path takes per request
+    (`rag: <name>` tag), beside the team's models and PII actions, and the policy already reaches every
+    worker live through the config topic. `streamgate rag create` adds one.
+    """
+
+    owner: str
+    #: Teams that may retrieve from it besides the owner; "*" for every team.
+    readers: list[str] = []
+    description: str = ""
+    #: Chunks are cut at headings and paragraphs to at most this many characters...
+    chunk_chars: int = Field(default=900, ge=100, le=20_000)
+    #: ...repeating this many characters of the previous chunk when a paragraph must be cut.
+    chunk_overlap: int = Field(default=100, ge=0, le=2_000)
+    #: The embedding model (the one shipped, run with numpy: shared/embeddings/minilm.py).
+    embedding_model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
+    #: Passages added to a tagged request.
+    top_k: int = Field(default=3, ge=1, le=20)
+
+    def may_read(self, team: str) -> bool:
+        return team == self.owner or "*" in self.readers or team in self.readers
+
+
 class GatewayPolicy(_Strict):
     version: str
     teams: dict[str, TeamConfig]
@@ -185,6 +211,18 @@ class GatewayPolicy(_Strict):
     guardrails: GuardrailConfig = GuardrailConfig()
     budgets: dict[str, BudgetLimit] = {}
     routing: RoutingConfig
+    #: Document collections teams registered for RAG (name -> collection).
+    rag_collections: dict[str, RagCollection] = {}
+
+    @model_validator(mode="after")
+    def _collection_owners_exist(self) -> GatewayPolicy:
+        for name, c in self.rag_collections.items():
+            unknown = sorted({c.owner, *c.readers} - set(self.teams) - {"*"})
+            if unknown:
+                raise ValueError(f"rag collection {name!r} names unknown teams: {', '.join(unknown)}")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+                raise ValueError(f"rag collection name {name!r}: lowercase letters, digits, - and _ only")
+        return self
 
     @cached_property
     def fingerprint(self) -> str:
