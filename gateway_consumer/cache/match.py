@@ -2,11 +2,12 @@
 
 Three stages, cheapest first, each only for what passed the one before:
 1. cosine similarity of the MiniLM sentence vectors (the faiss lookup) at least `threshold`;
-2. the exact rules of `verify.compatible`: the same numbers, names, quoted strings, negation, polarity
-   words and word order, because embeddings score "top 5" and "top 3" as the same question;
+2. the exact rules of `verify.compatible`: the same numbers, quoted strings, negation, polarity words
+   and word order, because embeddings score "top 5" and "top 3" as the same question;
 3. a small logistic model over features of the pair (cosine, word and bigram overlap, how much of each
-   text the other covers, length ratio, words only one side has), whose weights and acceptance
-   probability are fitted on a labeled *development* split (`python -m bench.public_paraphrases fit`)
+   text the other covers, length ratio, words and names only one side has, length), whose weights and
+   acceptance probability are fitted on a labeled *development* split
+   (`python -m bench.public_paraphrases fit`)
    and shipped beside this file (`verifier.json`). Cosine plus word rules reached only 0.83 precision on
    public paraphrase data with hard negatives: pairs that share most words and differ in the one detail
    that changes the answer ("... and was expected to hit Texas or Louisiana" / "... could have
@@ -46,6 +47,10 @@ FEATURES = (
     "length_ratio",
     "unshared_content_words",
     "cosine_squared",
+    "unshared_names",
+    "same_names",
+    "log_length",
+    "unshared_content_words_x_log_length",
 )
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 #: Function words: their presence says little about whether two prompts ask the same thing.
@@ -62,14 +67,17 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def pair_features(a: str, b: str, cosine: float) -> NDArray[np.float64]:
+def pair_features(a: str, b: str, cosine: float, sig_a: Signature | None = None,
+                  sig_b: Signature | None = None) -> NDArray[np.float64]:
     """Features of a candidate pair (symmetric in a and b), in the order of `FEATURES`."""
+    names_a, names_b = (sig_a or signature(a)).names, (sig_b or signature(b)).names
     ta, tb = _tokens(a), _tokens(b)
     sa, sb = set(ta), set(tb)
     ca, cb = sa - _STOP, sb - _STOP
     ga, gb = set(itertools.pairwise(ta)), set(itertools.pairwise(tb))
     shared = len(ca & cb)
     cover_a, cover_b = shared / max(len(ca), 1), shared / max(len(cb), 1)
+    unshared, log_length = math.log1p(len(ca ^ cb)), math.log1p(max(len(ta), len(tb)))
     return np.array(
         [
             cosine,
@@ -78,8 +86,12 @@ def pair_features(a: str, b: str, cosine: float) -> NDArray[np.float64]:
             min(cover_a, cover_b),
             max(cover_a, cover_b),
             min(len(ta), len(tb)) / max(len(ta), len(tb), 1),
-            math.log1p(len(ca ^ cb)),
+            unshared,
             cosine * cosine,
+            len(names_a ^ names_b) / max(len(names_a | names_b), 1),
+            float(names_a == names_b),
+            log_length,
+            unshared * log_length,
         ],
         dtype=np.float64,
     )
@@ -121,18 +133,22 @@ class Verifier:
 class Matcher:
     """The decision for one candidate whose cosine is already known (stages 2 and 3)."""
 
-    def __init__(self, threshold: float, verifier: Verifier | None = None) -> None:
+    def __init__(self, threshold: float, verifier: Verifier | None = None,
+                 min_probability: float | None = None) -> None:
         self.threshold = threshold
         self.verifier = verifier if verifier is not None else default_verifier()
+        #: the fitted cut unless the configuration overrides it (`cache.semantic.min_probability`)
+        self.min_probability = self.verifier.min_probability if min_probability is None else min_probability
 
     def accept(self, cached: str, incoming: str, cosine: float,
                cached_sig: Signature | None = None, incoming_sig: Signature | None = None) -> bool:
         if cosine < self.threshold:
             return False
-        if not compatible(cached_sig or signature(cached), incoming_sig or signature(incoming)):
+        sig_a, sig_b = cached_sig or signature(cached), incoming_sig or signature(incoming)
+        if not compatible(sig_a, sig_b, names_subset=True):
             return False
-        features = pair_features(cached, incoming, cosine)
-        return bool(self.verifier.probability(features) >= self.verifier.min_probability)
+        features = pair_features(cached, incoming, cosine, sig_a, sig_b)
+        return bool(self.verifier.probability(features) >= self.min_probability)
 
 
 @lru_cache(maxsize=1)
@@ -146,7 +162,7 @@ def _default_matcher() -> tuple[Matcher, object]:
     from streamgate.config import SemanticCacheSettings
 
     settings = SemanticCacheSettings()
-    return Matcher(settings.threshold), MiniLM(settings.model_dir)
+    return Matcher(settings.threshold, min_probability=settings.min_probability), MiniLM(settings.model_dir)
 
 
 def semantic_match(cached: str, incoming: str) -> bool:
