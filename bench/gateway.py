@@ -143,6 +143,7 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
     from apps.demo.frontdoor_traffic import wait_until_up
     from apps.demo.processes import Components, use_simulator_port
     from apps.stack import start_infrastructure
+    from bench.harness import drop_at_exit
     from shared.identity.admin import KeyAdmin
     from streamgate.config import load_settings
 
@@ -155,6 +156,7 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
         "metrics": base.metrics.model_copy(update={"enabled": False}),
         "frontdoor": base.frontdoor.model_copy(update={"port": free_port()})})
     start_infrastructure(settings, Console(stderr=True))
+    drop_at_exit(settings)
     _, key = KeyAdmin(settings, actor="bench").create(ctx.options.team, ctx.options.project)
     with Components(settings, name=name) as components:
         components.start("streams-worker", "streams", "worker")

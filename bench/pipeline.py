@@ -37,7 +37,7 @@ from ddsketch import DDSketch
 
 from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
 from apps.stack import start_simulator
-from bench.harness import write_result
+from bench.harness import drop_at_exit, write_result
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
@@ -196,6 +196,7 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
         settings = _settings(semantic, Path(tmp))
         LocalKafka(settings).up()
         apply_spec(settings)
+        drop_at_exit(settings)
         steps: list[dict[str, Any]] = []
         # real keys, issued before the request path starts (identity.enforce is on by default)
         keys = workload.provision_keys(settings, actor="bench") if settings.identity.enforce else None

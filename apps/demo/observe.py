@@ -42,6 +42,41 @@ class Outcomes:
     cache_hits: Counter[str] = field(default_factory=Counter)
     #: latency of ok answers, in a sketch (1% relative accuracy): bounded memory at any request count
     latencies_ms: DDSketch = field(default_factory=lambda: DDSketch(0.01))
+    #: what the gateway itself added to a provider-answered request: answer readable here minus the
+    #: request's creation by the client, minus the time its provider attempts took (cache hits apart)
+    gateway_ms: DDSketch = field(default_factory=lambda: DDSketch(0.01))
+    #: request id -> ms from creation to readable, waiting for its provider time (and vice versa); both
+    #: halves commit in one transaction, so these hold only what one read has not yet paired
+    _gross_ms: dict[str, float] = field(default_factory=dict)
+    _provider_ms: dict[str, float] = field(default_factory=dict)
+    _attempts_ms: dict[str, float] = field(default_factory=dict)
+
+    def provider_attempt(self, event: dict[str, Any]) -> None:
+        """One telemetry attempt: attempts of a request are produced in order to one partition, so its
+        provider time is complete at its ok attempt."""
+        if event["cache_hit"]:
+            return
+        rid = event["request_id"]
+        spent = self._attempts_ms.pop(rid, 0.0) + float(event["latency_ms"] or 0.0)
+        if event["status"] != "ok":
+            self._attempts_ms[rid] = spent
+            return
+        gross = self._gross_ms.pop(rid, None)
+        if gross is None:
+            self._provider_ms[rid] = spent
+        else:
+            self.gateway_ms.add(max(gross - spent, 0.0))
+
+    def provider_answered(self, rid: str, gross_ms: float) -> None:
+        spent = self._provider_ms.pop(rid, None)
+        if spent is None:
+            self._gross_ms[rid] = gross_ms
+        else:
+            self.gateway_ms.add(max(gross_ms - spent, 0.0))
+
+    def settled(self, rid: str) -> None:
+        """A failed or rejected request: its failed attempts' times are not waited for any longer."""
+        self._attempts_ms.pop(rid, None)
 
     def finished(self, request_ids: set[str]) -> int:
         """How many of `request_ids` have their final answer (a Response: ok, failed or rejected)."""
@@ -78,34 +113,44 @@ class OutcomeWatcher:
         raise AssertionError("unreachable")
 
     def poll(self, timeout: float = 0.5) -> None:
-        o = self.outcomes
-        for msg in self.consumer.consume(2000, timeout=timeout):
+        """What has arrived, as soon as one record has: not `consume(2000, timeout)`, which waits for 2,000
+        records or the timeout, and would make every answer look up to `timeout` late."""
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return
+        read_ms = time.time() * 1000
+        for msg in (first, *self.consumer.consume(2000, timeout=0)):
             if msg.error():
                 continue
-            topic = self.names[msg.topic() or ""]
-            try:
-                event = self.codecs[topic].decode(msg.value() or b"")
-            except EventDecodeError:  # bad bytes on a topic: the stage reading it dead-letters them
-                o.undecodable += 1
-                continue
-            if topic == Topic.ROUTED:
-                o.routed += 1
-                first = event["targets"][0]
-                o.routes[f"{event['requested_model']} -> {first['provider']}/{first['model']}"] += 1
-            elif topic == Topic.RESPONSES:
-                self._response(event)
-            elif topic == Topic.TELEMETRY:
-                outcome = event["error_class"] or event["status"]
-                o.attempts[f"{event['provider']}/{event['model']} {outcome}"] += 1
-                o.cost_nanousd += event["cost_nanousd"]
-            elif topic == Topic.DEADLETTER:
-                o.dead_letters[event["reason_code"]] += 1
-            elif topic == Topic.VERDICTS:
-                o.entities.update(e["type"] for e in event["entities"])
-            elif topic == Topic.AUDIT:
-                o.audits += 1
+            self._record(msg, read_ms)
 
-    def _response(self, event: dict[str, Any]) -> None:
+    def _record(self, msg: Any, read_ms: float) -> None:
+        o = self.outcomes
+        topic = self.names[msg.topic() or ""]
+        try:
+            event = self.codecs[topic].decode(msg.value() or b"")
+        except EventDecodeError:  # bad bytes on a topic: the stage reading it dead-letters them
+            o.undecodable += 1
+            return
+        if topic == Topic.ROUTED:
+            o.routed += 1
+            first = event["targets"][0]
+            o.routes[f"{event['requested_model']} -> {first['provider']}/{first['model']}"] += 1
+        elif topic == Topic.RESPONSES:
+            self._response(event, read_ms)
+        elif topic == Topic.TELEMETRY:
+            outcome = event["error_class"] or event["status"]
+            o.attempts[f"{event['provider']}/{event['model']} {outcome}"] += 1
+            o.cost_nanousd += event["cost_nanousd"]
+            o.provider_attempt(event)
+        elif topic == Topic.DEADLETTER:
+            o.dead_letters[event["reason_code"]] += 1
+        elif topic == Topic.VERDICTS:
+            o.entities.update(e["type"] for e in event["entities"])
+        elif topic == Topic.AUDIT:
+            o.audits += 1
+
+    def _response(self, event: dict[str, Any], read_ms: float) -> None:
         o, rid = self.outcomes, event["request_id"]
         if rid in o.answered:
             o.answered_twice += 1
@@ -114,11 +159,15 @@ class OutcomeWatcher:
         o.mine += rid.startswith(o.run_prefix)
         if event["status"] == "rejected":
             o.rejected[rid] = event["reason_code"] or "?"
+            o.settled(rid)
         elif event["status"] == "failed":
             o.failures[event["reason_code"] or "?"] += 1
+            o.settled(rid)
         else:
             if event["cache_hit"]:
                 o.cache_hits[event.get("cache_kind") or "exact"] += 1
+            else:
+                o.provider_answered(rid, read_ms - event["created_at"])
             if event["latency_ms"] is not None:
                 o.latencies_ms.add(event["latency_ms"])
 

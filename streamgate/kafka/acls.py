@@ -159,3 +159,21 @@ def ensure_users(settings: Settings, admin: AdminClient, *, dry_run: bool = Fals
         for fut in admin.alter_user_scram_credentials(upserts, request_timeout=timeout_s).values():
             fut.result()
     return missing
+
+
+def drop_acls(settings: Settings, admin: AdminClient, timeout_s: float = 30.0) -> int:
+    """Delete every ACL binding on a resource under this deployment's prefix (nested prefixes included):
+    a deployment torn down."""
+    prefix = settings.kafka.topic_prefix
+    if not settings.kafka.security.enabled or not prefix:
+        return 0
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,  # type: ignore[arg-type]
+                                  None, None, AclOperation.ANY, AclPermissionType.ANY)  # type: ignore[arg-type]
+    mine = {b for b in admin.describe_acls(everything, request_timeout=timeout_s).result()
+            if b.name.startswith(prefix)}
+    filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                                b.permission_type) for b in mine]
+    deleted: set[AclBinding] = set()
+    for fut in (admin.delete_acls(filters, request_timeout=timeout_s).values() if filters else ()):
+        deleted.update(fut.result())
+    return len(deleted)

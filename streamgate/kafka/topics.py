@@ -22,7 +22,7 @@ from confluent_kafka.admin import (
 
 from schemas.topics import TopicSpec, load_topic_specs
 from streamgate.config import Role, Settings
-from streamgate.kafka.acls import AclReport, apply_acls
+from streamgate.kafka.acls import AclReport, apply_acls, drop_acls
 from streamgate.kafka.clients import admin_client
 
 
@@ -56,6 +56,24 @@ def apply_spec(settings: Settings, *, dry_run: bool = False) -> tuple[ApplyRepor
     ACLs (schemas/principals.yaml). `streamgate topics apply`, the demo, benches and tests all use it."""
     topics = apply_topics(settings, load_topic_specs(), prefix=settings.kafka.topic_prefix, dry_run=dry_run)
     return topics, apply_acls(settings, _admin(settings, "admin"), dry_run=dry_run)
+
+
+def drop_prefix(settings: Settings, timeout_s: float = 60.0) -> int:
+    """Delete every topic under the deployment's prefix and its ACLs: a benchmark or test deployment
+    torn down, so a long-lived broker does not accumulate thousands of idle partitions (each costs the
+    broker periodic work: high-watermark checkpoints, ISR checks). Refuses an empty prefix. Returns the
+    number of topics deleted."""
+    prefix = settings.kafka.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to drop the topics of a deployment without a topic prefix")
+    admin = _admin(settings, "admin")
+    names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefix)]
+    if names:
+        deleting = admin.delete_topics(names, operation_timeout=timeout_s, request_timeout=timeout_s)
+        for fut in deleting.values():
+            fut.result()
+    drop_acls(settings, admin, timeout_s)
+    return len(names)
 
 
 def apply_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str = "",
