@@ -29,7 +29,7 @@ from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
-from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.clients import consumer_config, transactional_config
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
@@ -64,9 +64,9 @@ class Aggregator:
         self.consumer = Consumer(consumer_config(settings, group_id=group, role="aggregator") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
-        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}",
-                                                 role="aggregator") | {
-            "transactional.id": f"{group}-{instance}", "linger.ms": 5})
+        self.producer = Producer(transactional_config(settings, transactional_id=f"{group}-{instance}",
+                                                      client_id=f"{group}-{instance}", role="aggregator") | {
+            "linger.ms": 5})
         self.grace_ms = int(settings.aggregation.grace_s * 1000)
         self.states: dict[int, PartitionState] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)

@@ -25,7 +25,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "gold": ("bench.gold", "gold rebuilds and queries over 10 million bronze rows"),
     "observability": ("bench.observability", "cost of metrics on the hot paths, scrapes, the report"),
     "features": ("bench.features", "feature freshness, online read latency, RAG retrieval quality"),
+    "broker-cost": ("bench.broker_cost", "broker CPU per transaction vs per plain produce, and idle"),
     "security": ("bench.security", "request-path and dispatch throughput: SASL/SCRAM + ACLs vs plaintext"),
+    "backtest": ("bench.backtest", "policy backtest of 1,000,000 recorded requests vs per-event decisions "
+                 "(options: --requests, --pool)"),
     "gateway": ("bench.gateway", "client latency and max rate: direct vs streamgate vs LiteLLM vs Portkey "
                 "(options: --quick, --paths, ...; see `python -m bench.gateway --help`)"),
 }

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -108,13 +108,15 @@ class _Attempts:
 def _response(routed: dict[str, Any], status: str, started: float, *, reply: ProviderReply | None = None,
               target: dict[str, Any] | None = None, index: int | None = None, cache_kind: str | None = None,
               cost: int = 0, reason: str | None = None, message: str | None = None,
-              content: str | None = None) -> dict[str, Any]:
+              content: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`content` and `tool_calls`: the answer as the output guardrails let it through (redacted)."""
     now = time.time()
+    calls = tool_calls if tool_calls is not None else reply.tool_calls if reply else None
     return {
         "request_id": routed["request_id"], "trace_id": routed["trace_id"], "team": routed["team"],
         "project": routed["project"], "api_key_id": routed["api_key_id"], "status": status,
         "reason_code": reason, "message": message, "content": content,
-        "tool_calls_json": json.dumps(reply.tool_calls) if reply and reply.tool_calls else None,
+        "tool_calls_json": json.dumps(calls) if calls else None,
         "finish_reason": reply.finish_reason if reply else None,
         "provider": target["provider"] if target else None, "model": target["model"] if target else None,
         "target_index": index, "cache_hit": cache_kind is not None, "cache_kind": cache_kind,
@@ -261,14 +263,16 @@ class _Run:
         return delay
 
     def _finish(self, index: int, target: dict[str, Any], reply: ProviderReply) -> Outcome:
-        checked = check_output(self.routed, reply.content, self.deps.policy())
+        checked = check_output(self.routed, reply.content, self.deps.policy(), reply.tool_calls)
         self.verdicts += checked.verdicts
         if checked.failure is not None:
             return self._fail(index, target, checked.failure, checked.message or "")
         if self.stream is not None and self.buffered:  # checked: now the caller may see it, at once
-            self.stream.send(checked.content, as_deltas(reply.tool_calls), target)
+            self.stream.send(checked.content, as_deltas(checked.tool_calls), target)
         elif self.stream is not None and (rest := self._held_back(checked.content)):
             self.stream.send(rest, None, target)
+        # the caches keep the answer as it was let through: a hit is served without another check
+        reply = replace(reply, content=checked.content, tool_calls=checked.tool_calls)
         if self.deps.cache is not None and self.key is not None:
             self.deps.cache.put(self.key, reply, target["provider"], target["model"], target["region"], index)
         if self.semantic is not None and self.deps.semantic is not None:
@@ -277,7 +281,8 @@ class _Run:
                                   time.monotonic() + ttl)
             self.deps.semantic.add(self.semantic.scope, self.semantic.text, self.semantic.vector, answer)
         return Outcome(_response(self.routed, "ok", self.started, reply=reply, target=target, index=index,
-                                 cost=_cost(self.attempts), content=checked.content),
+                                 cost=_cost(self.attempts), content=checked.content,
+                                 tool_calls=checked.tool_calls),
                        self.attempts.events, self.verdicts, self.provider_s)
 
     def _held_back(self, checked: str) -> str:

@@ -22,6 +22,8 @@ class OutputCheck:
     failure: str | None = None
     message: str | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    #: the answer's tool calls with PII redacted in their arguments (None when it made none)
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 def json_problem(content: str, params: Params) -> str | None:
@@ -47,8 +49,12 @@ def json_problem(content: str, params: Params) -> str | None:
     return None
 
 
-def check_output(routed: dict[str, Any], content: str, policy: GatewayPolicy) -> OutputCheck:
-    pii = scan_pii([content], policy, routed["team"])
+def check_output(routed: dict[str, Any], content: str, policy: GatewayPolicy,
+                 tool_calls: list[dict[str, Any]] | None = None) -> OutputCheck:
+    """PII in the answer's text and in the arguments of the tool calls it makes (a model fills them from
+    the conversation: an e-mail address it was told goes straight into `send_mail(to=...)`)."""
+    arguments = [str((c.get("function") or {}).get("arguments") or "") for c in tool_calls or []]
+    pii = scan_pii([content, *arguments], policy, routed["team"])
     verdicts = [verdict_event(routed, policy, "pii", pii.action, pii.findings, None, stage="output")
                 ] if pii.findings else []
     if pii.action == "block":
@@ -56,4 +62,7 @@ def check_output(routed: dict[str, Any], content: str, policy: GatewayPolicy) ->
         message = f"the answer contains {', '.join(kinds)}"
         verdicts[0]["reason"] = message
         return OutputCheck(content, "output_pii_blocked", message, verdicts)
-    return OutputCheck(pii.texts[0], None, None, verdicts)
+    calls = None if tool_calls is None else [
+        {**c, "function": {**(c.get("function") or {}), "arguments": text}} if text != before else c
+        for c, before, text in zip(tool_calls, arguments, pii.texts[1:], strict=True)]
+    return OutputCheck(pii.texts[0], None, None, verdicts, calls)

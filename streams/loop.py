@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from schemas.topics import Topic
 from streamgate.config import Settings
-from streamgate.kafka.clients import consumer_config, producer_config
+from streamgate.kafka.clients import consumer_config, transactional_config
 from streamgate.kafka.replay import read_to_end
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
@@ -72,9 +72,9 @@ class TransactionalRequestPath:
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
         # murmur2_random: Java's partitioner, as faust's producer chose, so a conversation keeps its
         # partition across engines
-        self.producer = Producer(producer_config(settings, client_id=f"{group}-{instance}",
-                                                 role="streams") | {
-            "transactional.id": f"{group}-{instance}", "partitioner": "murmur2_random"})
+        self.producer = Producer(transactional_config(settings, transactional_id=f"{group}-{instance}",
+                                                      client_id=f"{group}-{instance}", role="streams") | {
+            "partitioner": "murmur2_random"})
         self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)
         self.owned: set[int] = set()
         self.running = True

@@ -16,6 +16,7 @@ from apps.cli import (
     kafka,
     keys,
     lakehouse,
+    policy,
     registry,
     report,
     serve,
@@ -36,6 +37,7 @@ app.add_typer(registry.app, name="schema-registry")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(streams.app, name="streams")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(policy.app, name="policy")
 app.add_typer(dispatch.app, name="dispatch")
 app.add_typer(aggregate.app, name="aggregate")
 app.command("usage")(aggregate.usage)

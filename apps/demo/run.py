@@ -104,6 +104,14 @@ def _wait_for_outcomes(watcher: OutcomeWatcher, count: int, components: Componen
     return time.perf_counter() - t0
 
 
+def _see_answers(watcher: OutcomeWatcher, expected: int, timeout_s: float) -> None:
+    """Keep reading until the watcher has seen `expected` answers: the front door's calls can finish
+    after the workload's own requests (a loaded machine), and the summary counts both."""
+    deadline = time.monotonic() + timeout_s
+    while len(watcher.outcomes.answered) < expected and time.monotonic() < deadline:
+        watcher.poll(0.25)
+
+
 def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float = 90) -> None:
     """Until no bronze table has taken a new commit for two flush periods (the sink has caught up)."""
     from shared.tables.query import find_tables
@@ -254,6 +262,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
                 door_stats = door_traffic.result(stall_s)  # its calls are answered: they land too
+                _see_answers(watcher, requests + (door_stats.sent if door_stats else 0), stall_s)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
@@ -266,6 +275,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     console.print(summary_line(door_stats, door_traffic.error))
     _print_peaks(console, lag, components)
     _print_lakehouse(console, settings)
+    _print_backtest(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
     missing = requests - outcomes.mine
@@ -348,6 +358,32 @@ def _frontdoor_traffic(settings: Settings, url: str, requests: int,
 def frontdoor_calls(requests: int) -> int:
     """How many calls the demo sends through the front door beside `requests` Kafka requests."""
     return max(20, requests // 20)
+
+
+def _print_backtest(console: Console, settings: Settings) -> None:
+    """The recorded traffic replayed through the live policy itself (nothing may change) and through an
+    example candidate (apps/backtest/run.py: `example_candidate`), whose diff the report shows."""
+    from apps.backtest.run import backtest, example_candidate, save_summary, write_policy
+    from shared.policy.config import load_policy
+
+    try:
+        live = load_policy()
+        same = backtest(settings, live, since="1d", sample=0)
+        candidate = example_candidate(live)
+        changed = backtest(settings, candidate, since="1d")
+        save_summary(settings, changed)
+        path = write_policy(candidate, settings.state_dir / "backtest" / "candidate.yaml")
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]policy backtest failed: {exc}[/]")
+        return
+    fid = same["fidelity"]
+    console.print(f"policy backtest, live policy against itself: {same['changed']} changed of "
+                  f"{same['requests']:,} requests (its replay matches {fid['status_matches']:,}/"
+                  f"{fid['replayed']:,} recorded outcomes) · candidate {candidate.version} (EMAIL blocked, "
+                  f"gpt-4o-mini on sim-small): newly rejected {changed['newly_rejected']:,}, newly "
+                  f"allowed {changed['newly_allowed']:,}, re-routed {changed['rerouted']:,}, cost "
+                  f"${changed['actual_cost_usd']:,.4f} -> ${changed['projected_cost_usd']:,.4f} "
+                  f"({changed['elapsed_s']:.1f} s) · try streamgate policy backtest {path}")
 
 
 def _write_report(console: Console, settings: Settings) -> None:

@@ -7,6 +7,7 @@ says so) instead of failing the report.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class ReportData:
     guardrail_actions: list[tuple[str, float]] = field(default_factory=list)  # stage/action -> verdicts
     cache_over_time: list[Series] = field(default_factory=list)  # hit rate % per bucket
     cache_by_team: list[tuple[str, float]] = field(default_factory=list)  # hit rate % per team
+    #: the last `streamgate policy backtest` summary (its --json), when one was run on this state
+    backtest: dict[str, Any] | None = None
 
     @property
     def empty(self) -> bool:
@@ -55,7 +58,7 @@ class ReportData:
 
 def load_report_data(settings: Settings) -> ReportData:
     tables = sorted(find_tables(settings.resolve(settings.lakehouse.root)))
-    data = ReportData(generated_at=datetime.now(UTC), tables=tables)
+    data = ReportData(generated_at=datetime.now(UTC), tables=tables, backtest=_last_backtest(settings))
     if not tables:
         return data
     have = set(tables)
@@ -83,6 +86,20 @@ def load_report_data(settings: Settings) -> ReportData:
 
 
 Query = Callable[[str], list[dict[str, Any]]]
+
+
+def _last_backtest(settings: Settings) -> dict[str, Any] | None:
+    from apps.backtest.run import summary_path
+
+    path = summary_path(settings)
+    try:
+        found: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("backtest summary %s unreadable: %s", path, exc)
+        return None
+    return found
 
 
 def _costs(data: ReportData, q: Query) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from apps.report import charts
 from apps.report.data import ReportData, load_report_data
@@ -95,13 +96,28 @@ def _cards(d: ReportData) -> list[str]:
     ]
 
 
+def _backtest_card(s: dict[str, Any]) -> str:
+    """The last policy backtest: per team, what the candidate would have changed."""
+    title = f"Policy backtest: {s['candidate']['version']} against live {s['live']['version']}"
+    source = (f"{s['requests']:,} recorded requests since {escape(str(s['window']['since']))} · cost "
+              f"{charts.usd(s['actual_cost_usd'])} actual, {charts.usd(s['projected_cost_usd'])} projected · "
+              f"<code>streamgate policy backtest</code>")
+    teams = [(team, (float(t["newly_rejected"]), float(t["newly_allowed"]), float(t["rerouted"])))
+             for team, t in sorted(s["by_team"].items())]
+    if not any(v for _, values in teams for v in values):
+        return _card(title, source, "<p>No request would have been decided differently.</p>")
+    groups = ("newly rejected", "newly allowed", "re-routed")
+    return _card(title, source, charts.bar_chart(teams, groups, charts.count, "policy backtest by team"))
+
+
 def render_page(data: ReportData) -> str:
     if data.period:
         start, end = (datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") for t in data.period)
         period = f"{start} to {end} UTC"
     else:
         period = "no traffic recorded yet"
-    body = (_kpis(data) + '<div class="grid">' + "".join(_cards(data)) + "</div>") if not data.empty else \
+    cards = _cards(data) + ([_backtest_card(data.backtest)] if data.backtest else [])
+    body = (_kpis(data) + '<div class="grid">' + "".join(cards) + "</div>") if not data.empty else \
         charts.empty("No Delta tables yet: run `streamgate lakehouse sink` and `streamgate lakehouse gold`.")
     generated = data.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!doctype html>

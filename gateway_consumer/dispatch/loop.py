@@ -58,7 +58,7 @@ from shared.policy.config import GatewayPolicy
 from streamgate.catalog import default_catalog
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
-from streamgate.kafka.clients import producer_config, routed_consumer_config
+from streamgate.kafka.clients import routed_consumer_config, transactional_config
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, set_breakers
@@ -113,9 +113,9 @@ class Dispatcher:
         self.consumer = Consumer(routed_consumer_config(settings, group_id=group, role="dispatcher") | {
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
-        self.producers = [Producer(producer_config(settings, client_id=f"{group}-{instance}-{turn}",
-                                                   role="dispatcher") | {
-            "transactional.id": f"{group}-{instance}-{turn}", "linger.ms": 2}) for turn in "ab"]
+        self.producers = [Producer(transactional_config(
+            settings, transactional_id=f"{group}-{instance}-{turn}", client_id=f"{group}-{instance}-{turn}",
+            role="dispatcher") | {"linger.ms": 2}) for turn in "ab"]
         self.producer = self.producers[0]  # the one whose transaction is open
         self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait
         self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import yaml
 from confluent_kafka import Consumer, TopicPartition
@@ -78,3 +79,34 @@ class PolicyFollower(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def published_policy(settings: Settings, *, role: Role = "admin",
+                     timeout_s: float = 10.0) -> GatewayPolicy | None:
+    """The gateway policy last published on the config topic (what running processors follow), or None
+    when none was ever published. Reads the compacted topic from the beginning to its end, once."""
+    topic = physical_name(Topic.CONFIG, settings.kafka.topic_prefix)
+    codec = make_codec(topic, "ConfigRecord", settings.schema_registry.url)
+    consumer = Consumer(consumer_config(settings, group_id=group_name(settings, "replay-policy"), role=role))
+    found: GatewayPolicy | None = None
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+                for p in meta.partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(100, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                if msg.value():
+                    record = codec.decode(msg.value() or b"")
+                    if (record["kind"], record["name"]) == (POLICY_KIND, POLICY_NAME):
+                        source = f"config topic {record['version']}"
+                        found = parse_policy(yaml.safe_load(record["body"]), source)
+                if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                    pending.discard(msg.partition() or 0)
+    finally:
+        consumer.close()
+    return found

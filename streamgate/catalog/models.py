@@ -103,6 +103,10 @@ class ModelCatalog:
                        output_usd_per_mtok=current.output_usd_per_mtok,
                        cached_input_usd_per_mtok=current.cached_input_usd_per_mtok, source=current.source)
 
+    def price_change_times(self, info: ModelInfo) -> list[int]:
+        """When `info`'s price changed (ms, ascending): between two of these its price is constant."""
+        return [c.effective_from_ms for c in self._changes.get(info.key, ())]
+
     def providers(self) -> set[str]:
         return {m.provider for m in self._by_key.values()}
 

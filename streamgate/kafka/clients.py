@@ -43,6 +43,23 @@ def producer_config(settings: Settings, *, client_id: str, role: Role) -> dict[s
     }
 
 
+#: How soon a transactional producer retries a request the coordinator refused. A transaction begun while
+#: the previous one's markers are still being written is refused (CONCURRENT_TRANSACTIONS on
+#: AddPartitionsToTxn / AddOffsetsToTxn) and librdkafka retries after `retry.backoff.ms`, 100 ms by
+#: default: with commits back to back, 39 of 120 `send_offsets_to_transaction` calls took ~100 ms more
+#: (p50 2-97 ms, p90 123 ms; 7 / 14 ms at 5 ms). Backoff still doubles per retry, up to the max, so an
+#: unavailable broker is not hammered.
+TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 1000}
+
+
+def transactional_config(settings: Settings, *, transactional_id: str, client_id: str,
+                         role: Role) -> dict[str, Any]:
+    """An exactly-once stage's producer: idempotent, transactional, retrying refused transaction requests
+    at once rather than after 100 ms."""
+    return producer_config(settings, client_id=client_id, role=role) | TXN_RETRY_BACKOFF | {
+        "transactional.id": transactional_id}
+
+
 def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:
     """Manual commits and read_committed: a consumer only sees what transactional producers committed."""
     return base_config(settings, group_id, role=role) | {

@@ -6,6 +6,7 @@ event that leaves this stage carries only redacted text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiSca
     if denied:
         return GuardResult(None, denied)
     budget = [verdict_event(event, policy, "budget", "warn", [], w) for w in warnings]
-    texts = [m["content"] for m in event["messages"]]
+    texts = scanned_texts(event["messages"])
     content = check_content(texts, policy.guardrails)
     if content:
         verdict = verdict_event(event, policy, "policy", "block", [], content.message)
@@ -49,8 +50,39 @@ def guard_request(event: dict[str, Any], policy: GatewayPolicy, scan_pii: PiiSca
         verdicts[0]["reason"] = rejection.message
         return GuardResult(None, rejection, budget + verdicts)
     if pii.action == "redact":
-        event = dict(event)
-        event["messages"] = [dict(m, content=t) for m, t in zip(event["messages"], pii.texts, strict=True)]
+        messages = with_texts(event["messages"], pii.texts)
+        if messages is None:
+            message = "a tool call's arguments hold PII that could not be redacted as valid JSON"
+            rejection = Rejection("guard", "pii_blocked", message, audit=True)
+            return GuardResult(None, rejection, budget + verdicts)
+        event = dict(event, messages=messages)
         kinds = sorted({f.type for f in pii.findings if f.action == "redact"})
         event["metadata"] = {**(event.get("metadata") or {}), "guard.pii": "redact:" + "|".join(kinds)}
     return GuardResult(event, None, budget + verdicts)
+
+
+def scanned_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """What the content rules and the PII scanner read: every message's text, then the arguments of the
+    tool calls earlier assistant turns made (a caller's conversation history carries them, and they hold
+    what the user said as often as the text does)."""
+    texts = [m["content"] for m in messages]
+    texts += [m["tool_calls_json"] for m in messages if m.get("tool_calls_json")]
+    return texts
+
+
+def with_texts(messages: list[dict[str, Any]], texts: list[str]) -> list[dict[str, Any]] | None:
+    """`messages` with the scanner's redacted `texts` (in `scanned_texts` order) put back; None when a
+    redacted tool-call list is no longer valid JSON (placeholders are JSON-safe, so only for a value the
+    scanner matched across the JSON syntax itself)."""
+    out = [dict(m, content=t) for m, t in zip(messages, texts, strict=False)]
+    calls = iter(texts[len(messages):])
+    for m in out:
+        if m.get("tool_calls_json"):
+            redacted = next(calls)
+            if redacted != m["tool_calls_json"]:
+                try:
+                    json.loads(redacted)
+                except ValueError:
+                    return None
+            m["tool_calls_json"] = redacted
+    return out

@@ -38,6 +38,11 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     door = text.split("front door (official openai SDK", 1)[1].split("\n", 1)[0]
     assert f"{frontdoor_calls(400)} calls" in door and "status 200: " in door
     assert "consumer lag peak" in text and outcomes.mine == 400 and outcomes.latencies_ms.count > 300
+    # what the gateway itself added, paired from responses and telemetry for every provider answer
+    assert "gateway's own added latency" in text
+    provider_answers = statuses.count("ok") - sum(outcomes.cache_hits.values())
+    # (the last answers' telemetry may still be unread when every outcome is known)
+    assert 0.95 * provider_answers <= outcomes.gateway_ms.count <= provider_answers
     # the lakehouse caught up: every attempt and every final answer landed once, cost to the nano-dollar
     [landed] = run_query(external, "select count(*) as n, sum(cost_nanousd) as cost from telemetry"
                                    ).to_pylist()
@@ -52,7 +57,26 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     report = external.state_dir / "report.html"
     assert f"report {report}" in text.replace("\n", "")
     page = report.read_text()
-    assert page.count('<svg class="chart"') == 9 and 'class="empty"' not in page
+    assert page.count('<svg class="chart"') == 10 and 'class="empty"' not in page
+    # the recorded traffic replayed: the live policy against itself changes nothing (real broker, real
+    # Delta tables), and the example candidate's diff is in the summary and the report
+    backtest = text.split("policy backtest, live policy against itself: ", 1)[1].split(" · try ", 1)[0]
+    assert backtest.startswith("0 changed of ") and "newly rejected" in backtest
+    assert "Policy backtest: " in page and 'aria-label="policy backtest by team"' in page
+    from apps.backtest.run import backtest as run_backtest
+    from apps.backtest.run import example_candidate
+    from shared.policy.config import load_policy
+
+    same = run_backtest(external, load_policy(), since="1d", sample=0)
+    assert same["changed"] == 0 and same["projected_cost_usd"] == same["actual_cost_usd"]
+    assert same["actual_cost_usd"] == round(outcomes.cost_nanousd / 1e9, 6)
+    assert same["requests"] == len(outcomes.answered) and same["replayed"] > 300
+    assert same["fidelity"]["status_share"] > 0.99  # the live policy's replay reproduces the record
+    changed = run_backtest(external, example_candidate(load_policy()), since="1d")
+    reasons = {r for t in changed["by_team"].values() for r in t["reasons"].get("newly_rejected", {})}
+    assert changed["newly_rejected"] > 0 and reasons == {"pii_blocked"}
+    assert changed["by_team"]["research"]["newly_rejected"] == 0  # research allows e-mail addresses
+    assert changed["rerouted"] > 0 and changed["projected_cost_usd"] != changed["actual_cost_usd"]
     # the feature store: the push worker's provider health and team spend are online, as pushed
     assert "online features (Feast)" in text and "team spend today (online, pushed): none" not in text
     from features.store import open_store

@@ -161,3 +161,26 @@ def test_a_blocked_entity_stops_the_pieces() -> None:
     redactor = StreamingRedactor(policy, "search")
     released = "".join(redactor.feed(c) for c in "my number is 123-45-6789 " + "x " * 200)
     assert "123-45" not in released and redactor.blocked
+
+
+def test_output_check_redacts_tool_call_arguments() -> None:
+    """A model's tool call carries what it was told: its arguments pass the same PII check as text."""
+    import json
+
+    from gateway_consumer.output_guard import check_output
+
+    policy = load_policy()
+    routed = {"request_id": "r", "trace_id": "t", "team": "search", "project": "ranker", "api_key_id": "k",
+              "user_id": None, "tags": {}}
+    calls = [{"id": "c1", "type": "function",
+              "function": {"name": "send_mail", "arguments": json.dumps({"to": "jane.roe@example.com"})}},
+             {"id": "c2", "type": "function", "function": {"name": "noop", "arguments": "{}"}}]
+    checked = check_output(routed, "sending it now", policy, calls)
+    assert checked.failure is None and checked.tool_calls is not None
+    assert json.loads(checked.tool_calls[0]["function"]["arguments"]) == {"to": "<EMAIL_1>"}
+    assert checked.tool_calls[1] is calls[1]  # untouched calls are passed through as they were
+    assert calls[0]["function"]["arguments"] != checked.tool_calls[0]["function"]["arguments"]
+    assert [f["type"] for v in checked.verdicts for f in v["entities"]] == ["EMAIL"]
+    blocked = check_output(routed, "ok", policy, [{"id": "c", "type": "function", "function": {
+        "name": "file", "arguments": json.dumps({"ssn": "123-45-6789"})}}])
+    assert blocked.failure == "output_pii_blocked"

@@ -1,0 +1,1 @@
+"""Policy backtest: what a candidate gateway policy would have done to the traffic the lakehouse recorded."""
