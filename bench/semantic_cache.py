@@ -1,7 +1,12 @@
-"""Semantic cache quality and cost: precision/recall on the labeled pairs, hit rate on simulated traffic,
-and the embedder's throughput.
+"""Semantic cache quality and cost: precision and hit rate on public paraphrase data (a dev split the
+decision was fitted on and a held-out split it never saw), on the project's own labeled pairs and on
+simulated traffic; the cost of the decision per lookup; the embedder's throughput.
 
-(1) pairs (bench/data/paraphrases.jsonl): at the configured threshold, with and without verification.
+(0) public pairs (bench/public_paraphrases.py, MRPC): per split, the shipped decision
+    (`match.semantic_match`: cosine gate, word rules, fitted pair model) against, in the same run, the
+    decision before it (cosine 0.85 + word rules) and cosine alone. Identical texts are exact-cache hits,
+    counted apart.
+(1) pairs (bench/data/paraphrases.jsonl): at the configured threshold, with and without the decision.
 (2) traffic: 3,000 FAQ-style questions drawn with a Zipf popularity over (intent, slots) and a random
     phrasing each time; exact cache first, then the semantic cache (same code as the dispatcher). A hit is
     correct when the cached question had the same intent and slots. Reference point (the issue's seed):
@@ -11,6 +16,7 @@ and the embedder's throughput.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
@@ -19,9 +25,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench import public_paraphrases as public
 from bench.harness import write_result
 from bench.paraphrase_dataset import ENTITIES, INTENTS, NUMBERS, PLACES, load
 from gateway_consumer.cache.exact import CachedAnswer
+from gateway_consumer.cache.match import Matcher
 from gateway_consumer.cache.semantic import SemanticCache
 from gateway_consumer.cache.verify import compatible, signature
 from gateway_consumer.providers import ProviderReply
@@ -37,10 +45,13 @@ def pair_scores(model: MiniLM, threshold: float) -> dict[str, Any]:
     a = model.embed([r["a"] for r in rows])
     b = model.embed([r["b"] for r in rows])
     sims = (a * b).sum(1)
-    verified = np.array([compatible(signature(r["a"]), signature(r["b"])) for r in rows])
+    matcher = Matcher(threshold)
+    verified = np.array([matcher.accept(r["a"], r["b"], float(c)) for r, c in zip(rows, sims, strict=True)])
+    rules = np.array([compatible(signature(r["a"]), signature(r["b"])) for r in rows])
     same = np.array([r["same"] for r in rows])
     out: dict[str, Any] = {"pairs": len(rows), "threshold": threshold}
-    for name, hit in (("embedding_only", sims >= threshold), ("verified", (sims >= threshold) & verified)):
+    for name, hit in (("embedding_only", sims >= threshold), ("rules", (sims >= threshold) & rules),
+                      ("verified", verified)):
         tp, fp = int((hit & same).sum()), int((hit & ~same).sum())
         out[name] = {
             "recall": tp / int(same.sum()),
@@ -51,6 +62,60 @@ def pair_scores(model: MiniLM, threshold: float) -> dict[str, Any]:
             ),
         }
     return out
+
+
+def public_scores(model: MiniLM, threshold: float) -> dict[str, Any]:
+    """Both public splits through the shipped decision and, in the same run, the decision before it
+    (cosine 0.85 + word rules) and cosine alone; plus the cheapest cosine threshold that would reach
+    0.99 precision on its own (None when none does)."""
+    if not public.available():
+        return {"missing": f"no public pairs in {public.DATA_DIR}: python -m bench.public_paraphrases setup"}
+    matcher = Matcher(threshold)
+    source = json.loads((public.DATA_DIR / "source.json").read_text())
+    out: dict[str, Any] = {"corpus": source.get("corpus", "?"), "verifier": matcher.verifier.provenance}
+    for split in public.SPLITS:
+        pairs = public.load(split)
+        va, vb = public.vectors(model, pairs)
+        cos = (va * vb).sum(1)
+        same = np.array([p["same"] for p in pairs])
+        out[split] = {
+            "shipped": public.score(pairs, va, vb, matcher.accept),
+            "before_cosine_0.85_rules": public.score(
+                pairs, va, vb, lambda a, b, c: c >= 0.85 and compatible(signature(a), signature(b))),
+            "cosine_only": public.score(pairs, va, vb, lambda a, b, c: c >= threshold),
+            "cosine_threshold_for_0.99": _cosine_for(cos, same, 0.99),
+        }
+    return out
+
+
+def _cosine_for(cos: Any, same: Any, target: float) -> float | None:
+    order = np.argsort(-cos)
+    precision = np.cumsum(same[order]) / np.arange(1, len(cos) + 1)
+    ok = np.nonzero(precision >= target)[0]
+    return None if len(ok) == 0 else round(float(cos[order][ok[-1]]), 4)
+
+
+def decision_cost(model: MiniLM, threshold: float) -> dict[str, float]:
+    """Microseconds per candidate for the decision (stages 2 and 3) against the word rules alone, same
+    run, over the candidates the cosine gate passes in the held-out split (or the own set without it)."""
+    pairs = public.load("heldout") if public.available() else load()
+    va, vb = public.vectors(model, pairs) if public.available() else (
+        model.embed([p["a"] for p in pairs]), model.embed([p["b"] for p in pairs]))
+    cands = [(p["a"], p["b"], float(x @ y)) for p, x, y in zip(pairs, va, vb, strict=True)
+             if float(x @ y) >= threshold] or [(p["a"], p["b"], 1.0) for p in pairs]
+    matcher = Matcher(threshold)
+
+    def per_candidate(fn: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in range(5):
+            for a, b, c in cands:
+                fn(a, b, c)
+        return (time.perf_counter() - t0) / (5 * len(cands)) * 1e6
+
+    return {"candidates": len(cands),
+            "decision_us_per_candidate": per_candidate(matcher.accept),
+            "rules_only_us_per_candidate": per_candidate(
+                lambda a, b, c: compatible(signature(a), signature(b)))}
 
 
 def traffic(model: MiniLM, threshold: float, seed: int = 11) -> dict[str, Any]:
@@ -83,11 +148,14 @@ def traffic(model: MiniLM, threshold: float, seed: int = 11) -> dict[str, Any]:
         queries.append((combo, text))
     vectors = model.embed([t for _, t in queries])
     reply = ProviderReply("answer", "stop", 10, 10)
+    lookup_s: list[float] = []
     for (combo, text), vector in zip(queries, vectors, strict=True):
         if text in exact:
             counts["exact_hits"] += 1
             continue
+        t0 = time.perf_counter()
         hit = cache.lookup("scope", text, vector)
+        lookup_s.append(time.perf_counter() - t0)
         if hit is not None:
             counts["semantic_hits"] += 1
             counts["semantic_correct"] += int(hit.provider == repr(combo))
@@ -106,6 +174,8 @@ def traffic(model: MiniLM, threshold: float, seed: int = 11) -> dict[str, Any]:
         "hit_rate": hits / TRAFFIC,
         "semantic_precision": counts["semantic_correct"] / max(counts["semantic_hits"], 1),
         "rejected_by_verification": cache.rejected_by_verify,
+        "lookup_us_p50": float(np.percentile(lookup_s, 50) * 1e6),
+        "lookup_us_p99": float(np.percentile(lookup_s, 99) * 1e6),
     }
 
 
@@ -131,6 +201,26 @@ def embed_rates(model: MiniLM) -> dict[str, float]:
     return out
 
 
+def _public_rows(opened: dict[str, Any]) -> list[tuple[str, str]]:
+    if "missing" in opened:
+        return [("public pairs", opened["missing"])]
+    rows = []
+    for split, label in (("dev", "dev (fitted on)"), ("heldout", "held-out (never fitted on)")):
+        r = opened[split]
+        new, old, raw = r["shipped"], r["before_cosine_0.85_rules"], r["cosine_only"]
+        rows += [
+            (f"{opened['corpus']} {label}: pairs, exact-match pairs (counted apart)",
+             f"{new['pairs']}, {new['exact_hits']}"),
+            (f"{opened['corpus']} {label}: shipped decision, semantic hit rate / precision / false hits",
+             f"{new['hit_rate']:.1%} / {new['precision']:.3f} / {new['false_hits']}"),
+            (f"{opened['corpus']} {label}: before (cosine 0.85 + rules), hit rate / precision",
+             f"{old['hit_rate']:.1%} / {old['precision']:.3f}"),
+            (f"{opened['corpus']} {label}: cosine alone, hit rate / precision; cosine for 0.99 alone",
+             f"{raw['hit_rate']:.1%} / {raw['precision']:.3f}; {r['cosine_threshold_for_0.99']}"),
+        ]
+    return rows
+
+
 def _padded(model: MiniLM, texts: list[str]) -> Any:
     """The embedder before length grouping: one batch padded to its longest text."""
     encodings = model.tokenizer.encode_batch(texts)
@@ -145,17 +235,26 @@ def _padded(model: MiniLM, texts: list[str]) -> Any:
 def main() -> dict[str, Any]:
     settings = SemanticCacheSettings()
     model = MiniLM(settings.model_dir)
+    opened = public_scores(model, settings.threshold)
+    cost = decision_cost(model, settings.threshold)
     pairs = pair_scores(model, settings.threshold)
     flow = traffic(model, settings.threshold)
     rates = embed_rates(model)
-    result = {"pairs": pairs, "traffic": flow, **rates}
+    result = {"public": opened, "decision_cost": cost, "pairs": pairs, "traffic": flow, **rates}
     speedup = rates["mixed_embeddings_per_s_grouped"] / rates["mixed_embeddings_per_s_padded"]
-    v, raw = pairs["verified"], pairs["embedding_only"]
-    table = [
+    v, raw, rules = pairs["verified"], pairs["embedding_only"], pairs["rules"]
+    table = [*_public_rows(opened), (
+        "decision per candidate: cosine gate + rules + pair model / rules only (same run)",
+        f"{cost['decision_us_per_candidate']:.0f} / {cost['rules_only_us_per_candidate']:.0f} µs"
+        f" ({cost['candidates']} candidates)"), (
+        "traffic: lookup (faiss search + decision) p50 / p99",
+        f"{flow['lookup_us_p50']:.0f} / {flow['lookup_us_p99']:.0f} µs"),
         ("labeled pairs (bench/data/paraphrases.jsonl)", f"{pairs['pairs']}"),
         ("threshold (cosine, all-MiniLM-L6-v2)", f"{settings.threshold}"),
         ("pairs: precision / recall, embedding only", f"{raw['precision']:.3f} / {raw['recall']:.3f}"),
-        ("pairs: precision / recall, with verification", f"{v['precision']:.3f} / {v['recall']:.3f}"),
+        ("pairs: precision / recall, cosine + word rules (before)",
+         f"{rules['precision']:.3f} / {rules['recall']:.3f}"),
+        ("pairs: precision / recall, shipped decision", f"{v['precision']:.3f} / {v['recall']:.3f}"),
         (
             "traffic: hit rate (exact + semantic)",
             f"{flow['hit_rate']:.1%} ({flow['exact_hit_rate']:.1%} + {flow['semantic_hit_rate']:.1%})",

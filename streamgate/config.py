@@ -184,9 +184,14 @@ class SemanticCacheSettings(_Strict):
     #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~3 ms of CPU per
     #: request (numpy MiniLM, batched), so it is opt-in where answers are reusable (FAQ-style traffic).
     teams: list[str] = ["support"]
-    #: Cosine similarity a candidate needs before verification; 0.85 gave 1.000 precision and 0.88
-    #: recall on bench/data/paraphrases.jsonl (streamgate bench semantic-cache).
+    #: Cosine similarity a candidate needs before the word rules and the fitted pair model decide
+    #: (gateway_consumer/cache/match.py; docs/semantic-cache.md).
     threshold: float = Field(default=0.85, gt=0, le=1)
+    #: Probability the fitted pair model must give a candidate before it is served; empty: the cut
+    #: fitted with the model (precision >= 0.995 on the public dev split, out of fold; 1.000 on the
+    #: held-out split at a 0.4% hit rate). Lower it only for traffic where a wrong answer is cheap:
+    #: `streamgate bench semantic-cache` shows what each cut serves and how precisely.
+    min_probability: float | None = Field(default=None, gt=0, le=1)
     #: Entries kept per team+model+context scope in the vector index.
     max_entries_per_scope: int = Field(default=10_000, ge=1)
     #: Longer messages skip the semantic cache: embedding cost grows with length (a 600-word prompt

@@ -3,8 +3,9 @@
 Scope: team, requested model, generation parameters and the whole conversation except its last user
 message must be identical (hashed); only that last message is matched by meaning. Candidates come from a
 faiss inner-product index per scope (unit vectors, so inner product = cosine); a candidate above the
-threshold is used only if `verify.compatible` agrees (same numbers, names, quotes, negation), because
-embeddings alone score "top 5" and "top 3" as the same question.
+threshold is used only if `match.Matcher` accepts it: the word rules of `verify` (same numbers, names,
+quotes, negation, because embeddings alone score "top 5" and "top 3" as the same question) and then the
+fitted pair model, which needs only the two texts and their cosine (no further model call).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from gateway_consumer.cache.exact import CachedAnswer, message_shape, params_shape
-from gateway_consumer.cache.verify import Signature, compatible, signature
+from gateway_consumer.cache.match import Matcher
+from gateway_consumer.cache.verify import Signature, signature
 from shared.embeddings.minilm import Array, MiniLM
 from streamgate.config import SemanticCacheSettings
 from streamgate.observability.metrics import SEMANTIC_EMBEDDINGS, SEMANTIC_SHED
@@ -49,7 +51,7 @@ def semantic_parts(routed: dict[str, Any]) -> tuple[str, str] | None:
 @dataclass
 class _Scope:
     index: Any  # faiss.IndexIDMap2
-    entries: dict[int, tuple[CachedAnswer, Signature]] = field(default_factory=dict)
+    entries: dict[int, tuple[CachedAnswer, str, Signature]] = field(default_factory=dict)
 
 
 class SemanticCache:
@@ -59,8 +61,10 @@ class SemanticCache:
         ttl_s: float,
         max_entries_per_scope: int,
         clock: Callable[[], float] = time.monotonic,
+        matcher: Matcher | None = None,
     ) -> None:
         self.threshold, self._ttl, self._max, self._clock = threshold, ttl_s, max_entries_per_scope, clock
+        self.matcher = matcher if matcher is not None else Matcher(threshold)
         self._scopes: dict[str, _Scope] = {}
         self._next_id = 0
         self.hits = self.misses = self.rejected_by_verify = 0
@@ -75,11 +79,11 @@ class SemanticCache:
         for score, ident in zip(scores[0], ids[0], strict=True):
             if ident < 0 or score < self.threshold:
                 break
-            answer, sig = found.entries[int(ident)]
+            answer, cached_text, sig = found.entries[int(ident)]
             if answer.expires_at <= now:
                 self._remove(found, [int(ident)])
                 continue
-            if compatible(sig, wanted):
+            if self.matcher.accept(cached_text, text, float(score), sig, wanted):
                 self.hits += 1
                 return answer
             self.rejected_by_verify += 1
@@ -93,7 +97,7 @@ class SemanticCache:
         ident = self._next_id
         self._next_id += 1
         found.index.add_with_ids(vector.reshape(1, -1), np.array([ident], dtype=np.int64))
-        found.entries[ident] = (answer, signature(text))
+        found.entries[ident] = (answer, text, signature(text))
         if len(found.entries) > self._max:
             self._remove(found, sorted(found.entries)[: len(found.entries) - self._max])
 

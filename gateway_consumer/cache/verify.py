@@ -109,15 +109,15 @@ def signature(text: str) -> Signature:
     )
 
 
-def compatible(a: Signature, b: Signature) -> bool:
-    """May an answer to one prompt be reused for the other (given they embed alike)?"""
-    if (a.numbers, a.names, a.quoted, a.negated, a.polarity) != (
-        b.numbers,
-        b.names,
-        b.quoted,
-        b.negated,
-        b.polarity,
-    ):
+def compatible(a: Signature, b: Signature, *, names_subset: bool = False) -> bool:
+    """May an answer to one prompt be reused for the other (given they embed alike)?
+
+    Names must be the same; with `names_subset` one side's names may include the other's ("Mr So" /
+    "So": news-style text names a party in several ways), and the caller weighs the extra ones (the
+    fitted pair model does). Two different names ("Kafka" / "Redis") are refused either way."""
+    if (a.numbers, a.quoted, a.negated, a.polarity) != (b.numbers, b.quoted, b.negated, b.polarity):
+        return False
+    if a.names != b.names and not (names_subset and (a.names <= b.names or b.names <= a.names)):
         return False
     # the same words in another order ask another question ("miles to km" / "km to miles")
     return not (a.words != b.words and sorted(a.words) == sorted(b.words))

@@ -41,6 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
+from gateway_consumer.cache.match import Matcher
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnswerIndex
@@ -239,8 +240,9 @@ class Dispatcher:
         except ModelMissingError as exc:  # a clear warning, and dispatch goes on without it
             log.warning("semantic cache off: %s", exc)
             return {}
+        matcher = Matcher(cache.semantic.threshold, min_probability=cache.semantic.min_probability)
         return {"semantic": SemanticCache(cache.semantic.threshold, cache.ttl_s,
-                                          cache.semantic.max_entries_per_scope),
+                                          cache.semantic.max_entries_per_scope, matcher=matcher),
                 "embedder": BatchingEmbedder.from_settings(model, cache.semantic)}
 
     def _accept(self, msg: Message, deps: DispatchDeps) -> None:
