@@ -11,7 +11,7 @@ partition) and the online store (one SQLite transaction, features/collections/on
 resumes after the lower of the two offsets; a record at or below a store's own offset is not written to
 that store again. Decisions depend only on the record sequence and the versions the online store held
 at that offset, so a replay decides the same way and both stores end identical after a kill -9 at any
-moment (tests/integration/test_rag_collections.py kills it in a loop).
+moment (tests/integration/test_rag_indexer_kill.py kills it in a loop).
 """
 
 from __future__ import annotations
