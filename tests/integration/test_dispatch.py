@@ -217,7 +217,10 @@ def test_semantic_cache_answers_a_paraphrase_but_not_a_different_question(rig: D
     paraphrase = ask("How can I reset my password in Kafka?")
     other_product = ask("How do I reset my password in Redis?")
     negated = ask("Why can I not reset my password in Kafka?")
-    _run(rig, [paraphrase, other_product, negated])
+    # one at a time: an embedder that is busy with one text may shed the next (by design, under load),
+    # and a shed request skips the semantic lookup; this test is about the decision, not the shedding
+    for event in (paraphrase, other_product, negated):
+        _run(rig, [event])
     [hit] = rig.responses[paraphrase["request_id"]]
     assert hit["cache_kind"] == "semantic"
     assert hit["content"] == rig.responses[first["request_id"]][0]["content"]
