@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from deltalake import write_deltalake
 from rich.progress import Progress
 
 from bench.harness import median_ms, write_result
 from lakehouse.gold import rebuild
 from lakehouse.tables import BRONZE
+from shared.tables.delta import write_table
 from shared.tables.query import run_query
 from streamgate.config import Settings, load_settings
+from streamgate.storage import TablePath
 
 N = 10_000_000
 FILE_ROWS = 250_000
@@ -89,15 +90,15 @@ def _chunk(rng: np.random.Generator, start: int, n: int, schema: pa.Schema) -> p
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _build(settings: Settings) -> Path:
+def _build(settings: Settings) -> TablePath:
     schema = next(t for t in BRONZE if t.name == "telemetry").schema()
-    path = settings.resolve(settings.lakehouse.root) / "bronze" / "telemetry"
+    path = settings.table_root() / "bronze" / "telemetry"
     rng = np.random.default_rng(7)
     with Progress() as progress:
         task = progress.add_task("bronze telemetry rows", total=N)
         for start in range(0, N, FILE_ROWS * 4):
             chunk = _chunk(rng, start, min(FILE_ROWS * 4, N - start), schema)
-            write_deltalake(str(path), chunk, mode="append", partition_by=["date"])
+            write_table(path, chunk, mode="append", partition_by=["date"])
             progress.update(task, completed=start + chunk.num_rows)
     return path
 

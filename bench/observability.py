@@ -55,7 +55,7 @@ def _report(root: Path) -> tuple[float, int]:
     schema = next(t for t in BRONZE if t.name == "telemetry").schema()
     rows = [e | {"_partition": i % 6, "_offset": i // 6, "_kafka_ts": e["ended_at"], "date": "2026-11-25"}
             for i, e in enumerate(telemetry_events(N, start_ms=1_795_564_800_000, span_ms=86_000_000))]
-    path = settings.resolve(settings.lakehouse.root) / "bronze" / "telemetry"
+    path = settings.table_root() / "bronze" / "telemetry"
     for start in range(0, N, 50_000):
         write_deltalake(str(path), pa.Table.from_pylist(rows[start:start + 50_000], schema=schema),
                         mode="append", partition_by=["date"])

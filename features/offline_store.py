@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import ibis
-from deltalake import DeltaTable
 from feast.data_format import DeltaFormat
 from feast.infra.offline_stores import duckdb as feast_duckdb
 from feast.infra.offline_stores.file_source import FileSource
@@ -25,6 +24,9 @@ from feast.infra.offline_stores.ibis import (
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from pydantic import StrictStr
 
+from shared.tables.delta import open_table
+from streamgate.storage import ObjectPath, is_uri
+
 TYPE = "features.offline_store.DeltaDuckDBOfflineStore"
 
 
@@ -32,9 +34,22 @@ class DeltaDuckDBOfflineStoreConfig(feast_duckdb.DuckDBOfflineStoreConfig):
     type: StrictStr = TYPE
 
 
+#: Storage options of the lakehouse's object store when its root is an `s3://` URI, set by
+#: features/store.py from the settings (Feast builds this store from feature_store.yaml, which must not
+#: hold credentials).
+_STORAGE: dict[str, str] = {}
+
+
+def use_storage(options: dict[str, str] | None) -> None:
+    _STORAGE.clear()
+    _STORAGE.update(options or {})
+
+
 def read_source(data_source: Any, repo_path: str) -> Any:
     if isinstance(data_source, FileSource) and isinstance(data_source.file_format, DeltaFormat):
-        return ibis.memtable(DeltaTable(data_source.path).to_pyarrow_table())
+        path = data_source.path
+        table = open_table(ObjectPath(path, dict(_STORAGE)) if is_uri(path) else path)
+        return ibis.memtable(table.to_pyarrow_table())
     return feast_duckdb._read_data_source(data_source, repo_path)
 
 

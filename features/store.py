@@ -17,6 +17,7 @@ from features import offline_store, sqlite_vec
 from features.definitions import Definitions, build
 from features.tables import ensure_tables
 from streamgate.config import Settings
+from streamgate.storage import options_of
 
 
 def store_dir(settings: Settings) -> Path:
@@ -54,6 +55,7 @@ def open_store(settings: Settings) -> FeatureStore:
     if settings.features.online_store == "sqlite":
         sqlite_vec.enable()
     path = write_config(settings)
+    offline_store.use_storage(options_of(settings.table_root()))
     return FeatureStore(repo_path=str(path.parent), fs_yaml_file=path)
 
 

@@ -8,14 +8,12 @@ to the stream-fed tables, so the offline history is exactly what the gateway rea
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 
+from shared.tables.delta import open_or_none, write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 TS = pa.timestamp("us", tz="UTC")
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, the semantic cache's embedder
@@ -56,11 +54,11 @@ from gold_provider_daily""",
 }
 
 
-def features_root(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "features"
+def features_root(settings: Settings) -> TablePath:
+    return settings.table_root() / "features"
 
 
-def table_path(settings: Settings, name: str) -> Path:
+def table_path(settings: Settings, name: str) -> TablePath:
     return features_root(settings) / name
 
 
@@ -69,20 +67,18 @@ def ensure_tables(settings: Settings) -> None:
     and materialize before the first row arrives."""
     for name, schema in SCHEMAS.items():
         path = table_path(settings, name)
-        try:
-            DeltaTable(str(path))
-        except TableNotFoundError:
-            write_deltalake(str(path), schema.empty_table(), mode="append")
+        if open_or_none(path) is None:
+            write_table(path, schema.empty_table(), mode="append")
 
 
 def append(settings: Settings, name: str, table: pa.Table, *, overwrite: bool = False) -> None:
     rows = table.select(SCHEMAS[name].names).cast(SCHEMAS[name])
-    write_deltalake(str(table_path(settings, name)), rows, mode="overwrite" if overwrite else "append")
+    write_table(table_path(settings, name), rows, mode="overwrite" if overwrite else "append")
 
 
 def build_from_gold(settings: Settings) -> dict[str, int]:
     """Rebuild the daily feature tables from gold (whole tables: gold is small, one row per day)."""
-    have = set(find_tables(settings.resolve(settings.lakehouse.root)))
+    have = set(find_tables(settings.table_root()))
     written = {}
     for name, sql in _FROM_GOLD.items():
         source = "gold_daily_cost" if name == "team_daily" else "gold_provider_daily"

@@ -10,29 +10,28 @@ ml_request_latency"`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 from feast import FeatureStore
 
 from features.store import apply
+from shared.tables.delta import open_table, write_table
 from shared.tables.query import silver_root
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 #: the feature service (features/definitions.py) naming the model's features
 SERVICE = "request_cost_model"
 LABELS = ["latency_ms", "cost_nanousd"]
 
 
-def training_path(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "ml" / "request_latency"
+def training_path(settings: Settings) -> TablePath:
+    return settings.table_root() / "ml" / "request_latency"
 
 
 def requests_from_silver(settings: Settings) -> pd.DataFrame:
     """Answered, uncached requests: the entity rows (team, target, event time) with their labels."""
-    facts = DeltaTable(str(silver_root(settings) / "request_facts")).to_pandas(
+    facts = open_table(silver_root(settings) / "request_facts").to_pandas(
         columns=["request_id", "team", "provider", "model", "status", "cache_hit", "created_at", *LABELS])
     facts = facts[(facts["status"] == "ok") & ~facts["cache_hit"].fillna(False).astype(bool)]
     return pd.DataFrame({
@@ -51,10 +50,10 @@ def training_set(settings: Settings, entity_df: pd.DataFrame,
     return out.sort_values("event_timestamp").reset_index(drop=True)
 
 
-def build_training_set(settings: Settings, store: FeatureStore | None = None) -> tuple[Path, int]:
+def build_training_set(settings: Settings, store: FeatureStore | None = None) -> tuple[TablePath, int]:
     """Silver requests joined with their features as of each request, written as a Delta table."""
     rows = training_set(settings, requests_from_silver(settings), store)
     path = training_path(settings)
-    write_deltalake(str(path), pa.Table.from_pandas(rows, preserve_index=False), mode="overwrite",
-                    schema_mode="overwrite")
+    write_table(path, pa.Table.from_pandas(rows, preserve_index=False), mode="overwrite",
+                schema_mode="overwrite")
     return path, len(rows)

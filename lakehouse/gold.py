@@ -12,13 +12,10 @@ table, so readers never see a half-written day.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
-
+from shared.tables.delta import open_or_none, write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 DAILY_COST_SQL = """
 select date, team, project, provider, model,
@@ -60,8 +57,8 @@ GOLD = {"daily_cost": (DAILY_COST_SQL, "telemetry"), "provider_daily": (PROVIDER
         "guardrail_daily": (GUARDRAIL_DAILY_SQL, "verdicts")}
 
 
-def gold_root(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "gold"
+def gold_root(settings: Settings) -> TablePath:
+    return settings.table_root() / "gold"
 
 
 def rebuild_daily_cost(settings: Settings, dates: list[str] | None = None) -> int:
@@ -71,7 +68,7 @@ def rebuild_daily_cost(settings: Settings, dates: list[str] | None = None) -> in
 
 def rebuild_all(settings: Settings, dates: list[str] | None = None) -> dict[str, int]:
     """Every gold table whose bronze source exists; returns rows written per table."""
-    have = set(find_tables(settings.resolve(settings.lakehouse.root)))
+    have = set(find_tables(settings.table_root()))
     return {name: rebuild(settings, name, dates) for name, (_, source) in GOLD.items() if source in have}
 
 
@@ -81,25 +78,17 @@ def rebuild(settings: Settings, name: str, dates: list[str] | None = None) -> in
     where = f"where date in ({', '.join(repr(d) for d in valid)})" if valid else "where true"
     table = run_query(settings, sql.format(where=where))
     path = gold_root(settings) / name
-    if valid and _exists(path):
+    if valid and open_or_none(path) is not None:
         predicate = " or ".join(f"date = '{d}'" for d in valid)
-        write_deltalake(str(path), table, mode="overwrite", predicate=predicate, partition_by=["date"])
+        write_table(path, table, mode="overwrite", predicate=predicate, partition_by=["date"])
     else:
-        write_deltalake(str(path), table, mode="overwrite", partition_by=["date"], schema_mode="overwrite")
+        write_table(path, table, mode="overwrite", partition_by=["date"], schema_mode="overwrite")
     return int(table.num_rows)
 
 
 def touched_dates(settings: Settings) -> list[str]:
     dates = run_query(settings, "select distinct date from telemetry order by date")
     return [str(d) for d in dates.column("date").to_pylist()]
-
-
-def _exists(path: Path) -> bool:
-    try:
-        DeltaTable(str(path))
-        return True
-    except TableNotFoundError:
-        return False
 
 
 def _is_date(text: str) -> bool:

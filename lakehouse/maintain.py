@@ -9,13 +9,12 @@ can still time-travel that far back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from deltalake import DeltaTable
 
 from lakehouse.tables import BRONZE
+from shared.tables.delta import open_table
 from shared.tables.query import find_tables
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 CLUSTER = {t.name: t.cluster_by for t in BRONZE}
 
@@ -28,8 +27,8 @@ class TableCare:
     vacuumed: int
 
 
-def maintain_table(path: Path, cluster_by: tuple[str, ...], retention_hours: int) -> TableCare:
-    table = DeltaTable(str(path))
+def maintain_table(path: TablePath, cluster_by: tuple[str, ...], retention_hours: int) -> TableCare:
+    table = open_table(path)
     before = len(table.file_uris())
     if cluster_by:
         table.optimize.z_order(list(cluster_by))
@@ -37,7 +36,7 @@ def maintain_table(path: Path, cluster_by: tuple[str, ...], retention_hours: int
         table.optimize.compact()
     table.create_checkpoint()
     removed = table.vacuum(retention_hours=retention_hours, dry_run=False)
-    return TableCare(path.name, before, len(DeltaTable(str(path)).file_uris()), len(removed))
+    return TableCare(path.name, before, len(open_table(path).file_uris()), len(removed))
 
 
 #: Tables whose writer is not append-only (the RAG indexer MERGEs: features/collections/indexer.py): a
@@ -46,7 +45,7 @@ NOT_APPEND_ONLY = ("rag_",)
 
 
 def maintain_all(settings: Settings) -> list[TableCare]:
-    root = settings.resolve(settings.lakehouse.root)
+    root = settings.table_root()
     hours = settings.lakehouse.vacuum_retention_hours
     return [maintain_table(path, CLUSTER.get(name, ()), hours) for name, path in find_tables(root).items()
             if not name.startswith(NOT_APPEND_ONLY)]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import write_deltalake
 
+from shared.tables.delta import write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
 
@@ -74,7 +74,7 @@ def _referential(settings: Settings) -> tuple[str, Any] | None:
     """Silver requests without a bronze response: the count must be zero."""
     import great_expectations as gx
 
-    have = set(find_tables(settings.resolve(settings.lakehouse.root)))
+    have = set(find_tables(settings.table_root()))
     if not {"silver_request_facts", "responses"} <= have:
         return None
     orphans = run_query(settings, "select count(*) as orphans from silver_request_facts f left join "
@@ -87,7 +87,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
     import great_expectations as gx
 
     now_ms = int(time.time() * 1000)
-    tables = find_tables(settings.resolve(settings.lakehouse.root))
+    tables = find_tables(settings.table_root())
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -123,8 +123,9 @@ def run_checks(settings: Settings) -> list[CheckResult]:
 
 
 def record(settings: Settings, results: list[CheckResult]) -> Path:
-    """Append the run to `quality/results` and write `quality/report.html`; returns the report path."""
-    root = settings.resolve(settings.lakehouse.root) / "quality"
+    """Append the run to `quality/results` and write `quality/report.html` (under the state directory
+    when the tables are on object storage); returns the report path."""
+    root = settings.table_root() / "quality"
     run_id, now = uuid.uuid4().hex, int(time.time() * 1000)
     rows = pa.table({
         "run_id": [run_id] * len(results),
@@ -134,8 +135,9 @@ def record(settings: Settings, results: list[CheckResult]) -> Path:
         "unexpected_count": pa.array([r.unexpected for r in results], pa.int64()),
         "rows_checked": pa.array([r.rows for r in results], pa.int64()),
     })
-    write_deltalake(str(root / "results"), rows, mode="append")
-    report = root / "report.html"
+    write_table(root / "results", rows, mode="append")
+    report = (root if isinstance(root, Path) else settings.state_dir / "quality") / "report.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(
         f"<tr class={'ok' if r.success else 'fail'}><td>{html.escape(r.table)}</td>"
         f"<td>{html.escape(r.expectation)}</td><td>{html.escape(r.column)}</td>"

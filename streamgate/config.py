@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -21,6 +21,12 @@ ENV_REGISTRY = "SCHEMA_REGISTRY_URL"
 ENV_STATE_DIR = "STREAMGATE_STATE_DIR"
 #: The default variable holding the API-key HMAC secret (see IdentitySettings.hmac_secret_env).
 ENV_KEY_SECRET = "STREAMGATE_KEY_SECRET"
+#: The default variables holding the object store's credentials (see ObjectStoreSettings).
+ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+
+if TYPE_CHECKING:
+    from streamgate.storage import TablePath
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "streamgate.yaml"
@@ -272,11 +278,44 @@ class AggregationSettings(_Strict):
     commit_interval_ms: int = Field(default=250, ge=10)
 
 
+class ObjectStoreSettings(_Strict):
+    """S3-compatible object storage, used when `lakehouse.root` is an `s3://bucket/prefix` URI.
+
+    Credentials come from the environment variables named here (the loader copies them into the
+    SecretStr fields; they are never logged). Concurrent writers are safe through conditional PUT
+    (`If-None-Match: *` on each Delta commit file, `If-Match` on updates): AWS S3 since 2024 and MinIO
+    support it, so no DynamoDB lock is needed (docs/lakehouse.md, "Tables on object storage").
+    """
+
+    #: The server's URL, e.g. http://127.0.0.1:9000 for a local MinIO; empty for AWS S3 itself.
+    endpoint: str = ""
+    #: The bucket's region (MinIO accepts any; us-east-1 is its default).
+    region: str = "us-east-1"
+    #: The environment variable holding the access key id; the loader copies it into `access_key_id`.
+    access_key_id_env: str = ENV_S3_ACCESS_KEY
+    #: The environment variable holding the secret key; the loader copies it into `secret_access_key`.
+    secret_access_key_env: str = ENV_S3_SECRET_KEY
+    #: Never logged (SecretStr prints as '**********'), never written to a child's config file.
+    access_key_id: SecretStr | None = None
+    #: Never logged, never written to a child's config file. Unset with a local `streamgate s3 up`:
+    #: the credentials it generated under the state directory are used.
+    secret_access_key: SecretStr | None = None
+    #: Path-style requests (http://host/bucket/key), as MinIO and most S3-compatible servers expect;
+    #: false for AWS's virtual-hosted style.
+    path_style: bool = True
+    #: The commit protocol of concurrent Delta writers: `etag` = conditional PUT (the server must honour
+    #: If-None-Match and If-Match); `unsafe` = plain PUT, for servers without it and ONE writer per table.
+    commit_protocol: Literal["etag", "unsafe"] = "etag"
+
+
 class LakehouseSettings(_Strict):
     """Kafka -> Delta Lake: where tables live and how the sink batches."""
 
-    #: Table root; relative paths are under the state directory.
-    root: Path = Path("lakehouse")
+    #: Table root: a path (relative ones are under the state directory) or `s3://bucket/prefix` on
+    #: S3-compatible object storage configured in `object_store`.
+    root: str = "lakehouse"
+    #: The S3-compatible server behind an `s3://` root (endpoint, region, credentials, commit protocol).
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
     #: Kafka consumer group of the sink (offsets here only show lag; the Delta log holds the truth).
     group_id: str = "streamgate-lakehouse"
     #: A table is written when this many rows are buffered for it...
@@ -450,6 +489,24 @@ class Settings(_Strict):
         """An absolute path: relative ones are taken under the state directory."""
         return path if path.is_absolute() else self.state_dir / path
 
+    def table_root(self) -> TablePath:
+        """Where the lakehouse's tables live: a local directory, or an `s3://` location carrying the
+        storage options every Delta read and write needs (one builder: streamgate/storage.py)."""
+        from streamgate.storage import ObjectPath, is_uri, storage_options
+
+        root = str(self.lakehouse.root)
+        if not is_uri(root):
+            return self.resolve(Path(root))
+        store = self.lakehouse.object_store
+        if store.access_key_id is None or store.secret_access_key is None:
+            from streamgate.objectstore import local_credentials
+
+            # no credentials in the environment: those `streamgate s3 up` generated (local use only)
+            if (local := local_credentials(self.state_dir)) is not None:
+                store = store.model_copy(update={"access_key_id": SecretStr(local[0]),
+                                                 "secret_access_key": SecretStr(local[1])})
+        return ObjectPath(root, storage_options(store))
+
     def with_state_dir(self, state_dir: Path) -> Settings:
         """These settings with another state directory, keeping the Kafka credentials file and CA where
         they are: they belong to the broker's deployment, not to one process's state."""
@@ -496,6 +553,14 @@ def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
         var = identity.get("hmac_secret_env") or ENV_KEY_SECRET
         if environ.get(var):
             raw["identity"] = {**identity, "hmac_secret": environ[var]}
+    lakehouse = raw.get("lakehouse") or {}
+    if isinstance(lakehouse, dict) and isinstance(store := lakehouse.get("object_store") or {}, dict):
+        for field, var_field, default in (("access_key_id", "access_key_id_env", ENV_S3_ACCESS_KEY),
+                                          ("secret_access_key", "secret_access_key_env", ENV_S3_SECRET_KEY)):
+            if environ.get(var := store.get(var_field) or default):
+                store = {**store, field: environ[var]}
+        if store:
+            raw["lakehouse"] = {**lakehouse, "object_store": store}
     for provider in (raw.get("providers") or {}).values():
         if isinstance(provider, dict) and (var := provider.get("api_key_env")) and environ.get(var):
             provider["api_key"] = environ[var]

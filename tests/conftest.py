@@ -23,6 +23,7 @@ from schemas.topics import load_topic_specs, physical_name
 from streamgate.config import COMPONENTS, MetricsPorts, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_spec
+from streamgate.objectstore import MinioServer
 
 
 def free_port() -> int:
@@ -91,6 +92,49 @@ def topics(settings: Settings) -> dict[str, str]:
     specs = load_topic_specs()
     apply_spec(settings)
     return {s.name: physical_name(s.name, settings.kafka.topic_prefix) for s in specs}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A real S3-compatible server (MinIO, built by `make setup`) for the session: a free port, a
+    temporary data directory, random root credentials and one bucket, `lake`."""
+    home = tmp_path_factory.mktemp("s3")
+    server = MinioServer(home / "data", f"http://127.0.0.1:{free_port()}", "sg" + uuid.uuid4().hex[:10],
+                         uuid.uuid4().hex)
+    server.up()
+    try:
+        server.create_bucket("lake")
+        yield server
+    finally:
+        server.down()
+
+
+#: Settings whose lakehouse is local or in the bucket, and the environment its child processes need.
+Lake = tuple[Settings, dict[str, str]]
+
+
+def on_s3(settings: Settings, server: MinioServer) -> Lake:
+    """`settings` with the lakehouse under a fresh prefix of the session's bucket, and the environment a
+    child process needs for the credentials (write_config keeps them off disk)."""
+    from pydantic import SecretStr
+
+    store = settings.lakehouse.object_store.model_copy(update={
+        "endpoint": server.endpoint, "access_key_id": SecretStr(server.access_key_id),
+        "secret_access_key": SecretStr(server.secret_access_key)})
+    lakehouse = settings.lakehouse.model_copy(update={"root": f"s3://lake/{uuid.uuid4().hex[:12]}",
+                                                      "object_store": store})
+    env = {store.access_key_id_env: server.access_key_id,
+           store.secret_access_key_env: server.secret_access_key}
+    return settings.model_copy(update={"lakehouse": lakehouse}), env
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, settings: Settings) -> Lake:
+    """Each test that takes it runs twice: tables on the local disk, then in the S3 server's bucket.
+    Returns the settings and the extra environment of child processes."""
+    if request.param == "local":
+        return settings, {}
+    return on_s3(settings, request.getfixturevalue("s3_server"))
 
 
 def kafka_config(settings: Settings) -> dict[str, object]:

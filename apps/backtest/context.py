@@ -17,12 +17,12 @@ from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from apps.backtest.history import to_ms
 from features.tables import table_path
 from schemas.snapshots import HealthStats
+from shared.tables.delta import open_table
 from streamgate.catalog import ModelCatalog, ModelInfo, UnknownModelError
 from streamgate.config import Settings
 from streams.route.health import ProviderHealth, StaticHealth
@@ -71,7 +71,7 @@ def recorded_health(settings: Settings) -> tuple[ProviderHealth, np.ndarray | No
     if settings.features.health_source != "feast":
         return StaticHealth(), None
     try:
-        table = DeltaTable(str(table_path(settings, "provider_health"))).to_pyarrow_table(
+        table = open_table(table_path(settings, "provider_health")).to_pyarrow_table(
             columns=["target", "event_timestamp", "latency_p95_ms", "error_rate", "attempts_5m"]
         )
     except TableNotFoundError:

@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from shared.tables.delta import open_table
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 DAY_MS = 86_400_000
 
@@ -58,13 +58,13 @@ def parse_since(text: str, now_ms: int) -> int:
     return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
-def bronze(settings: Settings, name: str) -> Path:
-    return settings.resolve(settings.lakehouse.root) / "bronze" / name
+def bronze(settings: Settings, name: str) -> TablePath:
+    return settings.table_root() / "bronze" / name
 
 
 def dataset(settings: Settings, name: str) -> ds.Dataset | None:
     try:
-        return DeltaTable(str(bronze(settings, name))).to_pyarrow_dataset()
+        return open_table(bronze(settings, name)).to_pyarrow_dataset()
     except TableNotFoundError:
         return None
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import write_deltalake
 
 from apps.backtest.history import bronze
 from lakehouse.tables import BRONZE
+from shared.tables.delta import write_table
 from streamgate.config import Settings
 
 TABLES = {t.name: t for t in BRONZE}
@@ -53,7 +53,7 @@ def write_bronze(settings: Settings, name: str, rows: list[dict[str, Any]] | pa.
         "date": dates,
     }
     table = pa.Table.from_arrays([*events.columns, *meta.values()], names=[*events.column_names, *meta])
-    write_deltalake(
-        str(bronze(settings, name)), table.cast(spec.schema()), mode="append", partition_by=["date"]
+    write_table(
+        bronze(settings, name), table.cast(spec.schema()), mode="append", partition_by=["date"]
     )
     return int(n)

@@ -7,7 +7,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from aggregation.restore import read_committed_rows
@@ -18,6 +17,7 @@ from lakehouse.tables import BRONZE
 from schemas import make_codec
 from schemas.errors import EventDecodeError
 from schemas.topics import Topic, physical_name
+from shared.tables.delta import open_table
 from shared.tables.query import run_query
 from shared.usage.live import totals
 from streamgate.config import Settings
@@ -69,8 +69,7 @@ def read_topic(settings: Settings, topic: Topic, timeout_s: float = 120) -> list
 
 def bronze_coordinates(settings: Settings, table: str) -> list[tuple[int, int]]:
     try:
-        table_path = str(bronze_root(settings) / table)
-        data = DeltaTable(table_path).to_pyarrow_table(columns=["_partition", "_offset"])
+        data = open_table(bronze_root(settings) / table).to_pyarrow_table(columns=["_partition", "_offset"])
     except TableNotFoundError:
         return []
     return list(zip(data["_partition"].to_pylist(), data["_offset"].to_pylist(), strict=True))

@@ -20,6 +20,7 @@ from apps.cli import (
     rag,
     registry,
     report,
+    s3,
     serve,
     streams,
     topics,
@@ -44,6 +45,7 @@ app.add_typer(aggregate.app, name="aggregate")
 app.add_typer(rag.app, name="rag")
 app.command("usage")(aggregate.usage)
 app.add_typer(lakehouse.app, name="lakehouse")
+app.add_typer(s3.app, name="s3")
 app.command("query")(lakehouse.query)
 app.add_typer(features.app, name="features")
 app.command("simulator")(dispatch.simulator)

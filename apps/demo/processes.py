@@ -28,6 +28,8 @@ def write_config(settings: Settings, path: Path) -> Path:
     security["credentials_file"] = str(credentials_path(settings))
     security["ca_file"] = str(ca_path(settings))
     raw.get("identity", {}).pop("hmac_secret", None)  # likewise, from `identity.hmac_secret_env`
+    for secret in ("access_key_id", "secret_access_key"):  # likewise, from the variables named there
+        raw.get("lakehouse", {}).get("object_store", {}).pop(secret, None)
     path.write_text(yaml.safe_dump(raw))
     return path
 

@@ -116,15 +116,16 @@ def _see_answers(watcher: OutcomeWatcher, expected: int, timeout_s: float) -> No
 
 def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float = 90) -> None:
     """Until no bronze table has taken a new commit for two flush periods (the sink has caught up)."""
+    from shared.tables.delta import open_table
     from shared.tables.query import find_tables
 
     task = progress.add_task("lakehouse catching up", total=None)
     quiet_for = 2 * settings.lakehouse.flush_s + 1
-    root = settings.resolve(settings.lakehouse.root)
+    root = settings.table_root()
     last, changed, deadline = None, time.monotonic(), time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         tables = find_tables(root)
-        state = {name: len(list((path / "_delta_log").glob("*.json"))) for name, path in tables.items()}
+        state = {name: open_table(path).version() for name, path in tables.items()}
         if state != last:
             last, changed = state, time.monotonic()
         elif time.monotonic() - changed >= quiet_for:
@@ -162,7 +163,7 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
                       f"({r.unexpected:,} unexpected)")
     console.print(f"data quality: {len(results) - len(failed)}/{len(results)} expectations passed "
                   f"({alerts} alert events) · report {report}")
-    console.print(f"Delta tables in {settings.resolve(settings.lakehouse.root)} · try "
+    console.print(f"Delta tables in {settings.table_root()} · try "
                   f"streamgate query \"select * from responses limit 5\"")
 
 

@@ -57,7 +57,7 @@ class ReportData:
 
 
 def load_report_data(settings: Settings) -> ReportData:
-    tables = sorted(find_tables(settings.resolve(settings.lakehouse.root)))
+    tables = sorted(find_tables(settings.table_root()))
     data = ReportData(generated_at=datetime.now(UTC), tables=tables, backtest=_last_backtest(settings))
     if not tables:
         return data

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 from confluent_kafka import Message, Producer
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import TableNotFoundError
 from threadpoolctl import threadpool_limits
 
@@ -39,9 +39,11 @@ from schemas.topics import Topic, physical_name
 from shared.embeddings.minilm import MiniLM
 from shared.policy.holder import PolicyHolder
 from shared.tables.batch_sink import ExactlyOnceBatchSink, delta_transaction_version
+from shared.tables.delta import open_table, write_table
 from streamgate.config import Settings
 from streamgate.kafka.clients import producer_config
 from streamgate.observability import Heartbeat
+from streamgate.storage import TablePath
 
 log = logging.getLogger("streamgate.rag")
 C = "rag_indexer"
@@ -55,8 +57,8 @@ CHUNK_SCHEMA = pa.schema([
 ])
 
 
-def chunks_table(settings: Settings) -> Path:
-    return settings.resolve(settings.lakehouse.root) / settings.rag.table
+def chunks_table(settings: Settings) -> TablePath:
+    return settings.table_root() / settings.rag.table
 
 
 def online_path(settings: Settings) -> Path:
@@ -252,10 +254,10 @@ class RagIndexer(ExactlyOnceBatchSink):
     def _delta(self) -> DeltaTable:
         if self._table is None:
             try:
-                self._table = DeltaTable(str(self.table_path))
+                self._table = open_table(self.table_path)
             except TableNotFoundError:
-                write_deltalake(str(self.table_path), CHUNK_SCHEMA.empty_table(), mode="append")
-                self._table = DeltaTable(str(self.table_path))
+                write_table(self.table_path, CHUNK_SCHEMA.empty_table(), mode="append")
+                self._table = open_table(self.table_path)
         else:
             self._table.update_incremental()
         return self._table

@@ -22,25 +22,25 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from shared.tables.delta import open_table
 from streamgate.config import Role, Settings
 from streamgate.kafka.clients import consumer_config
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, EVENTS_IN
+from streamgate.storage import TablePath
 
 log = logging.getLogger("streamgate.tables")
 
 
-def delta_transaction_version(path: Path, app_id: str) -> int | None:
+def delta_transaction_version(path: TablePath, app_id: str) -> int | None:
     """The last Kafka offset of `app_id` already committed in the Delta table at `path`, or None."""
     try:
-        return DeltaTable(str(path)).transaction_version(app_id)
+        return open_table(path).transaction_version(app_id)
     except TableNotFoundError:
         return None
 

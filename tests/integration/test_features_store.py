@@ -47,7 +47,7 @@ def store(settings: Settings) -> FeatureStore:
 
 
 def _gold(settings: Settings, name: str, rows: dict[str, list[Any]]) -> None:
-    path = settings.resolve(settings.lakehouse.root) / "gold" / name
+    path = settings.table_root() / "gold" / name
     write_deltalake(str(path), pa.table(rows), partition_by=["date"])
 
 
@@ -103,7 +103,7 @@ def test_training_set_is_point_in_time_correct(settings: Settings, store: Featur
     assert set(out["day_cost_nanousd"]) == {5}
 
     # the same through silver request_facts, written as a Delta table
-    silver = settings.resolve(settings.lakehouse.root) / "silver" / "request_facts"
+    silver = settings.table_root() / "silver" / "request_facts"
     write_deltalake(str(silver), pa.table({
         "request_id": ["r1", "r2", "r3"], "team": ["x"] * 3, "provider": ["sim"] * 3, "model": ["a"] * 3,
         "status": ["ok", "ok", "error"], "cache_hit": [False, False, False],

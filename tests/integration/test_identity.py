@@ -185,7 +185,7 @@ def test_break_ins_are_refused_and_a_planted_key_lands_nowhere(
 
     _revoke_while_running(settings, topics, admin, planted_record.id, planted)
     time.sleep(3 * settings.lakehouse.flush_s + 2)  # the sink lands what it saw
-    assert find_tables(settings.resolve(settings.lakehouse.root)), "the sink wrote no tables"
+    assert find_tables(settings.table_root()), "the sink wrote no tables"
     pipeline.stop()
     _search_everywhere(settings, topics, [planted, search, research])
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -21,24 +22,28 @@ from lakehouse.maintain import maintain_all
 from lakehouse.refine import refine_once
 from lakehouse.sink import bronze_root
 from schemas import make_codec
+from shared.tables.delta import open_or_none, open_table
 from shared.tables.query import run_query
 from shared.traffic.telemetry import telemetry_events
 from streamgate.config import Settings
 from streamgate.kafka.clients import producer_config
+from streamgate.storage import TablePath
+from tests.conftest import Lake
 
 pytestmark = pytest.mark.kafka
 
 
-def _rows(path: Path) -> list[tuple[int, int]]:
-    if not (path / "_delta_log").exists():
+def _rows(path: TablePath) -> list[tuple[int, int]]:
+    if (table := open_or_none(path)) is None:
         return []
-    table = DeltaTable(str(path)).to_pyarrow_table(columns=["_partition", "_offset"])
+    table = table.to_pyarrow_table(columns=["_partition", "_offset"])
     return list(zip(table["_partition"].to_pylist(), table["_offset"].to_pylist(), strict=True))
 
 
-def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Settings, topics: dict[str, str],
+def test_kill_9_at_random_moments_lands_every_record_exactly_once(lake: Lake, topics: dict[str, str],
                                                                   tmp_path: Path) -> None:
-    settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
+    """On the local disk and in the S3 server's bucket (conditional-PUT commits)."""
+    settings = lake[0].model_copy(update={"lakehouse": lake[0].lakehouse.model_copy(
         update={"batch_rows": 700, "flush_s": 0.3})})  # many small commits: many moments to die in
     config = write_config(settings, tmp_path / "sink.yaml")
     exe = Path(sys.executable).parent / "streamgate"
@@ -46,7 +51,7 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([str(exe), "lakehouse", "sink", "--config", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, env=os.environ | lake[1])
 
     topic = topics["telemetry"]
     codec = make_codec(topic, "Telemetry")
@@ -75,11 +80,17 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
     rows = _rows(path)
     assert len(rows) == len(set(rows)), f"{len(rows) - len(set(rows))} rows written twice"
     assert len(rows) == len(events), f"{len(events) - len(rows)} records missing"
-    table = DeltaTable(str(path))
+    table = open_table(path)
     got = table.to_pyarrow_table(columns=["cost_nanousd"])["cost_nanousd"].to_pylist()
     assert sum(got) == sum(e["cost_nanousd"] for e in events)
     assert table.version() >= 6  # it really committed in many small transactions
+    _gold_refine_and_care_keep_every_row(settings, topic, events, rows)
 
+
+def _gold_refine_and_care_keep_every_row(settings: Settings, topic: str, events: list[dict[str, Any]],
+                                         rows: list[tuple[int, int]]) -> None:
+    path = bronze_root(settings) / "telemetry"
+    table = open_table(path)
     assert rebuild_daily_cost(settings) > 0  # gold adds up to the same cost, to the nano-dollar
     [gold] = run_query(settings, "select sum(cost_nanousd) as cost, sum(attempts) as attempts "
                                  "from gold_daily_cost").to_pylist()
@@ -96,22 +107,25 @@ def test_kill_9_at_random_moments_lands_every_record_exactly_once(settings: Sett
                for p in range(6)}
     [care] = [c for c in maintain_all(settings) if c.table == "telemetry"]
     assert care.files_after < care.files_before  # compacted (and z-ordered)
-    after = DeltaTable(str(path))
+    after = open_table(path)
     assert sorted(_rows(path)) == sorted(rows)  # same rows, and the sink's offsets survive
     assert {p: after.transaction_version(f"{settings.kafka.topic_prefix}streamgate-lakehouse:{topic}:{p}")
             for p in range(6)} == offsets
     after.load_as_version(1)  # time travel still works within the retention
 
 
-def test_two_sinks_share_the_partitions_and_append_to_one_table(settings: Settings, topics: dict[str, str],
+def test_two_sinks_share_the_partitions_and_append_to_one_table(lake: Lake, topics: dict[str, str],
                                                                 tmp_path: Path) -> None:
+    """Two writers committing to one table at once, locally and in the bucket: on S3 their commits race
+    for the same log versions, and conditional PUT lets exactly one win each (the other retries)."""
+    settings, env = lake
     settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
         update={"batch_rows": 500, "flush_s": 0.3})})
     config = write_config(settings, tmp_path / "sink.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     logs = [tmp_path / f"sink-{i}.log" for i in "ab"]
     procs = [subprocess.Popen([str(exe), "lakehouse", "sink", "--instance", i, "--config", str(config)],
-                              stdout=log.open("ab"), stderr=subprocess.STDOUT)
+                              stdout=log.open("ab"), stderr=subprocess.STDOUT, env=os.environ | env)
              for i, log in zip("ab", logs, strict=True)]
     try:
         time.sleep(8)  # both have joined the group before the records arrive
@@ -135,6 +149,11 @@ def test_two_sinks_share_the_partitions_and_append_to_one_table(settings: Settin
     assert len(rows) == len(set(rows)) == len(events)
     writers = {p for p, _ in rows}
     assert writers == set(range(6))
+    table = open_table(path)  # one log, versions 0..N, no gap; each partition's offset is its last row's
+    assert sorted(h["version"] for h in table.history()) == list(range(table.version() + 1))
+    last = {p: max(o for q, o in rows if q == p) for p in writers}
+    group = settings.kafka.topic_prefix + settings.lakehouse.group_id
+    assert {p: table.transaction_version(f"{group}:{topic}:{p}") for p in writers} == last
     owned = [max((int(line.split("assigned ")[1].split()[0]) for line in log.read_text().splitlines()
                   if "assigned " in line), default=0) for log in logs]
     assert min(owned) > 0, f"both sinks must own partitions (cooperative split): {owned}"

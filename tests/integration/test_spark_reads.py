@@ -9,17 +9,19 @@ from confluent_kafka import Producer
 
 from lakehouse.gold import gold_root, rebuild_all
 from lakehouse.sink import BronzeSink, bronze_root
-from lakehouse.spark import spark_session
+from lakehouse.spark import spark_session, spark_uri
 from lakehouse.tables import BRONZE
 from schemas import make_codec
 from shared.traffic.telemetry import telemetry_events
-from streamgate.config import Settings
 from streamgate.kafka.clients import producer_config
+from tests.conftest import Lake
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def test_spark_reads_bronze_and_gold_tables(settings: Settings, topics: dict[str, str]) -> None:
+def test_spark_reads_bronze_and_gold_tables(lake: Lake, topics: dict[str, str]) -> None:
+    """On the local disk, and in the S3 server's bucket through Hadoop's S3A filesystem."""
+    settings, _ = lake
     events = list(telemetry_events(3_000, start_ms=int(time.time() * 1000) - 3 * 86_400_000,
                                    span_ms=3 * 86_400_000))
     codec = make_codec(topics["telemetry"], "Telemetry")
@@ -31,14 +33,14 @@ def test_spark_reads_bronze_and_gold_tables(settings: Settings, topics: dict[str
     assert sink.run(idle_exit_s=3.0)["rows:telemetry"] == len(events)
     rebuild_all(settings)
 
-    spark = spark_session("streamgate-test")
+    spark = spark_session("streamgate-test", settings.table_root())
     try:
-        bronze = spark.read.format("delta").load(str(bronze_root(settings) / "telemetry"))
+        bronze = spark.read.format("delta").load(spark_uri(bronze_root(settings) / "telemetry"))
         assert bronze.count() == len(events)
         row = bronze.selectExpr("sum(cost_nanousd) as cost", "count(distinct event_id) as ids",
                                 "max(size(tags)) as tags", "min(started_at) as first").collect()[0]
         assert row["cost"] == sum(e["cost_nanousd"] for e in events) and row["ids"] == len(events)
-        gold = spark.read.format("delta").load(str(gold_root(settings) / "daily_cost"))
+        gold = spark.read.format("delta").load(spark_uri(gold_root(settings) / "daily_cost"))
         assert gold.selectExpr("sum(cost_nanousd)").collect()[0][0] == row["cost"]
         # partitioned by the day the records landed (bronze `date`), read back as a column
         today = time.strftime("%Y-%m-%d", time.gmtime())
