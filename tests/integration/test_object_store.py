@@ -7,10 +7,17 @@ PUT (If-None-Match), so two writers racing for one log version cannot both win. 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +30,7 @@ from apps.demo.processes import write_config
 from shared.tables.delta import open_table, write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings, load_settings
-from streamgate.objectstore import MinioServer
+from streamgate.objectstore import MinioServer, local_server
 from streamgate.storage import ObjectPath
 from tests.conftest import free_port, on_s3
 
@@ -88,6 +95,44 @@ def test_a_commit_that_lost_its_version_is_refused_by_the_server_not_overwritten
     assert open_table(path).to_pyarrow_table()["writer"].to_pylist() == [1] * ROWS
 
 
+def _signed_put(server: MinioServer, key: str, body: bytes, headers: dict[str, str]) -> int:
+    """A raw S3 PUT signed with AWS Signature V4 (what delta-rs's object_store sends), returning the
+    HTTP status: the test needs the server's own answer to a conditional request, not a client's."""
+    url = urllib.parse.urlparse(f"{server.endpoint}/{key}")
+    now = datetime.now(UTC)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    payload = hashlib.sha256(body).hexdigest()
+    signed = {"host": url.netloc, "x-amz-content-sha256": payload, "x-amz-date": stamp}
+    names = ";".join(sorted(signed))
+    canonical = "\n".join(["PUT", url.path, "", *(f"{k}:{signed[k]}" for k in sorted(signed)), "", names,
+                           payload])
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key_bytes = f"AWS4{server.secret_access_key}".encode()
+    for part in (day, "us-east-1", "s3", "aws4_request"):
+        key_bytes = hmac.new(key_bytes, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key_bytes, to_sign.encode(), hashlib.sha256).hexdigest()
+    auth = (f"AWS4-HMAC-SHA256 Credential={server.access_key_id}/{scope}, SignedHeaders={names}, "
+            f"Signature={signature}")
+    request = urllib.request.Request(url.geturl(), data=body, method="PUT",
+                                     headers={**signed, **headers, "Authorization": auth})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_the_server_refuses_a_second_create_of_one_commit_file(s3_server: MinioServer) -> None:
+    """The commit protocol rests on this: `If-None-Match: *` on a log entry that exists is refused with
+    412, so the writer that lost the race learns it instead of overwriting the winner's commit."""
+    key = f"lake/{uuid.uuid4().hex}/_delta_log/00000000000000000001.json"
+    create = {"If-None-Match": "*"}
+    assert _signed_put(s3_server, key, b'{"commitInfo":{"writer":"a"}}', create) == 200
+    assert _signed_put(s3_server, key, b'{"commitInfo":{"writer":"b"}}', create) == 412
+    assert _signed_put(s3_server, key, b'{"commitInfo":{"writer":"c"}}', {}) == 200  # plain PUT: clobbers
+
+
 def test_query_and_find_tables_over_the_bucket(settings: Settings, s3_server: MinioServer,
                                                tmp_path: Path) -> None:
     settings, env = on_s3(settings, s3_server)
@@ -138,11 +183,11 @@ def test_streamgate_s3_up_status_down(tmp_path: Path, s3_server: MinioServer) ->
     try:
         up = cli("up")
         assert up.returncode == 0, up.stderr
-        assert cli("status").returncode == 0
         settings = load_settings(config, env={})
+        assert local_server(settings).status().running
         root = settings.table_root()  # generated credentials picked up from the state directory
         write_table(root / "bronze" / "t", pa.table({"x": [1]}))
         assert open_table(root / "bronze" / "t").to_pyarrow_table()["x"].to_pylist() == [1]
     finally:
         assert cli("down").returncode == 0
-    assert cli("status").returncode == 1
+    assert not local_server(settings).status().running
