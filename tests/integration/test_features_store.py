@@ -15,7 +15,6 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable, write_deltalake
 from feast import FeatureStore
 from typer.testing import CliRunner
 
@@ -28,10 +27,11 @@ from features.store import apply
 from features.training import training_path, training_set
 from shared.embeddings.minilm import MiniLM
 from shared.policy.config import load_policy
+from shared.tables.delta import open_table, write_table
 from shared.usage.windows import month_start_ms, window_bounds
 from streamgate.config import Settings, load_settings
 from streams.guardrails.budgets import check_budget
-from tests.conftest import free_port
+from tests.conftest import Lake, free_port, on_s3
 
 D = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -41,17 +41,27 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings().model_copy(update={"state_dir": tmp_path / "state"})
 
 
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, settings: Settings) -> Lake:
+    """The feature tables on the local disk, then in the S3 server's bucket (Feast's offline store reads
+    them there through delta-rs with the lakehouse's storage options)."""
+    if request.param == "local":
+        return settings, {}
+    return on_s3(settings, request.getfixturevalue("s3_server"))
+
+
 @pytest.fixture
 def store(settings: Settings) -> FeatureStore:
     return apply(settings)[0]
 
 
 def _gold(settings: Settings, name: str, rows: dict[str, list[Any]]) -> None:
-    path = settings.table_root() / "gold" / name
-    write_deltalake(str(path), pa.table(rows), partition_by=["date"])
+    write_table(settings.table_root() / "gold" / name, pa.table(rows), partition_by=["date"])
 
 
-def test_gold_to_online_round_trip_through_the_cli(settings: Settings, store: FeatureStore) -> None:
+def test_gold_to_online_round_trip_through_the_cli(lake: Lake) -> None:
+    settings, env = lake
+    store = apply(settings)[0]
     yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     _gold(settings, "daily_cost", {
         "date": [yesterday] * 3, "team": ["search", "search", "support"], "project": ["a", "b", "c"],
@@ -61,7 +71,7 @@ def test_gold_to_online_round_trip_through_the_cli(settings: Settings, store: Fe
         "date": [yesterday], "provider": ["openai"], "model": ["gpt-4o"], "latency_p95_ms": [321.0],
         "error_rate": [0.25], "fallback_rate": [0.5]})
     config = write_config(settings, settings.state_dir / "config.yaml")
-    result = CliRunner().invoke(app, ["features", "materialize", "--config", str(config)])
+    result = CliRunner().invoke(app, ["features", "materialize", "--config", str(config)], env=env)
     assert result.exit_code == 0, result.output
     got = store.get_online_features(
         ["team_daily:day_cost_nanousd", "team_daily:day_requests", "team_daily:day_tokens"],
@@ -85,9 +95,11 @@ def _health_rows(settings: Settings) -> None:
     tables.append(settings, "team_daily", pa.Table.from_pandas(days, preserve_index=False), overwrite=True)
 
 
-def test_training_set_is_point_in_time_correct(settings: Settings, store: FeatureStore) -> None:
+def test_training_set_is_point_in_time_correct(lake: Lake) -> None:
     """A request sees the latest value stamped at or before it, never a later one, and nothing past the
     view's TTL; a day's total is visible only after the day closed."""
+    settings, env = lake
+    store = apply(settings)[0]
     _health_rows(settings)
     at = [D + timedelta(hours=9), D + timedelta(hours=10, minutes=5), D + timedelta(hours=10, minutes=15),
           D + timedelta(hours=10, minutes=25)]
@@ -104,16 +116,16 @@ def test_training_set_is_point_in_time_correct(settings: Settings, store: Featur
 
     # the same through silver request_facts, written as a Delta table
     silver = settings.table_root() / "silver" / "request_facts"
-    write_deltalake(str(silver), pa.table({
+    write_table(silver, pa.table({
         "request_id": ["r1", "r2", "r3"], "team": ["x"] * 3, "provider": ["sim"] * 3, "model": ["a"] * 3,
         "status": ["ok", "ok", "error"], "cache_hit": [False, False, False],
         "created_at": pa.array([at[1], at[2], at[2]], pa.timestamp("ms", tz="UTC")),
         "latency_ms": [120, 950, 5], "cost_nanousd": [1, 2, 3]}))
     config = write_config(settings, settings.state_dir / "config.yaml")
-    result = CliRunner().invoke(app, ["features", "training-set", "--config", str(config)])
+    result = CliRunner().invoke(app, ["features", "training-set", "--config", str(config)], env=env)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("2 rows")  # errors are not latency examples
-    written = DeltaTable(str(training_path(settings))).to_pandas().set_index("request_id")
+    written = open_table(training_path(settings)).to_pandas().set_index("request_id")
     assert set(written.index) == {"r1", "r2"}
     assert written.loc["r1", "latency_p95_ms"] == 100.0 and written.loc["r1", "latency_ms"] == 120
     assert written.loc["r2", "latency_p95_ms"] == 900.0
