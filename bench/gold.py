@@ -111,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = load_settings()
         settings = base.model_copy(update={"lakehouse": base.lakehouse.model_copy(
-            update={"root": Path(tmp) / "lakehouse"})})
+            update={"root": str(Path(tmp) / "lakehouse")})})
         _build(settings)
         one_day = time.strftime("%Y-%m-%d", time.gmtime((_START_MS + 15 * _DAY_MS) / 1000))
         ms = {

@@ -51,7 +51,8 @@ def _raw_write(settings: Settings, events: list[dict[str, Any]]) -> float:
 def main() -> None:
     settings = _settings()
     root = settings.state_dir / f"bench-lakehouse-{settings.kafka.topic_prefix.rstrip('.')}"
-    settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"root": root})})
+    lakehouse = settings.lakehouse.model_copy(update={"root": str(root)})
+    settings = settings.model_copy(update={"lakehouse": lakehouse})
     now = int(time.time() * 1000)
     events = list(telemetry_events(N, start_ms=now - 60_000, span_ms=60_000))
     _fill(settings, events)

@@ -65,7 +65,7 @@ def chaos_settings(settings: Settings, run_id: str) -> Settings:
     prefix = f"{settings.kafka.topic_prefix}chaos-{run_id}."
     kafka = settings.kafka.model_copy(update={"topic_prefix": prefix})
     lakehouse = settings.lakehouse.model_copy(update={
-        "root": settings.state_dir / "chaos" / run_id / "lakehouse", "flush_s": 1.0, "batch_rows": 1000})
+        "root": str(settings.state_dir / "chaos" / run_id / "lakehouse"), "flush_s": 1.0, "batch_rows": 1000})
     return settings.model_copy(update={"kafka": kafka, "lakehouse": lakehouse})
 
 

@@ -103,13 +103,13 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     # policy) appear in no bronze, silver or gold table, though the guardrails saw them on the way in
     injected = ("4111 1111 1111 1111", "123-45-67", "DE89 3704 0044 0532 0130 00", "+1 415 555 01")
     assert sum(outcomes.entities[k] for k in ("CREDIT_CARD", "US_SSN", "IBAN", "PHONE")) > 0
-    for name, path in find_tables(external.resolve(external.lakehouse.root)).items():
+    for name, path in find_tables(external.table_root()).items():
         stored = repr(DeltaTable(str(path)).to_pyarrow_table().to_pylist())
         assert not [v for v in injected if v in stored], f"raw PII at rest in {name}"
 
     # data quality: the demo's tables pass every expectation; a duplicated response is caught
     assert "data quality" in text and all(r.success for r in run_checks(external))
-    responses = Path(find_tables(external.resolve(external.lakehouse.root))["responses"])
+    responses = Path(find_tables(external.table_root())["responses"])
     write_deltalake(str(responses), DeltaTable(str(responses)).to_pyarrow_table().slice(0, 1), mode="append")
     failed = [r for r in run_checks(external) if not r.success]
     assert [(r.table, r.expectation, r.unexpected) for r in failed] == [
