@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "semantic-cache": ("bench.semantic_cache", "semantic cache precision/recall, hit rate and cost"),
     "aggregation": ("bench.aggregation", "aggregation throughput and enforcement lag"),
     "sink": ("bench.sink", "bronze Delta sink throughput vs a plain write_deltalake"),
+    "object-store": ("bench.object_store", "Delta commits on the local S3 server (MinIO) vs the local disk"),
     "query": ("bench.query", "analyst SQL over the Delta tables: which engine answers"),
     "gold": ("bench.gold", "gold rebuilds and queries over 10 million bronze rows"),
     "observability": ("bench.observability", "cost of metrics on the hot paths, scrapes, the report"),
