@@ -293,9 +293,13 @@ class FeaturesSettings(_Strict):
     #: Registry, online store (SQLite) and the generated feature_store.yaml; relative to the state directory.
     dir: Path = Path("features")
     project: str = "streamgate"
-    #: `sqlite` (one file, default) or `redis` (production: shared by every gateway replica).
-    online_store: Literal["sqlite", "redis"] = "sqlite"
+    #: `sqlite` (one file, default), `redis` (shared by every gateway replica; no vector search, so the
+    #: docs' chunks stay out of it) or `postgres` (shared, with pgvector: vector search included).
+    online_store: Literal["sqlite", "redis", "postgres"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
+    #: The PostgreSQL server of the `postgres` online store (libpq URI without a password: Feast reads it
+    #: from PGPASSWORD; `?sslmode=` as libpq takes it, `prefer` when absent).
+    postgres_dsn: str = "postgresql://streamgate@127.0.0.1:5432/streamgate"
     #: How long a reader trusts its cached registry; a newly applied feature view is seen within this.
     registry_ttl_s: int = Field(default=60, ge=0)
     #: Where the router's provider health and the budget check read from: the static table / the
@@ -327,8 +331,13 @@ class RagSettings(_Strict):
     group_id: str = "streamgate-rag"
     #: The Delta table of current chunks; relative paths are under the lakehouse root.
     table: Path = Path("rag/chunks")
-    #: The online store (SQLite with sqlite-vec and FTS5); relative paths are under the state directory.
+    #: The online store: `sqlite` (one file with sqlite-vec and FTS5, embedded: readers share the indexer's
+    #: disk) or `postgres` (a PostgreSQL server with pgvector, HNSW-indexed: every replica connects to it).
+    online_store: Literal["sqlite", "postgres"] = "sqlite"
+    #: The SQLite file; relative paths are under the state directory.
     online_db: Path = Path("rag/online.db")
+    #: The PostgreSQL server (libpq URI; a password comes from PGPASSWORD or ~/.pgpass, never this file).
+    postgres_dsn: str = "postgresql://streamgate@127.0.0.1:5432/streamgate"
     #: A batch of document events is indexed when this many are buffered...
     batch_docs: int = Field(default=64, ge=1)
     #: ...or when the oldest has waited this long.

@@ -22,9 +22,8 @@ from confluent_kafka import Consumer
 from deltalake import DeltaTable
 
 from apps.demo.processes import write_config
-from features.collections.indexer import chunks_table, online_path
+from features.collections.indexer import chunks_table, open_online
 from features.collections.ingest import DocumentProducer, document_event
-from features.collections.online import OnlineStore
 from schemas import make_codec
 from streamgate.client import RequestProducer, build_request
 from streamgate.config import Settings
@@ -50,19 +49,27 @@ def _delta(settings: Settings) -> list[tuple[str, int, str]]:
 
 
 def _online(settings: Settings) -> list[tuple[str, int, str]]:
-    store = OnlineStore(online_path(settings))
+    store = open_online(settings)
     try:
-        rows = store.conn.execute("SELECT doc_id, version, chunk_id FROM chunks WHERE collection = ?", (KB,))
-        return [(d, int(v), c) for d, v, c in rows]
+        return store.listing(KB)
     finally:
         store.close()
 
 
-def test_versions_and_deletions_are_indexed_exactly_once_across_kill_9(settings: Settings,
-                                                                       topics: dict[str, str],
-                                                                       tmp_path: Path) -> None:
-    settings = settings.model_copy(update={"rag": settings.rag.model_copy(
-        update={"batch_docs": 16, "flush_s": 0.2})})  # many small commits: many moments to die in
+def _with_store(settings: Settings, online_store: str, request: pytest.FixtureRequest) -> Settings:
+    rag: dict[str, object] = {"batch_docs": 16, "flush_s": 0.2}  # many small commits: many moments to die
+    if online_store == "postgres":
+        rag |= {"online_store": "postgres", "postgres_dsn": request.getfixturevalue("postgres_dsn")}
+    return settings.model_copy(update={"rag": settings.rag.model_copy(update=rag)})
+
+
+@pytest.mark.parametrize("online_store", ["sqlite", "postgres"])
+def test_versions_and_deletions_are_indexed_exactly_once_across_kill_9(
+        settings: Settings, topics: dict[str, str], tmp_path: Path, online_store: str,
+        request: pytest.FixtureRequest) -> None:
+    """The same kill -9 loop against each online store: the embedded SQLite file and a real PostgreSQL
+    server with pgvector (started by the `postgres_dsn` fixture), each beside the Delta table."""
+    settings = _with_store(settings, online_store, request)
     config = write_config(settings, tmp_path / "rag.yaml")
     log = (tmp_path / "indexer.log").open("ab")
 
