@@ -8,6 +8,15 @@ of a transaction", upstream #517/#323). Here one confluent-kafka consumer hands 
 Kafka transaction. A kill -9 aborts the open transaction: downstream (read_committed) never sees its
 outputs, and the batch is decided again from the same claims. On assignment a partition's claims are
 read back from the changelog before its first record is processed.
+
+The consumed positions travel in that changelog too (a `next-offset/<partition>` record per transaction
+and partition, on the claims' own partition), not as consumer-group offsets in the transaction: offsets
+add two coordinator round trips and a marker on `__consumer_offsets` to every transaction, which made a
+one-record transaction ~4 ms slower and cost the broker 4-5x its CPU (`streamgate bench broker-cost`).
+On assignment the position read back from the changelog is where consumption resumes (the group's
+committed offset when there is none yet, e.g. on the first start after an upgrade). The group offsets are
+still committed, outside the transaction and at most every OFFSETS_EVERY_S, for lag monitoring only; they
+trail the changelog's positions, never lead them.
 """
 
 from __future__ import annotations
@@ -18,7 +27,6 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -29,7 +37,7 @@ from streamgate.kafka.replay import read_to_end
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import LATENCY
-from streams.claims import BatchedClaims
+from streams.claims import BatchedClaims, position_record, read_position
 from streams.io import Output, StageIO
 from streams.metrics import C, StageMeter
 from streams.pipeline import RequestPath, RequestPathDeps
@@ -46,6 +54,8 @@ BUSY_POLL_S = 0.001
 #: ... and while nothing is pending: a record arriving ends the wait at once.
 IDLE_POLL_S = 0.05
 _UNASSIGNED = -1  # librdkafka: let the partitioner choose
+#: How often the group's offsets are committed (outside the transactions, for lag monitoring only).
+OFFSETS_EVERY_S = 1.0
 
 
 def claims_topic(settings: Settings) -> str:
@@ -84,6 +94,9 @@ class TransactionalRequestPath:
         self.committing: threading.Thread | None = None
         self.commit_error: KafkaException | None = None
         self.held: list[Output] = []  # decided while a commit was in flight: for the next transaction
+        self.committed: dict[int, int] = {}  # partition -> position committed (changelog), not yet published
+        self.in_commit: dict[int, int] = {}  # the positions of the commit in flight
+        self.published_at = 0.0
         self.commit_time = LATENCY.labels(C, "commit")
 
     def _window_ms(self) -> int:
@@ -92,15 +105,26 @@ class TransactionalRequestPath:
     # -- assignment ---------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in partitions}
+        resume: dict[int, int] = {}
         if parts:  # cooperative rebalances also call this with nothing new
             loaded = 0
             for msg in read_to_end(self.settings, self.claims_topic, parts, role="streams"):
-                value = msg.value()
-                self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
+                key, value = msg.key() or b"", msg.value()
+                if (position := read_position(key, value)) is not None:
+                    partition, offset = position
+                    if offset is None:
+                        resume.pop(partition, None)
+                    else:
+                        resume[partition] = offset
+                    continue
+                self.claims.load(key, None if value is None else json.loads(value))
                 loaded += 1
             self.owned |= parts
-            log.info("assigned requests partitions %s; %d claim records loaded", sorted(parts), loaded)
-        consumer.incremental_assign(partitions)
+            log.info("assigned requests partitions %s; %d claim records loaded; resuming at %s",
+                     sorted(parts), loaded, {p: resume.get(p, "group offset") for p in sorted(parts)})
+        # where the changelog says; else the group's committed offset (the default of an offset-less tp)
+        consumer.incremental_assign([TopicPartition(tp.topic, tp.partition, resume[tp.partition])
+                                     if tp.partition in resume else tp for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not partitions:
@@ -110,6 +134,7 @@ class TransactionalRequestPath:
         self.owned -= parts
         for p in parts:
             self.positions.pop(p, None)
+            self.committed.pop(p, None)
         self.claims.forget(parts)
         consumer.incremental_unassign(partitions)
 
@@ -214,24 +239,22 @@ class TransactionalRequestPath:
 
     # -- transactions: committed on a thread while the loop decides the next batches ------------------
     def _start_commit(self) -> None:
-        """Commit the open transaction (its outputs and the offsets that produced them) on a thread.
-        Committing waits for the broker (flush, markers: ~100 ms under load, measured); librdkafka
-        releases the GIL meanwhile, so the loop goes on deciding, holding what it decides for the next
-        transaction."""
+        """Commit the open transaction (its outputs and the positions that produced them) on a thread.
+        Committing waits for the broker (flush, markers); librdkafka releases the GIL meanwhile, so the
+        loop goes on deciding, holding what it decides for the next transaction."""
         if not self.positions:
             return
-        offsets = [TopicPartition(self.source, p, o) for p, o in self.positions.items()]
-        self.positions = {}
-        group = self.consumer.consumer_group_metadata()
+        self._produce([Output(self.claims_topic, *position_record(p, o), p)
+                       for p, o in self.positions.items()])
+        self.in_commit, self.positions = self.positions, {}
         self.commit_error = None
-        self.committing = threading.Thread(target=self._finish, args=(offsets, group, time.perf_counter()),
+        self.committing = threading.Thread(target=self._finish, args=(time.perf_counter(),),
                                            name="commit", daemon=True)
         self.committing.start()
 
-    def _finish(self, offsets: list[TopicPartition], group: Any, began: float) -> None:
+    def _finish(self, began: float) -> None:
         try:
             with exit_if_stuck(COMMIT_DEADLINE_S, "request-path transaction commit"):
-                self.producer.send_offsets_to_transaction(offsets, group, COMMIT_DEADLINE_S)
                 self.producer.commit_transaction(COMMIT_DEADLINE_S)
         except KafkaException as exc:
             self.commit_error = exc
@@ -257,13 +280,30 @@ class TransactionalRequestPath:
             log.error("request-path transaction failed (%s); exiting to resume from the last commit", error)
             # decisions in memory (claims, positions) are ahead of Kafka: a restart rebuilds them
             raise SystemExit(3) from self.commit_error
+        self.committed.update((p, o) for p, o in self.in_commit.items() if p in self.owned)
+        self.in_commit = {}
         self.producer.begin_transaction()
         held, self.held = self.held, []
         self._produce(held)
+        self._publish_offsets()
+
+    def _publish_offsets(self, force: bool = False) -> None:
+        """Commit the group's offsets up to what the changelog holds, for lag monitoring (never ahead of
+        the committed transactions; a failure here loses nothing, the changelog is the truth)."""
+        if not self.committed or (not force and time.monotonic() - self.published_at < OFFSETS_EVERY_S):
+            return
+        offsets = [TopicPartition(self.source, p, o) for p, o in self.committed.items()]
+        self.committed, self.published_at = {}, time.monotonic()
+        with contextlib.suppress(KafkaException):
+            if force:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def _commit(self) -> None:
         """Everything decided so far, committed before returning (on revoke and at exit)."""
         self._settle()
         self._start_commit()
         self._settle()
+        self._publish_offsets(force=True)
 
