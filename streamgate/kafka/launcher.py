@@ -155,6 +155,20 @@ class KafkaNode:
             return None  # the pid was reused by something else
         return pid
 
+    def answers(self, timeout_s: float = 2.0) -> bool:
+        """Whether this node itself serves metadata requests (a cluster's metadata may still list a node
+        that was just killed, or list a restarted one before it serves)."""
+        try:
+            config = admin_config(self.settings, client_id="streamgate-probe")
+        except KafkaSecurityError:
+            return False
+        config |= {"bootstrap.servers": f"127.0.0.1:{self.port}", "socket.connection.setup.timeout.ms": 2000,
+                   "log_level": 0}
+        try:
+            return int(AdminClient(config).list_topics(timeout=timeout_s).orig_broker_id) == self.node_id
+        except Exception:
+            return False
+
     def exited(self) -> bool:
         return self.proc.poll() is not None if self.proc is not None else self.pid() is None
 
@@ -405,12 +419,22 @@ class LocalKafka:
         return self._wait_until_answering()
 
     def start_node(self, node_id: int) -> None:
-        """Start one node of the cluster again (after `stop_node`) and wait until it has rejoined."""
+        """Start one node of the cluster again (after `stop_node`) and wait until it serves requests
+        itself and the cluster lists it alive."""
         node = self.nodes[node_id - 1]
         if node.pid() is None:
             node.check_ports()
             node.start(self._check_tools(), resolve_classpath())
-        self._wait_until_answering()
+        timeout_s = self.settings.kafka.local.start_timeout_s
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if node.exited():
+                raise KafkaLauncherError(f"broker {node_id} exited during start-up:\n{node.log_tail()}")
+            if node.answers() and self._all_answer():
+                return
+            time.sleep(0.3)
+        raise KafkaLauncherError(f"broker {node_id} did not rejoin within {timeout_s:.0f} s:\n"
+                                 + node.log_tail())
 
     def stop_node(self, node_id: int, *, hard: bool = False) -> None:
         """Stop one node: controlled shutdown, or with `hard` kill -9."""
