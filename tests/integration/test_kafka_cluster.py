@@ -53,11 +53,12 @@ def _replicated_and_secured(cluster: Settings, requests: str) -> None:
     """Replication 3 and min ISR 2 from `apply_spec`, internal topics too; the principals work and the
     authorizer refuses the rest."""
     apply_spec(cluster)
-    metadata = admin_client(cluster).list_topics(timeout=10)
+    admin = admin_client(cluster)  # kept: a collected client cancels its pending futures
+    metadata = admin.list_topics(timeout=10)
     assert sorted(metadata.brokers) == [1, 2, 3]
     assert {len(p.replicas) for p in metadata.topics[requests].partitions.values()} == {3}
     resource = ConfigResource(ConfigResource.Type.TOPIC, requests)
-    described = admin_client(cluster).describe_configs([resource])[resource].result()
+    described = admin.describe_configs([resource])[resource].result()
     assert described["min.insync.replicas"].value == "2"
 
     _send(cluster, requests, 50)  # as `service`
@@ -78,7 +79,7 @@ def _replicated_and_secured(cluster: Settings, requests: str) -> None:
     txn = Producer(producer_config(cluster, client_id="cluster-txn", role="streams")
                    | {"transactional.id": cluster.kafka.topic_prefix + "streamgate-request-path-t"})
     txn.init_transactions(60)
-    internal = admin_client(cluster).list_topics(timeout=10).topics["__transaction_state"]
+    internal = admin.list_topics(timeout=10).topics["__transaction_state"]
     assert {len(p.replicas) for p in internal.partitions.values()} == {3}
 
 
