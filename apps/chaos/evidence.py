@@ -75,10 +75,11 @@ def answer_times(settings: Settings) -> list[float]:
     return sorted(msg.timestamp()[1] / 1000 for msg in read_to_end(settings, name, role="admin"))
 
 
-def longest_stall(times: list[float]) -> tuple[float, float]:
-    """(seconds, start) of the longest interval between consecutive answers (components still starting
-    before the first one are not a stall)."""
-    return max(((b - a, a) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
+def longest_stall(times: list[float], since: float) -> tuple[float, float]:
+    """(seconds, start) of the longest interval in which requests waited and no answer was produced:
+    between the first request sent (`since`) and the first answer, or between consecutive answers."""
+    points = [since, *(t for t in times if t >= since)]
+    return max(((b - a, a) for a, b in itertools.pairwise(points)), default=(0.0, since))
 
 
 def bronze_coordinates(settings: Settings, table: str) -> list[tuple[int, int]]:

@@ -129,5 +129,7 @@ def test_a_cluster_plan_replaces_the_broker_restart_with_a_leader_kill_and_a_rol
 def test_the_longest_stall_is_the_widest_gap_between_answers() -> None:
     from apps.chaos.evidence import longest_stall
 
-    assert longest_stall([10.0, 10.5, 11.0, 19.0, 19.2]) == (8.0, 11.0)
-    assert longest_stall([5.0]) == (0.0, 0.0) and longest_stall([]) == (0.0, 0.0)
+    assert longest_stall([10.0, 10.5, 11.0, 19.0, 19.2], since=9.5) == (8.0, 11.0)
+    # waiting for the first answer is a stall too; answers of an earlier run are not
+    assert longest_stall([3.0, 30.0, 30.5], since=20.0) == (10.0, 20.0)
+    assert longest_stall([], since=5.0) == (0.0, 5.0)
