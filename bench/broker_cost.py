@@ -137,6 +137,8 @@ def main() -> dict[str, Any]:
     runs = {"plain_produce": _measure(pid, produce),
             "txn_1_partition": _measure(pid, transaction(1, False)),
             "txn_1_partition_offsets": _measure(pid, transaction(1, True)),
+            # the request path since positions moved to its changelog: an output and a position record
+            "txn_2_partitions": _measure(pid, transaction(2, False)),
             "txn_6_partitions_offsets": _measure(pid, transaction(6, True))}
     backoff = {name: _back_to_back(settings, consumer, extra)
                for name, extra in (("librdkafka_default", {}), ("stages", TXN_RETRY_BACKOFF))}

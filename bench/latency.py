@@ -244,6 +244,7 @@ class Pipeline:
     """A streams worker and a dispatcher on `settings`, as the CLI runs them."""
 
     def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
+        self.settings = settings
         state = settings.with_state_dir(workdir)
         self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
@@ -254,7 +255,10 @@ class Pipeline:
                                                    stdout=log, stderr=subprocess.STDOUT))
 
     def pids(self) -> dict[str, int]:
-        return {"streams_worker": self.procs[0].pid, "dispatcher": self.procs[1].pid}
+        from bench.broker_cost import _broker_pid
+
+        return {"streams_worker": self.procs[0].pid, "dispatcher": self.procs[1].pid,
+                "broker": _broker_pid(self.settings)}
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -277,7 +281,7 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
     settings = use_simulator_port(base, SIM_PORT)
     cache = settings.dispatch.cache.model_copy(update={"enabled": False})
     update: dict[str, Any] = {
-        "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
+        "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix, **changes.get("kafka", {})}),
         "metrics": settings.metrics.model_copy(update={"enabled": False}),
         "dispatch": settings.dispatch.model_copy(update={"cache": cache, **changes.get("dispatch", {})}),
         "streams": settings.streams.model_copy(update=changes.get("streams", {}))}
@@ -342,10 +346,20 @@ def main() -> dict[str, Any]:
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
             early = _configure(base, prefix + "early.", dispatch={"read_routed_uncommitted": True})
             early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)])
+            few_runs: list[dict[str, Any]] = []
+            if base.kafka.partitions != FEW_PARTITIONS:
+                few = _configure(base, prefix + "few.", kafka={"partitions": FEW_PARTITIONS})
+                few_runs = measure(few, workdir, "few", [(50, SECONDS[50]), (500, SECONDS[500]),
+                                                         (2000, 6.0)])
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline, early_runs)
+    return report(runs, baseline, early_runs, few_runs)
+
+
+#: The partition count of the `kafka.partitions` comparison (each partition a transaction touches costs
+#: the broker a commit marker).
+FEW_PARTITIONS = 2
 
 
 #: What issue 16 changed in the dispatcher's defaults, set back for the baseline.
@@ -353,9 +367,10 @@ BEFORE_DISPATCH: dict[str, Any] = {"commit_interval_ms": 100, "read_routed_uncom
 
 
 def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
-           early: list[dict[str, Any]]) -> dict[str, Any]:
+           early: list[dict[str, Any]], few: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "runs": runs,
-                              "baseline_before_runs": baseline, "early_routed_runs": early}
+                              "baseline_before_runs": baseline, "early_routed_runs": early,
+                              "few_partitions_runs": few or []}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
@@ -369,7 +384,8 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     fmt = "{p50:.1f} / {p90:.1f} / {p99:.1f} / {max:.1f}"
     for r in [*[b | {"label": f"baseline (settings before issue 16) {b['rate']:,.0f}/s"} for b in baseline],
               *runs,
-              *[e | {"label": f"opt-in read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early]]:
+              *[e | {"label": f"opt-in read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early],
+              *[f | {"label": f"kafka.partitions {FEW_PARTITIONS} {f['rate']:,.0f}/s"} for f in few or []]]:
         label = r.get("label") or f"{r['rate']:,.0f}/s"
         table.append((f"**{label}** answered", f"{r['answered']} of {r['sent']} (sent at "
                                                 f"{r['achieved_send_rate']:,.0f}/s; load average "
@@ -379,8 +395,9 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
                 table.append((f"  {hop} p50 / p90 / p99 / max ms", fmt.format(**r[hop])))
         cpu = r.get("cpu_ms_per_request") or {}
         if cpu:
-            table.append(("  CPU per request: streams worker / dispatcher",
-                          " / ".join(f"{cpu[k]:.2f} ms" for k in ("streams_worker", "dispatcher"))))
+            names = [k for k in ("streams_worker", "dispatcher", "broker") if k in cpu]
+            table.append((f"  CPU per request: {' / '.join(n.replace('_', ' ') for n in names)}",
+                          " / ".join(f"{cpu[k]:.2f} ms" for k in names)))
     table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))
     table.append(("goals", "500/s: p50 <= 10 ms, p99 <= 30 ms; 2,000/s: p99 <= 100 ms"))
     write_result("latency", result, table)

@@ -247,9 +247,14 @@ class _Run:
         redactor = self.redactor
 
         def on_delta(delta: Delta) -> None:
-            text = delta.text if redactor is None else redactor.feed(delta.text)
-            if text or delta.tool_calls:
-                stream.send(text, delta.tool_calls, target)
+            if redactor is None:
+                if delta.text or delta.tool_calls:
+                    stream.send(delta.text, delta.tool_calls, target)
+                return
+            # tool-call arguments arrive in fragments that no scanner can judge one by one: they are
+            # held, and go out whole once the output check redacted them (`_finish`)
+            if text := redactor.feed(delta.text):
+                stream.send(text, None, target)
 
         return on_delta
 
@@ -272,8 +277,10 @@ class _Run:
             return self._fail(index, target, checked.failure, checked.message or "")
         if self.stream is not None and self.buffered:  # checked: now the caller may see it, at once
             self.stream.send(checked.content, as_deltas(checked.tool_calls), target)
-        elif self.stream is not None and (rest := self._held_back(checked.content)):
-            self.stream.send(rest, None, target)
+        elif self.stream is not None:
+            rest, calls = self._held_back(checked.content), as_deltas(checked.tool_calls)
+            if rest or (calls and self.redactor is not None):
+                self.stream.send(rest, calls if self.redactor is not None else None, target)
         # the caches keep the answer as it was let through: a hit is served without another check
         reply = replace(reply, content=checked.content, tool_calls=checked.tool_calls)
         if self.deps.cache is not None and self.key is not None:

@@ -125,14 +125,16 @@ class _SpecFile(BaseModel):
     topics: list[_Entry]
 
 
-def parse_topic_specs(raw: Any, *, source: str = "<spec>") -> list[TopicSpec]:
+def parse_topic_specs(raw: Any, *, source: str = "<spec>", partitions: int | None = None) -> list[TopicSpec]:
+    """`partitions`: the deployment's count for topics that do not pin their own (else the file's
+    default)."""
     try:
         spec = _SpecFile.model_validate(raw)
         d = spec.defaults
         out = [
             TopicSpec(
                 name=e.name, value_schema=e.value_schema, key=e.key, doc=e.doc, config=e.config,
-                partitions=e.partitions or d.partitions,
+                partitions=e.partitions or partitions or d.partitions,
                 replication_factor=e.replication_factor or d.replication_factor,
                 min_insync_replicas=e.min_insync_replicas or d.min_insync_replicas,
                 retention_ms=parse_retention(e.retention if e.retention is not None else d.retention),
@@ -149,12 +151,13 @@ def parse_topic_specs(raw: Any, *, source: str = "<spec>") -> list[TopicSpec]:
 
 
 @cache
-def load_topic_specs(path: Path = SPEC_FILE) -> list[TopicSpec]:
+def load_topic_specs(path: Path = SPEC_FILE, *, partitions: int | None = None) -> list[TopicSpec]:
+    """The spec file's topics; `partitions` overrides the default count (`kafka.partitions`)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise TopicSpecError(f"cannot read topic spec {path}: {exc}") from exc
-    return parse_topic_specs(raw, source=str(path))
+    return parse_topic_specs(raw, source=str(path), partitions=partitions)
 
 
 def physical_name(topic: Topic | str, prefix: str = "") -> str:

@@ -13,6 +13,7 @@ grows with traffic.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, MutableMapping
 from typing import Any
 
@@ -23,6 +24,22 @@ from streams.pipeline import check_claim
 ClaimRecord = tuple[int, bytes, dict[str, list[int]] | None]
 #: How often flush looks for expired records.
 EXPIRE_EVERY_MS = 10_000
+#: Changelog keys `next-offset/<partition>`: the transactions engine's consumer position of that requests
+#: partition, committed in the same transaction as the claims and outputs (streams/loop.py). Not claims.
+POSITION_PREFIX = b"next-offset/"
+
+
+def position_record(partition: int, next_offset: int) -> tuple[bytes, bytes]:
+    """(key, value) of a partition's position record in the changelog."""
+    return POSITION_PREFIX + str(partition).encode(), json.dumps({"offset": next_offset}).encode()
+
+
+def read_position(key: bytes, value: bytes | None) -> tuple[int, int | None] | None:
+    """(partition, next offset or None for a tombstone) if the record is a position record, else None."""
+    if not key.startswith(POSITION_PREFIX):
+        return None
+    partition = int(key[len(POSITION_PREFIX):])
+    return partition, None if value is None else int(json.loads(value)["offset"])
 
 
 class BatchedClaims:
@@ -104,6 +121,8 @@ class BatchedClaims:
         index: dict[bytes, list[int]] = {}
         newest: dict[Any, int] = {}
         for key, value in self.store.items():
+            if isinstance(key, bytes) and key.startswith(POSITION_PREFIX):  # restored by faust: no claims
+                continue
             # a list is a claim of one request keyed by its id, as the table held them before batching
             held = {key.decode(): value} if isinstance(value, list) else (value or {})
             if isinstance(value, dict) and value and b"@" in key:  # batch records expire; old ones stay

@@ -8,6 +8,21 @@ of a transaction", upstream #517/#323). Here one confluent-kafka consumer hands 
 Kafka transaction. A kill -9 aborts the open transaction: downstream (read_committed) never sees its
 outputs, and the batch is decided again from the same claims. On assignment a partition's claims are
 read back from the changelog before its first record is processed.
+
+Two transactional producers take turns, as in the dispatcher: while one commits (on a thread), the
+other's transaction is already open and takes the next decisions at once. With one producer they
+waited for the commit, and its next transaction was often refused (CONCURRENT_TRANSACTIONS) until the
+previous one's markers were written: back-to-back transactions had a p99 of 27-43 ms against 11-15 ms
+taking turns (measured here on a loaded machine). Commits stay strictly sequential.
+
+The consumed positions travel in that changelog too (a `next-offset/<partition>` record per transaction
+and partition, on the claims' own partition), not as consumer-group offsets in the transaction: offsets
+add two coordinator round trips and a marker on `__consumer_offsets` to every transaction, which made a
+one-record transaction ~4 ms slower and cost the broker 4-5x its CPU (`streamgate bench broker-cost`).
+On assignment the position read back from the changelog is where consumption resumes (the group's
+committed offset when there is none yet, e.g. on the first start after an upgrade). The group offsets are
+still committed, outside the transaction and at most every OFFSETS_EVERY_S, for lag monitoring only; they
+trail the changelog's positions, never lead them.
 """
 
 from __future__ import annotations
@@ -18,7 +33,6 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -29,15 +43,13 @@ from streamgate.kafka.replay import read_to_end
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import LATENCY
-from streams.claims import BatchedClaims
+from streams.claims import BatchedClaims, position_record, read_position
 from streams.io import Output, StageIO
 from streams.metrics import C, StageMeter
 from streams.pipeline import RequestPath, RequestPathDeps
 
 log = logging.getLogger("streamgate.streams")
 BATCH = 500
-#: Outputs held while a commit is in flight before the loop waits for it (bounds memory).
-HOLD = 20_000
 #: A transaction not committed within this many seconds ends the process (see `_settle`).
 COMMIT_DEADLINE_S = 10.0
 #: How long the loop blocks for records while a commit is in flight or decisions wait for one: it must
@@ -46,6 +58,8 @@ BUSY_POLL_S = 0.001
 #: ... and while nothing is pending: a record arriving ends the wait at once.
 IDLE_POLL_S = 0.05
 _UNASSIGNED = -1  # librdkafka: let the partitioner choose
+#: How often the group's offsets are committed (outside the transactions, for lag monitoring only).
+OFFSETS_EVERY_S = 1.0
 
 
 def claims_topic(settings: Settings) -> str:
@@ -71,10 +85,12 @@ class TransactionalRequestPath:
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(C))
         # murmur2_random: Java's partitioner, as faust's producer chose, so a conversation keeps its
-        # partition across engines
-        self.producer = Producer(transactional_config(settings, transactional_id=f"{group}-{instance}",
-                                                      client_id=f"{group}-{instance}", role="streams") | {
-            "partitioner": "murmur2_random"})
+        # partition across engines. The first producer keeps the id of the single producer before it,
+        # so its init_transactions still fences an older incarnation.
+        self.producers = [Producer(transactional_config(settings, transactional_id=name, client_id=name,
+                                                        role="streams") | {"partitioner": "murmur2_random"})
+                          for name in (f"{group}-{instance}", f"{group}-{instance}-b")]
+        self.producer = self.producers[0]  # the one whose transaction is open
         self.positions: dict[int, int] = {}  # partition -> next offset to consume (uncommitted)
         self.owned: set[int] = set()
         self.running = True
@@ -83,7 +99,9 @@ class TransactionalRequestPath:
         self.commits, self.commit_s = 0, 0.0
         self.committing: threading.Thread | None = None
         self.commit_error: KafkaException | None = None
-        self.held: list[Output] = []  # decided while a commit was in flight: for the next transaction
+        self.committed: dict[int, int] = {}  # partition -> position committed (changelog), not yet published
+        self.in_commit: dict[int, int] = {}  # the positions of the commit in flight
+        self.published_at = 0.0
         self.commit_time = LATENCY.labels(C, "commit")
 
     def _window_ms(self) -> int:
@@ -92,15 +110,26 @@ class TransactionalRequestPath:
     # -- assignment ---------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in partitions}
+        resume: dict[int, int] = {}
         if parts:  # cooperative rebalances also call this with nothing new
             loaded = 0
             for msg in read_to_end(self.settings, self.claims_topic, parts, role="streams"):
-                value = msg.value()
-                self.claims.load(msg.key() or b"", None if value is None else json.loads(value))
+                key, value = msg.key() or b"", msg.value()
+                if (position := read_position(key, value)) is not None:
+                    partition, offset = position
+                    if offset is None:
+                        resume.pop(partition, None)
+                    else:
+                        resume[partition] = offset
+                    continue
+                self.claims.load(key, None if value is None else json.loads(value))
                 loaded += 1
             self.owned |= parts
-            log.info("assigned requests partitions %s; %d claim records loaded", sorted(parts), loaded)
-        consumer.incremental_assign(partitions)
+            log.info("assigned requests partitions %s; %d claim records loaded; resuming at %s",
+                     sorted(parts), loaded, {p: resume.get(p, "group offset") for p in sorted(parts)})
+        # where the changelog says; else the group's committed offset (the default of an offset-less tp)
+        consumer.incremental_assign([TopicPartition(tp.topic, tp.partition, resume[tp.partition])
+                                     if tp.partition in resume else tp for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not partitions:
@@ -110,6 +139,7 @@ class TransactionalRequestPath:
         self.owned -= parts
         for p in parts:
             self.positions.pop(p, None)
+            self.committed.pop(p, None)
         self.claims.forget(parts)
         consumer.incremental_unassign(partitions)
 
@@ -119,8 +149,9 @@ class TransactionalRequestPath:
         log.error("lost requests partitions %s; exiting to rejoin", sorted(tp.partition for tp in partitions))
         if self.committing is not None:
             self.committing.join(COMMIT_DEADLINE_S)
-        with contextlib.suppress(KafkaException):  # none open: the next incarnation aborts it anyway
-            self.producer.abort_transaction(30)
+        for producer in self.producers:
+            with contextlib.suppress(KafkaException):  # none open: the next incarnation aborts it anyway
+                producer.abort_transaction(30)
         raise SystemExit(3)
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -129,14 +160,15 @@ class TransactionalRequestPath:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._halt())
-        self.producer.init_transactions(60)  # fences a previous incarnation and aborts its transaction
+        for producer in self.producers:  # fences a previous incarnation and aborts its transactions
+            producer.init_transactions(60)
         self.producer.begin_transaction()
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         interval = self.settings.streams.commit_interval_ms / 1000
         next_commit = last_event = time.monotonic()
         while self.running:
-            if self.committing is not None and (not self.committing.is_alive() or len(self.held) > HOLD):
+            if self.committing is not None and not self.committing.is_alive():
                 self._settle()
             # a commit in flight or decisions waiting for one: look back soon, to start the next commit
             # as soon as this one ends (a caller waits for it); idle: block until a record arrives
@@ -195,10 +227,7 @@ class TransactionalRequestPath:
         for partition, key, value in self.claims.flush(now_ms):
             record = None if value is None else json.dumps(value).encode()
             outputs.append(Output(self.claims_topic, key, record, partition))
-        if self.committing is not None:
-            self.held += outputs  # the next transaction's, with the positions now recorded
-        else:
-            self._produce(outputs)
+        self._produce(outputs)  # into the open transaction, with the positions now recorded
         self.meter.batch(len(batch), outputs, time.perf_counter() - began)
 
     def _produce(self, outputs: list[Output]) -> None:
@@ -214,25 +243,27 @@ class TransactionalRequestPath:
 
     # -- transactions: committed on a thread while the loop decides the next batches ------------------
     def _start_commit(self) -> None:
-        """Commit the open transaction (its outputs and the offsets that produced them) on a thread.
-        Committing waits for the broker (flush, markers: ~100 ms under load, measured); librdkafka
-        releases the GIL meanwhile, so the loop goes on deciding, holding what it decides for the next
-        transaction."""
+        """Commit the open transaction (its outputs and the positions that produced them) on a thread,
+        and open the other producer's at once (its last commit, the one before, has ended). Committing
+        waits for the broker (flush, markers); librdkafka releases the GIL meanwhile, so the loop goes on
+        deciding into the new transaction."""
         if not self.positions:
             return
-        offsets = [TopicPartition(self.source, p, o) for p, o in self.positions.items()]
-        self.positions = {}
-        group = self.consumer.consumer_group_metadata()
+        self._produce([Output(self.claims_topic, *position_record(p, o), p)
+                       for p, o in self.positions.items()])
+        self.in_commit, self.positions = self.positions, {}
+        closing = self.producer
+        self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
+        self.producer.begin_transaction()
         self.commit_error = None
-        self.committing = threading.Thread(target=self._finish, args=(offsets, group, time.perf_counter()),
+        self.committing = threading.Thread(target=self._finish, args=(closing, time.perf_counter()),
                                            name="commit", daemon=True)
         self.committing.start()
 
-    def _finish(self, offsets: list[TopicPartition], group: Any, began: float) -> None:
+    def _finish(self, closing: Producer, began: float) -> None:
         try:
             with exit_if_stuck(COMMIT_DEADLINE_S, "request-path transaction commit"):
-                self.producer.send_offsets_to_transaction(offsets, group, COMMIT_DEADLINE_S)
-                self.producer.commit_transaction(COMMIT_DEADLINE_S)
+                closing.commit_transaction(COMMIT_DEADLINE_S)
         except KafkaException as exc:
             self.commit_error = exc
             return
@@ -241,7 +272,7 @@ class TransactionalRequestPath:
         self.commit_time.observe(took)
 
     def _settle(self) -> None:
-        """Wait for the commit in flight, open the next transaction and produce what was held for it.
+        """Wait for the commit in flight.
 
         A commit that fails, or outlasts COMMIT_DEADLINE_S (streamgate/kafka/stuck.py), ends the
         process: retried in place after a broker restart, it stayed blocked for minutes with the
@@ -257,13 +288,27 @@ class TransactionalRequestPath:
             log.error("request-path transaction failed (%s); exiting to resume from the last commit", error)
             # decisions in memory (claims, positions) are ahead of Kafka: a restart rebuilds them
             raise SystemExit(3) from self.commit_error
-        self.producer.begin_transaction()
-        held, self.held = self.held, []
-        self._produce(held)
+        self.committed.update((p, o) for p, o in self.in_commit.items() if p in self.owned)
+        self.in_commit = {}
+        self._publish_offsets()
+
+    def _publish_offsets(self, force: bool = False) -> None:
+        """Commit the group's offsets up to what the changelog holds, for lag monitoring (never ahead of
+        the committed transactions; a failure here loses nothing, the changelog is the truth)."""
+        if not self.committed or (not force and time.monotonic() - self.published_at < OFFSETS_EVERY_S):
+            return
+        offsets = [TopicPartition(self.source, p, o) for p, o in self.committed.items()]
+        self.committed, self.published_at = {}, time.monotonic()
+        with contextlib.suppress(KafkaException):
+            if force:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def _commit(self) -> None:
         """Everything decided so far, committed before returning (on revoke and at exit)."""
         self._settle()
         self._start_commit()
         self._settle()
+        self._publish_offsets(force=True)
 

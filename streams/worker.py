@@ -48,7 +48,7 @@ def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None
 
 def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
                        instance: str) -> None:
-    spec = next(s for s in load_topic_specs() if s.name == "requests")
+    spec = next(s for s in load_topic_specs(partitions=settings.kafka.partitions) if s.name == "requests")
     apply_topics(settings, [TopicSpec(
         name=claims_topic(settings), value_schema="dedup-claims", partitions=spec.partitions,
         replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")],

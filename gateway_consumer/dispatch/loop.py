@@ -10,12 +10,17 @@ for the commit; commits stay strictly sequential, so offsets never run ahead of 
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
 verdicts are produced into it at once; as soon as the previous commit has ended (or every
-`commit_interval_ms`, when set) the contiguous commit points go into the same transaction and it commits:
-a caller reading `responses` read_committed waits for that commit, so by default none is delayed. A crash
-aborts the open transaction, so its answers vanish along with its offsets and are redone; answers
-committed ahead of the commit point, and answers to requests the request path routes again later, are
-found again in the responses topic (`answered.py`): a request is only answered once its responses
-partition is known back to the request's creation.
+`commit_interval_ms`, when set) it commits: a caller reading `responses` read_committed waits for that
+commit, so by default none is delayed. A crash aborts the open transaction, so its answers vanish and are
+redone. What makes an answer happen once is the responses topic itself (`answered.py`): a request is only
+answered once its responses partition is known back to the request's creation, so a request read again
+(after a crash, a rebalance, or routed again by the request path) finds its earlier answer there.
+
+The consumed offsets are therefore not part of the transaction: after a transaction commits, the
+contiguous commit points it covered are committed to the group asynchronously. They only bound how much a
+restarted instance reads again. Offsets in the transaction cost two more coordinator round trips and a
+`__consumer_offsets` marker per commit (~4 ms of a one-record transaction here, and 4-5x its broker CPU:
+`streamgate bench broker-cost`), on every answer's path.
 
 Any Kafka error the loop cannot recover from in place ends `run` with an exception, at once: the worker
 process exits and its supervisor starts a clean instance, whose `init_transactions` ends what this one
@@ -361,8 +366,9 @@ class Dispatcher:
             except BufferError:
                 self.producer.poll(0.05)
 
-    async def _commit(self) -> None:
-        """Hand the open transaction over for commit and open the other producer's at once."""
+    async def _commit(self, final: bool = False) -> None:
+        """Hand the open transaction over for commit and open the other producer's at once (`final`:
+        the last one, whose offsets are committed before returning)."""
         # only offsets whose outcomes are already produced, and only those that moved since the last
         # commit: a commit point stays put while a partition is idle, and re-sending it made every
         # idle loop turn a transaction once commits no longer wait for an interval
@@ -371,20 +377,16 @@ class Dispatcher:
         if not points and not self.produced:
             return
         self.committed.update(points)  # this commit succeeds, or the process exits
-        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
         self.producer.begin_transaction()
         self.produced = 0
         loop = asyncio.get_running_loop()
         began = time.monotonic()
-        group = self.consumer.consumer_group_metadata()
 
         def commit() -> None:
             with exit_if_stuck(TXN_CALL_S + 5, "dispatcher transaction commit"):
-                if offsets:
-                    closing.send_offsets_to_transaction(offsets, group, TXN_CALL_S)
-                closing.commit_transaction(max(TXN_CALL_S - (time.monotonic() - began), 5.0))
+                closing.commit_transaction(TXN_CALL_S)
 
         try:
             await loop.run_in_executor(self.txn_thread, commit)
@@ -399,6 +401,7 @@ class Dispatcher:
                       time.monotonic() - began, exc.args[0])
             self.stop.set()
             raise
+        self._commit_offsets(points, wait=final)
         self.stats.counts["commits"] += 1
         COMMITS.labels(metrics.C).inc()
         self.exported.publish()
@@ -406,11 +409,26 @@ class Dispatcher:
         if (took := time.monotonic() - began) > 2:
             log.warning("slow transaction commit: %.1f s (given up after %.0f s)", took, TXN_CALL_S)
 
+    def _commit_offsets(self, points: dict[tuple[str, int], int], wait: bool = False) -> None:
+        """The group's offsets, after the transaction holding their answers committed. Only partitions
+        still ours: a late commit for a partition handed over would move its new owner's offset back."""
+        ours = self.tracker.partitions
+        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items() if (t, p) in ours]
+        if not offsets:
+            return
+        try:
+            if wait:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # nothing is lost: a restart reads a little more again
+            log.warning("committing consumed offsets failed: %s", exc)
+
     async def _drain(self) -> None:
         """On stop: finish what is in flight (bounded), then commit it."""
         if self.in_flight:
             await asyncio.wait(list(self.in_flight.values()), timeout=30)
-        await self._commit()
+        await self._commit(final=True)
 
 
 def _failure(routed: dict[str, Any], message: str) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class AsyncWaiter(Waiter):
 
 def reply_partitions(settings: Settings) -> int:
     """How many partitions `replies` has in the topic spec: the most reply readers that each own one."""
-    spec = next(s for s in load_topic_specs() if s.name == Topic.REPLIES)
+    spec = next(s for s in load_topic_specs(partitions=settings.kafka.partitions) if s.name == Topic.REPLIES)
     return spec.partitions
 
 

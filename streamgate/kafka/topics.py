@@ -55,7 +55,8 @@ def _admin(settings: Settings, role: Role) -> AdminClient:
 def apply_spec(settings: Settings, *, dry_run: bool = False) -> tuple[ApplyReport, AclReport]:
     """The whole spec under the deployment's prefix: topics (schemas/topics.yaml), then SCRAM users and
     ACLs (schemas/principals.yaml). `streamgate topics apply`, the demo, benches and tests all use it."""
-    topics = apply_topics(settings, load_topic_specs(), prefix=settings.kafka.topic_prefix, dry_run=dry_run)
+    topics = apply_topics(settings, load_topic_specs(partitions=settings.kafka.partitions),
+                          prefix=settings.kafka.topic_prefix, dry_run=dry_run)
     return topics, apply_acls(settings, _admin(settings, "admin"), dry_run=dry_run)
 
 

@@ -229,6 +229,22 @@ def test_semantic_cache_answers_a_paraphrase_but_not_a_different_question(rig: D
     assert rig.simulator.stats()["faq"]["ok"] == 3
 
 
+def test_a_cache_hit_serves_the_redacted_answer_never_the_providers_raw_one(rig: DispatchRig) -> None:
+    """Team support redacts e-mail addresses in answers; the cache keeps the answer as it was let
+    through, so a hit (served without another check) carries the redaction too."""
+    def ask() -> dict:
+        return routed([{"model": "sim-small"}], "ECHO: write to jane.roe@example.com", team="support",
+                      temperature=0.0)
+
+    first, again = ask(), ask()
+    _run(rig, [first])
+    _run(rig, [again])
+    [miss], [hit] = rig.responses[first["request_id"]], rig.responses[again["request_id"]]
+    assert not miss["cache_hit"] and hit["cache_hit"] and hit["cache_kind"] in (None, "exact")
+    assert "<EMAIL_1>" in miss["content"] and hit["content"] == miss["content"]
+    assert "jane.roe" not in hit["content"]
+
+
 def test_the_request_paths_rejections_are_answered_exactly_once(rig: DispatchRig,
                                                                 topics: dict[str, str]) -> None:
     """The request path is at-least-once: after a crash it may reject a replayed request again. Its

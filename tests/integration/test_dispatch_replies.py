@@ -250,6 +250,25 @@ def test_a_tool_call_round_trip(rig: DispatchRig, replies: Replies, provider: st
     assert final["tool_calls_json"] is None
 
 
+def test_a_streamed_tool_call_goes_out_redacted_whole_never_in_raw_fragments(rig: DispatchRig,
+                                                                              replies: Replies) -> None:
+    """Team support redacts e-mail addresses: a tool call's arguments are held until the output check
+    redacted them (fragments cannot be judged one by one), then streamed as one whole call."""
+    tools = [{"type": "function", "function": {"name": "send_mail", "parameters": {
+        "type": "object", "properties": {"to": {"type": "string", "const": "jane.roe@example.com"}}}}}]
+    ask = routed([{"model": "sim-small"}], "CALL_TOOL mail her", team="support",
+                 tools_json=json.dumps(tools), stream=True, reply_partition=1)
+    rig.send([ask])
+    _answered(rig, replies, [ask])
+    answer = _only_answer(replies, rig, ask)
+    [call] = json.loads(answer["tool_calls_json"])
+    assert json.loads(call["function"]["arguments"]) == {"to": "<EMAIL_1>"}
+    pieces = [c for _, _, c in replies.chunks[ask["request_id"]]]
+    assert pieces and not any("jane.roe" in json.dumps(c) for c in pieces)
+    [streamed] = [d for c in pieces for d in json.loads(c["tool_calls_json"] or "[]")]
+    assert streamed["function"] == call["function"] and streamed["id"] == call["id"]
+
+
 def test_no_fallback_once_pieces_were_sent(rig: DispatchRig, replies: Replies) -> None:
     """The first target times out mid-stream: the caller has seen its text, so nothing falls over."""
     rig.simulator.set_profile("stalls", median_ms=3000, p99_ms=3000, ttft_share=0.05,

@@ -256,3 +256,39 @@ def test_a_policy_that_names_people_redacts_them_on_the_request_path(
                 if r["request_id"] == probe.request_id and r["policy_version"] == "test-ner"]
         content = mine[0]["messages"][0]["content"] if mine else None
     assert content == "Forward this to <PERSON_1>, her mobile is 020 7946 0958."
+
+
+def test_the_consumed_positions_commit_in_the_changelog_and_the_group_offsets_follow(
+        settings: Settings, topics: dict[str, str], worker: subprocess.Popen[bytes]) -> None:
+    """Positions travel with the claims in the transaction (no consumer offsets in it); the group's
+    offsets are published after, for lag monitoring, and never lead the changelog."""
+    from confluent_kafka import TopicPartition
+
+    from streamgate.kafka.replay import read_to_end
+    from streams.claims import read_position
+    from streams.loop import claims_topic
+
+    with RequestProducer(settings) as producer:
+        for i in range(40):
+            producer.send(_req(messages=[{"role": "user", "content": f"position probe {i}"}]))
+    out = _collect(settings, topics, until=40)
+    assert len(out["requests.routed"]) == 40
+    worker.terminate()
+    assert worker.wait(30) == 0
+    probe = Consumer(consumer_config(settings, group_id=f"check-{uuid.uuid4().hex[:6]}", role="admin"))
+    parts = sorted(probe.list_topics(topics["requests"], timeout=10).topics[topics["requests"]].partitions)
+    ends = {p: probe.get_watermark_offsets(TopicPartition(topics["requests"], p), timeout=10)[1]
+            for p in parts}
+    probe.close()
+    positions: dict[int, int | None] = {}
+    for msg in read_to_end(settings, claims_topic(settings), role="admin"):
+        if (found := read_position(msg.key() or b"", msg.value())) is not None:
+            partition, offset = found
+            assert msg.partition() == partition, "a position travels on its own partition's changelog"
+            positions[partition] = offset
+    assert positions == {p: end for p, end in ends.items() if end > 0}
+    group = Consumer(consumer_config(settings, group_id=f"{settings.kafka.topic_prefix}"
+                                     f"{settings.streams.group_id}", role="admin"))
+    committed = group.committed([TopicPartition(topics["requests"], p) for p in positions], timeout=10)
+    group.close()
+    assert {tp.partition: tp.offset for tp in committed} == positions

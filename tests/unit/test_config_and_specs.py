@@ -50,6 +50,13 @@ def test_the_repo_topic_spec() -> None:
     assert specs["requests"].retention_ms == 7 * 86_400_000
 
 
+def test_a_deployment_partition_count_applies_to_topics_that_do_not_pin_their_own() -> None:
+    default, two = ({s.name: s.partitions for s in load_topic_specs(partitions=n)} for n in (None, 2))
+    pinned = {name for name, n in default.items() if n != 6}
+    assert default["requests"] == 6 and two["requests"] == 2 and two["responses"] == 2
+    assert pinned and all(two[name] == default[name] for name in pinned), "a topic's own count stays"
+
+
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [

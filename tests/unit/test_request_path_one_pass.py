@@ -13,7 +13,7 @@ from shared.guardrails.content import check_content
 from shared.policy.config import GuardrailConfig, load_policy
 from shared.policy.holder import PolicyHolder
 from streamgate.config import load_settings
-from streams.claims import BatchedClaims
+from streams.claims import BatchedClaims, position_record, read_position
 from streams.guardrails.budgets import AdmittedUsage
 from streams.io import StageIO
 from streams.pipeline import RequestPath, RequestPathDeps, check_claim
@@ -50,6 +50,17 @@ def test_claims_go_out_as_one_record_per_batch_and_partition_and_come_back_after
     assert not after_crash.duplicate(b"a", 0, 10, 5_000), "a replay of the claiming record is processed"
     assert after_crash.duplicate(b"b", 0, 12, 5_000), "another record with a claimed id is dropped"
     assert not after_crash.duplicate(b"d", 0, 13, 5_000)
+
+
+def test_a_position_record_round_trips_and_a_faust_restore_of_it_is_not_a_claim() -> None:
+    key, value = position_record(4, 1234)
+    assert read_position(key, value) == (4, 1234)
+    assert read_position(key, None) == (4, None)
+    assert read_position(b"4@10", b'{"a": [1, 10]}') is None, "claims are not positions"
+    store: dict[bytes, Any] = {b"0@10": {"a": [1_000, 10]}, key: json.loads(value)}
+    claims = BatchedClaims(store, WINDOW)  # faust restores the whole changelog into its table
+    assert claims.duplicate(b"a", 0, 11, 2_000)
+    assert not claims.duplicate(b"offset", 0, 12, 2_000), "a position's fields are no request ids"
 
 
 def test_claims_loaded_on_assignment_count_and_a_revoked_partitions_claims_are_forgotten() -> None:
