@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "features": ("bench.features", "feature freshness, online read latency, RAG retrieval quality"),
     "rag": ("bench.rag", "RAG collections: nDCG@10/recall@5 hybrid vs BM25 vs vectors, freshness, ingest, "
             "latency at 1M chunks (options: --beir DIR, --scale N; see `python -m bench.rag --help`)"),
+    "rag-scale": ("bench.rag_scale", "RAG retrieval latency by store and size: SQLite (exact) vs "
+                  "PostgreSQL + pgvector (HNSW) (options: --sizes, --queries, --stores)"),
     "broker-cost": ("bench.broker_cost", "broker CPU per transaction vs per plain produce, and idle"),
     "security": ("bench.security", "request-path and dispatch throughput: SASL/SCRAM + ACLs vs plaintext"),
     "backtest": ("bench.backtest", "policy backtest of 1,000,000 recorded requests vs per-event decisions "

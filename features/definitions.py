@@ -89,7 +89,7 @@ def build(settings: Settings) -> Definitions:
         name="doc_chunks", entities=[chunk], ttl=timedelta(days=3650), source=_delta(settings, "doc_chunks"),
         schema=[Field(name="source", dtype=String), Field(name="text", dtype=String),
                 Field(name="embedding", dtype=Array(Float32), vector_index=True, vector_length=EMBEDDING_DIM,
-                      vector_search_metric="COSINE")],
+                      vector_search_metric="cosine")],
         description="the project's docs, chunked and embedded with all-MiniLM-L6-v2")
     routing = FeatureService(name="routing", features=[provider_health])
     request_cost_model = FeatureService(

@@ -100,7 +100,7 @@ class Hit:
 def retrieve(store: FeatureStore, embedder: MiniLM, question: str, top_k: int = 5) -> list[Hit]:
     query = embedder.embed([question])[0].tolist()
     got = store.retrieve_online_documents_v2(features=["doc_chunks:source", "doc_chunks:text"], query=query,
-                                             top_k=top_k, distance_metric="COSINE").to_dict()
+                                             top_k=top_k, distance_metric="cosine").to_dict()
     hits = [Hit(s, t, float(d)) for s, t, d in zip(got["source"], got["text"], got["distance"], strict=True)]
     return sorted(hits, key=lambda h: h.distance)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import yaml
 from feast import FeatureStore
@@ -30,6 +31,8 @@ def repo_config(settings: Settings) -> dict[str, Any]:
     online: dict[str, Any]
     if cfg.online_store == "redis":
         online = {"type": "redis", "connection_string": cfg.redis_url}
+    elif cfg.online_store == "postgres":
+        online = postgres_online(cfg.postgres_dsn)
     else:
         online = {"type": "sqlite", "path": str(base / "online.db"), "vector_enabled": True}
     return {
@@ -41,6 +44,18 @@ def repo_config(settings: Settings) -> dict[str, Any]:
         "online_store": online,
         "entity_key_serialization_version": 3,
     }
+
+
+def postgres_online(dsn: str) -> dict[str, Any]:
+    """Feast's PostgreSQL online store with pgvector (vector search for `doc_chunks`) on the server `dsn`
+    names; the password stays out of the generated file (Feast expands ${PGPASSWORD} when it reads it)."""
+    url = urlparse(dsn)
+    if url.password:
+        raise ValueError("features.postgres_dsn must not hold a password: set PGPASSWORD instead")
+    sslmode = parse_qs(url.query).get("sslmode", ["prefer"])[0]
+    return {"type": "postgres", "host": url.hostname or "127.0.0.1", "port": url.port or 5432,
+            "database": url.path.lstrip("/") or "postgres", "user": url.username or "postgres",
+            "password": "${PGPASSWORD}", "sslmode": sslmode, "vector_enabled": True}
 
 
 def write_config(settings: Settings) -> Path:

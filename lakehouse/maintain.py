@@ -27,12 +27,13 @@ class TableCare:
     vacuumed: int
 
 
-def maintain_table(path: TablePath, cluster_by: tuple[str, ...], retention_hours: int) -> TableCare:
+def maintain_table(path: TablePath, cluster_by: tuple[str, ...], retention_hours: int, *,
+                   compact: bool = True) -> TableCare:
     table = open_table(path)
     before = len(table.file_uris())
-    if cluster_by:
+    if compact and cluster_by:
         table.optimize.z_order(list(cluster_by))
-    else:
+    elif compact:
         table.optimize.compact()
     table.create_checkpoint()
     removed = table.vacuum(retention_hours=retention_hours, dry_run=False)
@@ -40,12 +41,14 @@ def maintain_table(path: TablePath, cluster_by: tuple[str, ...], retention_hours
 
 
 #: Tables whose writer is not append-only (the RAG indexer MERGEs: features/collections/indexer.py): a
-#: compaction committing beside a MERGE conflicts with it, so they are left to their writer's schedule.
+#: compaction removes files a concurrent MERGE has read, which fails the MERGE, so these are not
+#: compacted (each MERGE rewrites the files it touches anyway). They are checkpointed and vacuumed, which
+#: commit nothing a MERGE conflicts with; vacuum matters most here, since every MERGE tombstones files.
 NOT_APPEND_ONLY = ("rag_",)
 
 
 def maintain_all(settings: Settings) -> list[TableCare]:
     root = settings.table_root()
     hours = settings.lakehouse.vacuum_retention_hours
-    return [maintain_table(path, CLUSTER.get(name, ()), hours) for name, path in find_tables(root).items()
-            if not name.startswith(NOT_APPEND_ONLY)]
+    return [maintain_table(path, CLUSTER.get(name, ()), hours, compact=not name.startswith(NOT_APPEND_ONLY))
+            for name, path in find_tables(root).items()]

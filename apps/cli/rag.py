@@ -104,8 +104,7 @@ def search(
     config: Path | None = ConfigOption,
 ) -> None:
     """The passages of a collection closest to a question."""
-    from features.collections.indexer import online_path
-    from features.collections.online import OnlineStore
+    from features.collections.indexer import open_online
     from features.collections.retriever import CollectionRetriever
     from shared.embeddings.minilm import MiniLM
     from shared.policy.config import load_policy
@@ -116,7 +115,7 @@ def search(
         raise fail(f"rag_denied: {denied.message}")
     if mode not in ("hybrid", "vector", "bm25"):
         raise fail("--mode is hybrid, vector or bm25")
-    retriever = CollectionRetriever(OnlineStore(online_path(settings)),
+    retriever = CollectionRetriever(open_online(settings),
                                     MiniLM(settings.dispatch.cache.semantic.model_dir))
     for hit in retriever.search(collection, question, top_k, mode):  # type: ignore[arg-type]
         typer.echo(f"{hit.score:8.4f}  {hit.doc_id} v{hit.version} #{hit.chunk_id}\n          "

@@ -82,13 +82,12 @@ def use_collections(settings: Settings, deps: RequestPathDeps) -> None:
     """Requests tagged `rag: <collection>` get passages of the teams' collections (features/collections/)."""
     from threadpoolctl import threadpool_limits
 
-    from features.collections.indexer import online_path
-    from features.collections.online import OnlineStore
+    from features.collections.indexer import open_online
     from features.collections.retriever import CollectionRetriever, Retrievers
     from shared.embeddings.minilm import MiniLM
 
     threadpool_limits(1)  # one question at a time: a second BLAS thread would only spin against the worker
-    retriever = CollectionRetriever(OnlineStore(online_path(settings)),
+    retriever = CollectionRetriever(open_online(settings),
                                     MiniLM(settings.dispatch.cache.semantic.model_dir),
                                     mode=settings.rag.retrieval, candidates=settings.rag.candidates)
     deps.context = Retrievers(retriever)

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from apps.demo.processes import Components, use_free_metrics_ports
 from apps.stack import start_infrastructure, start_simulator
-from features.collections.indexer import online_path
+from features.collections.indexer import online_path, open_online
 from features.collections.ingest import DocumentProducer, document_event, ingest
-from features.collections.online import OnlineStore
 from features.collections.registry import add_collection
-from shared.policy.config import GATEWAY_FILE, RagCollection, load_policy
+from shared.policy.config import GATEWAY_FILE, GatewayPolicy, RagCollection, load_policy
 from shared.policy.publish import publish_policy
 from shared.tables.query import run_query
 from shared.traffic.workload import provision_keys
@@ -44,31 +42,44 @@ class RagDemoError(RuntimeError):
     """The demo could not show what it promises (the component logs say why)."""
 
 
-def _register(settings: Settings, console: Console) -> Path:
+def register(settings: Settings, console: Console, name: str, spec: RagCollection) -> GatewayPolicy:
+    """Declare `name` in a copy of the policy under the state directory (as `streamgate rag create`
+    does to config/gateway.yaml) and publish it: every worker adopts it from the config topic."""
     policy_file = settings.state_dir / "rag-demo-gateway.yaml"
     policy_file.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(GATEWAY_FILE, policy_file)
-    policy = add_collection(policy_file, COLLECTION, RagCollection(
-        owner="research", description="The gateway's engineering handbook (README and docs/)", top_k=3))
+    policy = add_collection(policy_file, name, spec)
     publish_policy(settings, policy_file, actor="rag-demo")
+    readers = ", ".join(spec.readers) or "no other reader"
     console.print(f"[bold]collections[/] {', '.join(policy.rag_collections)} (policy {policy.version}, "
-                  f"published); {COLLECTION}: owner research, no other reader")
-    return policy_file
+                  f"published); {name}: owner {spec.owner}, {readers}")
+    return policy
 
 
-def _wait_indexed(settings: Settings, docs: int, timeout_s: float = 600) -> int:
+def _register(settings: Settings, console: Console) -> None:
+    register(settings, console, COLLECTION, RagCollection(
+        owner="research", description="The gateway's engineering handbook (README and docs/)", top_k=3))
+
+
+def indexed_chunks(settings: Settings, collection: str) -> tuple[int, int]:
+    """(live documents, chunks) of `collection` in the online store, (0, 0) before the store exists."""
+    if settings.rag.online_store == "sqlite" and not online_path(settings).exists():
+        return 0, 0
+    store = open_online(settings)
+    try:
+        return store.live_docs(collection), store.count(collection)
+    finally:
+        store.close()
+
+
+def wait_indexed(settings: Settings, collection: str, docs: int, timeout_s: float = 600) -> int:
+    """Chunks of `collection` once its online store holds `docs` live documents."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if online_path(settings).exists():
-            store = OnlineStore(online_path(settings))
-            try:
-                indexed = store.conn.execute("SELECT count(*) FROM docs WHERE collection = ? AND deleted = 0",
-                                             (COLLECTION,)).fetchone()[0]
-                if indexed >= docs:
-                    return store.count(COLLECTION)
-            finally:
-                store.close()
-        time.sleep(1)
+        indexed, chunks = indexed_chunks(settings, collection)
+        if indexed >= docs:
+            return chunks
+        time.sleep(0.5)
     raise RagDemoError(f"the RAG worker did not index {docs} documents within {timeout_s:.0f} s")
 
 
@@ -129,7 +140,7 @@ def run_rag_demo(settings: Settings, console: Console | None = None) -> None:
         sent = ingest(settings, COLLECTION, files)
         console.print(f"[bold]ingest[/] {len(sent)} documents to the documents topic")
         began = time.monotonic()
-        chunks = _wait_indexed(settings, len(sent))
+        chunks = wait_indexed(settings, COLLECTION, len(sent))
         console.print(f"[bold]indexed[/] {chunks} chunks in {time.monotonic() - began:.0f} s "
                       f"(Delta table + online store)")
         time.sleep(3)  # the request-path worker has read the published policy

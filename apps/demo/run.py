@@ -28,6 +28,8 @@ from apps.demo.lag import LagProbe
 from apps.demo.observe import Outcomes, OutcomeWatcher
 from apps.demo.pace import Pace
 from apps.demo.processes import Components, use_free_metrics_ports
+from apps.demo.rag import RagDemoError
+from apps.demo.rag_part import RagPart, with_rag
 from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, physical_name
@@ -245,12 +247,14 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     run_id = uuid.uuid4().hex[:8]
     _log_to_file(settings)
     started_broker = start_infrastructure(settings, console)
-    settings = use_free_metrics_ports(settings)
+    settings = with_rag(use_free_metrics_ports(settings))
+    rag = RagPart(settings, console)
     with stop_broker_on_interrupt(settings, started_broker), Components(settings) as components:
         _watch_broker(settings, components)
         simulator = start_simulator(settings, components)
         console.print(f"[bold]simulator[/] {simulator.url} (profiles: {settings.simulator.profiles})")
         keys = _issue_keys(settings, console)
+        rag.prepare()  # before the workers: they adopt the published collection as they start
         door = _start_components(settings, components, console)
         watcher = OutcomeWatcher(settings, run_id)
         lag = LagProbe(settings)
@@ -265,7 +269,8 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                 teams, send_s = _produce(settings, requests, run_id, progress, pace, tick, keys)
                 wait_s = _wait_for_outcomes(watcher, requests, components, progress, stall_s, tick)
                 door_stats = door_traffic.result(stall_s)  # its calls are answered: they land too
-                _see_answers(watcher, requests + (door_stats.sent if door_stats else 0), stall_s)
+                asked = _ask_rag(rag, keys, console)
+                _see_answers(watcher, requests + (door_stats.sent if door_stats else 0) + asked, stall_s)
                 _wait_for_lakehouse(settings, progress)
             if components.restarts:
                 console.print(f"[yellow]restarted after exiting[/]: {components.restarts} "
@@ -278,6 +283,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     console.print(summary_line(door_stats, door_traffic.error))
     _print_peaks(console, lag, components)
     _print_lakehouse(console, settings)
+    _print_rag_lineage(console, rag)
     _print_backtest(console, settings)
     _write_report(console, settings)
     _print_features(console, settings)
@@ -287,6 +293,22 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
                         f"{stall_s:.0f} s ({wait_s:.0f} s after the last send). The component logs in "
                         f"{components.logs} say why.")
     return outcomes
+
+
+def _ask_rag(rag: RagPart, keys: workload.WorkloadKeys | None, console: Console) -> int:
+    """The RAG part's tagged questions; returns how many were answered (the watcher then sees them)."""
+    try:
+        return len(rag.ask(keys))
+    except (RagDemoError, TimeoutError) as exc:  # the summary must not fail on this part; the test checks it
+        console.print(f"[yellow]RAG part failed: {exc}[/]")
+        return 0
+
+
+def _print_rag_lineage(console: Console, rag: RagPart) -> None:
+    try:
+        rag.lineage()
+    except Exception as exc:  # the summary must not fail on the optional part
+        console.print(f"[yellow]RAG lineage query failed: {exc}[/]")
 
 
 def _issue_keys(settings: Settings, console: Console) -> workload.WorkloadKeys | None:
@@ -306,6 +328,7 @@ def _start_components(settings: Settings, components: Components, console: Conso
     components.start("lakehouse-sink", "lakehouse", "sink")
     _print_metrics(console, settings)
     components.start("feature-pusher", "features", "push")
+    components.start("rag-worker", "rag", "worker")
     return _start_frontdoor(settings, components, console)
 
 

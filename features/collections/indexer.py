@@ -7,7 +7,8 @@ so every version of one document is in one partition, in order.
 
 Two stores, each written with the offsets it has applied in the same atomic commit: the Delta table
 (`rag.table`, one MERGE per batch whose commit carries a delta-rs application transaction per source
-partition) and the online store (one SQLite transaction, features/collections/online.py). A partition
+partition) and the online store (one SQLite or PostgreSQL transaction, features/collections/online.py and
+pg_online.py). A partition
 resumes after the lower of the two offsets; a record at or below a store's own offset is not written to
 that store again. Decisions depend only on the record sequence and the versions the online store held
 at that offset, so a replay decides the same way and both stores end identical after a kill -9 at any
@@ -33,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from features.collections.chunking import chunk, chunk_id
 from features.collections.extract import html_text
-from features.collections.online import ChunkRow, OnlineStore
+from features.collections.online import ChunkRow, ChunkStore, OnlineStore
 from schemas import EventDecodeError, dead_letter, dead_letter_from_error, make_codec
 from schemas.topics import Topic, physical_name
 from shared.embeddings.minilm import MiniLM
@@ -65,6 +66,15 @@ def online_path(settings: Settings) -> Path:
     return settings.resolve(settings.rag.online_db)
 
 
+def open_online(settings: Settings) -> ChunkStore:
+    """The configured online store (`rag.online_store`): the embedded SQLite file or the PostgreSQL server."""
+    if settings.rag.online_store == "postgres":
+        from features.collections.pg_online import PgOnlineStore
+
+        return PgOnlineStore(settings.rag.postgres_dsn)
+    return OnlineStore(online_path(settings))
+
+
 @dataclass
 class _Decision:
     """What one document ends as after a batch: its version, deleted or not, and the event that said so."""
@@ -84,7 +94,7 @@ class RagIndexer(ExactlyOnceBatchSink):
         self.codec = make_codec(self.topic, "Document", registry)
         self.policy = policy
         self.table_path = chunks_table(settings)
-        self.online = OnlineStore(online_path(settings))
+        self.online = open_online(settings)
         self.embedder = embedder or MiniLM(settings.dispatch.cache.semantic.model_dir)
         # BLAS on the calling thread only: on a small shared machine a second BLAS thread spins against
         # the consumer and everything else (the semantic cache measured 3x slower under load with it)

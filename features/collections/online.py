@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -79,10 +79,14 @@ def connect(path: Path) -> Any:
     return conn
 
 
+def words(question: str) -> list[str]:
+    """The question's distinct words, lower-cased (letters, digits, `_`: no query syntax survives)."""
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(question)))
+
+
 def fts_query(question: str) -> str:
     """Every word of the question as a quoted FTS5 term, OR-ed: BM25 ranks, no operator syntax leaks in."""
-    words = dict.fromkeys(w.lower() for w in _WORD.findall(question))
-    return " OR ".join(f'"{w}"' for w in words)
+    return " OR ".join(f'"{w}"' for w in words(question))
 
 
 class OnlineStore:
@@ -142,6 +146,16 @@ class OnlineStore:
         return int(self.conn.execute("SELECT count(*) FROM chunks WHERE collection = ?",
                                      (collection,)).fetchone()[0])
 
+    def listing(self, collection: str) -> list[tuple[str, int, str]]:
+        """(doc id, version, chunk id) of every chunk of `collection`."""
+        rows = self.conn.execute("SELECT doc_id, version, chunk_id FROM chunks WHERE collection = ?",
+                                 (collection,))
+        return [(d, int(v), c) for d, v, c in rows]
+
+    def live_docs(self, collection: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM docs WHERE collection = ? AND deleted = 0",
+                                     (collection,)).fetchone()[0])
+
     def vector_ids(self, collection: str, query: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
         rows = self.conn.execute(
             "SELECT rowid, distance FROM vec_chunks WHERE embedding MATCH ? AND k = ? AND collection = ? "
@@ -176,3 +190,20 @@ def fuse(rankings: Iterable[list[tuple[int, float]]], k: int) -> list[tuple[int,
         for rank, (rowid, _) in enumerate(ranking, 1):
             scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (_RRF_K + rank)
     return sorted(scores.items(), key=lambda x: -x[1])[:k]
+
+
+class ChunkStore(Protocol):
+    """What the indexer and the retrievers need of an online store: SQLite (embedded, the default) or
+    PostgreSQL with pgvector (features/collections/pg_online.py), chosen by `rag.online_store`."""
+
+    def close(self) -> None: ...
+    def applied(self, app_id: str) -> int | None: ...
+    def versions(self) -> dict[tuple[str, str], tuple[int, bool]]: ...
+    def apply(self, docs: dict[tuple[str, str], tuple[int, bool, list[ChunkRow], NDArray[np.float32]]],
+              offsets: dict[str, int]) -> None: ...
+    def count(self, collection: str | None = None) -> int: ...
+    def listing(self, collection: str) -> list[tuple[str, int, str]]: ...
+    def live_docs(self, collection: str) -> int: ...
+    def vector_ids(self, collection: str, query: NDArray[np.float32], k: int) -> list[tuple[int, float]]: ...
+    def bm25_ids(self, collection: str, question: str, k: int) -> list[tuple[int, float]]: ...
+    def hits(self, ranked: Sequence[tuple[int, float]]) -> list[Hit]: ...

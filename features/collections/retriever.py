@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from features.collections.online import Hit, OnlineStore, fuse
+from features.collections.online import ChunkStore, Hit, fuse
 from shared.embeddings.minilm import MiniLM
 from shared.retrieval import Passage
 
@@ -21,7 +21,7 @@ class CollectionRetriever:
     """The request path's `ContextRetriever` for every declared collection (access is checked by the
     request path before it asks)."""
 
-    def __init__(self, store: OnlineStore, embedder: MiniLM, *, mode: Mode = "hybrid",
+    def __init__(self, store: ChunkStore, embedder: MiniLM, *, mode: Mode = "hybrid",
                  candidates: int = 20) -> None:
         self.store, self.embedder, self.mode, self.candidates = store, embedder, mode, candidates
 

@@ -1,4 +1,4 @@
-"""A real single-node Apache Kafka (KRaft) broker on loopback, started and stopped by streamgate.
+"""A real Apache Kafka (KRaft) broker on loopback, or a cluster of them, started and stopped by streamgate.
 
 The broker's jars come from Maven Central through `ops/kafka/pom.xml`; the resolved classpath is cached
 outside the work tree, so only the first start pays for Maven. The log directory is formatted once and
@@ -10,11 +10,18 @@ with `kafka.security.protocol: SASL_SSL`, from a CA generated under the state di
 authorizer denies whatever schemas/principals.yaml does not allow, and the `admin` principal is the only
 super user. Its password and every component's are generated at format time into the credentials file
 (0600); the controller listener (loopback, broker-to-controller only) authenticates with PLAIN as admin.
+
+`kafka.local.brokers: 3` (or `streamgate kafka up --brokers 3`) starts a cluster instead: three processes
+from the same jars, each both a broker and a KRaft controller voter (combined roles: three JVMs rather
+than six on a small machine, and the quorum still survives the loss of any one node), each with its own
+ports and log directory under `<data_dir>-cluster/`. Its internal topics (offsets, transaction state)
+are created with replication factor 3 and min.insync.replicas 2; `apply_spec` does the same for ours.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +36,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from schemas.topics import replication_for
 from streamgate.config import REPO_ROOT, Settings
 from streamgate.kafka.clients import admin_config
 from streamgate.kafka.security import KafkaSecurityError, ensure_credentials, ensure_local_tls, write_private
@@ -44,6 +52,17 @@ class KafkaLauncherError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class NodeStatus:
+    """One node (broker + controller) of the local cluster."""
+
+    node_id: int
+    port: int
+    pid: int | None
+    #: whether the cluster's metadata lists this broker as alive
+    live: bool
+
+
+@dataclass(frozen=True)
 class BrokerStatus:
     running: bool
     external: bool
@@ -51,6 +70,7 @@ class BrokerStatus:
     pid: int | None
     data_dir: Path | None
     message: str
+    nodes: tuple[NodeStatus, ...] = ()
 
 
 def _java_major(java: str) -> int:
@@ -76,28 +96,50 @@ def broker_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def live_brokers(settings: Settings, timeout_s: float = 3.0) -> set[int] | None:
+    """The ids of the brokers the cluster's metadata lists as alive; None when no broker answers."""
+    try:
+        config = admin_config(settings, client_id="streamgate-probe")
+    except KafkaSecurityError:
+        return None
+    admin = AdminClient(config | {"socket.connection.setup.timeout.ms": 2000, "log_level": 0})
+    try:
+        return set(admin.list_topics(timeout=timeout_s).brokers)
+    except Exception:
+        return None
+
+
 def _port_busy(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class LocalKafka:
-    """`up`, `down` and `status` of the local broker described by `settings.kafka.local`."""
+class KafkaNode:
+    """One broker process: its ports, directories, properties, format, start and stop. The single-node
+    broker is node 1 of 1, with the directories it has always had."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, index: int = 0) -> None:
         self.settings = settings
         local = settings.kafka.local
-        self.data_dir = settings.resolve(local.data_dir)
-        self.home = self.data_dir.parent / f"{self.data_dir.name}-broker"
+        self.count = local.brokers
+        self.node_id = index + 1
+        self.port = local.client_ports()[index]
+        self.controller_port = local.controller_ports()[index]
+        base = settings.resolve(local.data_dir)
+        if self.count == 1:
+            self.data_dir = base
+            self.home = base.parent / f"{base.name}-broker"
+        else:
+            cluster = base.parent / f"{base.name}-cluster"
+            self.data_dir = cluster / f"node{self.node_id}"
+            self.home = cluster / f"node{self.node_id}-broker"
         self.log_dir = self.data_dir / "logs"
         self.pid_file = self.home / "broker.pid"
         self.server_log = self.home / "kafka-server.log"
-        self.bootstrap = settings.kafka.bootstrap()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    # -- status -------------------------------------------------------------------------------------
-    def _pid(self) -> int | None:
+    def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -113,55 +155,29 @@ class LocalKafka:
             return None  # the pid was reused by something else
         return pid
 
-    def status(self) -> BrokerStatus:
-        if self.settings.kafka.external:
-            ok = broker_answers(self.settings)
-            return BrokerStatus(ok, True, self.bootstrap, None, None,
-                                f"external cluster {self.bootstrap} {'answers' if ok else 'does not answer'}")
-        pid = self._pid()
-        ok = pid is not None and broker_answers(self.settings, 2.0)
-        if ok:
-            msg = f"running (pid {pid}) on {self.bootstrap}"
-        elif pid:
-            msg = f"process {pid} exists but does not answer on {self.bootstrap} yet"
-        else:
-            msg = "not running"
-        return BrokerStatus(ok, False, self.bootstrap, pid, self.data_dir, msg)
+    def answers(self, timeout_s: float = 2.0) -> bool:
+        """Whether this node itself serves metadata requests (a cluster's metadata may still list a node
+        that was just killed, or list a restarted one before it serves)."""
+        try:
+            config = admin_config(self.settings, client_id="streamgate-probe")
+        except KafkaSecurityError:
+            return False
+        config |= {"bootstrap.servers": f"127.0.0.1:{self.port}", "socket.connection.setup.timeout.ms": 2000,
+                   "log_level": 0}
+        try:
+            return int(AdminClient(config).list_topics(timeout=timeout_s).orig_broker_id) == self.node_id
+        except Exception:
+            return False
 
-    # -- up -----------------------------------------------------------------------------------------
-    def up(self) -> BrokerStatus:
-        """Start the broker (idempotent) and return once it answers metadata requests."""
-        if self.settings.kafka.external:
-            status = self.status()
-            if not status.running:
-                raise KafkaLauncherError(f"the configured cluster {self.bootstrap} does not answer "
-                                         "(KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers)")
-            return status
-        current = self.status()
-        if current.running:
-            return current
-        if current.pid is None:
-            local = self.settings.kafka.local
-            for port in (local.port, local.controller_port):
-                if _port_busy(port):
-                    raise KafkaLauncherError(
-                        f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
-                        "kafka.local.port / controller_port in the config")
-            java = self._check_tools()
-            classpath = resolve_classpath()
-            self._format_once(java, classpath)
-            self._start(java, classpath)
-        return self._wait_until_answering()
+    def exited(self) -> bool:
+        return self.proc.poll() is not None if self.proc is not None else self.pid() is None
 
-    def _check_tools(self) -> str:
-        java = shutil.which("java")
-        if java is None:
-            raise KafkaLauncherError("Java 17+ is required for the local Kafka broker (apt-get install "
-                                     "openjdk-17-jre-headless), or set KAFKA_BOOTSTRAP_SERVERS")
-        major = _java_major(java)
-        if major < 17:
-            raise KafkaLauncherError(f"Java 17+ is required, found Java {major or '?'} at {java}")
-        return java
+    def check_ports(self) -> None:
+        for port in (self.port, self.controller_port):
+            if _port_busy(port):
+                raise KafkaLauncherError(
+                    f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
+                    "kafka.local.port / controller_port / port_step in the config")
 
     def _admin_password(self) -> str:
         security = self.settings.kafka.security
@@ -170,10 +186,10 @@ class LocalKafka:
 
     def _security_properties(self) -> dict[str, str]:
         """Listeners, SASL, TLS and the authorizer, from `kafka.security`."""
-        local, security = self.settings.kafka.local, self.settings.kafka.security
+        security = self.settings.kafka.security
         proto = security.protocol
-        props = {"listeners": f"{proto}://127.0.0.1:{local.port},CONTROLLER://127.0.0.1:{local.controller_port}",
-                 "advertised.listeners": f"{proto}://127.0.0.1:{local.port}",
+        props = {"listeners": f"{proto}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                 "advertised.listeners": f"{proto}://127.0.0.1:{self.port}",
                  "controller.listener.names": "CONTROLLER",
                  "inter.broker.listener.name": proto}
         if not security.enabled:
@@ -199,7 +215,8 @@ class LocalKafka:
             "allow.everyone.if.no.acl.found": "false",
         }
         if proto == "SASL_SSL":
-            tls = ensure_local_tls(self.settings, self.home / "tls")
+            # one CA and one certificate for 127.0.0.1, shared by every node of a local cluster
+            tls = ensure_local_tls(self.settings, KafkaNode(self.settings, 0).home / "tls")
             props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(tls.keystore),
                       "ssl.truststore.type": "PEM", "ssl.truststore.location": str(tls.ca),
                       "ssl.client.auth": "none", "ssl.endpoint.identification.algorithm": "https"}
@@ -208,32 +225,39 @@ class LocalKafka:
     def _server_properties(self) -> Path:
         local = self.settings.kafka.local
         self.home.mkdir(parents=True, exist_ok=True)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(local.controller_ports()))
+        # internal topics replicated like ours (schemas.topics.replication_for): 3/2 on a
+        # cluster of three or more, 1/1 on one broker
+        replicas, min_isr = replication_for(self.count)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{local.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             **self._security_properties(),
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(replicas),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(min_isr),
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "num.io.threads": "4",
             "num.network.threads": "2",
         }
+        if self.count > 1:
+            props["default.replication.factor"] = str(replicas)
+            props["min.insync.replicas"] = str(min_isr)
         path = self.home / "server.properties"
         write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))  # holds the admin password
         return path
 
-    def _format_once(self, java: str, classpath: str) -> None:
+    def format_once(self, java: str, classpath: str, cluster_id: str) -> None:
         props = self._server_properties()
         secured = self.home / "scram.formatted"
         if (self.log_dir / "meta.properties").exists():
@@ -243,13 +267,10 @@ class LocalKafka:
                     f"no one: remove {self.data_dir} and {self.home} (their topics are lost) to start "
                     "afresh, or set kafka.security.protocol: PLAINTEXT")
             return
-        cluster_file = self.home / "cluster.id"
-        if not cluster_file.exists():
-            cluster_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         cmd = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={LOG4J}",
                f"-Dstreamgate.kafka.log={self.home / 'format.log'}",
                # `=` form: a base64 cluster id may start with '-', which argparse would take for an option
-               "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_file.read_text().strip()}",
+               "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                f"--config={props}", *self._scram_users()]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -268,7 +289,7 @@ class LocalKafka:
         passwords = ensure_credentials(self.settings, names)
         return [f"--add-scram={security.mechanism}=[name={n},password={passwords[n]}]" for n in names]
 
-    def _start(self, java: str, classpath: str) -> None:
+    def start(self, java: str, classpath: str) -> None:
         heap = self.settings.kafka.local.heap
         cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J}",
@@ -277,22 +298,10 @@ class LocalKafka:
         with open(self.home / "stdout.log", "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, cwd=self.home)
-        self._proc = proc
+        self.proc = proc
         self.pid_file.write_text(str(proc.pid))
 
-    def _wait_until_answering(self) -> BrokerStatus:
-        deadline = time.monotonic() + self.settings.kafka.local.start_timeout_s
-        while time.monotonic() < deadline:
-            exited = self._proc.poll() is not None if self._proc is not None else self._pid() is None
-            if exited:
-                raise KafkaLauncherError(f"the broker exited during start-up:\n{self._log_tail()}")
-            if broker_answers(self.settings, 2.0):
-                return self.status()
-            time.sleep(0.3)
-        raise KafkaLauncherError(f"the broker did not answer on {self.bootstrap} within "
-                                 f"{self.settings.kafka.local.start_timeout_s:.0f} s:\n{self._log_tail()}")
-
-    def _log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 30) -> str:
         chunks = []
         for path in (self.home / "stdout.log", self.server_log):
             if path.exists():
@@ -300,23 +309,187 @@ class LocalKafka:
                 chunks.append(f"--- {path}\n" + "\n".join(tail))
         return "\n".join(chunks) or "(no broker log)"
 
-    # -- down ---------------------------------------------------------------------------------------
-    def down(self, timeout_s: float = 30.0) -> BrokerStatus:
-        """Stop the broker cleanly (SIGTERM, then SIGKILL after `timeout_s`); a no-op when not running."""
-        if self.settings.kafka.external:
-            return self.status()
-        pid = self._pid()
+    def stop(self, timeout_s: float = 30.0, *, hard: bool = False) -> None:
+        """SIGTERM (a controlled shutdown: leadership moves first), SIGKILL after `timeout_s`; with
+        `hard`, SIGKILL at once (kill -9: nothing flushed, nothing handed over)."""
+        pid = self.pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while self._pid() is not None and time.monotonic() < deadline:
+            os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
+            deadline = time.monotonic() + (5.0 if hard else timeout_s)
+            while self.pid() is not None and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.2)
-            if self._pid() is not None:
+            if self.pid() is not None:
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
                 _reap(pid)
         self.pid_file.unlink(missing_ok=True)
+        self.proc = None
+
+    def quorum_leader(self) -> tuple[int, int] | None:
+        """(leader epoch, leader id) of the KRaft quorum as this node last recorded it."""
+        try:
+            state = json.loads((self.log_dir / "__cluster_metadata-0" / "quorum-state").read_text())
+            return int(state["leaderEpoch"]), int(state["leaderId"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+class LocalKafka:
+    """`up`, `down` and `status` of the local broker (or cluster) described by `settings.kafka.local`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nodes = [KafkaNode(settings, i) for i in range(settings.kafka.local.brokers)]
+        first = self.nodes[0]
+        #: the single broker's directories (a cluster's are per node: `nodes`)
+        self.data_dir = first.data_dir if len(self.nodes) == 1 else first.data_dir.parent
+        self.home = first.home
+        self.log_dir = first.log_dir
+        self.pid_file = first.pid_file
+        self.server_log = first.server_log
+        self.bootstrap = settings.kafka.bootstrap()
+
+    @property
+    def cluster(self) -> bool:
+        return len(self.nodes) > 1
+
+    # -- status -------------------------------------------------------------------------------------
+    def _pid(self) -> int | None:
+        return self.nodes[0].pid()
+
+    def status(self) -> BrokerStatus:
+        if self.settings.kafka.external:
+            ok = broker_answers(self.settings)
+            return BrokerStatus(ok, True, self.bootstrap, None, None,
+                                f"external cluster {self.bootstrap} {'answers' if ok else 'does not answer'}")
+        if self.cluster:
+            return self._cluster_status()
+        pid = self._pid()
+        ok = pid is not None and broker_answers(self.settings, 2.0)
+        if ok:
+            msg = f"running (pid {pid}) on {self.bootstrap}"
+        elif pid:
+            msg = f"process {pid} exists but does not answer on {self.bootstrap} yet"
+        else:
+            msg = "not running"
+        node = NodeStatus(1, self.nodes[0].port, pid, ok)
+        return BrokerStatus(ok, False, self.bootstrap, pid, self.data_dir, msg, (node,))
+
+    def _cluster_status(self) -> BrokerStatus:
+        pids = [n.pid() for n in self.nodes]
+        live = live_brokers(self.settings, 2.0) if any(pids) else None
+        nodes = tuple(NodeStatus(n.node_id, n.port, pid, live is not None and n.node_id in live)
+                      for n, pid in zip(self.nodes, pids, strict=True))
+        up = sum(s.live for s in nodes)
+        ok = up == len(nodes)
+        msg = f"{up} of {len(nodes)} brokers alive on {self.bootstrap}" if any(pids) else "not running"
+        first_pid = next((p for p in pids if p is not None), None)
+        return BrokerStatus(ok, False, self.bootstrap, first_pid, self.data_dir, msg, nodes)
+
+    def active_controller(self) -> int | None:
+        """The node id the KRaft quorum elected leader, as recorded in the newest epoch among running
+        nodes (the Kafka admin API reports a random broker as 'controller' under KRaft, not this one)."""
+        seen = [s for n in self.nodes if n.pid() is not None and (s := n.quorum_leader()) is not None]
+        return max(seen)[1] if seen else None
+
+    # -- up -----------------------------------------------------------------------------------------
+    def up(self) -> BrokerStatus:
+        """Start the broker(s) (idempotent) and return once every one answers metadata requests."""
+        if self.settings.kafka.external:
+            status = self.status()
+            if not status.running:
+                raise KafkaLauncherError(f"the configured cluster {self.bootstrap} does not answer "
+                                         "(KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers)")
+            return status
+        current = self.status()
+        if current.running:
+            return current
+        stopped = [n for n in self.nodes if n.pid() is None]
+        if stopped:
+            for node in stopped:
+                node.check_ports()
+            java = self._check_tools()
+            classpath = resolve_classpath()
+            cluster_id = self._cluster_id()
+            for node in stopped:
+                node.format_once(java, classpath, cluster_id)
+            for node in stopped:
+                node.start(java, classpath)
+        return self._wait_until_answering()
+
+    def start_node(self, node_id: int) -> None:
+        """Start one node of the cluster again (after `stop_node`) and wait until it serves requests
+        itself and the cluster lists it alive."""
+        node = self.nodes[node_id - 1]
+        if node.pid() is None:
+            node.check_ports()
+            node.start(self._check_tools(), resolve_classpath())
+        timeout_s = self.settings.kafka.local.start_timeout_s
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if node.exited():
+                raise KafkaLauncherError(f"broker {node_id} exited during start-up:\n{node.log_tail()}")
+            if node.answers() and self._all_answer():
+                return
+            time.sleep(0.3)
+        raise KafkaLauncherError(f"broker {node_id} did not rejoin within {timeout_s:.0f} s:\n"
+                                 + node.log_tail())
+
+    def stop_node(self, node_id: int, *, hard: bool = False) -> None:
+        """Stop one node: controlled shutdown, or with `hard` kill -9."""
+        self.nodes[node_id - 1].stop(hard=hard)
+
+    def _cluster_id(self) -> str:
+        cluster_file = self.nodes[0].home / "cluster.id"
+        if not cluster_file.exists():
+            cluster_file.parent.mkdir(parents=True, exist_ok=True)
+            cluster_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        return cluster_file.read_text().strip()
+
+    def _check_tools(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise KafkaLauncherError("Java 17+ is required for the local Kafka broker (apt-get install "
+                                     "openjdk-17-jre-headless), or set KAFKA_BOOTSTRAP_SERVERS")
+        major = _java_major(java)
+        if major < 17:
+            raise KafkaLauncherError(f"Java 17+ is required, found Java {major or '?'} at {java}")
+        return java
+
+    def _all_answer(self) -> bool:
+        if not self.cluster:
+            return broker_answers(self.settings, 2.0)
+        live = live_brokers(self.settings, 2.0)
+        return live is not None and {n.node_id for n in self.nodes} <= live
+
+    def _wait_until_answering(self) -> BrokerStatus:
+        timeout_s = self.settings.kafka.local.start_timeout_s
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if exited := [n for n in self.nodes if n.exited()]:
+                raise KafkaLauncherError(f"the broker exited during start-up:\n{exited[0].log_tail()}")
+            if self._all_answer():
+                return self.status()
+            time.sleep(0.3)
+        what = "the broker" if not self.cluster else f"the {len(self.nodes)} brokers"
+        raise KafkaLauncherError(f"{what} did not answer on {self.bootstrap} within {timeout_s:.0f} s:\n"
+                                 + "\n".join(n.log_tail() for n in self.nodes))
+
+    # -- down ---------------------------------------------------------------------------------------
+    def down(self, timeout_s: float = 30.0) -> BrokerStatus:
+        """Stop the broker(s) cleanly (SIGTERM, then SIGKILL after `timeout_s`); a no-op when not running.
+        A cluster's nodes get SIGTERM together: the last voters then shut down without a quorum to hand
+        leadership to, which is what a full stop means."""
+        if self.settings.kafka.external:
+            return self.status()
+        running = [(n, pid) for n in self.nodes if (pid := n.pid()) is not None]
+        for _, pid in running:
+            os.kill(pid, signal.SIGTERM)
+        for node, _ in running:
+            node.stop(timeout_s)
+        for node in self.nodes:
+            node.pid_file.unlink(missing_ok=True)
         return BrokerStatus(False, False, self.bootstrap, None, self.data_dir, "stopped")
 
 

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
+    ClusterMetadata,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
@@ -83,8 +84,10 @@ def apply_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str 
     `role`: who asks (a stage creating its own changelog topics does so as itself)."""
     admin = _admin(settings, role)
     report = ApplyReport(dry_run=dry_run)
-    existing = admin.list_topics(timeout=timeout_s).topics
-    wanted = {prefix + s.name: s for s in specs}
+    metadata = admin.list_topics(timeout=timeout_s)
+    existing = metadata.topics
+    brokers = cluster_size(metadata)
+    wanted = {prefix + s.name: s.on_cluster(brokers) for s in specs}
 
     missing = [name for name in wanted if name not in existing]
     if missing and not dry_run:
@@ -128,6 +131,13 @@ def apply_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str 
         else:
             report.unchanged.append(name)
     return report
+
+
+def cluster_size(metadata: ClusterMetadata) -> int:
+    """How many brokers the cluster has: those alive, or more when a partition's replica list shows a
+    broker that is down just now (a topic created while one broker restarts is still replicated 3x)."""
+    replicas = (len(p.replicas) for t in metadata.topics.values() for p in t.partitions.values())
+    return max(len(metadata.brokers), max(replicas, default=1))
 
 
 def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float) -> None:

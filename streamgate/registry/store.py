@@ -16,8 +16,10 @@ from confluent_kafka.admin import NewTopic
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.topics import replication_for
 from streamgate.config import Settings
 from streamgate.kafka.clients import admin_client, consumer_config, group_name, producer_config
+from streamgate.kafka.topics import cluster_size
 
 
 def canonical(schema_str: str) -> str:
@@ -76,9 +78,13 @@ class KafkaRegistryStore:
 
     def _ensure_topic(self) -> None:
         admin = admin_client(self.settings, role="registry", client_id="streamgate-registry")
-        if self.topic in admin.list_topics(timeout=15).topics:
+        metadata = admin.list_topics(timeout=15)
+        if self.topic in metadata.topics:
             return
-        futures = admin.create_topics([NewTopic(self.topic, 1, 1, config={"cleanup.policy": "compact"})])
+        # replicated like every topic of the spec: 3 / min ISR 2 on a cluster, 1 / 1 on one broker
+        replicas, min_isr = replication_for(cluster_size(metadata))
+        config = {"cleanup.policy": "compact", "min.insync.replicas": str(min_isr)}
+        futures = admin.create_topics([NewTopic(self.topic, 1, replicas, config=config)])
         for fut in futures.values():
             try:
                 fut.result()

@@ -8,7 +8,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 
+from apps.demo.observe import Outcomes
 from apps.demo.processes import use_simulator_port
+from apps.demo.rag_part import ASKS, COLLECTION, NOTES
 from apps.demo.run import frontdoor_calls, run_demo
 from lakehouse.quality import alert, record, run_checks
 from lakehouse.silver import merge_request_facts
@@ -24,8 +26,10 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
         update={"bootstrap_servers": settings.kafka.bootstrap()})}), free_port())
     console = Console(record=True, width=120)
     outcomes = run_demo(external, requests=400, duration_s=12, stall_s=60, console=console)
-    # the Kafka workload and the front door's calls (official openai SDK): every one answered once
-    assert len(outcomes.answered) == 400 + frontdoor_calls(400) and outcomes.answered_twice == 0
+    # the Kafka workload, the front door's calls (official openai SDK) and the RAG part's tagged questions:
+    # every one answered once
+    assert len(outcomes.answered) == 400 + frontdoor_calls(400) + len(ASKS)
+    assert outcomes.answered_twice == 0
     statuses = list(outcomes.answered.values())
     assert statuses.count("ok") > 300 and statuses.count("rejected") == len(outcomes.rejected)
     assert outcomes.cost_nanousd > 0 and sum(outcomes.attempts.values()) >= statuses.count("ok")
@@ -51,6 +55,7 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
                                     "from responses").to_pylist()
     assert answers == {"n": len(outcomes.answered), "ids": len(outcomes.answered)}
     assert "cost by team" in text
+    _check_rag(external, outcomes, text)
     # every component served metrics on its own port, and the report was written from the tables
     ports = external.metrics.ports
     assert all(f"{c.replace('_', '-')} :{getattr(ports, c)}" in text for c in COMPONENTS)
@@ -115,3 +120,33 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     assert [(r.table, r.expectation, r.unexpected) for r in failed] == [
         ("responses", "expect_column_values_to_be_unique", 2)]
     assert alert(external, failed) == 1 and record(external, failed).exists()
+
+
+def _check_rag(settings: Settings, outcomes: Outcomes, text: str) -> None:
+    """research registered its collection, it was indexed from the documents topic, research's tagged
+    questions got its passages, marketing's was refused `rag_denied`, and the lakehouse knows which
+    chunks and document versions fed which answer."""
+    from features.collections.indexer import online_path
+    from features.collections.online import OnlineStore
+
+    assert f"rag ingest 4 documents of {COLLECTION}" in text
+    assert f"RAG: requests tagged rag: {COLLECTION}" in text
+    assert list(outcomes.rejected.values()).count("rag_denied") == 1  # marketing's question, only
+    store = OnlineStore(online_path(settings))
+    try:
+        versions = {d: v for (c, d), (v, deleted) in store.versions().items() if c == COLLECTION}
+    finally:
+        store.close()
+    assert set(versions) == {f.name for f in NOTES.glob("*.md")}
+    rows = run_query(settings, "select r.request_id, r.team, c['collection'] as collection, "
+                               "c['doc_id'] as doc_id, c['doc_version'] as doc_version from (select "
+                               "request_id, team, unnest(rag_chunks) as c from responses) r "
+                               f"where c['collection'] = '{COLLECTION}'").to_pylist()
+    research = sum(1 for team, _, _ in ASKS if team == "research")
+    assert {r["team"] for r in rows} == {"research"} and len({r["request_id"] for r in rows}) == research
+    assert all(versions[r["doc_id"]] == r["doc_version"] for r in rows)  # the version indexed, not a guess
+    assert "eval-protocol.md" in {r["doc_id"] for r in rows}  # the win-rate question found its note
+    lineage = text.split("RAG lineage", 1)[1]
+    assert f"{len(rows)} chunks fed {research} answers" in lineage
+    assert all(f"answer {r['request_id']} (research) <- {r['doc_id']}@{r['doc_version']}" in lineage
+               for r in rows)

@@ -110,3 +110,26 @@ def test_fault_plan_is_seeded_and_covers_every_component() -> None:
     assert all(0 < f.at_s < 60 for f in faults) and faults == sorted(faults)
     outages = [f for f in faults if f.kind in ("outage", "recover")]
     assert len(outages) == 4 and not [f for f in plan(60, seed=3, broker=False) if f.kind == "broker"]
+
+
+def test_a_cluster_plan_replaces_the_broker_restart_with_a_leader_kill_and_a_rolling_restart() -> None:
+    single, cluster = plan(60, seed=3), plan(60, seed=3, brokers=3)
+    kinds = [f.kind for f in cluster]
+    assert "broker" not in kinds and kinds.count("leader-kill") == kinds.count("rolling-restart") == 1
+    # every other fault is where the single-broker run of the same seed has it
+    assert [f for f in single if f.kind != "broker"] == [f for f in cluster
+                                                         if f.kind not in ("leader-kill", "rolling-restart")]
+    kill = next(f for f in cluster if f.kind == "leader-kill")
+    rolling = next(f for f in cluster if f.kind == "rolling-restart")
+    assert 0 < kill.at_s < rolling.at_s < 60
+    without = plan(60, seed=3, brokers=3, broker=False)
+    assert not {"leader-kill", "rolling-restart"} & {f.kind for f in without}
+
+
+def test_the_longest_stall_is_the_widest_gap_between_answers() -> None:
+    from apps.chaos.evidence import longest_stall
+
+    assert longest_stall([10.0, 10.5, 11.0, 19.0, 19.2], since=9.5) == (8.0, 11.0)
+    # waiting for the first answer is a stall too; answers of an earlier run are not
+    assert longest_stall([3.0, 30.0, 30.5], since=20.0) == (10.0, 20.0)
+    assert longest_stall([], since=5.0) == (0.0, 5.0)

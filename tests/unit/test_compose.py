@@ -42,11 +42,103 @@ def test_every_dependency_names_a_service() -> None:
             assert dep in services, f"{name} depends on unknown service {dep}"
 
 
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
 def test_infrastructure_services_exist() -> None:
     services = COMPOSE["services"]
-    assert {"kafka", "schema-registry", "redis", "postgres", "prometheus", "grafana"} <= set(services)
-    assert "apache/kafka" in services["kafka"]["image"]
-    assert services["kafka"]["environment"]["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 1
+    needed = {*KAFKA_NODES, "schema-registry", "redis", "postgres", "minio", "prometheus", "grafana"}
+    assert needed <= set(services)
+    assert services["minio"]["image"].startswith("minio/minio")
+
+
+def test_kafka_is_a_three_node_quorum_replicating_like_topics_apply() -> None:
+    """Three nodes of one cluster, each a broker and a controller voter; the internal topics replicated
+    as `apply_spec` replicates ours on three brokers (schemas.topics.replication_for)."""
+    from schemas.topics import replication_for
+
+    services = COMPOSE["services"]
+    envs = [services[n]["environment"] for n in KAFKA_NODES]
+    voters = ",".join(f"{i}@{n}:9093" for i, n in enumerate(KAFKA_NODES, 1))
+    replicas, min_isr = replication_for(len(KAFKA_NODES))
+    for i, (name, env) in enumerate(zip(KAFKA_NODES, envs, strict=True), 1):
+        assert "apache/kafka" in services[name]["image"]
+        assert env["KAFKA_NODE_ID"] == i and env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == replicas
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == replicas
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == min_isr == env["KAFKA_MIN_INSYNC_REPLICAS"]
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1
+    assert len({services[n]["volumes"][0] for n in KAFKA_NODES}) == 3, "each node needs its own log dir"
+    bootstrap = ",".join(f"{n}:9092" for n in KAFKA_NODES)
+    for name, svc in services.items():
+        if "build" in svc:
+            assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap, name
+            assert set(KAFKA_NODES) <= set(svc["depends_on"]), name
+
+
+# -- every component the CLI runs is a service; every other command is a tool, decided here ----------
+#: Long-running commands: each must be the command of a compose service (the local schema registry is
+#: stood in for by Confluent's, which production uses).
+CLI_COMPONENTS = {"simulator", "streams worker", "dispatch worker", "aggregate worker", "lakehouse sink",
+                  "lakehouse refine", "serve", "features push", "features serve", "rag worker",
+                  "topics apply"}
+STAND_INS = {"schema-registry serve": "schema-registry"}
+#: One-shot, interactive or local-only commands (operators run them; no service).
+CLI_TOOLS = {"usage", "query", "demo", "chaos", "report", "bench", "kafka up", "kafka down", "kafka status",
+             "kafka fetch", "kafka credentials", "topics list", "keys create", "keys list", "keys revoke",
+             "keys rotate", "keys disable", "catalog refresh", "catalog show", "config publish",
+             "config reference", "policy backtest", "rag create", "rag ingest", "rag delete", "rag search",
+             "rag demo", "lakehouse gold", "lakehouse maintain", "lakehouse check", "features apply",
+             "features materialize", "features training-set", "features online", "features index-docs",
+             "features retrieve"}
+
+
+def _cli_commands() -> set[str]:
+    out: set[str] = set()
+
+    def walk(node: Any, path: list[str]) -> None:
+        if hasattr(node, "list_commands"):
+            ctx = node.context_class(node)
+            for name in node.list_commands(ctx):
+                walk(node.get_command(ctx, name), [*path, name])
+        else:
+            out.add(" ".join(path))
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def _service_commands() -> dict[str, str]:
+    """Compose service -> the streamgate command it runs (its words before the first option)."""
+    out = {}
+    for name, svc in COMPOSE["services"].items():
+        if "build" in svc:
+            words = []
+            for w in svc["command"]:
+                if w.startswith("-"):
+                    break
+                words.append(w)
+            out[name] = " ".join(words)
+    return out
+
+
+def test_every_cli_command_is_a_component_or_a_tool() -> None:
+    """A new CLI command fails here until someone decides whether it is deployed as a service."""
+    commands = _cli_commands()
+    classified = CLI_COMPONENTS | set(STAND_INS) | CLI_TOOLS
+    assert commands == classified, (f"unclassified: {sorted(commands - classified)}; "
+                                    f"gone from the CLI: {sorted(classified - commands)}")
+    assert not CLI_COMPONENTS & CLI_TOOLS
+
+
+def test_every_component_the_cli_runs_has_a_service() -> None:
+    running = set(_service_commands().values())
+    assert running >= CLI_COMPONENTS, f"no compose service runs {sorted(CLI_COMPONENTS - running)}"
+    for service in STAND_INS.values():
+        assert service in COMPOSE["services"]
+    assert set(_service_commands().values()) <= CLI_COMPONENTS, "a service runs a tool, not a component"
 
 
 def test_streamgate_services_run_real_subcommands_from_the_repo_dockerfile() -> None:

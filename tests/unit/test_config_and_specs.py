@@ -74,3 +74,24 @@ def test_bad_topic_specs(raw: dict[str, object], needle: str) -> None:
 
 def test_retention_parsing() -> None:
     assert parse_retention("30s") == 30_000 and parse_retention("forever") == -1 and parse_retention(5) == 5
+
+
+def test_a_local_cluster_bootstraps_from_every_broker() -> None:
+    settings = load_settings(env={})
+    local = settings.kafka.local.model_copy(update={"brokers": 3})
+    cluster = settings.kafka.model_copy(update={"local": local})
+    assert cluster.bootstrap() == "127.0.0.1:19092,127.0.0.1:19102,127.0.0.1:19112"
+    assert local.controller_ports() == [19093, 19103, 19113]
+    with pytest.raises(ValueError, match="distinct ports"):
+        type(local).model_validate({"brokers": 3, "port": 19092, "controller_port": 19102})
+
+
+def test_replication_follows_the_cluster_size_without_editing_the_spec() -> None:
+    from schemas.topics import replication_for
+
+    assert [replication_for(n) for n in (1, 2, 3, 5)] == [(1, 1), (2, 1), (3, 2), (3, 2)]
+    requests = next(s for s in load_topic_specs() if s.name == "requests")
+    assert (requests.replication_factor, requests.min_insync_replicas) == (3, 2)
+    one, three = requests.on_cluster(1), requests.on_cluster(3)
+    assert (one.replication_factor, one.topic_config()["min.insync.replicas"]) == (1, "1")
+    assert (three.replication_factor, three.topic_config()["min.insync.replicas"]) == (3, "2")
