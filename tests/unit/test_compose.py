@@ -80,14 +80,15 @@ def test_kafka_is_a_three_node_quorum_replicating_like_topics_apply() -> None:
 
 # -- every component the CLI runs is a service; every other command is a tool, decided here ----------
 #: Long-running commands: each must be the command of a compose service (the local schema registry is
-#: stood in for by Confluent's, which production uses).
+#: stood in for by Confluent's, which production uses; the local MinIO of `s3 up` by the minio service).
 CLI_COMPONENTS = {"simulator", "streams worker", "dispatch worker", "aggregate worker", "lakehouse sink",
                   "lakehouse refine", "serve", "features push", "features serve", "rag worker",
                   "topics apply"}
-STAND_INS = {"schema-registry serve": "schema-registry"}
+STAND_INS = {"schema-registry serve": "schema-registry", "s3 up": "minio"}
 #: One-shot, interactive or local-only commands (operators run them; no service).
 CLI_TOOLS = {"usage", "query", "demo", "chaos", "report", "bench", "kafka up", "kafka down", "kafka status",
-             "kafka fetch", "kafka credentials", "topics list", "keys create", "keys list", "keys revoke",
+             "kafka fetch", "kafka credentials", "s3 down", "s3 status", "s3 build",
+             "topics list", "keys create", "keys list", "keys revoke",
              "keys rotate", "keys disable", "catalog refresh", "catalog show", "config publish",
              "config reference", "policy backtest", "rag create", "rag ingest", "rag delete", "rag search",
              "rag demo", "lakehouse gold", "lakehouse maintain", "lakehouse check", "features apply",
@@ -249,3 +250,22 @@ def test_the_image_holds_every_package() -> None:
         packages = tomllib.load(f)["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, f"the image lacks {package}"
+
+
+def test_the_lakehouse_lives_in_the_minio_service_bucket() -> None:
+    """The compose config's s3:// root is on the MinIO service, with the credentials its root user has, in
+    the bucket the minio-bucket service creates before any streamgate service starts."""
+    from streamgate.storage import ObjectPath
+
+    services = COMPOSE["services"]
+    minio_env, env = services["minio"]["environment"], services["lakehouse-sink"]["environment"]
+    settings = load_settings(REPO_ROOT / COMPOSE_CONFIG, env={k: str(v) for k, v in env.items()})
+    root = settings.table_root()
+    assert isinstance(root, ObjectPath) and root.options["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert root.options["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
+    assert root.options["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+    assert root.options["AWS_CONDITIONAL_PUT"] == "etag"
+    assert f"local/{root.bucket}" in " ".join(services["minio-bucket"]["entrypoint"])
+    for name, svc in services.items():
+        if "build" in svc:
+            assert svc["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully", name
