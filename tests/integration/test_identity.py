@@ -62,8 +62,11 @@ def _dump(settings: Settings, topic: str, timeout_s: float = 10) -> list[bytes]:
         for m in consumer.consume(1000, timeout=0.5):
             if m.error() is None:
                 out.append((m.key() or b"") + b"\x00" + (m.value() or b""))
-                if (m.offset() or 0) + 1 >= ends[m.partition() or 0]:
-                    done.add(m.partition() or 0)
+        # by position, not by the last record seen: a partition ending in a transaction marker (a control
+        # record, never returned) would otherwise wait out the deadline
+        for tp in consumer.position([TopicPartition(topic, p) for p in ends if p not in done]):
+            if tp.offset >= ends[tp.partition]:
+                done.add(tp.partition)
     consumer.close()
     return out
 
