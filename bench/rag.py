@@ -201,6 +201,18 @@ def _words(rng: np.random.Generator, shape: tuple[int, ...]) -> Any:
     return np.minimum(rng.zipf(1.3, shape), _VOCAB) - 1
 
 
+def search_latency(retriever: CollectionRetriever, questions: list[str], mode: Mode) -> dict[str, float]:
+    """p50 / p99 ms of top-5 searches of `questions` in one retrieval mode (embedding included)."""
+    ms = []
+    for q in questions:
+        t0 = time.perf_counter()
+        retriever.search(COLLECTION, q, 5, mode)
+        ms.append((time.perf_counter() - t0) * 1000)
+    ms.sort()
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return {"p50_ms": round(statistics.median(ms), 1), "p99_ms": round(p99, 1)}
+
+
 def at_scale(n: int, workdir: Path, queries: int, embedder: MiniLM) -> dict[str, Any]:
     """p50/p99 of each retrieval mode over `n` synthetic chunks in one collection."""
     store = OnlineStore(workdir / "scale.db")
@@ -230,14 +242,7 @@ def at_scale(n: int, workdir: Path, queries: int, embedder: MiniLM) -> dict[str,
     out: dict[str, Any] = {"chunks": n, "load_s": round(load_s, 1),
                            "db_mb": round((workdir / "scale.db").stat().st_size / 1e6)}
     for mode in MODES:
-        ms = []
-        for q in questions:
-            t0 = time.perf_counter()
-            retriever.search(COLLECTION, q, 5, mode)
-            ms.append((time.perf_counter() - t0) * 1000)
-        ms.sort()
-        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-        out[mode] = {"p50_ms": round(statistics.median(ms), 1), "p99_ms": round(p99, 1)}
+        out[mode] = search_latency(retriever, questions, mode)
     store.close()
     return out
 

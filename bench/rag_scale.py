@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.harness import bench_settings, write_result
-from bench.rag import COLLECTION, MODES, _words
+from bench.rag import COLLECTION, MODES, _words, search_latency
 from features.collections.online import ChunkStore, OnlineStore
 from features.collections.pg_online import PgOnlineStore
 from features.collections.pg_server import LocalPostgres
@@ -96,14 +95,7 @@ def latency(store: ChunkStore, embedder: MiniLM, queries: int) -> dict[str, dict
     out: dict[str, dict[str, float]] = {}
     for mode in MODES:
         retriever.search(COLLECTION, questions[0], 5, mode)  # warm the caches once
-        ms = []
-        for q in questions:
-            t0 = time.perf_counter()
-            retriever.search(COLLECTION, q, 5, mode)
-            ms.append((time.perf_counter() - t0) * 1000)
-        ms.sort()
-        out[mode] = {"p50_ms": round(statistics.median(ms), 1),
-                     "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 1)}
+        out[mode] = search_latency(retriever, questions, mode)
     return out
 
 

@@ -17,13 +17,11 @@ production. Tests start their own server on a free port with a temporary data di
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from streamgate.config import Settings
+from streamgate.pidstop import stop_pid
 
 log = logging.getLogger("streamgate.s3")
 
@@ -194,15 +193,7 @@ class MinioServer:
         """Stop the server (SIGTERM, then SIGKILL); its data is kept for the next `up`."""
         pid = self._pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while self._pid() is not None and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.1)
-            if self._pid() is not None:
-                os.kill(pid, signal.SIGKILL)
-                time.sleep(0.3)
-                _reap(pid)
+            stop_pid(pid, self._pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
         return ServerStatus(False, self.endpoint, None, self.data_dir, "stopped")
 
@@ -210,11 +201,6 @@ class MinioServer:
         if not self.log.exists():
             return "(no MinIO log)"
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def local_server(settings: Settings) -> MinioServer:

@@ -20,7 +20,6 @@ are created with replication factor 3 and min.insync.replicas 2; `apply_spec` do
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from streamgate.config import REPO_ROOT, Settings
 from streamgate.kafka.clients import admin_config
 from streamgate.kafka.security import KafkaSecurityError, ensure_credentials, ensure_local_tls, write_private
 from streamgate.maven import MavenError, maven_classpath
+from streamgate.pidstop import stop_pid
 
 POM = REPO_ROOT / "ops" / "kafka" / "pom.xml"
 LOG4J = REPO_ROOT / "ops" / "kafka" / "log4j2.yaml"
@@ -314,15 +314,7 @@ class KafkaNode:
         `hard`, SIGKILL at once (kill -9: nothing flushed, nothing handed over)."""
         pid = self.pid()
         if pid is not None:
-            os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
-            deadline = time.monotonic() + (5.0 if hard else timeout_s)
-            while self.pid() is not None and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.2)
-            if self.pid() is not None:
-                os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
-                _reap(pid)
+            stop_pid(pid, self.pid, 5.0 if hard else timeout_s, hard=hard, poll_s=0.2)
         self.pid_file.unlink(missing_ok=True)
         self.proc = None
 
@@ -491,12 +483,6 @@ class LocalKafka:
         for node in self.nodes:
             node.pid_file.unlink(missing_ok=True)
         return BrokerStatus(False, False, self.bootstrap, None, self.data_dir, "stopped")
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the broker is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def resolve_classpath(force: bool = False) -> str:
