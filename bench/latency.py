@@ -241,23 +241,27 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
 
 
 class Pipeline:
-    """A streams worker and a dispatcher on `settings`, as the CLI runs them."""
+    """A streams worker and a dispatcher on `settings`, as the CLI runs them; `fused`: one gateway worker
+    in their place (apps/gateway/)."""
 
-    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
+    def __init__(self, settings: Settings, workdir: Path, name: str, fused: bool = False) -> None:
         self.settings = settings
         state = settings.with_state_dir(workdir)
         self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
-        self.procs = []
-        for args in (["streams", "worker", "--instance", name], ["dispatch", "worker", "--instance", name]):
+        self.procs, self.names = [], []
+        commands = ([("gateway", ["gateway", "worker"])] if fused else
+                    [("streams_worker", ["streams", "worker"]), ("dispatcher", ["dispatch", "worker"])])
+        for role, args in commands:
             with open(workdir / f"{name}-{args[0]}.log", "wb") as log:
-                self.procs.append(subprocess.Popen([exe, *args, "--config", str(self.config)],
-                                                   stdout=log, stderr=subprocess.STDOUT))
+                command = [exe, *args, "--instance", name, "--config", str(self.config)]
+                self.procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            self.names.append(role)
 
     def pids(self) -> dict[str, int]:
         from bench.broker_cost import _broker_pid
 
-        return {"streams_worker": self.procs[0].pid, "dispatcher": self.procs[1].pid,
+        return {**{n: p.pid for n, p in zip(self.names, self.procs, strict=True)},
                 "broker": _broker_pid(self.settings)}
 
     def alive(self) -> bool:
@@ -291,13 +295,13 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
-            stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
+            stop_p99_ms: float | None = None, fused: bool = False) -> list[dict[str, Any]]:
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
     api_key = KeyAdmin(settings.with_state_dir(workdir), actor="bench").create(
         "search", "ranker")[1]
-    pipeline = Pipeline(settings, workdir, name)
+    pipeline = Pipeline(settings, workdir, name, fused=fused)
     results = []
     try:
         time.sleep(8)  # both joined their groups and hold their partitions
@@ -395,7 +399,7 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
                 table.append((f"  {hop} p50 / p90 / p99 / max ms", fmt.format(**r[hop])))
         cpu = r.get("cpu_ms_per_request") or {}
         if cpu:
-            names = [k for k in ("streams_worker", "dispatcher", "broker") if k in cpu]
+            names = [k for k in ("gateway", "streams_worker", "dispatcher", "broker") if k in cpu]
             table.append((f"  CPU per request: {' / '.join(n.replace('_', ' ') for n in names)}",
                           " / ".join(f"{cpu[k]:.2f} ms" for k in names)))
     table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))

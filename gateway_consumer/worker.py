@@ -10,7 +10,9 @@ from gateway_consumer.dispatch import Dispatcher
 from shared.policy.config import load_policy
 from shared.policy.holder import PolicyFollower, PolicyHolder
 from streamgate.config import Settings
-from streamgate.observability import serve_metrics
+from streamgate.observability import Heartbeat, serve_metrics
+
+log = logging.getLogger("streamgate.dispatch")
 
 
 def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int | None = None) -> None:
@@ -21,17 +23,23 @@ def run_dispatcher(settings: Settings, *, instance: str = "0", metrics_port: int
     heartbeat = serve_metrics(settings, "dispatcher", metrics_port)
     dispatcher = Dispatcher(settings, lambda: holder.policy, instance=instance, heartbeat=heartbeat,
                             freeze_heap=True)
-    log = logging.getLogger("streamgate.dispatch")
+    run_or_exit(dispatcher, heartbeat)
+    follower.stop()
+
+
+def run_or_exit(dispatcher: Dispatcher, heartbeat: Heartbeat) -> None:
+    """Run the loop until it stops; on any failure, exit the process at once (code 3).
+
+    Fenced, or a transaction aborted: exit now so the supervisor restarts a clean instance. A normal exit
+    hung here (found by `streamgate chaos` after a broker restart fenced the producers): the Kafka
+    clients' destructors wait on the fenced transaction and the group, so nothing restarted."""
     try:
         asyncio.run(dispatcher.run())
     except (Exception, SystemExit):
-        # Fenced, or a transaction aborted: exit now so the supervisor restarts a clean instance. A normal
-        # exit hung here (found by `streamgate chaos` after a broker restart fenced the producers): the
-        # Kafka clients' destructors wait on the fenced transaction and the group, so nothing restarted.
-        log.exception("dispatcher failed; exiting for a restart: %s", dict(dispatcher.stats.counts))
+        log.exception("%s failed; exiting for a restart: %s", type(dispatcher).__name__,
+                      dict(dispatcher.stats.counts))
         heartbeat.stop()
         logging.shutdown()
         os._exit(3)
-    follower.stop()
     heartbeat.stop()
     log.info("stopped: %s", dict(dispatcher.stats.counts))

@@ -88,6 +88,8 @@ class Principals(_Strict):
     streams: str = "streams"
     #: The dispatcher (gateway_consumer/).
     dispatcher: str = "dispatcher"
+    #: The fused gateway worker (apps/gateway/): the request path and the dispatcher in one transaction.
+    gateway: str = "gateway"
     #: The usage aggregator (aggregation/).
     aggregator: str = "aggregator"
     #: The lakehouse sink and its quality checks (lakehouse/).
@@ -105,7 +107,7 @@ class Principals(_Strict):
 
 
 #: A component's role: a field of :class:`Principals` and a key of schemas/principals.yaml.
-Role = Literal["admin", "service", "streams", "dispatcher", "aggregator", "lakehouse", "features",
+Role = Literal["admin", "service", "streams", "dispatcher", "gateway", "aggregator", "lakehouse", "features",
                "registry", "keys", "frontdoor", "rag"]
 
 

@@ -14,7 +14,7 @@ grows with traffic.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, MutableMapping
+from collections.abc import Collection, Iterable, MutableMapping
 from typing import Any
 
 from streams.pipeline import check_claim
@@ -29,9 +29,32 @@ EXPIRE_EVERY_MS = 10_000
 POSITION_PREFIX = b"next-offset/"
 
 
-def position_record(partition: int, next_offset: int) -> tuple[bytes, bytes]:
-    """(key, value) of a partition's position record in the changelog."""
-    return POSITION_PREFIX + str(partition).encode(), json.dumps({"offset": next_offset}).encode()
+def position_record(partition: int, next_offset: int, finished: Iterable[int] = ()) -> tuple[bytes, bytes]:
+    """(key, value) of a partition's position record in the changelog. `finished`: offsets past the
+    position whose outcomes are committed already (the fused worker finishes requests out of order), as
+    inclusive ranges."""
+    value: dict[str, Any] = {"offset": next_offset}
+    if ranges := _ranges(finished):
+        value["finished"] = ranges
+    return POSITION_PREFIX + str(partition).encode(), json.dumps(value).encode()
+
+
+def read_finished(value: bytes | None) -> set[int]:
+    """The offsets past the position a position record says are finished."""
+    if value is None:
+        return set()
+    ranges = json.loads(value).get("finished") or []
+    return {offset for first, last in ranges for offset in range(first, last + 1)}
+
+
+def _ranges(offsets: Iterable[int]) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for offset in sorted(offsets):
+        if ranges and ranges[-1][1] == offset - 1:
+            ranges[-1][1] = offset
+        else:
+            ranges.append([offset, offset])
+    return ranges
 
 
 def read_position(key: bytes, value: bytes | None) -> tuple[int, int | None] | None:

@@ -33,17 +33,18 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from schemas.topics import Topic
-from streamgate.config import Settings
+from streamgate.config import Role, Settings
 from streamgate.kafka.clients import consumer_config, transactional_config
 from streamgate.kafka.replay import read_to_end
 from streamgate.kafka.stuck import committed_offsets_unknown, exit_if_stuck
 from streamgate.observability import Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import LATENCY
-from streams.claims import BatchedClaims, position_record, read_position
+from streams.claims import BatchedClaims, position_record, read_finished, read_position
 from streams.io import Output, StageIO
 from streams.metrics import C, StageMeter
 from streams.pipeline import RequestPath, RequestPathDeps
@@ -66,6 +67,44 @@ def claims_topic(settings: Settings) -> str:
     """The dedup claims' compacted changelog: the name faust gives table `dedup` of the app, so the
     claims survive a switch of engine."""
     return f"{settings.kafka.topic_prefix}{settings.streams.group_id}-dedup-changelog"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a requests partition's consumption resumes, from its changelog."""
+
+    offset: int
+    #: offsets past it whose outcomes are committed already (only the fused worker finishes out of order)
+    finished: frozenset[int] = frozenset()
+
+
+def restore_claims(settings: Settings, topic: str, parts: set[int], claims: BatchedClaims, *,
+                   role: Role) -> dict[int, Resume]:
+    """Load the claims of newly assigned requests partitions from their changelog, and return where each
+    resumes (absent: no position recorded yet, the group's committed offset applies)."""
+    resume: dict[int, Resume] = {}
+    loaded = 0
+    for msg in read_to_end(settings, topic, parts, role=role):
+        key, value = msg.key() or b"", msg.value()
+        if (position := read_position(key, value)) is not None:
+            partition, offset = position
+            if offset is None:
+                resume.pop(partition, None)
+            else:
+                resume[partition] = Resume(offset, frozenset(read_finished(value)))
+            continue
+        claims.load(key, None if value is None else json.loads(value))
+        loaded += 1
+    log.info("assigned requests partitions %s; %d claim records loaded; resuming at %s", sorted(parts),
+             loaded, {p: resume[p].offset if p in resume else "group offset" for p in sorted(parts)})
+    return resume
+
+
+def resume_at(partitions: list[TopicPartition], resume: dict[int, Resume]) -> list[TopicPartition]:
+    """The partitions to assign, each at its changelog position where there is one (else at the group's
+    committed offset, the default of an offset-less TopicPartition)."""
+    return [TopicPartition(tp.topic, tp.partition, resume[tp.partition].offset)
+            if tp.partition in resume else tp for tp in partitions]
 
 
 class TransactionalRequestPath:
@@ -110,26 +149,11 @@ class TransactionalRequestPath:
     # -- assignment ---------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in partitions}
-        resume: dict[int, int] = {}
+        resume: dict[int, Resume] = {}
         if parts:  # cooperative rebalances also call this with nothing new
-            loaded = 0
-            for msg in read_to_end(self.settings, self.claims_topic, parts, role="streams"):
-                key, value = msg.key() or b"", msg.value()
-                if (position := read_position(key, value)) is not None:
-                    partition, offset = position
-                    if offset is None:
-                        resume.pop(partition, None)
-                    else:
-                        resume[partition] = offset
-                    continue
-                self.claims.load(key, None if value is None else json.loads(value))
-                loaded += 1
+            resume = restore_claims(self.settings, self.claims_topic, parts, self.claims, role="streams")
             self.owned |= parts
-            log.info("assigned requests partitions %s; %d claim records loaded; resuming at %s",
-                     sorted(parts), loaded, {p: resume.get(p, "group offset") for p in sorted(parts)})
-        # where the changelog says; else the group's committed offset (the default of an offset-less tp)
-        consumer.incremental_assign([TopicPartition(tp.topic, tp.partition, resume[tp.partition])
-                                     if tp.partition in resume else tp for tp in partitions])
+        consumer.incremental_assign(resume_at(partitions, resume))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not partitions:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import faust
 
@@ -46,13 +47,18 @@ def watch(app: faust.App, heartbeat: Heartbeat, interval_s: float = 2.0) -> None
         set_lag(C, faust_lag(app, sources))
 
 
-def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
-                       instance: str) -> None:
+def declare_claims_topic(settings: Settings) -> None:
+    """The dedup claims' changelog, partitioned as `requests` (a claim lands on its request's partition)."""
     spec = next(s for s in load_topic_specs(partitions=settings.kafka.partitions) if s.name == "requests")
     apply_topics(settings, [TopicSpec(
         name=claims_topic(settings), value_schema="dedup-claims", partitions=spec.partitions,
         replication_factor=spec.replication_factor, retention_ms=-1, cleanup_policy="compact")],
         role="streams")
+
+
+def _run_transactional(settings: Settings, deps: RequestPathDeps, heartbeat: Heartbeat,
+                       instance: str) -> None:
+    declare_claims_topic(settings)
     loop = TransactionalRequestPath(settings, deps, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
     try:
@@ -87,6 +93,26 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
     """`wire`: the composition layer's hook to plug other stages' readers (the feature store) into the
     request path's dependencies; the stage itself knows only their interfaces."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with live_deps(settings, wire) as deps:
+        heartbeat = serve_metrics(settings, C, metrics_port)
+        watchdog = AssignmentWatchdog(settings, settings.kafka.topic_prefix + settings.streams.group_id)
+        watchdog.start()
+        try:
+            if settings.streams.engine == "transactions":
+                _run_transactional(settings, deps, heartbeat, instance)
+            else:
+                _run_faust(settings, deps, heartbeat, exactly_once, web_port, loglevel)
+        finally:
+            watchdog.stop()
+            heartbeat.stop()
+
+
+@contextmanager
+def live_deps(settings: Settings, wire: Callable[[Settings, RequestPathDeps], None] | None = None,
+              ) -> Iterator[RequestPathDeps]:
+    """The request path's dependencies, following the cluster while the block runs: the live policy
+    (config topic), the API keys (keys topic) and, with `features.usage_source: live`, the usage the
+    aggregator counted. `wire` is the composition layer's hook (see `run_worker`)."""
     holder = PolicyHolder(load_policy())
     follower = PolicyFollower(settings, holder, role="streams")
     follower.start()
@@ -99,19 +125,11 @@ def run_worker(settings: Settings, *, exactly_once: bool = False, web_port: int 
         deps.usage = AdmittedUsage(live)  # budgets read what the aggregator counted
     if wire is not None:
         wire(settings, deps)
-    heartbeat = serve_metrics(settings, C, metrics_port)
-    watchdog = AssignmentWatchdog(settings, settings.kafka.topic_prefix + settings.streams.group_id)
-    watchdog.start()
     try:
-        if settings.streams.engine == "transactions":
-            _run_transactional(settings, deps, heartbeat, instance)
-        else:
-            _run_faust(settings, deps, heartbeat, exactly_once, web_port, loglevel)
+        yield deps
     finally:
-        watchdog.stop()
         follower.stop()
         if key_follower is not None:
             key_follower.stop()
         if live is not None:
             live.close()
-        heartbeat.stop()

@@ -13,6 +13,7 @@ from apps.cli import (
     demo,
     dispatch,
     features,
+    gateway,
     kafka,
     keys,
     lakehouse,
@@ -41,6 +42,7 @@ app.add_typer(streams.app, name="streams")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(policy.app, name="policy")
 app.add_typer(dispatch.app, name="dispatch")
+app.add_typer(gateway.app, name="gateway")
 app.add_typer(aggregate.app, name="aggregate")
 app.add_typer(rag.app, name="rag")
 app.command("usage")(aggregate.usage)

@@ -37,7 +37,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,21 +106,15 @@ class Dispatcher:
         registry = settings.schema_registry.url
         self.routed_codec = make_codec(self.topics[Topic.ROUTED], "RoutedRequest", registry)
         self.rejected_codec = make_codec(self.topics[Topic.REJECTED], "Response", registry)
-        self.sources = (self.topics[Topic.ROUTED], self.topics[Topic.REJECTED])
+        #: what it consumes; the first is what it answers (the second: rejections it forwards)
+        self.sources: tuple[str, ...] = (self.topics[Topic.ROUTED], self.topics[Topic.REJECTED])
         self.codecs = {Topic.RESPONSES: make_codec(self.topics[Topic.RESPONSES], "Response", registry),
                        Topic.TELEMETRY: make_codec(self.topics[Topic.TELEMETRY], "Telemetry", registry),
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
                        Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry),
                        Topic.REPLIES: make_codec(self.topics[Topic.REPLIES], "Response", registry)}
         group = prefix + settings.dispatch.group_id
-        # static membership: a restarted instance takes its partitions back at once, and a zombie with
-        # the same --instance is fenced out of the group as its producers are out of transactions
-        self.consumer = Consumer(routed_consumer_config(settings, group_id=group, role="dispatcher") | {
-            "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
-        self.producers = [Producer(transactional_config(
-            settings, transactional_id=f"{group}-{instance}-{turn}", client_id=f"{group}-{instance}-{turn}",
-            role="dispatcher") | {"linger.ms": 2}) for turn in "ab"]
+        self.consumer, self.producers = self._clients(instance)
         self.producer = self.producers[0]  # the one whose transaction is open
         self.replies = Replies(settings, self.topics, f"{group}-{instance}-chunks")  # callers who wait
         self.tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()  # per (topic, partition)
@@ -137,6 +131,20 @@ class Dispatcher:
         # transaction calls get their own thread: on the shared default executor they once queued
         # behind other blocking work until the broker timed the transaction out and fenced us
         self.txn_thread = ThreadPoolExecutor(max_workers=2, thread_name_prefix="txn")
+        self.commit_future: Future[None] | None = None  # the last commit handed to txn_thread
+
+    def _clients(self, instance: str) -> tuple[Consumer, list[Producer]]:
+        """The consumer of what is dispatched, and the two transactional producers taking turns."""
+        group = self.settings.kafka.topic_prefix + self.settings.dispatch.group_id
+        # static membership: a restarted instance takes its partitions back at once, and a zombie with
+        # the same --instance is fenced out of the group as its producers are out of transactions
+        consumer = Consumer(routed_consumer_config(self.settings, group_id=group, role="dispatcher") | {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(metrics.C))
+        producers = [Producer(transactional_config(
+            self.settings, transactional_id=f"{group}-{instance}-{turn}",
+            client_id=f"{group}-{instance}-{turn}", role="dispatcher") | {"linger.ms": 2}) for turn in "ab"]
+        return consumer, producers
 
     # -- Kafka callbacks (run inside consume(), on the loop thread) --------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -192,8 +200,8 @@ class Dispatcher:
                     idle = not self.in_flight and not self.produced and (commit is None or commit.done())
                     batch = self._take(room, IDLE_WAIT_S if idle else 0.0)
                     got = len(batch)
-                    for msg in batch:
-                        self._accept(msg, deps)
+                    if batch:
+                        self._accept_batch(batch, deps)
                 for producer in self.producers:
                     producer.poll(0)
                 self.replies.poll()
@@ -250,12 +258,22 @@ class Dispatcher:
                                           cache.semantic.max_entries_per_scope, matcher=matcher),
                 "embedder": BatchingEmbedder.from_settings(model, cache.semantic)}
 
+    def _accept_batch(self, batch: list[Message], deps: DispatchDeps) -> None:
+        for msg in batch:
+            self._accept(msg, deps)
+
+    def _consumable(self, msg: Message) -> bool:
+        """False for a consume error (logged; one the loop cannot go on after ends it)."""
+        if (error := msg.error()) is None:
+            return True
+        if committed_offsets_unknown(error):
+            self.failed = KafkaException(error)  # ends the loop: the restart fetches them again
+        elif error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume error: %s", error)
+        return False
+
     def _accept(self, msg: Message, deps: DispatchDeps) -> None:
-        if (error := msg.error()) is not None:
-            if committed_offsets_unknown(error):
-                self.failed = KafkaException(error)  # ends the loop: the restart fetches them again
-            elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume error: %s", error)
+        if not self._consumable(msg):
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         value, place = msg.value() or b"", (topic, partition)
@@ -284,10 +302,13 @@ class Dispatcher:
         self.task_partition[request_id] = place
 
     async def _answer(self, event: dict[str, Any], deps: DispatchDeps, place: tuple[str, int], offset: int,
-                      key: bytes | None, consumed: float, reply_to: int | None = None) -> None:
+                      key: bytes | None, consumed: float, reply_to: int | None = None,
+                      with_answer: Callable[[], None] | None = None) -> None:
         """Answer a routed request, or forward the request path's rejection, unless an answer to it is
         in the responses topic already (found once its partition is known back to its creation).
-        `reply_to`: the partition of `replies` where its caller waits (`replies.py`)."""
+        `reply_to`: the partition of `replies` where its caller waits (`replies.py`). `with_answer`
+        produces what must commit in the same transaction as the answer, just before it (the fused
+        worker's request-path records: apps/gateway/)."""
         request_id, partition = event["request_id"], place[1]
         outcome: Outcome | None = None  # None: a rejection, forwarded as it is
         try:
@@ -311,6 +332,8 @@ class Dispatcher:
             self.in_flight.pop(request_id, None)
             self.task_partition.pop(request_id, None)
         self.answered.add(request_id)
+        if with_answer is not None:
+            with_answer()
         if outcome is None:  # into the open transaction, like an answer
             self._produce(Topic.RESPONSES, partition, key, event)
             self._reply(reply_to, key, event)
@@ -354,17 +377,25 @@ class Dispatcher:
             self.stats.counts["replied"] += 1
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
-        value = self.codecs[topic].encode(record)
         # same partition as the request (topics are co-partitioned), so answers of a partition are
         # found again on its reassignment; deadletter has fewer partitions, so it is keyed instead
         part = partition if topic is not Topic.DEADLETTER else -1
+        self._produce_raw(self.topics[topic], self.codecs[topic].encode(record), key, part)
+
+    def _produce_raw(self, topic: str, value: bytes | None, key: bytes | None, partition: int = -1,
+                     headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+        """Into the open transaction (-1: the partitioner chooses by key)."""
         while True:
             try:
-                self.producer.produce(self.topics[topic], value, key, partition=part)
+                self.producer.produce(topic, value, key, partition=partition, headers=headers)
                 self.produced += 1
                 return
             except BufferError:
                 self.producer.poll(0.05)
+
+    def _before_commit(self) -> None:
+        """What must ride in the transaction about to commit, produced last (the fused worker's positions
+        and dedup claims); nothing here."""
 
     async def _commit(self, final: bool = False) -> None:
         """Hand the open transaction over for commit and open the other producer's at once (`final`:
@@ -374,6 +405,7 @@ class Dispatcher:
         # idle loop turn a transaction once commits no longer wait for an interval
         points = {place: offset for place, offset in self.tracker.commit_points().items()
                   if self.committed.get(place) != offset}
+        self._before_commit()
         if not points and not self.produced:
             return
         self.committed.update(points)  # this commit succeeds, or the process exits
@@ -388,8 +420,9 @@ class Dispatcher:
             with exit_if_stuck(TXN_CALL_S + 5, "dispatcher transaction commit"):
                 closing.commit_transaction(TXN_CALL_S)
 
+        self.commit_future = self.txn_thread.submit(commit)
         try:
-            await loop.run_in_executor(self.txn_thread, commit)
+            await asyncio.wrap_future(self.commit_future, loop=loop)
         except KafkaException as exc:
             # No abort_transaction here, and no retry: a commit in flight while the broker restarted
             # did not finish after it came back (chaos seed 7: the next commit never started, the other

@@ -33,6 +33,11 @@ class PartitionOffsets:
             self._next = offset + 1
         return self._next
 
+    def finished_ahead(self) -> list[int]:
+        """Offsets past the commit point already finished (a restart from the point must not redo them
+        when their outcomes are committed: the fused worker records them with its position)."""
+        return sorted(self._done)
+
     @property
     def open(self) -> int:
         return len(self._order)

@@ -81,9 +81,9 @@ def test_kafka_is_a_three_node_quorum_replicating_like_topics_apply() -> None:
 # -- every component the CLI runs is a service; every other command is a tool, decided here ----------
 #: Long-running commands: each must be the command of a compose service (the local schema registry is
 #: stood in for by Confluent's, which production uses; the local MinIO of `s3 up` by the minio service).
-CLI_COMPONENTS = {"simulator", "streams worker", "dispatch worker", "aggregate worker", "lakehouse sink",
-                  "lakehouse refine", "serve", "features push", "features serve", "rag worker",
-                  "topics apply"}
+CLI_COMPONENTS = {"simulator", "streams worker", "dispatch worker", "gateway worker", "aggregate worker",
+                  "lakehouse sink", "lakehouse refine", "serve", "features push", "features serve",
+                  "rag worker", "topics apply"}
 STAND_INS = {"schema-registry serve": "schema-registry", "s3 up": "minio"}
 #: One-shot, interactive or local-only commands (operators run them; no service).
 CLI_TOOLS = {"usage", "query", "demo", "chaos", "report", "bench", "kafka up", "kafka down", "kafka status",

@@ -33,10 +33,11 @@ def test_every_component_role_is_declared_and_admin_is_not() -> None:
     assert set(SPEC) == roles - {"admin"}, "admin is the super user; every other role needs its rights here"
 
 
-@pytest.mark.parametrize(("topic", "only"), [
-    ("requests.guarded", {"streams"}), ("requests.routed", {"streams"}), ("requests.rejected", {"streams"}),
-    ("responses", {"dispatcher"}), ("telemetry", {"dispatcher"}), ("usage.aggregates", {"aggregator"}),
-    ("replies", {"dispatcher"}), ("replies.chunks", {"dispatcher"}),
+@pytest.mark.parametrize(("topic", "only"), [  # the fused gateway worker (apps/gateway/) is both stages
+    ("requests.guarded", {"streams", "gateway"}), ("requests.routed", {"streams", "gateway"}),
+    ("requests.rejected", {"streams", "gateway"}), ("responses", {"dispatcher", "gateway"}),
+    ("telemetry", {"dispatcher", "gateway"}), ("usage.aggregates", {"aggregator"}),
+    ("replies", {"dispatcher", "gateway"}), ("replies.chunks", {"dispatcher", "gateway"}),
     ("config", set()),  # only the admin publishes policy
 ])
 def test_only_its_stage_writes_a_topic(topic: str, only: set[str]) -> None:

@@ -1,0 +1,204 @@
+"""The request path inside the dispatcher: `requests` in, every stage's records out in its transactions.
+
+Exactly once, per request, with no second hop:
+
+- A routed request's request-path records (guarded, routed, verdicts, audit) are held with its dispatch
+  and produced into the open transaction together with its answer, so they commit with the answer or
+  not at all. A rejection, a dead letter or a dropped duplicate has nothing to wait for: its records go
+  into the open transaction at once.
+- Requests finish out of order (a cache hit overtakes a slow provider), so where a partition resumes is
+  kept as the request path keeps it, in the claims changelog, in the same transaction: the lowest offset
+  not finished, plus the offsets past it already finished (`streams.claims.position_record`). A restart
+  resumes there and skips the finished ones; everything it redoes had nothing committed.
+- Dedup claims are flushed into the transaction at each commit. A claim committed before its request's
+  answer does not drop the request on replay: a claim names the offset that made it, and the same offset
+  is decided again (`streams.pipeline.check_claim`).
+- The dispatcher's answered-ids index (the responses topic) stays the final guard: a request id is never
+  answered twice, even after a rebalance.
+- On revoke, the open transaction (with the positions) is committed before the partitions go, so their
+  next owner resumes from the truth. A killed worker's open transaction is aborted by its restarted
+  incarnation's `init_transactions`, before the changelog is read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from functools import partial
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from gateway_consumer.answer import DispatchDeps
+from gateway_consumer.dispatch import Dispatcher
+from gateway_consumer.dispatch import metrics as dispatch_metrics
+from gateway_consumer.dispatch.loop import TXN_CALL_S
+from schemas.topics import Topic
+from streamgate.config import Settings
+from streamgate.kafka.clients import consumer_config, transactional_config
+from streamgate.observability import Heartbeat, kafka_lag_stats
+from streams.claims import BatchedClaims, position_record
+from streams.io import Output, StageIO
+from streams.loop import Resume, claims_topic, restore_claims, resume_at
+from streams.metrics import StageMeter
+from streams.pipeline import RequestPath, RequestPathDeps
+
+#: The fused worker's transactional ids start with this (under the topic prefix; schemas/principals.yaml).
+TRANSACTIONAL_PREFIX = "streamgate-gateway"
+
+
+class FusedGateway(Dispatcher):
+    """A dispatcher whose input is `requests`, decided in-process by the request path."""
+
+    def __init__(self, settings: Settings, deps: RequestPathDeps, *, instance: str = "0",
+                 keep_samples: bool = False, freeze_heap: bool = False,
+                 heartbeat: Heartbeat | None = None) -> None:
+        self.request_deps = deps
+        super().__init__(settings, lambda: deps.policy.policy, instance=instance, keep_samples=keep_samples,
+                         freeze_heap=freeze_heap, heartbeat=heartbeat)
+        io = StageIO(settings)
+        self.path = RequestPath(io, deps)
+        self.sources = (io.names[Topic.REQUESTS],)
+        self.routed_topic, self.rejected_topic = io.names[Topic.ROUTED], io.names[Topic.REJECTED]
+        self.claims_topic = claims_topic(settings)
+        self.claims = BatchedClaims({}, self._window_ms())
+        self.meter = StageMeter("request_path", io.names)
+        self.finished: dict[int, frozenset[int]] = {}  # partition -> offsets finished before a restart
+        self.written: dict[int, tuple[int, tuple[int, ...]]] = {}  # partition -> last position written
+        self.now_ms = 0  # of the batch being decided
+        self.outputs: list[Output] = []  # the batch's request-path records, for its metrics
+
+    def _window_ms(self) -> int:
+        return self.request_deps.policy.policy.validation.dedup_window_s * 1000
+
+    def _clients(self, instance: str) -> tuple[Consumer, list[Producer]]:
+        settings = self.settings
+        group = settings.kafka.topic_prefix + settings.streams.group_id  # the request path's partitions
+        consumer = Consumer(consumer_config(settings, group_id=group, role="gateway") | {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(dispatch_metrics.C))
+        name = f"{settings.kafka.topic_prefix}{TRANSACTIONAL_PREFIX}-{instance}"
+        # murmur2_random: Java's partitioner, as the request path's producer, so its keyed records land
+        # where the staged deployment puts them
+        producers = [Producer(transactional_config(settings, transactional_id=f"{name}-{turn}",
+                                                   client_id=f"{name}-{turn}", role="gateway")
+                              | {"linger.ms": 2, "partitioner": "murmur2_random"}) for turn in "ab"]
+        return consumer, producers
+
+    # -- assignment ---------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = {tp.partition for tp in partitions}
+        resume: dict[int, Resume] = {}
+        if parts:  # cooperative rebalances also call this with nothing new
+            resume = restore_claims(self.settings, self.claims_topic, parts, self.claims, role="gateway")
+            self.finished.update((p, r.finished) for p, r in resume.items())
+        consumer.incremental_assign(resume_at(partitions, resume))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit what was decided before the partitions go: their next owner reads the changelog."""
+        if not partitions:
+            return
+        parts = {tp.partition for tp in partitions}
+        for request_id, place in list(self.task_partition.items()):
+            if place[1] in parts:  # its held records were never produced: the new owner redoes it
+                self.in_flight[request_id].cancel()
+        self._commit_now()
+        self._forget(parts)
+        super()._on_lost(consumer, partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget({tp.partition for tp in partitions})
+        super()._on_lost(consumer, partitions)
+
+    def _forget(self, parts: set[int]) -> None:
+        self.claims.forget(parts)
+        for p in parts:
+            self.finished.pop(p, None)
+            self.written.pop(p, None)
+
+    def _commit_now(self) -> None:
+        """Commit the open transaction before returning (on the loop thread, in a rebalance callback)."""
+        if self.commit_future is not None:
+            self.commit_future.result(TXN_CALL_S)  # commits stay sequential
+        self._before_commit()
+        if not self.produced:
+            return
+        self.producer.commit_transaction(TXN_CALL_S)
+        self.producer.begin_transaction()
+        self.produced = 0
+
+    # -- requests in --------------------------------------------------------------------------------
+    def _accept_batch(self, batch: list[Message], deps: DispatchDeps) -> None:
+        began = time.perf_counter()
+        self.now_ms = int(time.time() * 1000)
+        self.outputs = []
+        for msg in batch:
+            self._accept(msg, deps)
+        self.meter.batch(len(batch), self.outputs, time.perf_counter() - began)
+
+    def _accept(self, msg: Message, deps: DispatchDeps) -> None:
+        if not self._consumable(msg):
+            return
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        place = (topic, partition)
+        self.tracker.add(place, offset)
+        self.stats.counts["consumed"] += 1
+        if offset in self.finished.get(partition, ()):  # committed before a restart: never twice
+            self.tracker.done(place, offset)
+            self.stats.counts["finished_before_restart"] += 1
+            return
+        outputs = self.path.process(msg.value() or b"", msg.key(), partition, offset, self.claims.duplicate,
+                                    self.now_ms)
+        self.outputs += outputs
+        routed = next((o for o in outputs if o.topic == self.routed_topic), None)
+        if routed is None:
+            self._produce_all(outputs)
+            self._forward_rejection(partition, outputs)
+            self.tracker.done(place, offset)
+            return
+        event = self.routed_codec.decode(routed.value or b"", partition=partition, offset=offset)
+        request_id = event["request_id"]
+        if request_id in self.answered or request_id in self.in_flight:
+            self.tracker.done(place, offset)  # answered (or being answered) already: never twice
+            self.stats.counts["duplicates_skipped"] += 1
+            return
+        reply_to = self.replies.reply_to(event, None, routed=True)
+        held: Callable[[], None] = partial(self._produce_all, outputs)
+        task = asyncio.create_task(self._answer(event, deps, place, offset, routed.key, time.perf_counter(),
+                                                reply_to, with_answer=held))
+        task.add_done_callback(self._failed)
+        self.in_flight[request_id] = task
+        self.task_partition[request_id] = place
+
+    def _forward_rejection(self, partition: int, outputs: list[Output]) -> None:
+        """A rejection for its caller: the request path's `rejected` Response, as the answer."""
+        rejected = next((o for o in outputs if o.topic == self.rejected_topic), None)
+        if rejected is None or rejected.value is None:
+            return
+        response = self.rejected_codec.decode(rejected.value)
+        self.answered.add(response["request_id"])
+        self._produce(Topic.RESPONSES, partition, rejected.key, response)
+        self._reply(self.replies.reply_to(response, rejected.headers, routed=False), rejected.key, response)
+        self.stats.counts["answered_rejected"] += 1
+
+    def _produce_all(self, outputs: list[Output]) -> None:
+        for o in outputs:
+            self._produce_raw(o.topic, o.value, o.key, -1 if o.partition is None else o.partition, o.headers)
+
+    # -- what rides with each commit --------------------------------------------------------------------
+    def _before_commit(self) -> None:
+        """The dedup claims made since the last commit, and each partition's position where it moved."""
+        self.claims.window_ms = self._window_ms()  # the policy may change live
+        for partition, key, claims in self.claims.flush(int(time.time() * 1000)):
+            record = None if claims is None else json.dumps(claims).encode()
+            self._produce_raw(self.claims_topic, record, key, partition)
+        for (_, partition), offsets in self.tracker.partitions.items():
+            point = offsets.commit_point()
+            if point is None:
+                continue
+            finished = tuple(offsets.finished_ahead())
+            if self.written.get(partition) != (point, finished):
+                key, record = position_record(partition, point, finished)
+                self._produce_raw(self.claims_topic, record, key, partition)
+                self.written[partition] = (point, finished)
