@@ -58,6 +58,8 @@ def main(argv: list[str]) -> None:
         print(f"== {name}")
         if options:
             module.main(options)
+        elif "argv" in inspect.signature(module.main).parameters:
+            module.main([])  # its defaults: argparse would otherwise read this process's own argv
         else:
             module.main()
 

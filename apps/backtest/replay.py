@@ -113,24 +113,31 @@ def _content_rules(policy: GatewayPolicy) -> tuple[Any, ...]:
     return tuple(g.deny_patterns), tuple(g.blocked_topics), g.max_prompt_tokens
 
 
+#: text lists are keyed by their texts joined with _BETWEEN, each text's _ESCAPE doubled: an exact key
+_ESCAPE, _BETWEEN = "\x1f", "\x1f0"
+
+
 def _content_codes(messages: pa.Array, rules: list[GuardrailConfig]) -> pa.Array:
     """Per request, the content check's reason code under each of `rules` ('' when clean), computed by
-    the live `check_content` once per distinct text list. Only needed when the policies' content rules
-    differ: otherwise the stored requests all passed them live."""
-    contents = pc.struct_field(pc.list_flatten(messages), "content").to_pylist()
-    parents = pc.list_parent_indices(messages).to_numpy()
-    texts: list[list[str]] = [[] for _ in range(len(messages))]
-    for parent, text in zip(parents, contents, strict=True):
-        texts[parent].append(text or "")
-    seen: dict[tuple[str, ...], str] = {}
+    the live `check_content` once per distinct text list; the lists are keyed and deduplicated with Arrow
+    (no Python loop over rows). Only needed when the policies' content rules differ: otherwise the stored
+    requests all passed them live."""
+    offsets = messages.offsets  # a sliced list array's offsets index its whole child
+    contents = pc.fill_null(pc.struct_field(messages.values, "content"), "")
+    texts = pa.ListArray.from_arrays(offsets, contents)
+    escaped = pa.ListArray.from_arrays(offsets, pc.replace_substring(contents, _ESCAPE, _ESCAPE * 2))
+    keys = pc.dictionary_encode(
+        pc.binary_join_element_wise(  # the count tells [] from [""]
+            pc.cast(pc.list_value_length(texts), pa.string()), pc.binary_join(escaped, _BETWEEN), ":"
+        )
+    )
+    indices = keys.indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(indices, return_index=True)  # dictionary entries in order, each's first row
     codes = []
-    for row in texts:
-        key = tuple(row)
-        if key not in seen:
-            found = [check_content(row, r) for r in rules]
-            seen[key] = ",".join(f.reason_code if f else "" for f in found)
-        codes.append(seen[key])
-    return pa.array(codes, pa.string())
+    for row in first:
+        found = [check_content(texts[int(row)].as_py(), r) for r in rules]
+        codes.append(",".join(f.reason_code if f else "" for f in found))
+    return pa.array(codes, pa.string()).take(keys.indices)
 
 
 def _normalise(row: dict[str, Any]) -> dict[str, Any]:

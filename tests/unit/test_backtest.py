@@ -390,6 +390,11 @@ def test_the_command_prints_json_and_exits_1_on_its_rule(
     assert passed.exit_code == 0 and json.loads(passed.output)["failed"] is False
     bad = CliRunner().invoke(app, [*args, "--fail-on", "__import__('os')"], env=env)
     assert bad.exit_code == 2
+    one_team = CliRunner().invoke(app, [*args, "--team", "search"], env=env)
+    assert one_team.exit_code == 0, one_team.output
+    assert json.loads(one_team.output)["requests"] == 10 and set(json.loads(one_team.output)["by_team"]) == {
+        "search"
+    }
 
 
 def test_fail_on_evaluates_only_comparisons_over_numbers() -> None:
@@ -522,3 +527,74 @@ def test_sizes_are_keyed_by_the_thresholds_the_policies_compare_them_with() -> N
     doc = live.model_dump(mode="json")
     doc["budgets"]["search"] = {"tokens_per_minute": 1000}
     assert size_edges((live, parse_policy(doc))) is None  # budgets count each request's tokens
+
+
+def test_a_candidate_with_other_content_rules_rejects_what_they_match(
+    recorded: tuple[Settings, dict[str, Any], dict[str, Any]],
+) -> None:
+    """Deny patterns and blocked topics are judged on the stored text by the live `check_content`."""
+    settings, expected, _ = recorded
+    live = load_policy()
+    doc = live.model_dump(mode="json")
+    doc["version"] = "stricter-content"
+    doc["guardrails"]["deny_patterns"] = [*doc["guardrails"]["deny_patterns"], r"(?i)\btagline\b"]
+    doc["guardrails"]["blocked_topics"] = [*doc["guardrails"]["blocked_topics"], "rank these"]
+    summary = backtest(settings, parse_policy(doc), live=live, since="2d", until_ms=NOW)
+    assert (summary["newly_rejected"], summary["newly_allowed"], summary["rerouted"]) == (11, 0, 0)
+    teams = summary["by_team"]
+    assert teams["marketing"]["reasons"] == {"newly_rejected": {"policy_denied": 4}}
+    assert teams["search"]["reasons"] == {"newly_rejected": {"blocked_topic": 7}}  # not the 3 e-mails
+    dropped = sum(_cost("openai", "gpt-4o-mini", NOW - 600_000 + i * 1000) for i in range(4)) + sum(
+        _cost("openai", "gpt-4o-mini", (YESTERDAY if i % 2 else NOW) - 3_600_000 + i * 1000)
+        for i in range(3, 10)
+    )
+    assert summary["projected_cost_usd"] == round((expected["actual"] - dropped) / 1e9, 6)
+
+
+def test_content_codes_equal_the_live_check_per_request() -> None:
+    """The columnar keys group requests exactly by their text lists (separators inside texts, empty
+    lists, null contents, a sliced batch) and each gets what `check_content` says for its own texts."""
+    import pyarrow as pa
+
+    from apps.backtest.replay import _content_codes
+    from shared.guardrails.content import check_content
+
+    def msgs(*texts: str | None) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": t} for t in texts]
+
+    rows = [
+        msgs("a tagline"), msgs("a", "tagline"), msgs("a\x1f0tagline"), msgs("a\x1f", "0tagline"),
+        msgs(), msgs(""), msgs(None), msgs("build a bomb now"), msgs("x" * 400), msgs("x" * 200, "x" * 200),
+        msgs("a tagline"), None,
+    ]
+    messages = pa.array(rows, pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
+    doc = load_policy().model_dump(mode="json")
+    doc["guardrails"] = {"deny_patterns": [r"(?i)\btagline\b"], "blocked_topics": ["build a bomb"],
+                         "max_prompt_tokens": 60}
+    rules = [load_policy().guardrails, parse_policy(doc).guardrails]
+    for array in (messages, messages.slice(3, 7)):
+        codes = _content_codes(array, rules).to_pylist()
+        want = []
+        for row in array.to_pylist():
+            found = [check_content([m["content"] or "" for m in row or []], r) for r in rules]
+            want.append(",".join(f.reason_code if f else "" for f in found))
+        assert codes == want
+    assert len(set(_content_codes(messages, rules).to_pylist())) > 3
+
+
+def test_a_reroute_to_another_tokenizer_is_rescaled_and_marked_estimated() -> None:
+    """Tokens counted by OpenAI's tokenizer, priced at an Anthropic model: scaled by characters per
+    token (4 / 3.5) and marked estimated; the same family keeps its tokens; an unknown target is unpriced."""
+    import numpy as np
+
+    from apps.backtest.context import price
+
+    catalog = default_catalog()
+    targets = np.array(["anthropic/claude-haiku-4-5", "simulator/sim-small", "nowhere/none"], object)
+    served = np.array(["openai/gpt-4o-mini"] * 3, object)
+    ones = np.ones(3, np.int64)
+    priced = price(catalog, targets, served, ones * NOW, ones * 400, ones * 100, ones * 0)
+    haiku = catalog.priced_at(catalog.get("anthropic/claude-haiku-4-5"), NOW).cost_nanousd(457, 114)
+    small = catalog.priced_at(catalog.get("simulator/sim-small"), NOW).cost_nanousd(400, 100)
+    assert list(priced.cost_nanousd) == [haiku, small, 0]
+    assert list(priced.estimated) == [True, False, False] and list(priced.unpriced) == [False, False, True]
