@@ -86,11 +86,15 @@ class RequestPath:
         self.source = io.names[Topic.REQUESTS]
         self._stage = "validate"  # the stage being run, named in an internal_error dead letter
         self._caller: dict[str, Any] = {}
+        #: the routed event of the last `process` call (None: not routed), for a caller that dispatches
+        #: it in-process (the fused worker, apps/gateway/) instead of decoding its routed record again
+        self.routed: dict[str, Any] | None = None
 
     def process(self, raw: bytes, key: bytes | None, partition: int, offset: int, duplicate: Duplicate,
                 now_ms: int) -> list[Output]:
         """Every record this request produces: routed, or rejected with its dead letter and response;
         plus the guarded (redacted) request, verdicts and audit events along the way."""
+        self.routed = None
         try:
             event = self.codec.decode(raw, partition=partition, offset=offset)
         except EventDecodeError as err:
@@ -162,4 +166,5 @@ class RequestPath:
                    if io.splicer is not None and contexted is guarded.event else None)
         outputs.append(io.out(Topic.ROUTED, key, routed) if spliced is None
                        else Output(io.names[Topic.ROUTED], key, spliced))
+        self.routed = routed
         return None

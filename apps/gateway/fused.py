@@ -61,6 +61,7 @@ class FusedGateway(Dispatcher):
         self.path = RequestPath(io, deps)
         self.sources = (io.names[Topic.REQUESTS],)
         self.routed_topic, self.rejected_topic = io.names[Topic.ROUTED], io.names[Topic.REJECTED]
+        self.deadletter_topic = io.names[Topic.DEADLETTER]
         self.claims_topic = claims_topic(settings)
         self.claims = BatchedClaims({}, self._window_ms())
         self.meter = StageMeter("request_path", io.names)
@@ -79,11 +80,9 @@ class FusedGateway(Dispatcher):
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(dispatch_metrics.C))
         name = f"{settings.kafka.topic_prefix}{TRANSACTIONAL_PREFIX}-{instance}"
-        # murmur2_random: Java's partitioner, as the request path's producer, so its keyed records land
-        # where the staged deployment puts them
         producers = [Producer(transactional_config(settings, transactional_id=f"{name}-{turn}",
                                                    client_id=f"{name}-{turn}", role="gateway")
-                              | {"linger.ms": 2, "partitioner": "murmur2_random"}) for turn in "ab"]
+                              | {"linger.ms": 2}) for turn in "ab"]
         return consumer, producers
 
     # -- assignment ---------------------------------------------------------------------------------
@@ -151,21 +150,21 @@ class FusedGateway(Dispatcher):
         outputs = self.path.process(msg.value() or b"", msg.key(), partition, offset, self.claims.duplicate,
                                     self.now_ms)
         self.outputs += outputs
-        routed = next((o for o in outputs if o.topic == self.routed_topic), None)
-        if routed is None:
-            self._produce_all(outputs)
+        event = self.path.routed  # the routed record's event, not decoded again
+        if event is None:
+            self._produce_all(outputs, partition)
             self._forward_rejection(partition, outputs)
             self.tracker.done(place, offset)
             return
-        event = self.routed_codec.decode(routed.value or b"", partition=partition, offset=offset)
+        key = msg.key() or event["request_id"].encode()  # as the request path keys its records
         request_id = event["request_id"]
         if request_id in self.answered or request_id in self.in_flight:
             self.tracker.done(place, offset)  # answered (or being answered) already: never twice
             self.stats.counts["duplicates_skipped"] += 1
             return
         reply_to = self.replies.reply_to(event, None, routed=True)
-        held: Callable[[], None] = partial(self._produce_all, outputs)
-        task = asyncio.create_task(self._answer(event, deps, place, offset, routed.key, time.perf_counter(),
+        held: Callable[[], None] = partial(self._produce_all, outputs, partition)
+        task = asyncio.create_task(self._answer(event, deps, place, offset, key, time.perf_counter(),
                                                 reply_to, with_answer=held))
         task.add_done_callback(self._failed)
         self.in_flight[request_id] = task
@@ -182,9 +181,16 @@ class FusedGateway(Dispatcher):
         self._reply(self.replies.reply_to(response, rejected.headers, routed=False), rejected.key, response)
         self.stats.counts["answered_rejected"] += 1
 
-    def _produce_all(self, outputs: list[Output]) -> None:
+    def _produce_all(self, outputs: list[Output], partition: int) -> None:
+        """A request's records, on its own partition: a transaction then touches each topic's partitions
+        of the requests it carries, not more (every partition costs a commit marker). Dead letters have
+        fewer partitions: keyed."""
         for o in outputs:
-            self._produce_raw(o.topic, o.value, o.key, -1 if o.partition is None else o.partition, o.headers)
+            if o.partition is not None:
+                part = o.partition
+            else:
+                part = -1 if o.topic == self.deadletter_topic else partition
+            self._produce_raw(o.topic, o.value, o.key, part, o.headers)
 
     # -- what rides with each commit --------------------------------------------------------------------
     def _before_commit(self) -> None:

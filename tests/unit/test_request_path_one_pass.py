@@ -188,3 +188,23 @@ def test_expiry_runs_at_most_every_few_seconds() -> None:
     claims.flush(20_000)  # writes "0@1" and, its one claim already past the window, tombstones it
     assert not claims.duplicate(b"b", 0, 2, 20_000)
     assert [r for r in claims.flush(21_000) if r[2] is None] == [], "too soon after the last expiry"
+
+
+def test_the_routed_event_kept_for_in_process_dispatch_is_what_its_record_decodes_to() -> None:
+    """The fused worker dispatches `RequestPath.routed` instead of decoding the routed record: the two must
+    not differ, for any shape of request (redacted, tools, params, conversations)."""
+    from shared.traffic import workload
+
+    path, io = _path()
+    claims = BatchedClaims({}, WINDOW)
+    routed = 0
+    for offset, request in enumerate(workload.requests(400, seed=3)):
+        outputs = path.process(io.codecs[Topic.REQUESTS].encode(request.to_event()), b"k", 0, offset,
+                               claims.duplicate, 1_000)
+        record = next((o for o in outputs if o.topic == io.names[Topic.ROUTED]), None)
+        if record is None:
+            assert path.routed is None
+            continue
+        assert path.routed == io.codecs[Topic.ROUTED].decode(record.value or b""), request.request_id
+        routed += 1
+    assert routed > 200
