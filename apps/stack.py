@@ -15,9 +15,23 @@ from streamgate.config import Settings
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_spec
 
-#: (process name, command): every stage of the flow, each a consumer-group member of its own
-STAGES = (("streams-worker", ("streams", "worker")), ("dispatcher", ("dispatch", "worker")),
-          ("aggregator", ("aggregate", "worker")), ("lakehouse-sink", ("lakehouse", "sink")))
+#: (process name, command) of a stage of the flow, each a consumer-group member of its own
+Stage = tuple[str, tuple[str, ...]]
+FUSED: tuple[Stage, ...] = (("gateway-worker", ("gateway", "worker")),)
+STAGED: tuple[Stage, ...] = (("streams-worker", ("streams", "worker")),
+                             ("dispatcher", ("dispatch", "worker")))
+DOWNSTREAM: tuple[Stage, ...] = (("aggregator", ("aggregate", "worker")),
+                                 ("lakehouse-sink", ("lakehouse", "sink")))
+
+
+def request_stages(settings: Settings) -> tuple[Stage, ...]:
+    """The processes that decide and answer requests, as `streams.deployment` says."""
+    return FUSED if settings.streams.deployment == "fused" else STAGED
+
+
+def stages(settings: Settings) -> tuple[Stage, ...]:
+    """Every stage's process, in the order they start."""
+    return (*request_stages(settings), *DOWNSTREAM)
 
 
 def start_infrastructure(settings: Settings, console: Console) -> bool:
@@ -56,6 +70,6 @@ def start_simulator(settings: Settings, components: Components) -> SimulatorProc
     return simulator
 
 
-def start_stages(components: Components) -> None:
-    for name, command in STAGES:
+def start_stages(components: Components, settings: Settings) -> None:
+    for name, command in stages(settings):
         components.start(name, *command)

@@ -142,7 +142,7 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
 
     from apps.demo.frontdoor_traffic import wait_until_up
     from apps.demo.processes import Components, use_simulator_port
-    from apps.stack import start_infrastructure
+    from apps.stack import request_stages, start_infrastructure
     from bench.harness import drop_at_exit
     from shared.identity.admin import KeyAdmin
     from streamgate.config import load_settings
@@ -159,8 +159,8 @@ def _streamgate_stack(ctx: Context, name: str) -> Iterator[tuple[str, str, str]]
     drop_at_exit(settings)
     _, key = KeyAdmin(settings, actor="bench").create(ctx.options.team, ctx.options.project)
     with Components(settings, name=name) as components:
-        components.start("streams-worker", "streams", "worker")
-        components.start("dispatcher", "dispatch", "worker")
+        for stage, args in request_stages(settings):
+            components.start(stage, *args)
         components.start("frontdoor", "serve")
         url = f"http://127.0.0.1:{settings.frontdoor.port}"
         wait_until_up(url, timeout_s=180)

@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 from ddsketch import DDSketch
 
 from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
-from apps.stack import start_simulator
+from apps.stack import start_simulator, start_stages
 from bench.harness import drop_at_exit, write_result
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
@@ -51,8 +51,6 @@ STEP_S = 15.0
 WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
 DRAIN_S = 10.0
 TARGET_MS = 100.0
-STAGES = (("streams-worker", ("streams", "worker")), ("dispatcher", ("dispatch", "worker")),
-          ("aggregator", ("aggregate", "worker")), ("lakehouse-sink", ("lakehouse", "sink")))
 
 
 def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
@@ -202,8 +200,7 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
         keys = workload.provision_keys(settings, actor="bench") if settings.identity.enforce else None
         with Components(settings, name="bench-pipeline") as components:
             start_simulator(settings, components)
-            for name, args in STAGES:
-                components.start(name, *args)
+            start_stages(components, settings)
             procs = {name: psutil.Process(p.pid) for name, p in components.procs.items()}
             reader = _Reader(settings)
             try:

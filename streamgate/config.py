@@ -269,6 +269,13 @@ class StreamsSettings(_Strict):
     engine: Literal["transactions", "faust"] = "transactions"
     #: Kafka consumer group (faust: the app id); workers share the requests partitions.
     group_id: str = "streamgate-request-path"
+    #: How `streamgate demo`, `serve --all`, `chaos` and the benchmarks' stacks run the request path.
+    #: `fused`: inside the dispatcher, one `gateway worker` process per instance (apps/gateway/): a request
+    #: is decided and answered in one process, and one transaction commits both stages' records (one
+    #: transaction hop instead of two: the lowest latency, docs/benchmarks.md). `staged`: a `streams worker`
+    #: and a `dispatch worker` with `requests.routed` between them, each scaled on its own (and the only
+    #: way to run the faust engine).
+    deployment: Literal["fused", "staged"] = "fused"
     #: `transactions` engine: outputs and positions are committed together at most this often; 0: as soon
     #: as the previous commit has ended. A request's outcome becomes visible downstream (read_committed)
     #: at its transaction's commit.

@@ -34,15 +34,12 @@ from apps.chaos.invariants import (
 from apps.demo.observe import OutcomeWatcher
 from apps.demo.processes import Components
 from apps.demo.run import DUPLICATE_EVERY
-from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
+from apps.stack import stages, start_infrastructure, start_simulator, start_stages, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic
 from shared.traffic import workload
 from streamgate.client import RequestProducer
 from streamgate.config import Settings
-
-WORKER_ARGS = {"streams-worker": ("streams", "worker"), "dispatcher": ("dispatch", "worker"),
-               "aggregator": ("aggregate", "worker"), "lakehouse-sink": ("lakehouse", "sink")}
 
 
 @dataclass
@@ -192,7 +189,7 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
                   + (f", on a local cluster of {size} brokers" if size > 1 and not settings.kafka.external
                      else ""))
     started_broker = start_infrastructure(settings, console)
-    plan = fx.plan(duration_s, seed, kills=kills, kinds=kinds,
+    plan = fx.plan(duration_s, seed, kills=kills, kinds=deployed(kinds, settings),
                    broker=broker_restart and not settings.kafka.external, brokers=size)
     if settings.kafka.external:
         console.print("[yellow]external cluster: the broker restart is skipped[/]")
@@ -206,8 +203,7 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
         if settings.identity.enforce:  # before the workers start, so their key rings load them
             run.keys = workload.provision_keys(settings, actor="chaos")
         simulator = start_simulator(settings, components)
-        for name, args in WORKER_ARGS.items():
-            components.start(name, *args)
+        start_stages(components, settings)
         watcher = OutcomeWatcher(settings)
         try:
             run.t0 = time.monotonic()
@@ -225,6 +221,15 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
         report.replicated, report.broker_errors = run.brokers.log.replicated, run.brokers.log.errors
     _print(console, report, settings, components.logs)
     return report
+
+
+def deployed(kinds: tuple[str, ...], settings: Settings) -> tuple[str, ...]:
+    """The kinds to kill among what this deployment runs: the fused worker stands for the request path
+    and the dispatcher (killed once), and is not there when they run staged."""
+    running = {name for name, _ in stages(settings)} | {"simulator"}
+    fused = "gateway-worker" in running
+    mapped = ("gateway-worker" if fused and k in ("streams-worker", "dispatcher") else k for k in kinds)
+    return tuple(dict.fromkeys(k for k in mapped if k in running))
 
 
 def _print(console: Console, report: ChaosReport, settings: Settings, logs: Path) -> None:

@@ -63,7 +63,7 @@ def _serve_with_stages(settings: Settings) -> None:
         with stop_broker_on_interrupt(settings, started), Components(settings, name="serve") as components:
             simulator = start_simulator(settings, components)
             console.print(f"[bold]simulator[/] {simulator.url}")
-            start_stages(components)
+            start_stages(components, settings)
             console.print(f"[bold]stages[/] {', '.join(components.procs)} (logs: {components.logs})")
             asyncio.run(run_frontdoor(settings, ready=_announce))
     except KeyboardInterrupt:

@@ -15,9 +15,11 @@ from streamgate.kafka.clients import consumer_config
 def stage_groups(settings: Settings) -> dict[str, tuple[str, Topic]]:
     """Stage -> (its consumer group, the topic it consumes)."""
     prefix = settings.kafka.topic_prefix
-    return {"request path": (f"{prefix}streamgate-request-path", Topic.REQUESTS),
-            "dispatch": (prefix + settings.dispatch.group_id, Topic.ROUTED),
-            "aggregation": (prefix + settings.aggregation.group_id, Topic.TELEMETRY),
+    request_path = (prefix + settings.streams.group_id, Topic.REQUESTS)
+    front: dict[str, tuple[str, Topic]] = (
+        {"request path + dispatch (fused)": request_path} if settings.streams.deployment == "fused" else
+        {"request path": request_path, "dispatch": (prefix + settings.dispatch.group_id, Topic.ROUTED)})
+    return {**front, "aggregation": (prefix + settings.aggregation.group_id, Topic.TELEMETRY),
             "lakehouse (responses)": (prefix + settings.lakehouse.group_id, Topic.RESPONSES)}
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.demo.processes import Components, use_free_metrics_ports
-from apps.stack import start_infrastructure, start_simulator
+from apps.stack import request_stages, start_infrastructure, start_simulator
 from features.collections.indexer import online_path, open_online
 from features.collections.ingest import DocumentProducer, document_event, ingest
 from features.collections.registry import add_collection
@@ -132,8 +132,7 @@ def run_rag_demo(settings: Settings, console: Console | None = None) -> None:
     keys = provision_keys(settings, actor="rag-demo")
     with Components(settings, name="rag-demo") as components:
         start_simulator(settings, components)
-        for name, command in (("rag-worker", ("rag", "worker")), ("streams-worker", ("streams", "worker")),
-                              ("dispatcher", ("dispatch", "worker")),
+        for name, command in (("rag-worker", ("rag", "worker")), *request_stages(settings),
                               ("lakehouse-sink", ("lakehouse", "sink"))):
             components.start(name, *command)
         files = [REPO_ROOT / "README.md", REPO_ROOT / "docs"]

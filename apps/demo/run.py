@@ -30,7 +30,7 @@ from apps.demo.pace import Pace
 from apps.demo.processes import Components, use_free_metrics_ports
 from apps.demo.rag import RagDemoError
 from apps.demo.rag_part import RagPart, with_rag
-from apps.stack import start_infrastructure, start_simulator, stop_broker_on_interrupt
+from apps.stack import start_infrastructure, start_simulator, start_stages, stop_broker_on_interrupt
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
@@ -322,10 +322,7 @@ def _issue_keys(settings: Settings, console: Console) -> workload.WorkloadKeys |
 
 def _start_components(settings: Settings, components: Components, console: Console) -> str:
     """Every stage as its own process, and the front door; returns the front door's base URL."""
-    components.start("streams-worker", "streams", "worker")
-    components.start("dispatcher", "dispatch", "worker")
-    components.start("aggregator", "aggregate", "worker")
-    components.start("lakehouse-sink", "lakehouse", "sink")
+    start_stages(components, settings)
     _print_metrics(console, settings)
     components.start("feature-pusher", "features", "push")
     components.start("rag-worker", "rag", "worker")

@@ -1,5 +1,6 @@
-"""`streamgate chaos` at a small size: the dispatcher, aggregator, lakehouse sink and simulator killed
-with -9 and restarted, malformed events and provider outages — and every invariant still holds.
+"""`streamgate chaos` at a small size: the workers (the fused gateway worker, or the staged dispatcher),
+aggregator, lakehouse sink and simulator killed with -9 and restarted, malformed events and provider
+outages — and every invariant still holds.
 
 The run gets a private broker (the session's one is left alone, since a run may restart its broker);
 with an external cluster configured it uses that. The full run — the stream worker killed too and the
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from apps.chaos import KILLABLE
+from apps.chaos.run import deployed
 from apps.demo.processes import use_simulator_port, write_config
 from streamgate.config import load_settings
 from streamgate.kafka.launcher import LocalKafka
@@ -26,9 +28,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def _chaos(tmp_path: Path, *args: str, killed: tuple[str, ...] = KILLABLE, brokers: int = 1,
-           size: tuple[str, ...] = ("--requests", "800", "--duration", "30")) -> str:
-    """Run `streamgate chaos` on its own broker (or cluster of `brokers`); returns its output after
-    checking every invariant."""
+           size: tuple[str, ...] = ("--requests", "800", "--duration", "30"),
+           deployment: str = "fused") -> str:
+    """Run `streamgate chaos` on its own broker (or cluster of `brokers`) with the request path deployed
+    `fused` (one gateway worker) or `staged`; returns its output after checking every invariant."""
     configured = load_settings()
     external = configured.kafka.external
     base = (configured.model_copy(update={"state_dir": tmp_path / "state"}) if external
@@ -37,6 +40,8 @@ def _chaos(tmp_path: Path, *args: str, killed: tuple[str, ...] = KILLABLE, broke
         local = base.kafka.local.model_copy(update={"brokers": brokers, "heap": "512m"})
         base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"local": local})})
     settings = use_simulator_port(base, free_port())
+    settings = settings.model_copy(update={"streams": settings.streams.model_copy(
+        update={"deployment": deployment})})
     config = write_config(settings, tmp_path / "chaos.yaml")
     exe = Path(sys.executable).parent / "streamgate"
     try:
@@ -51,16 +56,20 @@ def _chaos(tmp_path: Path, *args: str, killed: tuple[str, ...] = KILLABLE, broke
     verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert run.returncode == 0, f"{out[-4000:]}\n{run.stderr[-2000:]}"
     assert len(verdicts) == 4 and all(v.startswith("PASS") for v in verdicts), verdicts
+    expected = deployed(killed, settings)  # the fused worker stands for the request path and dispatcher
     for name in KILLABLE:  # every planned fault really happened, and no other
-        assert (f"kill -9 {name}, restarted" in out) == (name in killed), name
+        assert (f"kill -9 {name}, restarted" in out) == (name in expected), name
     assert out.count("malformed records into") == 3 and out.count("provider outage:") == 2
     assert "longest stall:" in out
     return out
 
 
 def test_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
-    out = _chaos(tmp_path, "--no-broker-restart", killed=tuple(k for k in KILLABLE if k != "streams-worker"))
-    assert "broker restarted" not in out
+    """The staged deployment (a streams worker and a dispatcher, `streams.deployment: staged`); the other
+    runs use the default, fused."""
+    out = _chaos(tmp_path, "--no-broker-restart", killed=tuple(k for k in KILLABLE if k != "streams-worker"),
+                 deployment="staged")
+    assert "broker restarted" not in out and "kill -9 dispatcher, restarted" in out
 
 
 def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -> None:
@@ -82,6 +91,7 @@ def test_chaos_run_with_a_broker_restart_keeps_every_invariant(tmp_path: Path) -
     """
     out = _chaos(tmp_path)
     assert load_settings().kafka.external or "broker restarted" in out
+    assert "kill -9 gateway-worker, restarted" in out
 
 
 def test_chaos_on_a_three_broker_cluster_keeps_every_invariant(tmp_path: Path) -> None:

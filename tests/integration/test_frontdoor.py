@@ -1,8 +1,9 @@
 """The front door through the real broker, driven by clients this project did not write: the official
 `openai` and `anthropic` SDKs, and curl for the raw SSE framing. Also the Kafka request-reply client.
 
-One pipeline per module (simulator, request path, dispatcher, `streamgate serve`), under its own topic
-prefix; keys are real keys from `streamgate keys`' admin API.
+One pipeline per module (simulator, the request path and dispatcher as deployed by default: one fused
+gateway worker, `streamgate serve`), under its own topic prefix; keys are real keys from `streamgate keys`'
+admin API.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from apps.demo.processes import Components, use_simulator_port
-from apps.stack import start_simulator
+from apps.stack import request_stages, start_simulator
 from gateway_consumer.simulator import SimulatorProcess
 from schemas.topics import physical_name
 from shared.identity.admin import KeyAdmin
@@ -82,8 +83,8 @@ def door(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     _, other = admin.create("support", "chatbot")
     with Components(settings, name="frontdoor") as components:
         simulator = start_simulator(settings, components)  # owned by components even if its start fails
-        components.start("streams-worker", "streams", "worker")
-        components.start("dispatcher", "dispatch", "worker")
+        for stage, args in request_stages(settings):  # the default deployment: one fused gateway worker
+            components.start(stage, *args)
         components.start("serve", "serve")
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, components)

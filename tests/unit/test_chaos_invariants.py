@@ -13,6 +13,7 @@ from apps.chaos.invariants import (
     one_final_response,
     repeats,
 )
+from streamgate.config import Settings
 
 IDS = {"r1", "r2", "r3"}
 ANSWERS = [Answer("r1", "ok", None), Answer("r2", "failed", "provider_error"),
@@ -110,6 +111,23 @@ def test_fault_plan_is_seeded_and_covers_every_component() -> None:
     assert all(0 < f.at_s < 60 for f in faults) and faults == sorted(faults)
     outages = [f for f in faults if f.kind in ("outage", "recover")]
     assert len(outages) == 4 and not [f for f in plan(60, seed=3, broker=False) if f.kind == "broker"]
+
+
+def test_a_run_kills_what_its_deployment_runs() -> None:
+    from apps.chaos.run import deployed
+    from streamgate.config import load_settings
+
+    settings = load_settings()
+
+    def deployment(name: str) -> Settings:
+        streams = settings.streams.model_copy(update={"deployment": name})
+        return settings.model_copy(update={"streams": streams})
+
+    fused, staged = deployment("fused"), deployment("staged")
+    assert deployed(KILLABLE, fused) == ("gateway-worker", "aggregator", "lakehouse-sink", "simulator")
+    assert deployed(("streams-worker", "dispatcher"), fused) == ("gateway-worker",), "killed once, not twice"
+    assert deployed(KILLABLE, staged) == ("streams-worker", "dispatcher", "aggregator", "lakehouse-sink",
+                                          "simulator")
 
 
 def test_a_cluster_plan_replaces_the_broker_restart_with_a_leader_kill_and_a_rolling_restart() -> None:
