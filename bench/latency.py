@@ -2,7 +2,9 @@
 on `responses`, through the request path and the dispatcher (cache off, 0 ms simulator), at paced rates.
 
 Processes (each its own, so no GIL is shared where production would not share it): the simulator (with a
-request log, below), a streams worker, a dispatcher, the paced producer, and this process as the observer.
+request log, below), the gateway worker (the default, fused deployment; staged: a streams worker and a
+dispatcher), the paced producer, and this process as the observer. Fused, a routed record becomes
+readable with its answer (one transaction), so "routed readable" then comes after the provider call.
 
 How each hop is measured (every time is `time.time()` on this one machine, microsecond resolution):
 - client send: the producer process, immediately before `RequestProducer.send` (the real client, its
@@ -19,8 +21,9 @@ Hops: send -> routed readable; routed readable -> provider call (the dispatcher'
 can be slightly negative when the dispatcher reads before the observer); provider call (server side);
 provider return -> response readable (HTTP answer parsed, produce, transaction commit, fetch); total.
 
-Baseline in the same run: the settings shipped before issue 16 (commit intervals 100 ms, routed read
-read_committed, no fast commit) at 500/s, on the same code and machine.
+Baselines in the same run: the settings shipped before issue 16 (staged, commit intervals 100 ms, routed
+read read_committed) at 50 and 500/s, and the staged deployment on today's settings, on the same code and
+machine.
 """
 
 from __future__ import annotations
@@ -241,11 +244,12 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
 
 
 class Pipeline:
-    """A streams worker and a dispatcher on `settings`, as the CLI runs them; `fused`: one gateway worker
-    in their place (apps/gateway/)."""
+    """The request path and the dispatcher on `settings`, as the CLI runs them: one gateway worker when
+    deployed fused (apps/gateway/), else a streams worker and a dispatcher."""
 
-    def __init__(self, settings: Settings, workdir: Path, name: str, fused: bool = False) -> None:
+    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
         self.settings = settings
+        fused = settings.streams.deployment == "fused"
         state = settings.with_state_dir(workdir)
         self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
@@ -295,13 +299,13 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
-            stop_p99_ms: float | None = None, fused: bool = False) -> list[dict[str, Any]]:
+            stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
     api_key = KeyAdmin(settings.with_state_dir(workdir), actor="bench").create(
         "search", "ranker")[1]
-    pipeline = Pipeline(settings, workdir, name, fused=fused)
+    pipeline = Pipeline(settings, workdir, name)
     results = []
     try:
         time.sleep(8)  # both joined their groups and hold their partitions
@@ -342,13 +346,15 @@ def main() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             prefix = base.kafka.topic_prefix
-            old = _configure(base, prefix + "before.", streams={"commit_interval_ms": 100},
-                             dispatch=BEFORE_DISPATCH)
+            old = _configure(base, prefix + "before.", streams=BEFORE_STREAMS, dispatch=BEFORE_DISPATCH)
             baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])])
             new = _configure(base, prefix + "defaults.")
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
-            early = _configure(base, prefix + "early.", dispatch={"read_routed_uncommitted": True})
+            staged = _configure(base, prefix + "staged.", streams={"deployment": "staged"})
+            staged_runs = measure(staged, workdir, "staged", [(r, SECONDS.get(r, 6.0)) for r in RATES])
+            early = _configure(base, prefix + "early.", streams={"deployment": "staged"},
+                               dispatch={"read_routed_uncommitted": True})
             early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)])
             few_runs: list[dict[str, Any]] = []
             if base.kafka.partitions != FEW_PARTITIONS:
@@ -358,7 +364,7 @@ def main() -> dict[str, Any]:
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline, early_runs, few_runs)
+    return report(runs, baseline, early_runs, few_runs, staged_runs)
 
 
 #: The partition count of the `kafka.partitions` comparison (each partition a transaction touches costs
@@ -366,29 +372,35 @@ def main() -> dict[str, Any]:
 FEW_PARTITIONS = 2
 
 
-#: What issue 16 changed in the dispatcher's defaults, set back for the baseline.
+#: What issue 16 changed in the defaults, set back for the baseline: two stages, commits every 100 ms.
 BEFORE_DISPATCH: dict[str, Any] = {"commit_interval_ms": 100, "read_routed_uncommitted": False}
+BEFORE_STREAMS: dict[str, Any] = {"commit_interval_ms": 100, "deployment": "staged"}
 
 
 def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
-           early: list[dict[str, Any]], few: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "runs": runs,
-                              "baseline_before_runs": baseline, "early_routed_runs": early,
-                              "few_partitions_runs": few or []}
+           early: list[dict[str, Any]], few: list[dict[str, Any]] | None = None,
+           staged: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "deployment": "fused",
+                              "runs": runs, "baseline_before_runs": baseline, "early_routed_runs": early,
+                              "few_partitions_runs": few or [], "staged_runs": staged or []}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
         result[f"total_{rate}_p50_ms"] = r["total"].get("p50")
         result[f"total_{rate}_p99_ms"] = r["total"].get("p99")
     result["max_rate_p99_under_100ms"] = max(under) if under else 0
+    for r in staged or []:
+        result[f"staged_total_{int(r['rate'])}_p50_ms"] = r["total"].get("p50")
+        result[f"staged_total_{int(r['rate'])}_p99_ms"] = r["total"].get("p99")
     for b in baseline:
         result[f"baseline_total_{int(b['rate'])}_p50_ms"] = b["total"].get("p50")
         result[f"baseline_total_{int(b['rate'])}_p99_ms"] = b["total"].get("p99")
     table: list[tuple[str, str]] = []
     fmt = "{p50:.1f} / {p90:.1f} / {p99:.1f} / {max:.1f}"
     for r in [*[b | {"label": f"baseline (settings before issue 16) {b['rate']:,.0f}/s"} for b in baseline],
-              *runs,
-              *[e | {"label": f"opt-in read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early],
+              *[r | {"label": f"defaults (fused) {r['rate']:,.0f}/s"} for r in runs],
+              *[r | {"label": f"staged {r['rate']:,.0f}/s"} for r in staged or []],
+              *[e | {"label": f"staged, read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early],
               *[f | {"label": f"kafka.partitions {FEW_PARTITIONS} {f['rate']:,.0f}/s"} for f in few or []]]:
         label = r.get("label") or f"{r['rate']:,.0f}/s"
         table.append((f"**{label}** answered", f"{r['answered']} of {r['sent']} (sent at "

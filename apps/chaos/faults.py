@@ -45,10 +45,12 @@ class Fault:
 
 
 def plan(duration_s: float, seed: int, *, kills: int = 1, kinds: tuple[str, ...] = KILLABLE,
-         broker: bool = True, outages: int = 2, malformed: int = 3, brokers: int = 1) -> list[Fault]:
+         broker: bool = True, outages: int = 2, malformed: int = 3, brokers: int = 1,
+         malformed_into: tuple[Topic, ...] = MALFORMED_TOPICS) -> list[Fault]:
     """Random times within the middle of the run, so every fault meets traffic before and after it.
     On a cluster (`brokers` > 1) the broker restart becomes a kill -9 of the busiest leader early on
-    and a rolling restart of every broker later (both run by apps/chaos/brokers.py)."""
+    and a rolling restart of every broker later (both run by apps/chaos/brokers.py). `malformed_into`:
+    topics a running stage consumes (nothing reads `requests.routed` in the fused deployment)."""
     rng = random.Random(seed)
 
     def at() -> float:
@@ -57,8 +59,7 @@ def plan(duration_s: float, seed: int, *, kills: int = 1, kinds: tuple[str, ...]
     faults = [Fault(at(), "kill", name) for name in KILLABLE for _ in range(kills)]
     faults = [f for f in faults if f.target in kinds]  # drawn for all kinds: a seed keeps its times
     faults += [Fault(round(rng.uniform(0.35, 0.55) * duration_s, 1), "broker")] if broker else []
-    faults += [Fault(at(), "malformed", MALFORMED_TOPICS[i % len(MALFORMED_TOPICS)])
-               for i in range(malformed)]
+    faults += [Fault(at(), "malformed", malformed_into[i % len(malformed_into)]) for i in range(malformed)]
     for i in range(outages):
         start, model = at(), OUTAGE_MODELS[i % len(OUTAGE_MODELS)]
         faults += [Fault(start, "outage", model), Fault(start + OUTAGE_S, "recover", model)]

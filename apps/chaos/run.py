@@ -189,7 +189,9 @@ def run_chaos(settings: Settings, *, requests: int = 3000, duration_s: float = 6
                   + (f", on a local cluster of {size} brokers" if size > 1 and not settings.kafka.external
                      else ""))
     started_broker = start_infrastructure(settings, console)
+    fused = settings.streams.deployment == "fused"  # nothing then reads requests.routed
     plan = fx.plan(duration_s, seed, kills=kills, kinds=deployed(kinds, settings),
+                   malformed_into=tuple(t for t in fx.MALFORMED_TOPICS if not (fused and t is Topic.ROUTED)),
                    broker=broker_restart and not settings.kafka.external, brokers=size)
     if settings.kafka.external:
         console.print("[yellow]external cluster: the broker restart is skipped[/]")

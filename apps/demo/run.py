@@ -201,8 +201,11 @@ class _Ticker:
 
 
 def _print_metrics(console: Console, settings: Settings) -> None:
-    metrics = settings.metrics
-    ports = [f"{c.replace('_', '-')} :{metrics.port(c)}" for c in COMPONENTS if metrics.port(c)]
+    metrics, fused = settings.metrics, settings.streams.deployment == "fused"
+    # the fused gateway worker serves on the dispatcher's port; there is no streams worker then
+    names = {"dispatcher": "gateway-worker"} if fused else {}
+    ports = [f"{names.get(c, c.replace('_', '-'))} :{metrics.port(c)}" for c in COMPONENTS
+             if metrics.port(c) and not (fused and c == "streams_worker")]
     if ports:
         console.print(f"[bold]metrics[/] http://{metrics.host}:<port>/metrics and /healthz on "
                       + ", ".join(ports))

@@ -38,7 +38,8 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     assert "requests by outcome" in text and "routing split" in text and "provider attempts" in text
     # paced: a 50x burst, a provider that degrades and recovers, the lag it caused
     assert "50x burst" in text and "provider degraded" in text and "provider recovered" in text
-    assert "peak memory (RSS)" in text and "dispatcher" in text.split("peak memory (RSS)")[1]
+    # the default deployment: one fused gateway worker decides and answers (apps/gateway/)
+    assert "peak memory (RSS)" in text and "gateway-worker" in text.split("peak memory (RSS)")[1]
     door = text.split("front door (official openai SDK", 1)[1].split("\n", 1)[0]
     assert f"{frontdoor_calls(400)} calls" in door and "status 200: " in door
     assert "consumer lag peak" in text and outcomes.mine == 400 and outcomes.latencies_ms.count > 300
@@ -58,7 +59,9 @@ def test_demo_accounts_for_every_request(settings: Settings) -> None:  # noqa: P
     _check_rag(external, outcomes, text)
     # every component served metrics on its own port, and the report was written from the tables
     ports = external.metrics.ports
-    assert all(f"{c.replace('_', '-')} :{getattr(ports, c)}" in text for c in COMPONENTS)
+    served = {"dispatcher": "gateway-worker"}  # fused: on the dispatcher's port; no streams worker
+    assert all(f"{served.get(c, c.replace('_', '-'))} :{getattr(ports, c)}" in text
+               for c in COMPONENTS if c != "streams_worker")
     report = external.state_dir / "report.html"
     assert f"report {report}" in text.replace("\n", "")
     page = report.read_text()
