@@ -200,7 +200,7 @@ class FusedGateway(Dispatcher):
             record = None if claims is None else json.dumps(claims).encode()
             self._produce_raw(self.claims_topic, record, key, partition)
         for (_, partition), offsets in self.tracker.partitions.items():
-            point = offsets.commit_point()
+            point = offsets.resume_point()  # also while the partition's first request is still open
             if point is None:
                 continue
             finished = tuple(offsets.finished_ahead())

@@ -33,6 +33,13 @@ class PartitionOffsets:
             self._next = offset + 1
         return self._next
 
+    def resume_point(self) -> int | None:
+        """Where a restart must resume: the lowest offset not finished (also before any commit point
+        exists, when the first offset read is still open), or past the last one; None if nothing was
+        added."""
+        point = self.commit_point()
+        return self._order[0] if self._order else point
+
     def finished_ahead(self) -> list[int]:
         """Offsets past the commit point already finished (a restart from the point must not redo them
         when their outcomes are committed: the fused worker records them with its position)."""

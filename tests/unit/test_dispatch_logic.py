@@ -117,3 +117,22 @@ def test_status_classification() -> None:
     assert classify_status(503, "", None).retryable
     assert not classify_status(400, "bad", None).retryable
     assert classify_status(429, "", "Wed, 21 Oct 2015 07:28:00 GMT").retry_after_s is None
+
+
+def test_a_restart_resumes_at_the_lowest_open_offset_and_skips_the_finished_past_it() -> None:
+    """The fused worker's position record: where to resume and what not to redo, also before the first
+    offset read has finished (a slow first request with rejections answered after it)."""
+    from gateway_consumer.dispatch.offsets import PartitionOffsets
+
+    offsets = PartitionOffsets()
+    assert offsets.resume_point() is None
+    for offset in (5, 6, 7, 8):
+        offsets.add(offset)
+    offsets.done(6)
+    offsets.done(7)
+    assert offsets.commit_point() is None, "no contiguous point yet"
+    assert (offsets.resume_point(), offsets.finished_ahead()) == (5, [6, 7])
+    offsets.done(5)
+    assert (offsets.resume_point(), offsets.finished_ahead()) == (8, [])
+    offsets.done(8)
+    assert (offsets.resume_point(), offsets.finished_ahead()) == (9, [])
