@@ -123,12 +123,24 @@ def _describe(settings: Settings, admin: AdminClient, wanted: set[AclRule],
     return have, drift
 
 
+#: On a cluster: how long after the ACLs are described every time to wait for the slowest broker.
+PROPAGATION_MARGIN_S = 1.0
+
+
 def _wait_effective(settings: Settings, admin: AdminClient, wanted: set[AclRule], timeout_s: float) -> None:
     """create_acls returns when the controller accepted the records; the broker's authorizer applies
     them a moment later. Callers start clients right away, so wait until the broker describes them."""
     deadline = time.monotonic() + timeout_s
+    # each broker applies the controller's records on its own: on a cluster, one broker describing them
+    # is not all of them enforcing them (a 3-broker chaos run's first produce was refused). The admin
+    # requests go to brokers of librdkafka's choosing, so ask several times, then leave a short margin.
+    brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+    seen = 0
     while time.monotonic() < deadline:
-        if _describe(settings, admin, wanted, timeout_s)[0] == wanted:
+        seen = seen + 1 if _describe(settings, admin, wanted, timeout_s)[0] == wanted else 0
+        if seen >= (1 if brokers <= 1 else 3 * brokers):
+            if brokers > 1:
+                time.sleep(PROPAGATION_MARGIN_S)
             return
         time.sleep(0.1)
     raise TimeoutError(f"ACLs were created but the broker does not enforce them after {timeout_s:.0f} s")
