@@ -67,6 +67,7 @@ class FusedGateway(Dispatcher):
         self.meter = StageMeter("request_path", io.names)
         self.finished: dict[int, frozenset[int]] = {}  # partition -> offsets finished before a restart
         self.written: dict[int, tuple[int, tuple[int, ...]]] = {}  # partition -> last position written
+        self.rejecting: dict[asyncio.Task[None], int] = {}  # rejections waiting to be answered -> partition
         self.now_ms = 0  # of the batch being decided
         self.outputs: list[Output] = []  # the batch's request-path records, for its metrics
 
@@ -102,6 +103,9 @@ class FusedGateway(Dispatcher):
         for request_id, place in list(self.task_partition.items()):
             if place[1] in parts:  # its held records were never produced: the new owner redoes it
                 self.in_flight[request_id].cancel()
+        for rejecting, partition in list(self.rejecting.items()):
+            if partition in parts:
+                rejecting.cancel()
         self._commit_now()
         self._forget(parts)
         super()._on_lost(consumer, partitions)
@@ -152,9 +156,15 @@ class FusedGateway(Dispatcher):
         self.outputs += outputs
         event = self.path.routed  # the routed record's event, not decoded again
         if event is None:
-            self._produce_all(outputs, partition)
-            self._forward_rejection(partition, outputs)
-            self.tracker.done(place, offset)
+            rejected = next((o for o in outputs if o.topic == self.rejected_topic and o.value), None)
+            if rejected is None:  # a dead letter or a dropped duplicate: nothing to answer
+                self._produce_all(outputs, partition)
+                self.tracker.done(place, offset)
+                return
+            rejecting = asyncio.create_task(self._reject(rejected, outputs, place, offset))
+            rejecting.add_done_callback(self._failed)
+            self.rejecting[rejecting] = partition
+            rejecting.add_done_callback(self._rejected)
             return
         key = msg.key() or event["request_id"].encode()  # as the request path keys its records
         request_id = event["request_id"]
@@ -170,16 +180,28 @@ class FusedGateway(Dispatcher):
         self.in_flight[request_id] = task
         self.task_partition[request_id] = place
 
-    def _forward_rejection(self, partition: int, outputs: list[Output]) -> None:
-        """A rejection for its caller: the request path's `rejected` Response, as the answer."""
-        rejected = next((o for o in outputs if o.topic == self.rejected_topic), None)
-        if rejected is None or rejected.value is None:
-            return
-        response = self.rejected_codec.decode(rejected.value)
-        self.answered.add(response["request_id"])
-        self._produce(Topic.RESPONSES, partition, rejected.key, response)
-        self._reply(self.replies.reply_to(response, rejected.headers, routed=False), rejected.key, response)
-        self.stats.counts["answered_rejected"] += 1
+    def _rejected(self, task: asyncio.Task[None]) -> None:
+        self.rejecting.pop(task, None)
+
+    async def _reject(self, rejected: Output, outputs: list[Output], place: tuple[str, int],
+                      offset: int) -> None:
+        """A rejection for its caller (the request path's `rejected` Response), unless its request id
+        was answered already: a resent request rejected before its dedup claim (an unknown team, a key
+        that does not match) is rejected again, and answered once, as the staged dispatcher does. Its
+        records (dead letter, audit) commit with the answer, or alone when it is not answered again."""
+        response = self.rejected_codec.decode(rejected.value or b"")
+        request_id, partition = response["request_id"], place[1]
+        await self.answered.cover(partition, int(response.get("created_at") or 0))
+        self._produce_all(outputs, partition)
+        if request_id in self.answered:
+            self.stats.counts["duplicates_skipped"] += 1
+        else:
+            self.answered.add(request_id)
+            self._produce(Topic.RESPONSES, partition, rejected.key, response)
+            reply_to = self.replies.reply_to(response, rejected.headers, routed=False)
+            self._reply(reply_to, rejected.key, response)
+            self.stats.counts["answered_rejected"] += 1
+        self.tracker.done(place, offset)
 
     def _produce_all(self, outputs: list[Output], partition: int) -> None:
         """A request's records, on its own partition: a transaction then touches each topic's partitions

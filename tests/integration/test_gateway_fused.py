@@ -37,6 +37,7 @@ N = 4000
 RATE = 250.0
 MALFORMED = 25
 REPEATED = 30  # requests sent a second time (same id, new offset)
+UNROUTABLE = 5  # requests with no route, also sent twice
 KILLS = 3
 
 
@@ -119,7 +120,11 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
     simulator = SimulatorProcess(sim_port, tmp_path / "simulator.log", seed=5).start()
     fused = _fused(settings, tmp_path, sim_port)
     sent = list(workload.requests(N, seed=21, keys=workload.provision_keys(fused)))
-    repeated = sent[100:100 + REPEATED]
+    # resent ids: most decided once and dropped as duplicates by their claim; some rejected before any
+    # claim (no route for the model), so rejected again and still answered once
+    for i in range(1000, 1000 + UNROUTABLE):
+        sent[i] = sent[i].model_copy(update={"model": "no-such-model"})
+    repeated = [*sent[100:100 + REPEATED], *sent[1000:1000 + UNROUTABLE]]
     try:
         for model in ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-3-5-sonnet-latest",
                       "sim-small", "sim-large"):
@@ -161,9 +166,11 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
                                                         "unknown_schema", "wrong_schema"))
     assert decode == MALFORMED, f"dead letters by reason: {dict(reasons)}"
     duplicates = Counter(d["request_id"] for d in letters if d["reason_code"] == "duplicate")
-    assert set(duplicates) == {r.request_id for r in repeated} and max(duplicates.values()) == 1, duplicates
+    assert set(duplicates) == {r.request_id for r in repeated[:REPEATED]} and max(duplicates.values()) == 1
+    unroutable = Counter(d["request_id"] for d in letters if d["reason_code"] == "unknown_model")
+    assert [unroutable[r.request_id] for r in repeated[REPEATED:]] == [2] * UNROUTABLE, "one letter per copy"
     rejected = {a["request_id"] for a in answers if a["status"] == "rejected"}
-    assert reasons.total() == MALFORMED + REPEATED + len(rejected), dict(reasons)
+    assert reasons.total() == MALFORMED + REPEATED + len(rejected) + UNROUTABLE, dict(reasons)
     # cost: one attempt chain per request, its cost the cost its one answer carries
     attempts: dict[str, Counter[int]] = defaultdict(Counter)
     cost: Counter[str] = Counter()
