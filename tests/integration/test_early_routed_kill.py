@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,18 @@ KILLS = 4  # the request path and the dispatcher, twice each, in turn
 RATE = 300.0  # requests/s: a steady stream, so there is nearly always an open transaction to kill
 
 
-def _send(settings: Settings, requests: list[Any], rate: float) -> None:
+def send_paced(settings: Settings, requests: list[Any], rate: float,
+               after: Callable[[int], None] | None = None) -> None:
+    """Send `requests` at `rate` per second with the real client; `after(i)` runs after the i-th send
+    (the fused worker's test slips malformed records in between)."""
     with RequestProducer(settings) as producer:
         began = time.monotonic()
         for i, r in enumerate(requests):
             while time.monotonic() < began + i / rate:
                 producer.poll(0.001)
             producer.send(r)
+            if after is not None:
+                after(i)
 
 
 def _early(settings: Settings, tmp_path: Path, sim_port: int) -> Settings:
@@ -129,7 +135,7 @@ def test_kill_9_of_both_stages_with_early_routed_answers_once_and_counts_cost_on
             simulator.set_profile(model, median_ms=2, p99_ms=20, error_rate=0, rate_limit_rate=0,
                                   hang_rate=0)
         with Components(early) as components:
-            sender = threading.Thread(target=_send, args=(early, sent, RATE), daemon=True)
+            sender = threading.Thread(target=send_paced, args=(early, sent, RATE), daemon=True)
             sender.start()
             _kill_while_streaming(components, early, topics, sender, kills)
             ids = {r.request_id for r in sent}

@@ -27,10 +27,10 @@ from apps.demo.processes import Components
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
 from shared.traffic import workload
-from streamgate.client import RequestProducer
 from streamgate.config import ProviderSettings, Settings
 from streamgate.kafka.clients import producer_config, reply_consumer_config
 from tests.conftest import free_port
+from tests.integration.test_early_routed_kill import send_paced
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 N = 4000
@@ -53,16 +53,13 @@ def _fused(settings: Settings, tmp_path: Path, sim_port: int) -> Settings:
 def _send(settings: Settings, topic: str, requests: list[Any], repeated: list[Any], rate: float) -> None:
     bad = Producer(producer_config(settings, client_id="fused-malformed", role="admin"))
     every = len(requests) // MALFORMED
-    with RequestProducer(settings) as producer:
-        began = time.monotonic()
-        for i, r in enumerate(requests):
-            while time.monotonic() < began + i / rate:
-                producer.poll(0.001)
-            producer.send(r)
-            if i % every == every // 2:
-                bad.produce(topic, value=b"\x00not avro " + str(i).encode(), key=f"bad-{i}".encode())
-        for r in repeated:
-            producer.send(r)
+
+    def malformed(i: int) -> None:
+        if i % every == every // 2:
+            bad.produce(topic, value=b"\x00not avro " + str(i).encode(), key=f"bad-{i}".encode())
+
+    send_paced(settings, requests, rate, after=malformed)
+    send_paced(settings, repeated, rate)
     assert bad.flush(30) == 0
 
 
