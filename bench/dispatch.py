@@ -29,7 +29,7 @@ import aiohttp
 from confluent_kafka import Consumer, Producer
 
 from apps.demo.processes import write_config
-from bench.harness import ZERO_LATENCY, write_result
+from bench.harness import ZERO_LATENCY, drop_at_exit, write_result
 from gateway_consumer.dispatch import Dispatcher
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import SingleObjectCodec
@@ -67,6 +67,7 @@ def _settings(prefix: str) -> Settings:
     settings = base.model_copy(update={"kafka": kafka, "providers": providers, "dispatch": dispatch})
     LocalKafka(settings).up()
     apply_spec(settings)
+    drop_at_exit(settings)  # the "paced." topics too: they share the prefix
     return settings
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.harness import ROOT, bench_settings, read_jsonl, write_result
+from bench.harness import ROOT, bench_settings, drop_at_exit, read_jsonl, write_result
 from features.collections.chunking import chunk
 from features.collections.indexer import RagIndexer, online_path
 from features.collections.ingest import DocumentProducer, document_event
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         from streamgate.kafka.topics import apply_spec
 
         apply_spec(settings)
+        drop_at_exit(settings)
         flow = through_indexer(settings, args.docs, args.fresh, rate=2.0)
         scale = at_scale(args.scale, work, args.scale_queries, embedder)
     import os
