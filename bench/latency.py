@@ -1,5 +1,6 @@
-"""End-to-end latency as a caller sees it: request produced with `streamgate.client` -> answer readable
-on `responses`, through the request path and the dispatcher (cache off, 0 ms simulator), at paced rates.
+"""End-to-end latency as a caller sees it: request produced with `streamgate.client` -> its answer readable
+on the caller's reply partition, through the request path and the dispatcher (cache off, 0 ms simulator),
+at paced rates.
 
 Processes (each its own, so no GIL is shared where production would not share it): the simulator (with a
 request log, below), the gateway worker (the default, fused deployment; staged: a streams worker and a
@@ -15,11 +16,16 @@ How each hop is measured (every time is `time.time()` on this one machine, micro
 - provider call / provider return: the simulator's request log, an aiohttp middleware around the real
   simulator app: when the request reached the handler chain and when the handler returned. The prompt
   carries the request id, which is how a call is matched to its request.
-- response readable: an observer consumer of `responses` with `reply_consumer_config` (what a
-  request-reply reader such as the front door uses); the time its consume call returned the answer.
+- answer readable (the caller's): every request names partition 0 of `replies`; an observer reads it
+  with `caller_reply_config`, as streamgate.client's reply reader and the front door do (before the
+  transaction commits by default, `client.answer_before_commit`); the time its poll returned the answer.
+- committed: an observer consumer of `responses` with `reply_consumer_config` (read_committed: what the
+  aggregator, the lakehouse and every other downstream reader see).
 Hops: send -> routed readable; routed readable -> provider call (the dispatcher's consume and HTTP send;
 can be slightly negative when the dispatcher reads before the observer); provider call (server side);
-provider return -> response readable (HTTP answer parsed, produce, transaction commit, fetch); total.
+provider return -> answer readable (HTTP answer parsed, produce, and, reading committed, the transaction
+commit; then the fetch); total (send -> the caller's answer readable); committed (send -> the answer
+readable on `responses`).
 
 Baselines in the same run: the settings shipped before issue 16 (staged, commit intervals 100 ms, routed
 read read_committed) at 50 and 500/s, and the staged deployment on today's settings, on the same code and
@@ -48,7 +54,7 @@ from apps.demo.processes import use_simulator_port, write_config
 from bench.harness import bench_settings, write_result
 from schemas import make_codec
 from streamgate.config import Settings
-from streamgate.kafka.clients import reply_consumer_config, routed_consumer_config
+from streamgate.kafka.clients import caller_reply_config, reply_consumer_config, routed_consumer_config
 
 SIM_PORT = 18191
 MODEL = "gpt-4o-mini"  # team search's route: openai/gpt-4o-mini, set to 0 ms below
@@ -56,7 +62,7 @@ RATES = (50, 500, 2000)
 SATURATION = (3000, 4000, 5000, 6000)
 SECONDS = {50: 12.0, 500: 10.0}  # per rate; others 6 s
 WAIT_S = 30.0  # after the last send, for the last answers
-HOPS = ("send_to_routed", "routed_to_call", "call", "return_to_response", "total")
+HOPS = ("send_to_routed", "routed_to_call", "call", "return_to_answer", "total", "committed")
 
 
 # -- the simulator with a request log ------------------------------------------------------------------
@@ -101,7 +107,7 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -
     settings = load_settings(config)
     n = int(rate * seconds)
     requests = [build_request(team="search", project="ranker", model=MODEL, api_key=api_key,
-                              messages=[{"role": "user", "content": "probe PLACEHOLDER"}])
+                              reply_partition=0, messages=[{"role": "user", "content": "probe PLACEHOLDER"}])
                 for _ in range(n)]
     requests = [r.model_copy(update={"messages": [r.messages[0].model_copy(
         update={"content": f"probe {r.request_id} what is the capital of France"})]}) for r in requests]
@@ -128,52 +134,62 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -
 
 # -- the observer ------------------------------------------------------------------------------------
 class Observer:
-    """Records when each request's routed record and its answer became readable."""
+    """Records when each request's routed record, its caller's answer and its committed answer became
+    readable."""
 
     def __init__(self, settings: Settings) -> None:
         prefix = settings.kafka.topic_prefix
         self.routed_topic, self.responses_topic = prefix + "requests.routed", prefix + "responses"
+        self.replies_topic = prefix + "replies"
         self.routed_codec = make_codec(self.routed_topic, "RoutedRequest", None)
         self.response_codec = make_codec(self.responses_topic, "Response", None)
         group = f"bench-latency-{uuid.uuid4().hex[:6]}"
-        self.routed = Consumer(routed_consumer_config(settings, group_id=group + "-r", role="admin"))
-        self.responses = Consumer(reply_consumer_config(settings, client_id=group + "-a", role="admin"))
+        configs = {
+            self.routed_topic: routed_consumer_config(settings, group_id=f"{group}-r", role="admin"),
+            self.responses_topic: reply_consumer_config(settings, client_id=f"{group}-a", role="admin"),
+            self.replies_topic: caller_reply_config(settings, client_id=f"{group}-c", role="admin")}
+        self.consumers = {topic: Consumer(config) for topic, config in configs.items()}
         self.routed_at: dict[str, float] = {}
-        self.answered_at: dict[str, tuple[float, str]] = {}
+        self.committed_at: dict[str, float] = {}
+        self.answered_at: dict[str, tuple[float, str]] = {}  # the caller's: first answer on its partition
         self.running = True
-        self.threads = [threading.Thread(target=self._read, args=(c, t), daemon=True) for c, t in
-                        ((self.routed, self.routed_topic), (self.responses, self.responses_topic))]
+        self.threads = [threading.Thread(target=self._read, args=(c, t), daemon=True)
+                        for t, c in self.consumers.items()]
 
     def start(self) -> None:
-        for consumer, topic in ((self.routed, self.routed_topic), (self.responses, self.responses_topic)):
-            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for topic, consumer in self.consumers.items():
+            parts = [0] if topic == self.replies_topic else \
+                consumer.list_topics(topic, timeout=10).topics[topic].partitions
             consumer.assign([TopicPartition(topic, p, -1) for p in parts])  # -1: the end
         for thread in self.threads:
             thread.start()
 
     def _read(self, consumer: Consumer, topic: str) -> None:
-        routed = topic == self.routed_topic
         while self.running:
             msg = consumer.poll(0.05)
             if msg is None:
                 continue
             now = time.time()
-            batch = [msg, *consumer.consume(1000, timeout=0)]
-            for m in batch:
-                if m.error() is not None:
-                    continue
-                if routed:
-                    self.routed_at.setdefault(self.routed_codec.decode(m.value() or b"")["request_id"], now)
-                else:
-                    answer = self.response_codec.decode(m.value() or b"")
-                    self.answered_at.setdefault(answer["request_id"], (now, answer["status"]))
+            for m in [msg, *consumer.consume(1000, timeout=0)]:
+                if m.error() is None:
+                    self._record(topic, m.value() or b"", now)
+
+    def _record(self, topic: str, value: bytes, now: float) -> None:
+        if topic == self.routed_topic:
+            self.routed_at.setdefault(self.routed_codec.decode(value)["request_id"], now)
+            return
+        answer = self.response_codec.decode(value)
+        if topic == self.responses_topic:
+            self.committed_at.setdefault(answer["request_id"], now)
+        else:
+            self.answered_at.setdefault(answer["request_id"], (now, answer["status"]))
 
     def stop(self) -> None:
         self.running = False
         for thread in self.threads:
             thread.join(5)
-        self.routed.close()
-        self.responses.close()
+        for consumer in self.consumers.values():
+            consumer.close()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -213,7 +229,7 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     producer.join()
     sent: dict[str, float] = json.loads(out.read_text())
     deadline = time.time() + WAIT_S
-    while len(observer.answered_at) < len(sent) and time.time() < deadline:
+    while min(len(observer.answered_at), len(observer.committed_at)) < len(sent) and time.time() < deadline:
         time.sleep(0.2)
     observer.stop()
     cpu_ms = {name: (_cpu_s(pid) - cpu_before[name]) * 1000 / max(len(sent), 1)
@@ -228,6 +244,8 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
         answered, status = answer
         statuses[status] = statuses.get(status, 0) + 1
         hops["total"].append((answered - sent_at) * 1000)
+        if (committed := observer.committed_at.get(rid)) is not None:
+            hops["committed"].append((committed - sent_at) * 1000)
         routed, call = observer.routed_at.get(rid), calls.get(rid)
         if routed is not None:
             hops["send_to_routed"].append((routed - sent_at) * 1000)
@@ -235,7 +253,7 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
             hops["routed_to_call"].append((call[0] - routed) * 1000)
         if call is not None:
             hops["call"].append((call[1] - call[0]) * 1000)
-            hops["return_to_response"].append((answered - call[1]) * 1000)
+            hops["return_to_answer"].append((answered - call[1]) * 1000)
     span = max(sent.values()) - min(sent.values()) if len(sent) > 1 else 1.0
     return {"rate": rate, "sent": len(sent), "answered": len(hops["total"]), "statuses": statuses,
             "load_before": load_before, "load_after": os.getloadavg()[0], "cpu_ms_per_request": cpu_ms,
@@ -292,7 +310,8 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
         "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix, **changes.get("kafka", {})}),
         "metrics": settings.metrics.model_copy(update={"enabled": False}),
         "dispatch": settings.dispatch.model_copy(update={"cache": cache, **changes.get("dispatch", {})}),
-        "streams": settings.streams.model_copy(update=changes.get("streams", {}))}
+        "streams": settings.streams.model_copy(update=changes.get("streams", {})),
+        "client": settings.client.model_copy(update=changes.get("client", {}))}
     settings = settings.model_copy(update=update)
     apply_spec(settings)  # topics and the principals' ACLs under this prefix
     return settings
@@ -346,11 +365,14 @@ def main() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             prefix = base.kafka.topic_prefix
-            old = _configure(base, prefix + "before.", streams=BEFORE_STREAMS, dispatch=BEFORE_DISPATCH)
+            old = _configure(base, prefix + "before.", streams=BEFORE_STREAMS, dispatch=BEFORE_DISPATCH,
+                             client=BEFORE_CLIENT)
             baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])])
             new = _configure(base, prefix + "defaults.")
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
+            after = _configure(base, prefix + "committed.", client={"answer_before_commit": False})
+            committed_runs = measure(after, workdir, "committed", [(50, SECONDS[50]), (500, SECONDS[500])])
             staged = _configure(base, prefix + "staged.", streams={"deployment": "staged"})
             staged_runs = measure(staged, workdir, "staged", [(r, SECONDS.get(r, 6.0)) for r in RATES])
             early = _configure(base, prefix + "early.", streams={"deployment": "staged"},
@@ -364,7 +386,7 @@ def main() -> dict[str, Any]:
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline, early_runs, few_runs, staged_runs)
+    return report(runs, baseline, early_runs, few_runs, staged_runs, committed_runs)
 
 
 #: The partition count of the `kafka.partitions` comparison (each partition a transaction touches costs
@@ -375,14 +397,17 @@ FEW_PARTITIONS = 2
 #: What issue 16 changed in the defaults, set back for the baseline: two stages, commits every 100 ms.
 BEFORE_DISPATCH: dict[str, Any] = {"commit_interval_ms": 100, "read_routed_uncommitted": False}
 BEFORE_STREAMS: dict[str, Any] = {"commit_interval_ms": 100, "deployment": "staged"}
+BEFORE_CLIENT: dict[str, Any] = {"answer_before_commit": False}
 
 
 def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
            early: list[dict[str, Any]], few: list[dict[str, Any]] | None = None,
-           staged: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           staged: list[dict[str, Any]] | None = None,
+           committed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "deployment": "fused",
                               "runs": runs, "baseline_before_runs": baseline, "early_routed_runs": early,
-                              "few_partitions_runs": few or [], "staged_runs": staged or []}
+                              "few_partitions_runs": few or [], "staged_runs": staged or [],
+                              "answer_after_commit_runs": committed or []}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
@@ -392,6 +417,9 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     for r in staged or []:
         result[f"staged_total_{int(r['rate'])}_p50_ms"] = r["total"].get("p50")
         result[f"staged_total_{int(r['rate'])}_p99_ms"] = r["total"].get("p99")
+    for r in committed or []:
+        result[f"answer_after_commit_total_{int(r['rate'])}_p50_ms"] = r["total"].get("p50")
+        result[f"answer_after_commit_total_{int(r['rate'])}_p99_ms"] = r["total"].get("p99")
     for b in baseline:
         result[f"baseline_total_{int(b['rate'])}_p50_ms"] = b["total"].get("p50")
         result[f"baseline_total_{int(b['rate'])}_p99_ms"] = b["total"].get("p99")
@@ -399,6 +427,8 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     fmt = "{p50:.1f} / {p90:.1f} / {p99:.1f} / {max:.1f}"
     for r in [*[b | {"label": f"baseline (settings before issue 16) {b['rate']:,.0f}/s"} for b in baseline],
               *[r | {"label": f"defaults (fused) {r['rate']:,.0f}/s"} for r in runs],
+              *[r | {"label": f"fused, client.answer_before_commit false {r['rate']:,.0f}/s"}
+                for r in committed or []],
               *[r | {"label": f"staged {r['rate']:,.0f}/s"} for r in staged or []],
               *[e | {"label": f"staged, read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early],
               *[f | {"label": f"kafka.partitions {FEW_PARTITIONS} {f['rate']:,.0f}/s"} for f in few or []]]:

@@ -448,6 +448,18 @@ class FrontDoorSettings(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+class ClientSettings(_Strict):
+    """How callers waiting for their answers (streamgate.client's GatewayClient, the front door) read them."""
+
+    #: Take an answer as soon as the gateway has written it to `replies`, before the transaction holding
+    #: it commits (read_uncommitted), instead of after the commit (read_committed): one transaction commit
+    #: less on every call. If the gateway dies in between, its transaction aborts and the request is
+    #: answered again for the committed record; the caller keeps the first answer it got (the reply
+    #: reader hands each request one final answer), and cost, telemetry and the lakehouse count only the
+    #: committed one (tests/integration/test_gateway_fused.py; docs/benchmarks.md, latency).
+    answer_before_commit: bool = True
+
+
 #: The long-running components that serve /metrics and /healthz, by their key under `metrics.ports`.
 COMPONENTS = ("streams_worker", "dispatcher", "aggregator", "lakehouse_sink", "simulator")
 
@@ -528,6 +540,7 @@ class Settings(_Strict):
     rag: RagSettings = RagSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     frontdoor: FrontDoorSettings = FrontDoorSettings()
+    client: ClientSettings = ClientSettings()
     metrics: MetricsSettings = MetricsSettings()
     identity: IdentitySettings = IdentitySettings()
 

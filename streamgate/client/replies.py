@@ -10,6 +10,15 @@ request that names them is sent.
 Waiters register a request id before the request is produced and are forgotten when the caller is done
 (answered, timed out or disconnected), so nothing accumulates; an answer nobody waits for (another caller
 sharing the partition, a caller that gave up) is skipped.
+
+By default (`client.answer_before_commit`) the reader takes an answer as soon as the gateway has written
+it, before its transaction commits: a call then waits for no commit at all. If the gateway dies in
+between, that transaction aborts and the request is answered again by its successor, so `replies` can
+hold two finals for one request id. The reader hands each waiter ONE final (the first; the waiter is
+forgotten as it is handed over), so no caller sees two answers. The committed topics (`responses`,
+`telemetry`) hold only the second, so cost is counted once; the first may differ from it (another provider
+sample), which is the price of not waiting for the commit. `answer_before_commit: false` reads
+read_committed: a caller sees only committed answers, one commit later.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from schemas import EventDecodeError, TopicCodec, make_codec
 from schemas.topics import Topic, load_topic_specs, physical_name
 from streamgate.config import Role, Settings
-from streamgate.kafka.clients import reply_consumer_config
+from streamgate.kafka.clients import caller_reply_config
 
 log = logging.getLogger("streamgate.replies")
 
@@ -91,7 +100,7 @@ class ReplyReader:
             name: make_codec(name, "Response" if kind == "final" else "ResponseChunk", registry)
             for name, kind in self.topics.items()}
         unique = f"{client_id}-{uuid.uuid4().hex[:8]}"
-        self._consumer = Consumer(reply_consumer_config(settings, client_id=unique, role=role))
+        self._consumer = Consumer(caller_reply_config(settings, client_id=unique, role=role))
         self._waiters: dict[str, Waiter] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -151,12 +160,14 @@ class ReplyReader:
             self.undecodable += 1
             log.warning("undecodable reply at %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), exc)
             return
+        kind: Kind = "final" if self.topics[topic] == "final" else "chunk"
         with self._lock:
-            waiter = self._waiters.get(record["request_id"])
+            # a final is handed over once: a second final for the id (the answer of a redone dispatch,
+            # when reading before commit) finds no waiter
+            waiter = (self._waiters.pop if kind == "final" else self._waiters.get)(record["request_id"], None)
         if waiter is None:
             self.unclaimed += 1
             return
-        kind: Kind = "final" if self.topics[topic] == "final" else "chunk"
         waiter.on_event(ReplyEvent(kind, record))
 
     def close(self) -> None:

@@ -73,15 +73,15 @@ def consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[st
 
 
 def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
-    """A reader of its own reply partitions (assigned, no group, never commits), also of `responses`.
+    """A reader of `responses` or of reply partitions (assigned, no group, never commits).
 
-    read_committed: a caller sees an answer only once the dispatcher's transaction holding it has
-    committed; the dispatcher commits each request's answer exactly once, so a reader never sees two
-    answers for one request id (nothing to deduplicate) and what it reads is what the telemetry, the
-    aggregates and the lakehouse count. The dispatcher commits as soon as an answer is ready and its
-    previous commit has ended (`dispatch.commit_interval_ms: 0`), so read_committed costs one
+    read_committed: it sees an answer only once the transaction holding it has committed; each
+    request's answer is committed exactly once, so it never sees two answers for one request id and what
+    it reads is what the telemetry, the aggregates and the lakehouse count. The gateway commits as soon
+    as an answer is ready and its previous commit has ended (`commit_interval_ms: 0`), so this costs one
     transaction commit, not a commit cadence (docs/benchmarks.md, latency). A fetch returns as soon as
-    anything is readable (`fetch.min.bytes` 1, FETCH_WAIT_MS)."""
+    anything is readable (`fetch.min.bytes` 1, FETCH_WAIT_MS). Callers waiting for their own answers
+    use `caller_reply_config`."""
     return base_config(settings, client_id, role=role) | {
         # required by librdkafka; unused (partitions are assigned, nothing committed), but the broker still
         # checks the group ACL: under the prefix, where `role`'s group ACLs allow it
@@ -92,6 +92,14 @@ def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> 
         "fetch.min.bytes": 1,
         "fetch.wait.max.ms": FETCH_WAIT_MS,
     }
+
+
+def caller_reply_config(settings: Settings, *, client_id: str, role: Role) -> dict[str, Any]:
+    """How a caller reads its own answers on `replies`: before their transaction commits when
+    `client.answer_before_commit` (the default; streamgate/client/replies.py says what a caller then
+    gets if the gateway dies in between), else as `reply_consumer_config`."""
+    isolation = "read_uncommitted" if settings.client.answer_before_commit else "read_committed"
+    return reply_consumer_config(settings, client_id=client_id, role=role) | {"isolation.level": isolation}
 
 
 def routed_consumer_config(settings: Settings, *, group_id: str, role: Role) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The fused gateway worker (apps/gateway/) through the real broker: every stage's records once, and kill -9
-mid-stream changes nothing a reader of the committed topics can see.
+mid-stream changes nothing a reader of the committed topics can see, and a caller reading its answers
+before their commit (`client.answer_before_commit`, the default) still gets one answer per request.
 
 The stream mixes what each exactly-once path of the worker handles: routed requests answered by a slow
 provider (held request-path records, out-of-order finishes recorded with the position), malformed bytes
@@ -28,6 +29,7 @@ from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
 from shared.traffic import workload
 from streamgate.config import ProviderSettings, Settings
+from streamgate.client.replies import ReplyEvent, ReplyReader, Waiter
 from streamgate.kafka.clients import producer_config, reply_consumer_config
 from tests.conftest import free_port
 from tests.integration.test_early_routed_kill import send_paced
@@ -91,6 +93,17 @@ def _read(settings: Settings, topic: str, schema: str | None, isolation: str = "
     return records
 
 
+class _Counting(Waiter):
+    """A caller's waiter that remembers every event it is handed."""
+
+    def __init__(self) -> None:
+        self.finals: list[dict[str, Any]] = []
+
+    def on_event(self, event: ReplyEvent) -> None:
+        if event.kind == "final":
+            self.finals.append(event.record)
+
+
 def _kill_while_answering(components: Components, settings: Settings, responses: str,
                           sender: threading.Thread) -> int:
     proc = components.start("gateway-worker", "gateway", "worker")
@@ -121,7 +134,14 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
     # claim (no route for the model), so rejected again and still answered once
     for i in range(1000, 1000 + UNROUTABLE):
         sent[i] = sent[i].model_copy(update={"model": "no-such-model"})
+    # every caller reads partition 0 of `replies`, before commit (the default), through the real reader
+    sent = [r.model_copy(update={"reply_partition": 0}) for r in sent]
     repeated = [*sent[100:100 + REPEATED], *sent[1000:1000 + UNROUTABLE]]
+    assert fused.client.answer_before_commit
+    callers = ReplyReader(fused, partition=0).start()
+    waiters = {r.request_id: _Counting() for r in sent}
+    for request_id, waiter in waiters.items():
+        callers.expect(request_id, waiter)
     try:
         for model in ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-3-5-sonnet-latest",
                       "sim-small", "sim-large"):
@@ -141,6 +161,8 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
             guarded = _read(fused, topics["requests.guarded"], "Request")
             telemetry = _read(fused, topics["telemetry"], "Telemetry")
             letters = _read(fused, topics["deadletter"], "DeadLetter")
+            replies = _read(fused, topics["replies"], "Response", "read_uncommitted", settle_s=2)
+            callers.close()
             # records of aborted transactions: in the log, but never readable read_committed
             aborted = sum(len(_read(fused, topics[t], None, "read_uncommitted", settle_s=2))
                           - len(_read(fused, topics[t], None, settle_s=2))
@@ -177,7 +199,19 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
     assert not [r for r, n in attempts.items() if max(n.values()) > 1], "an attempt counted twice"
     wrong = [a["request_id"] for a in answers if a["cost_nanousd"] != cost.get(a["request_id"], 0)]
     assert not wrong, f"{len(wrong)} answers whose cost differs from their telemetry"
+    # callers, reading before commit: one answer each, although `replies` holds two for redone requests
+    handed = Counter(len(w.finals) for w in waiters.values())
+    assert handed == Counter({1: len(ids)}), f"answers handed per caller: {dict(handed)}"
+    visible = Counter(r["request_id"] for r in replies)
+    redone = [r for r, n in visible.items() if n > 1]
+    committed = {a["request_id"]: a for a in answers}
+    differ = sum(1 for rid, w in waiters.items()
+                 if (w.finals[0]["status"], w.finals[0]["content"]) !=
+                 (committed[rid]["status"], committed[rid]["content"]))
+    assert redone, "no kill landed between an answer's write and its commit: the callers' check proved nothing"
     print(f"fused: {kills} kills, {N} answered once ({len(rejected)} rejected), {MALFORMED} malformed and "
-          f"{REPEATED} repeated dead-lettered once; {aborted} records in aborted transactions")
+          f"{REPEATED} repeated dead-lettered once; {aborted} records in aborted transactions; callers "
+          f"reading before commit: {len(redone)} requests with two answers on `replies`, each caller "
+          f"handed one; {differ} callers' answers differ from the committed one")
     assert kills == KILLS and len(answered_ok) > N // 2
     assert aborted > 0, "no kill landed on an open transaction: the test proved nothing"
