@@ -4,13 +4,14 @@ Every component the demo runs on the answer path and beside it (request path, di
 lakehouse sink) runs as its own process with `config/streamgate.yaml` as shipped (semantic cache on for
 its teams) against the simulator's default latency profiles (config/simulator.yaml), on the local broker.
 A separate process sends the demo's realistic workload (shared/traffic/workload.py: four teams, FAQ
-paraphrases, long prompts, PII) through `streamgate.client` at paced rates, one step after another;
-this process reads `responses` and `telemetry` (read_committed) as a caller would.
+paraphrases, long prompts, PII) through `streamgate.client` at paced rates, one step after another,
+each request naming partition 0 of `replies`; this process reads that partition as the caller's reply
+reader does (`caller_reply_config`: before the commit by default) and `telemetry` for provider time.
 
-Per request: total = response readable - request created (client clock, same machine); provider time =
-first provider attempt start to last attempt end (calls and retry back-off, from telemetry; 0 for cache
-hits and rejections); added = total - provider time, what the gateway itself costs. A rate is sustained
-when every request of its step is answered within 10 s after sending stops; the key
+Per request: total = answer readable by its caller - request created (client clock, same machine);
+provider time = first provider attempt start to last attempt end (calls and retry back-off, from
+telemetry; 0 for cache hits and rejections); added = total - provider time, what the gateway itself
+costs. A rate is sustained when every request of its step is answered within 10 s after sending stops; the key
 `defaults_max_rate_p99_under_100ms` is the highest sustained rate whose added p99 is at most 100 ms.
 Total p99 is reported too: it includes the simulated providers' own p99 (200-700 ms by profile), so no
 gateway can hold it under 100 ms.
@@ -42,7 +43,7 @@ from schemas import make_codec
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
 from streamgate.config import Settings, load_settings
-from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.clients import caller_reply_config
 from streamgate.kafka.launcher import LocalKafka
 from streamgate.kafka.topics import apply_spec
 
@@ -51,6 +52,7 @@ STEP_S = 15.0
 WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
 DRAIN_S = 10.0
 TARGET_MS = 100.0
+REPLY_PARTITION = 0  # every request's caller reads this partition of `replies`
 
 
 def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
@@ -66,13 +68,14 @@ def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
         # a service's producer is long-lived: connected, authenticated and holding its idempotence id
         # before its traffic. Without this each step's first ~0.5 s waited for all three (added p99
         # ~500 ms at 50/s); the warm-up request is answered, but its id is not the step's, so not counted.
-        producer.send(next(workload.requests(1, seed=seed + 1, run_id=f"warm{run_id}", keys=keys)))
+        producer.send(next(workload.requests(1, seed=seed + 1, run_id=f"warm{run_id}", keys=keys)).model_copy(
+            update={"reply_partition": REPLY_PARTITION}))
         producer.flush(30)
         t0 = time.perf_counter()
         for n in range(total):
             while (time.perf_counter() - t0) * rate < n:
                 time.sleep(0.0005)
-            producer.send(next(requests))
+            producer.send(next(requests).model_copy(update={"reply_partition": REPLY_PARTITION}))
         producer.flush()
 
 
@@ -87,18 +90,22 @@ class _Step:
 
 
 class _Reader:
-    """Follows `responses` and `telemetry` from their current ends, as a caller reading answers would."""
+    """Follows, from their current ends, the callers' reply partition (every request names partition 0 of
+    `replies`) as streamgate.client reads it (`caller_reply_config`), and `telemetry` for provider time
+    (same consumer, so same isolation; no process is killed here, so no transaction aborts)."""
 
     def __init__(self, settings: Settings) -> None:
         prefix = settings.kafka.topic_prefix
-        self.topics = {physical_name(t, prefix): t for t in (Topic.RESPONSES, Topic.TELEMETRY)}
-        self.codecs = {t: make_codec(name, "Response" if t == Topic.RESPONSES else "Telemetry",
+        self.topics = {physical_name(t, prefix): t for t in (Topic.REPLIES, Topic.TELEMETRY)}
+        self.codecs = {t: make_codec(name, "Response" if t == Topic.REPLIES else "Telemetry",
                                      settings.schema_registry.url) for name, t in self.topics.items()}
-        self.consumer = Consumer(consumer_config(settings, group_id=f"bench-pipeline-{uuid.uuid4().hex[:6]}",
-                                                 role="admin"))
+        self.consumer = Consumer(caller_reply_config(
+            settings, client_id=f"bench-pipeline-{uuid.uuid4().hex[:6]}", role="admin"))
         parts = []
-        for name in self.topics:
-            for p in self.consumer.list_topics(name, timeout=10).topics[name].partitions:
+        for name, topic in self.topics.items():
+            numbers = [REPLY_PARTITION] if topic == Topic.REPLIES else \
+                self.consumer.list_topics(name, timeout=10).topics[name].partitions
+            for p in numbers:
                 high = self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
                 parts.append(TopicPartition(name, p, high))
         self.consumer.assign(parts)
@@ -118,7 +125,7 @@ class _Reader:
             rid = event["request_id"]
             if not rid.startswith(step.run_id):
                 continue
-            if topic == Topic.RESPONSES:
+            if topic == Topic.REPLIES:
                 step.arrived.setdefault(rid, (int(event["created_at"]), now_ms))
                 kind = event.get("cache_kind") if event.get("cache_hit") else event["status"]
                 step.cache[str(kind)] = step.cache.get(str(kind), 0) + 1
