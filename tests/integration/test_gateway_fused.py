@@ -28,8 +28,8 @@ from apps.demo.processes import Components
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
 from shared.traffic import workload
-from streamgate.config import ProviderSettings, Settings
 from streamgate.client.replies import ReplyEvent, ReplyReader, Waiter
+from streamgate.config import ProviderSettings, Settings
 from streamgate.kafka.clients import producer_config, reply_consumer_config
 from tests.conftest import free_port
 from tests.integration.test_early_routed_kill import send_paced
@@ -104,6 +104,43 @@ class _Counting(Waiter):
             self.finals.append(event.record)
 
 
+def _callers(settings: Settings, sent: list[Any]) -> tuple[ReplyReader, dict[str, _Counting]]:
+    """The real reply reader on partition 0, a waiter registered for every request before it is sent."""
+    reader = ReplyReader(settings, partition=0).start()
+    waiters = {r.request_id: _Counting() for r in sent}
+    for request_id, waiter in waiters.items():
+        reader.expect(request_id, waiter)
+    return reader, waiters
+
+
+def _check_cost(telemetry: list[Any], answers: list[Any]) -> None:
+    """One attempt chain per request, its cost the cost its one answer carries."""
+    attempts: dict[str, Counter[int]] = defaultdict(Counter)
+    cost: Counter[str] = Counter()
+    for event in telemetry:
+        attempts[event["request_id"]][event["attempt"]] += 1
+        cost[event["request_id"]] += event["cost_nanousd"]
+    assert not [r for r, n in attempts.items() if max(n.values()) > 1], "an attempt counted twice"
+    wrong = [a["request_id"] for a in answers if a["cost_nanousd"] != cost.get(a["request_id"], 0)]
+    assert not wrong, f"{len(wrong)} answers whose cost differs from their telemetry"
+
+
+def _check_callers(waiters: dict[str, _Counting], replies: list[Any],
+                   answers: list[Any]) -> tuple[list[str], int]:
+    """Callers reading before commit get one answer each, although `replies` holds two for redone
+    requests; returns those requests and how many callers' answers differ from the committed one."""
+    handed = Counter(len(w.finals) for w in waiters.values())
+    assert handed == Counter({1: len(waiters)}), f"answers handed per caller: {dict(handed)}"
+    visible = Counter(r["request_id"] for r in replies)
+    redone = [r for r, n in visible.items() if n > 1]
+    assert redone, "no kill landed between an answer's write and its commit: the check proved nothing"
+    committed = {a["request_id"]: a for a in answers}
+    differ = sum(1 for rid, w in waiters.items()
+                 if (w.finals[0]["status"], w.finals[0]["content"]) !=
+                 (committed[rid]["status"], committed[rid]["content"]))
+    return redone, differ
+
+
 def _kill_while_answering(components: Components, settings: Settings, responses: str,
                           sender: threading.Thread) -> int:
     proc = components.start("gateway-worker", "gateway", "worker")
@@ -138,10 +175,7 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
     sent = [r.model_copy(update={"reply_partition": 0}) for r in sent]
     repeated = [*sent[100:100 + REPEATED], *sent[1000:1000 + UNROUTABLE]]
     assert fused.client.answer_before_commit
-    callers = ReplyReader(fused, partition=0).start()
-    waiters = {r.request_id: _Counting() for r in sent}
-    for request_id, waiter in waiters.items():
-        callers.expect(request_id, waiter)
+    callers, waiters = _callers(fused, sent)
     try:
         for model in ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-3-5-sonnet-latest",
                       "sim-small", "sim-large"):
@@ -190,25 +224,8 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
     assert [unroutable[r.request_id] for r in repeated[REPEATED:]] == [2] * UNROUTABLE, "one letter per copy"
     rejected = {a["request_id"] for a in answers if a["status"] == "rejected"}
     assert reasons.total() == MALFORMED + REPEATED + len(rejected) + UNROUTABLE, dict(reasons)
-    # cost: one attempt chain per request, its cost the cost its one answer carries
-    attempts: dict[str, Counter[int]] = defaultdict(Counter)
-    cost: Counter[str] = Counter()
-    for event in telemetry:
-        attempts[event["request_id"]][event["attempt"]] += 1
-        cost[event["request_id"]] += event["cost_nanousd"]
-    assert not [r for r, n in attempts.items() if max(n.values()) > 1], "an attempt counted twice"
-    wrong = [a["request_id"] for a in answers if a["cost_nanousd"] != cost.get(a["request_id"], 0)]
-    assert not wrong, f"{len(wrong)} answers whose cost differs from their telemetry"
-    # callers, reading before commit: one answer each, although `replies` holds two for redone requests
-    handed = Counter(len(w.finals) for w in waiters.values())
-    assert handed == Counter({1: len(ids)}), f"answers handed per caller: {dict(handed)}"
-    visible = Counter(r["request_id"] for r in replies)
-    redone = [r for r, n in visible.items() if n > 1]
-    committed = {a["request_id"]: a for a in answers}
-    differ = sum(1 for rid, w in waiters.items()
-                 if (w.finals[0]["status"], w.finals[0]["content"]) !=
-                 (committed[rid]["status"], committed[rid]["content"]))
-    assert redone, "no kill landed between an answer's write and its commit: the callers' check proved nothing"
+    _check_cost(telemetry, answers)
+    redone, differ = _check_callers(waiters, replies, answers)
     print(f"fused: {kills} kills, {N} answered once ({len(rejected)} rejected), {MALFORMED} malformed and "
           f"{REPEATED} repeated dead-lettered once; {aborted} records in aborted transactions; callers "
           f"reading before commit: {len(redone)} requests with two answers on `replies`, each caller "
