@@ -120,8 +120,8 @@ def collect(settings: Settings) -> Evidence:
     ev.request_ids = {e["request_id"] for _, _, e in records[Topic.REQUESTS] if e is not None}
     ev.answers = [Answer(e["request_id"], e["status"], e["reason_code"])
                   for _, _, e in records[Topic.RESPONSES] if e is not None]
-    ev.letters = [Letter((e["source_topic"], e["partition"], e["offset"]), e["reason_code"], e["request_id"])
-                  for _, _, e in records[Topic.DEADLETTER] if e is not None]
+    ev.letters = [Letter((e["source_topic"], e["partition"], e["offset"]), e["reason_code"], e["request_id"],
+                         e["stage"]) for _, _, e in records[Topic.DEADLETTER] if e is not None]
     ev.repeated = repeats(((physical_name(t, prefix), p, o), e["request_id"])
                              for t in DEDUPED for p, o, e in records[t] if e is not None)
     for table in BRONZE:

@@ -39,6 +39,13 @@ class Letter:
     source: Coord
     reason_code: str
     request_id: str | None
+    stage: str = ""
+
+
+#: Stages that reject a request before its dedup claim (streams/pipeline.py: authentication, then
+#: validation, then the claim): each copy of a resent request is rejected there with its own dead letter,
+#: none is dropped as a duplicate (tests/integration/test_gateway_fused.py, "one letter per copy").
+PRE_CLAIM_STAGES = frozenset({"authenticate", "validate"})
 
 
 def _sample(items: Iterable[object], n: int = 3) -> str:
@@ -104,12 +111,21 @@ def repeats(records: Iterable[tuple[Coord, str]]) -> dict[tuple[str, str], set[C
     return {key: coords for key, coords in found.items() if len(coords) > 1}
 
 
+def _rejected_per_copy(letters: list[Letter], repeated: Mapping[tuple[str, str], set[Coord]]
+                       ) -> dict[tuple[str, str], set[Coord]]:
+    """The repeated keys whose every copy was rejected before its dedup claim (each its own letter)."""
+    early = {letter.source for letter in letters
+             if letter.stage in PRE_CLAIM_STAGES and letter.reason_code != "duplicate"}
+    return {key: coords for key, coords in repeated.items() if coords <= early}
+
+
 def dead_letters_expected(letters: list[Letter], injected: set[Coord],
                           repeated: Mapping[tuple[str, str], set[Coord]],
                           rejected: Mapping[str, str]) -> Verdict:
     """The dead-letter topic holds exactly: each injected malformed record (with a decode reason), all
     but one record of each repeated request id (reason `duplicate`), and each rejected request (its
-    response's reason code); nothing else. A dead letter is identified by its source record; redelivered
+    response's reason code; once per copy when rejected before its dedup claim, PRE_CLAIM_STAGES);
+    nothing else. A dead letter is identified by its source record; redelivered
     copies of one (the request path is at-least-once) are counted in the detail, not as extra ones."""
     by_source: dict[Coord, list[Letter]] = {}
     for letter in letters:
@@ -133,13 +149,18 @@ def dead_letters_expected(letters: list[Letter], injected: set[Coord],
         else:
             unexpected.append(f"{source} {letter.reason_code} request {letter.request_id}")
     missing = [f"injected {c}" for c in injected - by_source.keys()]
+    copies = _rejected_per_copy(letters, repeated)
     for key, coords in repeated.items():
+        if key in copies:
+            continue  # rejected before its claim: no copy is a duplicate, each has its rejection
         if dropped[key] < len(coords) - 1:
             missing.append(f"duplicate of {key[1]} in {key[0]}")
         elif dropped[key] == len(coords):
             unexpected.append(f"every record of {key[1]} in {key[0]} dropped as a duplicate")
     missing += [f"rejected request {rid}" for rid in rejected.keys() - rejections.keys()]
-    unexpected += [f"request {rid} rejected by {n} records" for rid, n in rejections.items() if n > 1]
+    allowed = {key[1]: len(coords) for key, coords in copies.items()}
+    unexpected += [f"request {rid} rejected by {n} records" for rid, n in rejections.items()
+                   if n > allowed.get(rid, 1)]
     problems = [f"{len(unexpected)} unexpected ({_sample(unexpected)})" if unexpected else "",
                 f"{len(missing)} missing ({_sample(missing)})" if missing else ""]
     problems = [p for p in problems if p]

@@ -151,3 +151,23 @@ def test_the_longest_stall_is_the_widest_gap_between_answers() -> None:
     # waiting for the first answer is a stall too; answers of an earlier run are not
     assert longest_stall([3.0, 30.0, 30.5], since=20.0) == (10.0, 20.0)
     assert longest_stall([], since=5.0) == (0.0, 5.0)
+
+
+def test_a_resent_request_rejected_before_its_claim_has_a_letter_per_copy() -> None:
+    """Authentication and validation come before the dedup claim: both copies of a resent request with an
+    unknown model are rejected, each with its own letter, and neither is a duplicate."""
+    letters, injected, repeated, rejected = _expected_letters()
+    repeated = repeats([(("requests", 1, 4), "r1"), (("requests", 1, 9), "r1"),
+                        (("requests", 3, 2), "r3"), (("requests", 3, 5), "r3")])
+    per_copy = [*letters, Letter(("requests", 3, 5), "unknown_team", "r3", "validate")]
+    per_copy[3] = Letter(("requests", 3, 2), "unknown_team", "r3", "validate")
+    verdict = dead_letters_expected(per_copy, injected, repeated, rejected)
+    assert verdict.ok, verdict.detail
+    # rejected later (a guard: after the claim), the second copy must be a duplicate, not a rejection
+    guarded = [*letters[:3], Letter(("requests", 3, 2), "unknown_team", "r3", "guard"),
+               Letter(("requests", 3, 5), "unknown_team", "r3", "guard")]
+    late = dead_letters_expected(guarded, injected, repeated, rejected)
+    assert not late.ok and "rejected by 2 records" in late.detail and "duplicate of r3" in late.detail
+    # one copy rejected early, the other lost: still missing
+    lost = dead_letters_expected(per_copy[:-1], injected, repeated, rejected)
+    assert not lost.ok and "duplicate of r3" in lost.detail
