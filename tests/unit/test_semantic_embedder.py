@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -78,6 +79,30 @@ def test_a_failing_model_answers_every_waiter_without_a_vector() -> None:
         return await asyncio.wait_for(asyncio.gather(*(embedder.embed(t) for t in "abc")), 5)
 
     assert asyncio.run(run()) == [None, None, None]
+
+
+def test_offload_runs_on_the_embedders_thread_and_is_shed_behind_a_long_backlog() -> None:
+    model = SlowModel(seconds_per_text=0.03)
+    embedder = _embedder(model, max_wait_s=0.05, window_s=0.0)
+    embedder.seconds_per_text = 0.03
+
+    def where() -> str:
+        return threading.current_thread().name
+
+    def broken() -> None:
+        raise RuntimeError("cross-encoder broke")
+
+    async def run() -> tuple[str | None, str | None, None]:
+        alone = await embedder.offload(where)
+        texts = [asyncio.ensure_future(embedder.embed(f"t{i}")) for i in range(3)]
+        await asyncio.sleep(0)  # queued: (3 + 1) x 30 ms is past the 50 ms budget
+        behind = await embedder.offload(where)
+        await asyncio.gather(*texts)
+        return alone, behind, await embedder.offload(broken)
+
+    alone, behind, failed = asyncio.run(run())
+    assert alone is not None and alone.startswith("embedder")
+    assert behind is None and failed is None and embedder.shed >= 1
 
 
 def test_memo_keeps_only_the_most_recent_texts() -> None:
