@@ -102,7 +102,8 @@ def public_scores(model: MiniLM, threshold: float) -> dict[str, Any]:
         return {"missing": f"no public pairs in {public.DATA_DIR}: python -m bench.public_paraphrases setup"}
     matcher = _matcher(threshold)
     source = json.loads((public.DATA_DIR / "source.json").read_text())
-    out: dict[str, Any] = {"corpus": source.get("corpus", "?"), "adapter": default_scorer(SemanticCacheSettings().model_dir).provenance,
+    adapter = default_scorer(SemanticCacheSettings().model_dir).provenance
+    out: dict[str, Any] = {"corpus": source.get("corpus", "?"), "adapter": adapter,
                            "overlap_model": matcher.overlap.provenance}
     for split in public.SPLITS:
         pairs = public.load(split)
