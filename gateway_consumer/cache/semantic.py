@@ -89,8 +89,8 @@ class SemanticCache:
         """The answer of the closest cached prompt the matcher accepts, or None. The overlap model
         judges first; the cross-encoder runs through `offload` for the candidates it refused, and when
         it is shed (None) the request is a miss (`unjudged`)."""
-        candidates = self._screened(scope, text, vector)
         wanted = signature(text)
+        candidates = self._screened(scope, text, vector, wanted)
         refused = []
         for answer, cached, cosine, sig in candidates:
             if self.matcher.quick(cached, text, cosine, sig, wanted):
@@ -112,13 +112,13 @@ class SemanticCache:
         self.misses += 1
         return None
 
-    def _screened(self, scope: str, text: str, vector: Array) -> list[_Candidate]:
+    def _screened(self, scope: str, text: str, vector: Array, wanted: Signature) -> list[_Candidate]:
         """The nearest live entries that pass the matcher's cheap stages, closest first (at most 4)."""
         found = self._scopes.get(scope)
         if found is None or not found.entries:
             return []
         scores, ids = found.index.search(vector.reshape(1, -1), min(4, len(found.entries)))
-        wanted, now = signature(text), self._clock()
+        now = self._clock()
         out: list[_Candidate] = []
         for score, ident in zip(scores[0], ids[0], strict=True):
             if ident < 0 or score < self.threshold:
@@ -181,6 +181,8 @@ class BatchingEmbedder:
         self._in_flight = 0
         #: Seconds of wall time per text in recent model calls (a moving average; the first calls set it).
         self.seconds_per_text = 0.005
+        #: The same for offloaded calls (the cross-encoder), and how many are queued or running.
+        self.seconds_per_offload, self._offloaded = 0.02, 0
         self.shed = self.memo_hits = self.computed = 0
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder",
@@ -192,8 +194,9 @@ class BatchingEmbedder:
                    memo_entries=settings.memo_entries)
 
     def backlog_s(self) -> float:
-        """Estimated seconds until a text queued now would have its vector."""
-        return (len(self._pending) + self._in_flight + 1) * self.seconds_per_text
+        """Estimated seconds until a text queued now would have its vector (offloaded calls included)."""
+        return ((len(self._pending) + self._in_flight + 1) * self.seconds_per_text
+                + self._offloaded * self.seconds_per_offload)
 
     async def embed(self, text: str) -> Array | None:
         """The text's unit vector, or None when it is shed (backlog too long, or the model failed)."""
@@ -205,7 +208,7 @@ class BatchingEmbedder:
         waiting = self._pending.get(text)
         if waiting is None:
             # an idle embedder always takes the text: that is also how its cost estimate recovers
-            if (self._pending or self._in_flight) and self.backlog_s() > self._max_wait:
+            if (self._pending or self._in_flight or self._offloaded) and self.backlog_s() > self._max_wait:
                 self.shed += 1
                 _SHED_BACKLOG.inc()
                 return None
@@ -220,16 +223,21 @@ class BatchingEmbedder:
         """Run another model call (the cross-encoder) on the embedder's thread, behind the embeddings
         already queued; None, at once, when that queue would keep it waiting longer than `max_wait_s`
         (shed like an embedding) or when the call fails."""
-        if (self._pending or self._in_flight) and self.backlog_s() > self._max_wait:
+        if (self._pending or self._in_flight or self._offloaded) and self.backlog_s() > self._max_wait:
             self.shed += 1
             _SHED_BACKLOG.inc()
             return None
+        self._offloaded += 1
+        started = time.perf_counter()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         except Exception:
             log.exception("the semantic cache's cross-encoder failed; the request skips the cache")
             _SHED_ERROR.inc()
             return None
+        finally:
+            self._offloaded -= 1
+            self.seconds_per_offload = 0.7 * self.seconds_per_offload + 0.3 * (time.perf_counter() - started)
 
     async def _work(self) -> None:
         await asyncio.sleep(self._window)  # let a first batch gather

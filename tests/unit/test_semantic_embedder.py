@@ -105,6 +105,21 @@ def test_offload_runs_on_the_embedders_thread_and_is_shed_behind_a_long_backlog(
     assert behind is None and failed is None and embedder.shed >= 1
 
 
+def test_a_text_behind_a_long_offloaded_call_is_shed() -> None:
+    embedder = _embedder(SlowModel(), max_wait_s=0.05, window_s=0.0)
+    embedder.seconds_per_offload = 0.1  # a cross-encoder pass longer than the budget
+
+    async def run() -> tuple[float | None, Array | None, Array | None]:
+        judging = asyncio.ensure_future(embedder.offload(time.sleep, 0.1))
+        await asyncio.sleep(0.01)  # the call is running on the embedder's thread
+        during = await embedder.embed("behind the cross-encoder")
+        await judging
+        return judging.result(), during, await embedder.embed("after it")
+
+    _, during, after = asyncio.run(run())
+    assert during is None and after is not None and embedder.shed == 1
+
+
 def test_memo_keeps_only_the_most_recent_texts() -> None:
     model = SlowModel()
     embedder = _embedder(model, memo_entries=2)
