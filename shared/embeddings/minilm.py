@@ -10,6 +10,7 @@ waits for it; the numpy encoder it replaced held the GIL between its steps and r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,26 +29,34 @@ class ModelMissingError(FileNotFoundError):
     """The embedding model's files are not where the configuration says."""
 
 
+def model_files(model_dir: Path) -> tuple[Path, Path]:
+    """(weights, tokenizer) of the model in `model_dir`; a clear error when `make setup` has not run."""
+    weights_file, tokenizer_file = model_dir / "model.safetensors", model_dir / "tokenizer.json"
+    if not weights_file.exists() or not tokenizer_file.exists():
+        raise ModelMissingError(f"no embedding model in {model_dir}: run `make setup` (scripts/bootstrap.sh)")
+    return weights_file, tokenizer_file
+
+
+def one_thread_session(graph: bytes) -> Any:
+    """An onnxruntime session on one thread: the models share two cores with the event loop, the broker
+    and the other stages; a second thread spun against them (the numpy encoder measured 3x slower under
+    load)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # warnings about unused initializers are noise here
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
 class MiniLM:
     def __init__(self, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
-        import onnxruntime as ort
-
-        weights_file, tokenizer_file = model_dir / "model.safetensors", model_dir / "tokenizer.json"
-        if not weights_file.exists() or not tokenizer_file.exists():
-            raise ModelMissingError(
-                f"no embedding model in {model_dir}: run `make setup` (scripts/bootstrap.sh)"
-            )
+        weights_file, tokenizer_file = model_files(model_dir)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(_MAX_TOKENS)
         self.tokenizer.no_padding()  # `embed` pads each group of similar lengths itself
-        graph = cached_graph(model_dir, lambda: load_file(str(weights_file)))
-        options = ort.SessionOptions()
-        # one thread: the embedder shares two cores with the event loop, the broker and the other
-        # stages; a second thread spun against them (the numpy encoder measured 3x slower under load)
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # warnings about unused initializers are noise here
-        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._session = one_thread_session(cached_graph(model_dir, lambda: load_file(str(weights_file))))
 
     def embed(self, texts: list[str]) -> Array:
         """Unit-length embeddings, one row per text (batch texts together: it is much cheaper).

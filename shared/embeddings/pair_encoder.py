@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from shared.embeddings.graph import cached_graph
-from shared.embeddings.minilm import DEFAULT_MODEL_DIR, ModelMissingError
+from shared.embeddings.minilm import DEFAULT_MODEL_DIR, model_files, one_thread_session
 
 #: Tokens per pair (both texts and three special tokens); longer pairs are cut from the longer text.
 MAX_PAIR_TOKENS = 256
@@ -51,12 +51,7 @@ class PairEncoder:
     """Scores pairs of texts; `logits` is symmetric (the mean over both orders)."""
 
     def __init__(self, adapter_file: Path, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
-        import onnxruntime as ort
-
-        weights_file, tokenizer_file = model_dir / "model.safetensors", model_dir / "tokenizer.json"
-        if not weights_file.exists() or not tokenizer_file.exists():
-            raise ModelMissingError(
-                f"no embedding model in {model_dir}: run `make setup` (scripts/bootstrap.sh)")
+        weights_file, tokenizer_file = model_files(model_dir)
         raw = adapter_file.read_bytes()
         with np.load(adapter_file, allow_pickle=False) as stored:
             adapter = {k: stored[k] for k in stored.files}
@@ -68,11 +63,7 @@ class PairEncoder:
         name = f"pair-{hashlib.sha256(raw).hexdigest()[:12]}"
         graph = cached_graph(model_dir, lambda: merge_adapter(load_file(str(weights_file)), adapter),
                              name=name, pair=True)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1  # as the embedder: see minilm.py
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._session = one_thread_session(graph)
 
     def logits(self, pairs: list[tuple[str, str]]) -> NDArray[np.float32]:
         """One score per pair (higher: more likely the same meaning), the mean over (a, b) and (b, a)
