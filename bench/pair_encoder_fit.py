@@ -168,11 +168,13 @@ def train(fit_pairs: list[pp.Pair], base: dict[str, NDArray[np.float32]], tokeni
     def loss(p: Any, ids: Any, types: Any, mask: Any, y: Any, key: Any) -> Any:
         return optax.sigmoid_binary_cross_entropy(forward(p, fixed, ids, types, mask, key), y).mean()
 
-    @jax.jit
-    def step(p: Any, s: Any, ids: Any, types: Any, mask: Any, y: Any, key: Any) -> Any:
+    def update(p: Any, s: Any, ids: Any, types: Any, mask: Any, y: Any, key: Any) -> Any:
         value, grads = jax.value_and_grad(loss)(p, ids, types, mask, y, key)
         updates, s = optimiser.update(grads, s, p)
         return optax.apply_updates(p, updates), s, value
+
+    # Wrapped by a call, not a decorator: CI type-checks without the `train` group, where jax is untyped.
+    step = jax.jit(update)
 
     key, rng = jax.random.PRNGKey(0), np.random.default_rng(2)
     with tqdm(total=total, desc="fitting the pair adapter", unit="batch") as bar:
