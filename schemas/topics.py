@@ -91,7 +91,7 @@ class TopicSpec(BaseModel):
 
 class _Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    partitions: int = 6
+    partitions: int = 2
     replication_factor: int = 3
     min_insync_replicas: int = 2
     retention: str | int = "7d"

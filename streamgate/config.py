@@ -142,7 +142,7 @@ class KafkaSettings(_Strict):
     bootstrap_servers: str | None = None
     #: Prepended to every topic name, so several deployments (or test runs) share one cluster.
     topic_prefix: str = ""
-    #: Partitions of every topic that does not pin its own count (null: schemas/topics.yaml's default, 6).
+    #: Partitions of every topic that does not pin its own count (null: schemas/topics.yaml's default, 2).
     #: Partitions bound how many workers a stage can run, and each partition a transaction writes to costs
     #: a commit marker (~0.35 ms of broker CPU here, `streamgate bench broker-cost`), so a small
     #: deployment is faster with fewer. Applied when topics are created (Kafka cannot remove partitions).

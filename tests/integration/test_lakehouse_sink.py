@@ -22,6 +22,7 @@ from lakehouse.maintain import maintain_all
 from lakehouse.refine import refine_once
 from lakehouse.sink import bronze_root
 from schemas import make_codec
+from schemas.topics import load_topic_specs
 from shared.tables.delta import open_or_none, open_table
 from shared.tables.query import run_query
 from shared.traffic.telemetry import telemetry_events
@@ -104,14 +105,19 @@ def _gold_refine_and_care_keep_every_row(settings: Settings, topic: str, events:
     assert set(done.gold_rows) == {"daily_cost", "provider_daily"} and done.checks > 0 and done.failed == 0
 
     offsets = {p: table.transaction_version(f"{settings.kafka.topic_prefix}streamgate-lakehouse:{topic}:{p}")
-               for p in range(6)}
+               for p in range(_partitions(settings, "telemetry"))}
     [care] = [c for c in maintain_all(settings) if c.table == "telemetry"]
     assert care.files_after < care.files_before  # compacted (and z-ordered)
     after = open_table(path)
     assert sorted(_rows(path)) == sorted(rows)  # same rows, and the sink's offsets survive
     assert {p: after.transaction_version(f"{settings.kafka.topic_prefix}streamgate-lakehouse:{topic}:{p}")
-            for p in range(6)} == offsets
+            for p in range(_partitions(settings, "telemetry"))} == offsets
     after.load_as_version(1)  # time travel still works within the retention
+
+
+def _partitions(settings: Settings, topic: str) -> int:
+    specs = load_topic_specs(partitions=settings.kafka.partitions)
+    return next(s.partitions for s in specs if s.name == topic)
 
 
 def test_two_sinks_share_the_partitions_and_append_to_one_table(lake: Lake, topics: dict[str, str],
@@ -150,7 +156,7 @@ def test_two_sinks_share_the_partitions_and_append_to_one_table(lake: Lake, topi
     rows = _rows(path)
     assert len(rows) == len(set(rows)) == len(events)
     writers = {p for p, _ in rows}
-    assert writers == set(range(6))
+    assert writers == set(range(_partitions(settings, "telemetry")))
     table = open_table(path)  # one log, versions 0..N, no gap; each partition's offset is its last row's
     assert sorted(h["version"] for h in table.history()) == list(range(table.version() + 1))
     last = {p: max(o for q, o in rows if q == p) for p in writers}

@@ -51,10 +51,11 @@ def test_the_repo_topic_spec() -> None:
 
 
 def test_a_deployment_partition_count_applies_to_topics_that_do_not_pin_their_own() -> None:
-    default, two = ({s.name: s.partitions for s in load_topic_specs(partitions=n)} for n in (None, 2))
-    pinned = {name for name, n in default.items() if n != 6}
-    assert default["requests"] == 6 and two["requests"] == 2 and two["responses"] == 2
-    assert pinned and all(two[name] == default[name] for name in pinned), "a topic's own count stays"
+    default, eight = ({s.name: s.partitions for s in load_topic_specs(partitions=n)} for n in (None, 8))
+    pinned = {name for name, n in default.items() if n != 2}
+    assert default["requests"] == 2 and eight["requests"] == 8 and eight["responses"] == 8
+    assert default["replies"] == eight["replies"] == 6, "one partition per waiting reader, pinned"
+    assert pinned and all(eight[name] == default[name] for name in pinned), "a topic's own count stays"
 
 
 @pytest.mark.parametrize(
