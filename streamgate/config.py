@@ -291,6 +291,11 @@ class StreamsSettings(_Strict):
     commit_interval_ms: int = Field(default=0, ge=0)
 
 
+#: The dispatcher's commit interval when callers read their answers before the commit (see
+#: DispatchSettings.commit_interval_ms).
+AUTO_COMMIT_INTERVAL_MS = 50
+
+
 class DispatchSettings(_Strict):
     """The gateway consumer: routed requests in, responses and per-attempt telemetry out."""
 
@@ -299,8 +304,17 @@ class DispatchSettings(_Strict):
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
     #: Outcomes are committed in one Kafka transaction at most this often; 0: as soon as the previous
-    #: commit has ended (a caller waits for the commit to read its answer).
-    commit_interval_ms: int = Field(default=0, ge=0)
+    #: commit has ended. Null (the default) picks by who waits for the commit: 50 when callers take their
+    #: answers before it (`client.answer_before_commit`), since then only downstream readers (cost,
+    #: budgets, lakehouse) wait for it, and each commit costs the broker a few ms of CPU (half of its CPU
+    #: per request at 100/s: docs/benchmarks.md, latency); 0 when callers wait for the commit.
+    commit_interval_ms: int | None = Field(default=None, ge=0)
+
+    def commit_interval_s(self, answer_before_commit: bool) -> float:
+        """The effective interval between transaction commits, in seconds."""
+        if self.commit_interval_ms is not None:
+            return self.commit_interval_ms / 1000
+        return AUTO_COMMIT_INTERVAL_MS / 1000 if answer_before_commit else 0.0
     #: Read routed requests (and the request path's rejections) before the request path's transaction
     #: commits (read_uncommitted), instead of after it. Saves the request path's commit on every
     #: request's latency; a request decided in a transaction that then aborts is answered by that

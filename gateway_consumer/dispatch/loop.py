@@ -9,9 +9,10 @@ the other's transaction is already open, so a finished request is produced at on
 for the commit; commits stay strictly sequential, so offsets never run ahead of a failed transaction.
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
-verdicts are produced into it at once; as soon as the previous commit has ended (or every
-`commit_interval_ms`, when set) it commits: a caller reading `responses` read_committed waits for that
-commit, so by default none is delayed. A crash aborts the open transaction, so its answers vanish and are
+verdicts are produced into it at once, and its caller's copy on `replies` with them; it commits every
+`commit_interval_ms` (by default 50 ms while callers take answers before the commit, which leaves only
+downstream readers waiting for it; as soon as the previous commit has ended when callers read committed,
+so none is delayed). A crash aborts the open transaction, so its answers vanish and are
 redone. What makes an answer happen once is the responses topic itself (`answered.py`): a request is only
 answered once its responses partition is known back to the request's creation, so a request read again
 (after a crash, a rebalance, or routed again by the request path) finds its earlier answer there.
@@ -192,6 +193,7 @@ class Dispatcher:
             if self.freeze_heap:
                 freeze_startup_heap()
             next_commit = time.monotonic()
+            interval_s = settings.dispatch.commit_interval_s(settings.client.answer_before_commit)
             commit: asyncio.Task[None] | None = None
             while not self.stop.is_set():
                 got = 0
@@ -211,7 +213,7 @@ class Dispatcher:
                 if time.monotonic() >= next_commit and (commit is None or commit.done()):
                     if commit is not None:
                         commit.result()  # re-raise a failed commit
-                    next_commit = time.monotonic() + settings.dispatch.commit_interval_ms / 1000
+                    next_commit = time.monotonic() + interval_s
                     commit = asyncio.create_task(self._commit())  # consuming goes on meanwhile
                 if not got:
                     await asyncio.sleep(0.002)

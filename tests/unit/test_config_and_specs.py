@@ -96,3 +96,12 @@ def test_replication_follows_the_cluster_size_without_editing_the_spec() -> None
     one, three = requests.on_cluster(1), requests.on_cluster(3)
     assert (one.replication_factor, one.topic_config()["min.insync.replicas"]) == (1, "1")
     assert (three.replication_factor, three.topic_config()["min.insync.replicas"]) == (3, "2")
+
+
+def test_the_dispatch_commit_interval_follows_who_waits_for_the_commit() -> None:
+    auto = load_settings(env={}).dispatch
+    assert auto.commit_interval_ms is None  # the shipped config leaves it to the deployment
+    assert auto.commit_interval_s(answer_before_commit=True) == 0.05  # only downstream readers wait
+    assert auto.commit_interval_s(answer_before_commit=False) == 0.0  # callers wait: commit at once
+    pinned = auto.model_copy(update={"commit_interval_ms": 100})
+    assert pinned.commit_interval_s(True) == pinned.commit_interval_s(False) == 0.1
