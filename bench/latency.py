@@ -214,10 +214,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children_cpu_s() -> float:
+    """CPU of this process's ended (joined) children: the paced client's."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
              api_key: str, pids: dict[str, int] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
+    # the load generator's share: this process (the observers' threads) and the paced client (a child)
+    own_before, children_before = time.process_time(), _children_cpu_s()
     observer = Observer(settings)
     observer.start()
     time.sleep(1.0)  # assigned at the end before the first send
@@ -234,6 +244,8 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     observer.stop()
     cpu_ms = {name: (_cpu_s(pid) - cpu_before[name]) * 1000 / max(len(sent), 1)
               for name, pid in (pids or {}).items()}
+    cpu_ms["client"] = (_children_cpu_s() - children_before) * 1000 / max(len(sent), 1)
+    cpu_ms["observers"] = (time.process_time() - own_before) * 1000 / max(len(sent), 1)
     calls = _simulator_log(SIM_PORT)
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
     statuses: dict[str, int] = {}
@@ -318,7 +330,8 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
-            stop_p99_ms: float | None = None) -> list[dict[str, Any]]:
+            stop_p99_ms: float | None = None, others: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """`others`: more processes whose CPU per request to report (name -> pid: the simulator's)."""
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
@@ -332,7 +345,8 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
         for rate, seconds in rates:
             if not pipeline.alive():
                 raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
-            result = run_rate(settings, pipeline.config, workdir, rate, seconds, api_key, pipeline.pids())
+            result = run_rate(settings, pipeline.config, workdir, rate, seconds, api_key,
+                              pipeline.pids() | (others or {}))
             results.append(result)
             total = result["total"]
             print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "
@@ -362,27 +376,31 @@ def main() -> dict[str, Any]:
         httpx.put(f"http://127.0.0.1:{SIM_PORT}/admin/profiles/{MODEL}", timeout=5,
                   json={"median_ms": 0, "p99_ms": 0, "error_rate": 0, "rate_limit_rate": 0,
                         "hang_rate": 0}).raise_for_status()
+        sim_cpu = {"simulator": sim.pid or 0}
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             prefix = base.kafka.topic_prefix
             old = _configure(base, prefix + "before.", streams=BEFORE_STREAMS, dispatch=BEFORE_DISPATCH,
                              client=BEFORE_CLIENT)
-            baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])])
+            baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])],
+                               others=sim_cpu)
             new = _configure(base, prefix + "defaults.")
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
-            runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000)
+            runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000, others=sim_cpu)
             after = _configure(base, prefix + "committed.", client={"answer_before_commit": False})
-            committed_runs = measure(after, workdir, "committed", [(50, SECONDS[50]), (500, SECONDS[500])])
+            committed_runs = measure(after, workdir, "committed", [(50, SECONDS[50]), (500, SECONDS[500])],
+                                     others=sim_cpu)
             staged = _configure(base, prefix + "staged.", streams={"deployment": "staged"})
-            staged_runs = measure(staged, workdir, "staged", [(r, SECONDS.get(r, 6.0)) for r in RATES])
+            staged_runs = measure(staged, workdir, "staged", [(r, SECONDS.get(r, 6.0)) for r in RATES],
+                                  others=sim_cpu)
             early = _configure(base, prefix + "early.", streams={"deployment": "staged"},
                                dispatch={"read_routed_uncommitted": True})
-            early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)])
+            early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)], others=sim_cpu)
             many_runs: list[dict[str, Any]] = []
             if base.kafka.partitions != MANY_PARTITIONS:
                 many = _configure(base, prefix + "many.", kafka={"partitions": MANY_PARTITIONS})
                 many_runs = measure(many, workdir, "many", [(50, SECONDS[50]), (500, SECONDS[500]),
-                                                         (2000, 6.0)])
+                                                           (2000, 6.0)], others=sim_cpu)
     finally:
         sim.terminate()
         sim.join(10)
@@ -442,7 +460,8 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
                 table.append((f"  {hop} p50 / p90 / p99 / max ms", fmt.format(**r[hop])))
         cpu = r.get("cpu_ms_per_request") or {}
         if cpu:
-            names = [k for k in ("gateway", "streams_worker", "dispatcher", "broker") if k in cpu]
+            names = [k for k in ("gateway", "streams_worker", "dispatcher", "broker", "simulator", "client",
+                                 "observers") if k in cpu]
             table.append((f"  CPU per request: {' / '.join(n.replace('_', ' ') for n in names)}",
                           " / ".join(f"{cpu[k]:.2f} ms" for k in names)))
     table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))
