@@ -62,6 +62,7 @@ RATES = (50, 500, 2000)
 SATURATION = (3000, 4000, 5000, 6000)
 SECONDS = {50: 12.0, 500: 10.0}  # per rate; others 6 s
 WAIT_S = 30.0  # after the last send, for the last answers
+BROKER_WARM = (300.0, 30.0)  # before the first configuration: rate, seconds (`measure`)
 HOPS = ("send_to_routed", "routed_to_call", "call", "return_to_answer", "total", "committed")
 
 
@@ -330,8 +331,12 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
-            stop_p99_ms: float | None = None, others: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """`others`: more processes whose CPU per request to report (name -> pid: the simulator's)."""
+            stop_p99_ms: float | None = None, others: dict[str, int] | None = None,
+            warm: tuple[float, float] = (100, 3)) -> list[dict[str, Any]]:
+    """`others`: more processes whose CPU per request to report (name -> pid: the simulator's). `warm`:
+    rate and seconds of unmeasured traffic first (connections, transactions; on a freshly started broker,
+    its JIT: the broker's compiler threads take tens of seconds of CPU in its first minutes of traffic,
+    and a cold broker measured p50 1.1 s at 500/s where a warm one measured 52 ms)."""
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
@@ -341,7 +346,7 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
     results = []
     try:
         time.sleep(8)  # both joined their groups and hold their partitions
-        run_rate(settings, pipeline.config, workdir, 100, 3, api_key)  # warm-up: connections, transactions
+        run_rate(settings, pipeline.config, workdir, warm[0], warm[1], api_key)
         for rate, seconds in rates:
             if not pipeline.alive():
                 raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
@@ -383,7 +388,7 @@ def main() -> dict[str, Any]:
             old = _configure(base, prefix + "before.", streams=BEFORE_STREAMS, dispatch=BEFORE_DISPATCH,
                              client=BEFORE_CLIENT)
             baseline = measure(old, workdir, "before", [(50, SECONDS[50]), (500, SECONDS[500])],
-                               others=sim_cpu)
+                               others=sim_cpu, warm=BROKER_WARM)
             new = _configure(base, prefix + "defaults.")
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*RATES, *SATURATION)]
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000, others=sim_cpu)
