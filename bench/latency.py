@@ -101,7 +101,8 @@ def _serve_simulator(port: int) -> None:
 
 # -- the paced client --------------------------------------------------------------------------------
 def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -> None:
-    """Send `rate`/s for `seconds` with the real client; write {request_id: send time} to `out`."""
+    """Send `rate`/s for `seconds` with the real client; write {request_id: send time} and its CPU seconds
+    while sending to `out`."""
     from streamgate.client import RequestProducer, build_request
     from streamgate.config import load_settings
 
@@ -121,7 +122,7 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -
                              messages=[{"role": "user", "content": "warm-up"}])
         producer.send(warm)
         producer.flush(30)
-        t0 = time.time()
+        cpu0, t0 = time.process_time(), time.time()
         for i, request in enumerate(requests):
             due = t0 + i / rate
             while (now := time.time()) < due:
@@ -130,7 +131,8 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -
             producer.send(request)
             producer.poll(0)
         producer.flush(30)
-    Path(out).write_text(json.dumps(sent))
+        cpu_s = time.process_time() - cpu0  # pacing and sending only: not its start-up or request building
+    Path(out).write_text(json.dumps({"sent": sent, "cpu_s": cpu_s}))
 
 
 # -- the observer ------------------------------------------------------------------------------------
@@ -215,20 +217,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu_s() -> float:
-    """CPU of this process's ended (joined) children: the paced client's."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
              api_key: str, pids: dict[str, int] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
-    # the load generator's share: this process (the observers' threads) and the paced client (a child)
-    own_before, children_before = time.process_time(), _children_cpu_s()
+    own_before = time.process_time()  # the observers' threads (the paced client reports its own)
     observer = Observer(settings)
     observer.start()
     time.sleep(1.0)  # assigned at the end before the first send
@@ -238,14 +231,15 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
         target=_produce, args=(str(config), rate, seconds, str(out), api_key))
     producer.start()
     producer.join()
-    sent: dict[str, float] = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    sent: dict[str, float] = written["sent"]
     deadline = time.time() + WAIT_S
     while min(len(observer.answered_at), len(observer.committed_at)) < len(sent) and time.time() < deadline:
         time.sleep(0.2)
     observer.stop()
     cpu_ms = {name: (_cpu_s(pid) - cpu_before[name]) * 1000 / max(len(sent), 1)
               for name, pid in (pids or {}).items()}
-    cpu_ms["client"] = (_children_cpu_s() - children_before) * 1000 / max(len(sent), 1)
+    cpu_ms["client"] = written["cpu_s"] * 1000 / max(len(sent), 1)
     cpu_ms["observers"] = (time.process_time() - own_before) * 1000 / max(len(sent), 1)
     calls = _simulator_log(SIM_PORT)
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
