@@ -197,9 +197,9 @@ class FusedGateway(Dispatcher):
             self.stats.counts["duplicates_skipped"] += 1
         else:
             self.answered.add(request_id)
-            self._produce(Topic.RESPONSES, partition, rejected.key, response)
+            encoded = self._produce(Topic.RESPONSES, partition, rejected.key, response)
             reply_to = self.replies.reply_to(response, rejected.headers, routed=False)
-            self._reply(reply_to, rejected.key, response)
+            self._reply(reply_to, rejected.key, response, encoded)
             self.stats.counts["answered_rejected"] += 1
         self.tracker.done(place, offset)
 

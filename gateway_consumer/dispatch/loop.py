@@ -114,6 +114,9 @@ class Dispatcher:
                        Topic.VERDICTS: make_codec(self.topics[Topic.VERDICTS], "GuardrailVerdict", registry),
                        Topic.DEADLETTER: make_codec(self.topics[Topic.DEADLETTER], "DeadLetter", registry),
                        Topic.REPLIES: make_codec(self.topics[Topic.REPLIES], "Response", registry)}
+        #: single-object encoding does not depend on the topic, so a reply is the response's bytes (a
+        #: registry's framing names a schema id per subject, so it is encoded for its topic)
+        self.replies_reuse_encoding = not registry
         group = prefix + settings.dispatch.group_id
         self.consumer, self.producers = self._clients(instance)
         self.producer = self.producers[0]  # the one whose transaction is open
@@ -338,13 +341,13 @@ class Dispatcher:
         if with_answer is not None:
             with_answer()
         if outcome is None:  # into the open transaction, like an answer
-            self._produce(Topic.RESPONSES, partition, key, event)
-            self._reply(reply_to, key, event)
+            encoded = self._produce(Topic.RESPONSES, partition, key, event)
+            self._reply(reply_to, key, event, encoded)
             self.tracker.done(place, offset)
             self.stats.counts["answered_rejected"] += 1
             return
-        self._emit(partition, offset, key, outcome, consumed)
-        self._reply(reply_to, key, outcome.response)
+        encoded = self._emit(partition, offset, key, outcome, consumed)
+        self._reply(reply_to, key, outcome.response, encoded)
 
     def _failed(self, task: asyncio.Task[None]) -> None:
         """A task's Kafka error (fenced producer, answers that could not be read) ends the loop."""
@@ -353,9 +356,10 @@ class Dispatcher:
             self.failed = exc
 
     def _emit(self, partition: int, offset: int, key: bytes | None, outcome: Outcome,
-              consumed: float) -> None:
-        """Produce a finished request's outcome into the open transaction; its offset may now commit."""
-        self._produce(Topic.RESPONSES, partition, key, outcome.response)
+              consumed: float) -> bytes:
+        """Produce a finished request's outcome into the open transaction; its offset may now commit.
+        Returns the response as encoded on `responses`."""
+        encoded = self._produce(Topic.RESPONSES, partition, key, outcome.response)
         for event in outcome.telemetry:
             self._produce(Topic.TELEMETRY, partition, key, event)
         for event in outcome.verdicts:
@@ -372,18 +376,27 @@ class Dispatcher:
         metrics.observe(outcome, total_s)
         if self.stats.keep_samples:
             self.stats.samples.append(LatencySample(total_s, outcome.provider_s, consumed))
+        return encoded
 
-    def _reply(self, reply_to: int | None, key: bytes | None, response: dict[str, Any]) -> None:
-        """The answer again for its waiting caller, in the same transaction as its `responses` record."""
-        if reply_to is not None:
+    def _reply(self, reply_to: int | None, key: bytes | None, response: dict[str, Any],
+               encoded: bytes | None = None) -> None:
+        """The answer again for its waiting caller, in the same transaction as its `responses` record
+        (`encoded`: its bytes there, reused when both topics encode alike: no registry, same schema)."""
+        if reply_to is None:
+            return
+        if encoded is not None and self.replies_reuse_encoding:
+            self._produce_raw(self.topics[Topic.REPLIES], encoded, key, reply_to)
+        else:
             self._produce(Topic.REPLIES, reply_to, key, response)
-            self.stats.counts["replied"] += 1
+        self.stats.counts["replied"] += 1
 
-    def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> None:
+    def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> bytes:
         # same partition as the request (topics are co-partitioned), so answers of a partition are
         # found again on its reassignment; deadletter has fewer partitions, so it is keyed instead
         part = partition if topic is not Topic.DEADLETTER else -1
-        self._produce_raw(self.topics[topic], self.codecs[topic].encode(record), key, part)
+        value = self.codecs[topic].encode(record)
+        self._produce_raw(self.topics[topic], value, key, part)
+        return value
 
     def _produce_raw(self, topic: str, value: bytes | None, key: bytes | None, partition: int = -1,
                      headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
