@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 N = 9000
 KILLS = 4  # the request path and the dispatcher, twice each, in turn
 RATE = 300.0  # requests/s: a steady stream, so there is nearly always an open transaction to kill
+STREAMS_COMMIT_MS = 200
 
 
 def send_paced(settings: Settings, requests: list[Any], rate: float,
@@ -61,7 +62,12 @@ def _early(settings: Settings, tmp_path: Path, sim_port: int) -> Settings:
     cache = settings.dispatch.cache  # the semantic cache's embedder only costs CPU here
     cache = cache.model_copy(update={"semantic": cache.semantic.model_copy(update={"enabled": False})})
     dispatch = settings.dispatch.model_copy(update={"read_routed_uncommitted": True, "cache": cache})
-    return settings.model_copy(update={"state_dir": tmp_path, "providers": providers, "dispatch": dispatch})
+    # the request path commits every STREAMS_COMMIT_MS, so a transaction is open nearly all the time and
+    # a kill lands inside one (at the default 0 ms it is open for a few ms per batch, and two kills have
+    # both landed between transactions)
+    streams = settings.streams.model_copy(update={"commit_interval_ms": STREAMS_COMMIT_MS})
+    return settings.model_copy(update={"state_dir": tmp_path, "providers": providers, "dispatch": dispatch,
+                                       "streams": streams})
 
 
 def _read(settings: Settings, topic: str, schema: str, until: set[str], timeout_s: float,
