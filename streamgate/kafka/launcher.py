@@ -291,7 +291,7 @@ class KafkaNode:
 
     def start(self, java: str, classpath: str) -> None:
         heap = self.settings.kafka.local.heap
-        cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", *self.settings.kafka.local.jvm_options,
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J}",
                f"-Dstreamgate.kafka.log={self.server_log}", "-cp", classpath, "kafka.Kafka",
                str(self.home / "server.properties")]
