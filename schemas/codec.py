@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import validate
 
+from schemas.avro_writer import compile_writer
 from schemas.catalog import SchemaCatalog, SchemaVersion, default_catalog
 from schemas.errors import (
     EventDecodeError,
@@ -80,8 +81,14 @@ class SingleObjectCodec:
         self._catalog = catalog or default_catalog()
         self._current = self._catalog.current(event_type)
         self._header = SINGLE_OBJECT_MAGIC + self._current.fingerprint
+        self._write = compile_writer(self._current.parsed)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        if self._write is not None:
+            try:
+                return self._header + self._write(record)
+            except Exception:  # fastavro writes it, or says precisely what is wrong
+                pass
         out = io.BytesIO()
         out.write(self._header)
         try:
