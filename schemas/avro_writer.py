@@ -27,7 +27,8 @@ class UnsupportedSchemaError(Exception):
     """A schema construct the generator does not write (the codec keeps fastavro for it)."""
 
 
-def _long(n: int) -> bytes:
+def zigzag_long(n: int) -> bytes:
+    """Avro's encoding of a long: zig-zag, then a little-endian base-128 varint."""
     if 0 <= n < 1024:
         return _SMALL[n]
     if not -(1 << 63) <= n < (1 << 63):
@@ -39,6 +40,9 @@ def _long(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+_long = zigzag_long
 
 
 def _int(n: int) -> bytes:

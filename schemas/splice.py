@@ -22,6 +22,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
 
+from schemas.avro_writer import zigzag_long
 from schemas.catalog import SchemaCatalog, default_catalog
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -39,17 +40,6 @@ def _shape(schema: Any) -> str:
             return [strip(n) for n in node]
         return node
     return json.dumps(strip(schema), sort_keys=True)
-
-
-def zigzag_long(n: int) -> bytes:
-    """Avro's encoding of a long: zig-zag, then a little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class RoutedSplicer:
