@@ -180,23 +180,23 @@ def _raise(message: str) -> Any:
     raise UnsupportedSchemaError(message)
 
 
-def _named_types(schema: Any, into: dict[str, Any]) -> dict[str, Any]:
+def named_types(schema: Any, into: dict[str, Any]) -> dict[str, Any]:
     """Every named type (record, enum, fixed) by full and short name, so references resolve."""
     if isinstance(schema, list):
         for branch in schema:
-            _named_types(branch, into)
+            named_types(branch, into)
     elif isinstance(schema, dict):
         kind = schema.get("type")
         if kind in ("record", "error", "enum", "fixed") and "name" in schema:
             into[schema["name"]] = schema
             into.setdefault(schema["name"].rsplit(".", 1)[-1], schema)
         for field in schema.get("fields", ()):
-            _named_types(field["type"], into)
+            named_types(field["type"], into)
         for key in ("items", "values"):
             if key in schema:
-                _named_types(schema[key], into)
+                named_types(schema[key], into)
         if isinstance(kind, (dict, list)):
-            _named_types(kind, into)
+            named_types(kind, into)
     return into
 
 
@@ -205,7 +205,7 @@ def compile_writer(schema: Mapping[str, Any]) -> Writer | None:
     write it."""
     if schema.get("type") != "record":
         return None
-    emitter = _Emitter(_named_types(schema, {}))
+    emitter = _Emitter(named_types(schema, {}))
     try:
         emitter.record(schema, "record", 1)
     except UnsupportedSchemaError:
