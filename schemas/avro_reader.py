@@ -12,11 +12,10 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from schemas.avro_writer import UnsupportedSchemaError, named_types
+from schemas.avro_codegen import Emitter, UnsupportedSchemaError
 
 #: (record, position after it) from the bytes and the position the record starts at
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
 def _varint(buf: bytes, pos: int, first: int) -> tuple[int, int]:
@@ -40,26 +39,11 @@ def _boolean(b: int) -> bool:
     return b == 1
 
 
-_FLOAT = struct.Struct("<f").unpack_from
-_DOUBLE = struct.Struct("<d").unpack_from
-_GLOBALS = {"_varint": _varint, "_boolean": _boolean, "_float": _FLOAT, "_double": _DOUBLE}
+_HELPERS = {"_varint": _varint, "_boolean": _boolean, "_float": struct.Struct("<f").unpack_from,
+            "_double": struct.Struct("<d").unpack_from}
 
 
-class _Emitter:
-    def __init__(self, named: dict[str, Any]) -> None:
-        self.lines: list[str] = []
-        self.named = named
-        self.counter = 0
-        self.consts: dict[str, Any] = {}
-        self.open_records: set[str] = set()
-
-    def var(self, stem: str) -> str:
-        self.counter += 1
-        return f"{stem}{self.counter}"
-
-    def line(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text)
-
+class _ReaderEmitter(Emitter):
     def long(self, target: str, depth: int) -> None:
         """`target` = the next zigzag varint."""
         first = self.var("b")
@@ -72,25 +56,22 @@ class _Emitter:
         size = self.var("n")
         self.long(size, depth)
         self.line(depth, f"if {size} < 0 or pos + {size} > end: raise ValueError('length')")
-        suffix = ".decode()" if decode else ""
-        self.line(depth, f"{target} = buf[pos:pos + {size}]{suffix}")
+        self.line(depth, f"{target} = buf[pos:pos + {size}]{'.decode()' if decode else ''}")
         self.line(depth, f"pos += {size}")
 
     def value(self, schema: Any, target: str, depth: int) -> None:
         """`target` = the next value of `schema`."""
-        if isinstance(schema, str) and schema not in _PRIMITIVES:
-            if schema not in self.named:
-                raise UnsupportedSchemaError(f"unknown named type {schema}")
-            schema = self.named[schema]
-        if isinstance(schema, list):
-            return self.union(schema, target, depth)
-        kind = schema if isinstance(schema, str) else schema["type"]
-        if isinstance(kind, (dict, list)):
-            return self.value(kind, target, depth)
-        if isinstance(schema, dict) and kind in _PRIMITIVES and \
-                set(schema) - {"type", "__fastavro_parsed", "__named_schemas"}:
-            raise UnsupportedSchemaError(f"annotated primitive {schema}")
-        if kind == "null":
+        schema, kind = self.resolve(schema)
+        if kind == "union":
+            null_at, other = self.nullable_branch(schema)
+            # the branch index is one byte, 0 or 2 (zigzag of 0 and 1)
+            self.line(depth, "branch = buf[pos]")
+            self.line(depth, "pos += 1")
+            self.line(depth, f"if branch == {2 * null_at}: {target} = None")
+            self.line(depth, f"elif branch == {2 * (1 - null_at)}:")
+            self.value(other, target, depth + 1)
+            self.line(depth, "else: raise ValueError('union branch')")
+        elif kind == "null":
             self.line(depth, f"{target} = None")
         elif kind == "boolean":
             self.line(depth, f"{target} = _boolean(buf[pos])")
@@ -121,7 +102,6 @@ class _Emitter:
             self.blocks(schema, kind, target, depth)
         else:
             raise UnsupportedSchemaError(f"type {kind!r}")
-        return None
 
     def blocks(self, schema: Mapping[str, Any], kind: str, target: str, depth: int) -> None:
         count, item, key, skip = self.var("count"), self.var("item"), self.var("key"), self.var("skip")
@@ -141,24 +121,8 @@ class _Emitter:
             self.value(schema["values"], item, depth + 2)
             self.line(depth + 2, f"{target}[{key}] = {item}")
 
-    def union(self, branches: list[Any], target: str, depth: int) -> None:
-        others = [b for b in branches if b != "null"]
-        if len(others) != 1 or len(branches) != 2:
-            raise UnsupportedSchemaError(f"union {branches}")
-        null_at = branches.index("null")
-        # the branch index is one byte, 0 or 2 (zigzag of 0 and 1)
-        self.line(depth, "branch = buf[pos]")
-        self.line(depth, "pos += 1")
-        self.line(depth, f"if branch == {2 * null_at}: {target} = None")
-        self.line(depth, f"elif branch == {2 * (1 - null_at)}:")
-        self.value(others[0], target, depth + 1)
-        self.line(depth, "else: raise ValueError('union branch')")
-
     def record(self, schema: Mapping[str, Any], target: str, depth: int) -> None:
-        name = str(schema.get("name"))
-        if name in self.open_records:
-            raise UnsupportedSchemaError(f"recursive record {name}")
-        self.open_records.add(name)
+        name = self.enter_record(schema)
         fields = []
         for field in schema["fields"]:
             local = self.var("f")
@@ -172,14 +136,11 @@ def compile_reader(schema: Mapping[str, Any]) -> Reader | None:
     """A reader of `schema`'s records written with that same schema, or None where fastavro must read."""
     if schema.get("type") != "record":
         return None
-    emitter = _Emitter(named_types(schema, {}))
+    emitter = _ReaderEmitter(schema)
     try:
         emitter.record(schema, "record", 1)
     except UnsupportedSchemaError:
         return None
-    source = "\n".join(["def read(buf, pos):", "    end = len(buf)", *emitter.lines,
-                        "    return record, pos"])
-    namespace: dict[str, Any] = dict(_GLOBALS) | emitter.consts
-    exec(compile(source, f"<avro reader {schema.get('name')}>", "exec"), namespace)
-    reader: Reader = namespace["read"]
+    reader: Reader = emitter.function("read(buf, pos)", ["end = len(buf)"], ["return record, pos"],
+                                      _HELPERS, f"reader {schema.get('name')}")
     return reader
