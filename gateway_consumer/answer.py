@@ -11,7 +11,6 @@ import asyncio
 import json
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +24,7 @@ from gateway_consumer.providers import Provider, ProviderCall, ProviderError, Pr
 from gateway_consumer.providers.base import Delta, OnDelta
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
 from gateway_consumer.streaming import ChunkSink, StreamingRedactor, as_deltas, stream_mode
+from shared.guardrails.outcome import event_id
 from shared.policy.config import GatewayPolicy
 from shared.retrieval import chunk_refs
 from streamgate.catalog import ModelCatalog, UnknownModelError
@@ -71,7 +71,7 @@ class _Attempts:
         cost, price_version = ((0, None) if cache_kind
                                else self._price(target, prompt, completion, cached, int(started * 1000)))
         event = {
-            "event_id": str(uuid.uuid4()), "request_id": r["request_id"], "trace_id": r["trace_id"],
+            "event_id": event_id(), "request_id": r["request_id"], "trace_id": r["trace_id"],
             "attempt": len(self.events) + 1, "fallback_index": index, "team": r["team"],
             "project": r["project"], "api_key_id": r["api_key_id"], "user_id": r.get("user_id"),
             "provider": target["provider"],

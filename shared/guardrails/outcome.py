@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from dataclasses import dataclass
 
 
@@ -34,7 +33,12 @@ def estimate_tokens(chars: int) -> int:
 _ids = random.Random()  # seeded from os.urandom once per process
 
 
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # the variant and version bits
+_V4_SET = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4
+
+
 def event_id() -> str:
     """A random (version 4) UUID for an event record. Not for secrets: it skips uuid4's per-call
-    os.urandom system call, which showed in the worker's profile (3%)."""
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    os.urandom system call and the UUID object, which showed in the workers' profiles (2-3%)."""
+    h = "%032x" % (_ids.getrandbits(128) & _V4_CLEAR | _V4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
