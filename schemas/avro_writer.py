@@ -60,9 +60,16 @@ def _boolean(v: bool) -> bytes:
     raise TypeError(f"{v!r} is not a boolean")
 
 
+def _whole(v: Any) -> int:
+    """A number for an int or long field as fastavro takes it (a float truncated, a bool as 0 or 1);
+    anything else raises, and the codec asks fastavro."""
+    if isinstance(v, (str, bytes)) or v is None:
+        raise TypeError(f"{v!r} is not a number")
+    return int(v)
+
+
 _HELPERS = {"_long": zigzag_long, "_int": _int, "_string": _string, "_bytes": _bytes, "_boolean": _boolean,
-            "_float": struct.Struct("<f").pack, "_double": struct.Struct("<d").pack,
-            "_exact_int": lambda v: v.__class__ is int}
+            "_float": struct.Struct("<f").pack, "_double": struct.Struct("<d").pack, "_whole": _whole}
 
 
 class _WriterEmitter(Emitter):
@@ -79,8 +86,8 @@ class _WriterEmitter(Emitter):
         elif kind == "null":
             self.line(depth, f"if {expr} is not None: raise TypeError('not null')")
         elif kind in ("int", "long"):
-            # fastavro writes what int() accepts from a real int; anything else goes to fastavro
-            self.line(depth, f"if not _exact_int({expr}): raise TypeError('not an int')")
+            # a float or a bool is written as fastavro writes it (int() of it), not sent to fastavro
+            self.line(depth, f"if {expr}.__class__ is not int: {expr} = _whole({expr})")
             self.line(depth, f"out += {'_int' if kind == 'int' else '_long'}({expr})")
         elif kind in ("boolean", "float", "double", "string", "bytes"):
             self.line(depth, f"out += _{kind}({expr})")
