@@ -89,11 +89,24 @@ class Emitter:
         self.open_records.add(name)
         return name
 
-    def function(self, signature: str, head: list[str], tail: list[str], helpers: dict[str, Any],
-                 label: str) -> Any:
-        """The emitted lines compiled as `def <signature>:` between `head` and `tail` lines."""
-        source = "\n".join([f"def {signature}:", *("    " + h for h in head), *self.lines,
+    def record(self, schema: Mapping[str, Any], name: str, depth: int) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def compile(cls, schema: Mapping[str, Any], signature: str, head: list[str], tail: list[str],
+                helpers: dict[str, Any]) -> Any:
+        """`schema`'s record handled by `record` and compiled as `def <signature>:` between `head` and
+        `tail` lines (the record is the local `record`), or None where fastavro must do it."""
+        if schema.get("type") != "record":
+            return None
+        emitter = cls(schema)
+        try:
+            emitter.record(schema, "record", 1)
+        except UnsupportedSchemaError:
+            return None
+        source = "\n".join([f"def {signature}:", *("    " + h for h in head), *emitter.lines,
                             *("    " + t for t in tail)])
-        namespace: dict[str, Any] = dict(helpers) | self.consts
-        exec(compile(source, f"<avro {label}>", "exec"), namespace)
-        return namespace[signature.partition("(")[0]]
+        namespace: dict[str, Any] = dict(helpers) | emitter.consts
+        function = signature.partition("(")[0]
+        exec(compile(source, f"<avro {function} {schema.get('name')}>", "exec"), namespace)
+        return namespace[function]

@@ -134,13 +134,6 @@ class _ReaderEmitter(Emitter):
 
 def compile_reader(schema: Mapping[str, Any]) -> Reader | None:
     """A reader of `schema`'s records written with that same schema, or None where fastavro must read."""
-    if schema.get("type") != "record":
-        return None
-    emitter = _ReaderEmitter(schema)
-    try:
-        emitter.record(schema, "record", 1)
-    except UnsupportedSchemaError:
-        return None
-    reader: Reader = emitter.function("read(buf, pos)", ["end = len(buf)"], ["return record, pos"],
-                                      _HELPERS, f"reader {schema.get('name')}")
+    reader: Reader | None = _ReaderEmitter.compile(schema, "read(buf, pos)", ["end = len(buf)"],
+                                                   ["return record, pos"], _HELPERS)
     return reader

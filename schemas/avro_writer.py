@@ -137,13 +137,6 @@ class _WriterEmitter(Emitter):
 def compile_writer(schema: Mapping[str, Any]) -> Writer | None:
     """A writer of `schema`'s records (a record schema, parsed or not), or None where fastavro must
     write it."""
-    if schema.get("type") != "record":
-        return None
-    emitter = _WriterEmitter(schema)
-    try:
-        emitter.record(schema, "record", 1)
-    except UnsupportedSchemaError:
-        return None
-    writer: Writer = emitter.function("write(record)", ["out = bytearray()"], ["return bytes(out)"],
-                                      _HELPERS, f"writer {schema.get('name')}")
+    writer: Writer | None = _WriterEmitter.compile(schema, "write(record)", ["out = bytearray()"],
+                                                   ["return bytes(out)"], _HELPERS)
     return writer
