@@ -60,6 +60,9 @@ class LocalBrokerSettings(_Strict):
     #: in its first minutes against 66-82 s, but its code cost 1.96-2.10 ms of broker CPU per request
     #: against 1.42-1.54 ms; ParallelGC 1.52-1.58 ms, within noise of G1.
     jvm_options: tuple[str, ...] = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+    #: More broker properties (server.properties keys), over the launcher's own: a key named here wins.
+    #: Applied when the broker starts (`streamgate kafka down` first if it runs).
+    properties: dict[str, str] = Field(default_factory=dict)
     #: Where the broker keeps its log segments; relative paths are under the state directory.
     data_dir: Path = Path("kafka")
     #: How long `streamgate kafka up` waits for the broker to answer before it gives up.
@@ -297,8 +300,8 @@ class StreamsSettings(_Strict):
 
 
 #: The dispatcher's commit interval when callers read their answers before the commit (see
-#: DispatchSettings.commit_interval_ms).
-AUTO_COMMIT_INTERVAL_MS = 50
+#: DispatchSettings.commit_interval_ms); the aggregator's default too.
+AUTO_COMMIT_INTERVAL_MS = 250
 
 
 class DispatchSettings(_Strict):
@@ -309,10 +312,11 @@ class DispatchSettings(_Strict):
     #: Requests in flight at once across providers (bounds memory).
     max_in_flight: int = Field(default=4096, ge=1)
     #: Outcomes are committed in one Kafka transaction at most this often; 0: as soon as the previous
-    #: commit has ended. Null (the default) picks by who waits for the commit: 50 when callers take their
+    #: commit has ended. Null (the default) picks by who waits for the commit: 250 when callers take their
     #: answers before it (`client.answer_before_commit`), since then only downstream readers (cost,
-    #: budgets, lakehouse) wait for it, and each commit costs the broker a few ms of CPU (half of its CPU
-    #: per request at 100/s: docs/benchmarks.md, latency); 0 when callers wait for the commit.
+    #: budgets, lakehouse) wait for it, and each commit costs the broker ~10 ms of CPU: at 50 requests/s,
+    #: 250 against 50 ms cut the broker's CPU per request from 6.9-8.8 ms to 5.5-5.8 and callers' p99
+    #: from 22-35 to 17-20 ms (docs/benchmarks.md, latency); 0 when callers wait for the commit.
     commit_interval_ms: int | None = Field(default=None, ge=0)
 
     def commit_interval_s(self, answer_before_commit: bool) -> float:

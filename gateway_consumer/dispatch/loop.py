@@ -10,7 +10,7 @@ for the commit; commits stay strictly sequential, so offsets never run ahead of 
 
 Exactly once, per request: a transaction is always open; a finished request's response, telemetry and
 verdicts are produced into it at once, and its caller's copy on `replies` with them; it commits every
-`commit_interval_ms` (by default 50 ms while callers take answers before the commit, which leaves only
+`commit_interval_ms` (by default 250 ms while callers take answers before the commit, which leaves only
 downstream readers waiting for it; as soon as the previous commit has ended when callers read committed,
 so none is delayed). A crash aborts the open transaction, so its answers vanish and are
 redone. What makes an answer happen once is the responses topic itself (`answered.py`): a request is only

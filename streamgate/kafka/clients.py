@@ -78,7 +78,7 @@ def reply_consumer_config(settings: Settings, *, client_id: str, role: Role) -> 
     read_committed: it sees an answer only once the transaction holding it has committed; each
     request's answer is committed exactly once, so it never sees two answers for one request id and what
     it reads is what the telemetry, the aggregates and the lakehouse count. It waits for the gateway's
-    commit: every 50 ms by default while callers read before the commit (`caller_reply_config`), as soon
+    commit: every 250 ms by default while callers read before the commit (`caller_reply_config`), as soon
     as the previous commit ended when they read committed (`dispatch.commit_interval_ms`). A fetch
     returns as soon as anything is readable (`fetch.min.bytes` 1, FETCH_WAIT_MS). Callers waiting for
     their own answers use `caller_reply_config`."""

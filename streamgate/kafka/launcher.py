@@ -253,6 +253,7 @@ class KafkaNode:
         if self.count > 1:
             props["default.replication.factor"] = str(replicas)
             props["min.insync.replicas"] = str(min_isr)
+        props |= local.properties
         path = self.home / "server.properties"
         write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))  # holds the admin password
         return path

@@ -101,7 +101,20 @@ def test_replication_follows_the_cluster_size_without_editing_the_spec() -> None
 def test_the_dispatch_commit_interval_follows_who_waits_for_the_commit() -> None:
     auto = load_settings(env={}).dispatch
     assert auto.commit_interval_ms is None  # the shipped config leaves it to the deployment
-    assert auto.commit_interval_s(answer_before_commit=True) == 0.05  # only downstream readers wait
+    assert auto.commit_interval_s(answer_before_commit=True) == 0.25  # only downstream readers wait
     assert auto.commit_interval_s(answer_before_commit=False) == 0.0  # callers wait: commit at once
     pinned = auto.model_copy(update={"commit_interval_ms": 100})
     assert pinned.commit_interval_s(True) == pinned.commit_interval_s(False) == 0.1
+
+
+def test_broker_properties_from_config_win_over_the_launchers(tmp_path: Path) -> None:
+    from streamgate.kafka.launcher import KafkaNode
+
+    config = tmp_path / "streamgate.yaml"
+    config.write_text("kafka:\n  security:\n    protocol: PLAINTEXT\n  local:\n    properties:\n"
+                      "      num.io.threads: '2'\n      transaction.partition.verification.enable: 'false'\n")
+    settings = load_settings(config, env={"STREAMGATE_STATE_DIR": str(tmp_path / "state")})
+    written = KafkaNode(settings)._server_properties().read_text().splitlines()
+    assert "num.io.threads=2" in written and "num.io.threads=4" not in written  # overridden, not doubled
+    assert "transaction.partition.verification.enable=false" in written  # added
+    assert "num.network.threads=2" in written  # the launcher's own, untouched
