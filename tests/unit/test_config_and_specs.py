@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_the_dispatch_commit_interval_follows_who_waits_for_the_commit() -> None
 
 
 def test_broker_properties_from_config_win_over_the_launchers(tmp_path: Path) -> None:
-    from streamgate.kafka.launcher import KafkaNode
+    from streamgate.kafka.launcher import KafkaNode, broker_threads
 
     config = tmp_path / "streamgate.yaml"
     config.write_text("kafka:\n  security:\n    protocol: PLAINTEXT\n  local:\n    properties:\n"
@@ -117,4 +118,13 @@ def test_broker_properties_from_config_win_over_the_launchers(tmp_path: Path) ->
     written = KafkaNode(settings)._server_properties().read_text().splitlines()
     assert "num.io.threads=2" in written and "num.io.threads=4" not in written  # overridden, not doubled
     assert "transaction.partition.verification.enable=false" in written  # added
-    assert "num.network.threads=2" in written  # the launcher's own, untouched
+    threads = broker_threads(os.cpu_count() or 1)  # the launcher's own, untouched
+    assert f"num.network.threads={threads['num.network.threads']}" in written
+
+
+def test_broker_threads_follow_the_cores_up_to_kafkas_defaults() -> None:
+    from streamgate.kafka.launcher import broker_threads
+
+    assert broker_threads(2) == {"num.io.threads": "2", "num.network.threads": "1"}
+    assert broker_threads(1) == {"num.io.threads": "1", "num.network.threads": "1"}
+    assert broker_threads(64) == {"num.io.threads": "8", "num.network.threads": "3"}
