@@ -340,10 +340,10 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
             warm: tuple[float, float] = (100, 3), stop_above: float = 0) -> list[dict[str, Any]]:
     """`stop_p99_ms`: end the ladder at the first rate above `stop_above` whose p99 is over it (or that
     lost answers). `others`: more processes whose CPU per request to report (name -> pid: the
-    simulator's). `warm`:
-    rate and seconds of unmeasured traffic first (connections, transactions; on a freshly started broker,
-    its JIT: the broker's compiler threads take tens of seconds of CPU in its first minutes of traffic,
-    and a cold broker measured p50 1.1 s at 500/s where a warm one measured 52 ms)."""
+    simulator's). `warm`: rate and seconds of unmeasured traffic first (connections, transactions; on a
+    freshly started broker, its JIT: the broker's compiler threads take tens of seconds of CPU in its
+    first minutes of traffic, and a cold broker measured p50 1.1 s at 500/s where a warm one measured
+    52 ms)."""
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
