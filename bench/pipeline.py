@@ -50,6 +50,10 @@ from streamgate.kafka.topics import apply_spec
 RATES = (50, 100, 250, 500, 1000, 1500, 2000)
 STEP_S = 15.0
 WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
+#: The warm-up when this benchmark started the broker: a broker's JIT compiles for minutes of traffic, and
+#: a run on a just-started broker measured added p99 442 ms at 50/s where the next, 7 minutes later,
+#: measured 59 (2026-12-02, docs/benchmarks.md, pipeline).
+FRESH_BROKER_WARMUP = (100.0, 120.0)
 DRAIN_S = 10.0
 TARGET_MS = 100.0
 REPLY_PARTITION = 0  # every request's caller reads this partition of `replies`
@@ -209,7 +213,9 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
     """Start the pipeline, warm it up, then step through `rates` until one is not held."""
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         settings = _settings(semantic, Path(tmp))
-        LocalKafka(settings).up()
+        broker = LocalKafka(settings)
+        warmup = WARMUP if broker.status().running else FRESH_BROKER_WARMUP
+        broker.up()
         apply_spec(settings)
         drop_at_exit(settings)
         steps: list[dict[str, Any]] = []
@@ -222,7 +228,7 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
             reader = _Reader(settings)
             try:
                 time.sleep(5)  # groups joined, partitions assigned
-                _run_step(settings, components.config, reader, *WARMUP, procs, keys)
+                _run_step(settings, components.config, reader, *warmup, procs, keys)
                 for rate in rates:
                     result = _run_step(settings, components.config, reader, rate, seconds, procs, keys)
                     steps.append(result)
