@@ -30,6 +30,7 @@ from shared.tables.batch_sink import ExactlyOnceBatchSink, delta_transaction_ver
 from shared.tables.delta import open_table, write_table
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
+from streamgate.kafka.stranded import exit_when_stranded
 from streamgate.observability import Heartbeat, serve_metrics
 from streamgate.observability.metrics import COMMITS, ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 from streamgate.storage import TablePath
@@ -136,7 +137,8 @@ def run_sink(settings: Settings, *, instance: str = "0", metrics_port: int | Non
     heartbeat = serve_metrics(settings, C, metrics_port)
     sink = BronzeSink(settings, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
-    counts = sink.run()
+    with exit_when_stranded():
+        counts = sink.run()
     heartbeat.stop()
     log.info("stopped: %s", counts)
     return counts

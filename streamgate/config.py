@@ -159,6 +159,11 @@ class KafkaSettings(_Strict):
     local: LocalBrokerSettings = LocalBrokerSettings()
     #: Authentication (SASL/SCRAM, optional TLS) and the principal of each component.
     security: SecuritySettings = SecuritySettings()
+    #: A consumer that has held no partitions this long asks its group's coordinator whether it should
+    #: hold some; when it should (a member stranded after a broker restart), the lakehouse sink and the
+    #: RAG indexer exit for a restart (streamgate/kafka/stranded.py). Above the session timeout (45 s), so
+    #: the group's own recovery after a broker restart comes first.
+    stranded_after_s: float = Field(default=60.0, gt=0)
 
     @property
     def external(self) -> bool:

@@ -9,6 +9,7 @@ from shared.policy.config import load_policy
 from shared.policy.holder import PolicyFollower, PolicyHolder
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
+from streamgate.kafka.stranded import exit_when_stranded
 from streamgate.observability import serve_metrics
 
 
@@ -22,7 +23,8 @@ def run_indexer(settings: Settings, *, instance: str = "0", metrics_port: int | 
     indexer = RagIndexer(settings, holder, instance=instance, heartbeat=heartbeat)
     freeze_startup_heap()
     try:
-        counts = indexer.run(idle_exit_s=idle_exit_s)
+        with exit_when_stranded():
+            counts = indexer.run(idle_exit_s=idle_exit_s)
     finally:
         indexer.close()
         follower.stop()

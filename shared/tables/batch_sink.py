@@ -30,6 +30,7 @@ from deltalake.exceptions import TableNotFoundError
 from shared.tables.delta import open_table
 from streamgate.config import Role, Settings
 from streamgate.kafka.clients import consumer_config
+from streamgate.kafka.stranded import StrandedMemberError, StrandedWatch
 from streamgate.observability import CountExport, Heartbeat, kafka_lag_stats
 from streamgate.observability.metrics import COMMITS, EVENTS_IN
 from streamgate.storage import TablePath
@@ -70,10 +71,13 @@ class ExactlyOnceBatchSink(ABC):
         self.settings, self.component, self.group, self.topics = settings, component, group, topics
         self.batch_size, self.flush_s = batch_size, flush_s
         self.buffers: dict[str, TopicBuffer] = defaultdict(TopicBuffer)
+        instance_id = f"{group}-{instance}"
         self.consumer = Consumer(consumer_config(settings, group_id=group, role=role) | {
             "partition.assignment.strategy": "cooperative-sticky",
-            "group.instance.id": f"{group}-{instance}", "enable.auto.offset.store": False}
+            "group.instance.id": instance_id, "enable.auto.offset.store": False}
             | kafka_lag_stats(component))
+        self.watch = StrandedWatch(settings, role=role, group=group, instance_id=instance_id, topics=topics,
+                                   after_s=settings.kafka.stranded_after_s)
         self.counts: dict[str, int] = defaultdict(int)
         self.running = True
         #: monotonic times of the first record buffered and the last commit: the steady-state window
@@ -114,6 +118,12 @@ class ExactlyOnceBatchSink(ABC):
         consumer.incremental_unassign(partitions)
 
     def run(self, *, idle_exit_s: float | None = None) -> dict[str, int]:
+        """Consume and write until stopped (or idle for `idle_exit_s` once partitions are ours).
+
+        Raises StrandedMemberError when the group leaves this member without the partitions it should hold
+        (streamgate/kafka/stranded.py); the caller exits so that a restart rejoins afresh. Nothing is lost:
+        the store holds the offsets, and a revoked partition's buffered records are written by its next
+        owner."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: setattr(self, "running", False))
@@ -125,8 +135,12 @@ class ExactlyOnceBatchSink(ABC):
             self.heartbeat.beat()
             self.counts["consumed"] += len(batch)
             self._buffer(batch)
-            if batch or not self.consumer.assignment():  # idle time counts once partitions are ours
+            holding = bool(self.consumer.assignment())
+            if batch or not holding:  # idle time counts once partitions are ours
                 last_event = time.monotonic()
+            if self.watch.stranded(holding):
+                raise StrandedMemberError(f"{self.component}: group {self.group} left member "
+                                     f"{self.watch.instance_id} without partitions")
             self._flush_due()
             if idle_exit_s is not None and time.monotonic() - last_event > idle_exit_s:
                 break
