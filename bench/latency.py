@@ -70,25 +70,20 @@ HOPS = ("send_to_routed", "routed_to_call", "call", "return_to_answer", "total",
 
 # -- the simulator with a request log ------------------------------------------------------------------
 def _serve_simulator(port: int) -> None:
-    """The real simulator app, plus a middleware that logs each call's arrival and return."""
+    """The real simulator (its fast path in front of its app), logging each call's arrival and return."""
     from aiohttp import web
 
+    from gateway_consumer.simulator import fast_path
     from gateway_consumer.simulator.profiles import load_profiles
     from gateway_consumer.simulator.server import create_app
     from streamgate.config import REPO_ROOT
 
     log: list[tuple[str, float, float]] = []
 
-    @web.middleware
-    async def timed(request: web.Request, handler: Any) -> web.StreamResponse:
-        began = time.time()
-        response: web.StreamResponse = await handler(request)
-        if request.path.endswith("/chat/completions"):
-            body = await request.json()
-            text = str((body.get("messages") or [{}])[-1].get("content", ""))
-            if text.startswith("probe "):
-                log.append((text.split()[1], began, time.time()))
-        return response
+    def timed(body: dict[str, Any], began: float, ended: float) -> None:
+        text = str((body.get("messages") or [{}])[-1].get("content", ""))
+        if text.startswith("probe "):
+            log.append((text.split()[1], began, ended))
 
     async def take(_: web.Request) -> web.Response:
         out = list(log)
@@ -96,9 +91,8 @@ def _serve_simulator(port: int) -> None:
         return web.json_response(out)
 
     app = create_app(load_profiles(REPO_ROOT / "config" / "simulator.yaml"), seed=1)
-    app.middlewares.append(timed)
     app.router.add_get("/bench/log", take)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, backlog=4096, print=lambda *_: None)
+    fast_path.run(app, "127.0.0.1", port, observe=timed)
 
 
 # -- the paced client --------------------------------------------------------------------------------

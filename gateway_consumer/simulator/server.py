@@ -37,7 +37,7 @@ _CALLS, _ANSWERS = EVENTS_IN.labels(C, "chat"), EVENTS_OUT.labels(C, "chat", "ht
 _DRAWN = LATENCY.labels(C, "chat")
 
 
-class _Call:
+class SimulatedCall:
     """One simulated completion: what to answer and how long to take."""
 
     def __init__(self, app: web.Application, body: dict[str, Any], *, anthropic: bool = False) -> None:
@@ -67,28 +67,65 @@ class _Call:
             self.text = ""
         self.latency_s = p.latency_s(rng)
         roll = rng.random()
-        self.failure = ("hang" if roll < p.hang_rate else
+        self.failure_kind = ("hang" if roll < p.hang_rate else
                         "rate_limit" if roll < p.hang_rate + p.rate_limit_rate else
                         "error" if roll < p.hang_rate + p.rate_limit_rate + p.error_rate else None)
-        app[_STATS][(self.model, self.failure or "ok")] += 1
+        app[_STATS][(self.model, self.failure_kind or "ok")] += 1
         _CALLS.inc()
         _DRAWN.observe(self.latency_s)
-        if self.failure:
-            ERRORS.labels(C, "chat", self.failure).inc()
+        if self.failure_kind:
+            ERRORS.labels(C, "chat", self.failure_kind).inc()
         else:
             _ANSWERS.inc()
 
-    async def fail_if_due(self) -> web.Response | None:
-        if self.failure == "hang":
-            await asyncio.sleep(3600)
-        if self.failure == "rate_limit":
-            return web.json_response({"error": {"type": "rate_limit_exceeded", "message": "slow down"}},
-                                     status=429, headers={"Retry-After": f"{self.profile.retry_after_s:g}"})
-        if self.failure == "error":
-            await asyncio.sleep(self.latency_s * 0.2)
-            return web.json_response({"error": {"type": "server_error", "message": "simulated failure"}},
-                                     status=500)
+    def failure(self) -> tuple[float, int, dict[str, Any], dict[str, str]] | None:
+        """The failure this call draws, as (delay s, status, body, headers); None when it answers. A
+        hang's delay is an hour: the client's timeout decides."""
+        if self.failure_kind == "hang":
+            return 3600.0, 504, {"error": {"type": "timeout", "message": "simulated hang"}}, {}
+        if self.failure_kind == "rate_limit":
+            return 0.0, 429, {"error": {"type": "rate_limit_exceeded", "message": "slow down"}}, {
+                "Retry-After": f"{self.profile.retry_after_s:g}"}
+        if self.failure_kind == "error":
+            return self.latency_s * 0.2, 500, {"error": {"type": "server_error",
+                                                         "message": "simulated failure"}}, {}
         return None
+
+    async def fail_if_due(self) -> web.Response | None:
+        if (failed := self.failure()) is None:
+            return None
+        delay, status, payload, headers = failed
+        if delay:
+            await asyncio.sleep(delay)
+        return web.json_response(payload, status=status, headers=headers)
+
+    def openai_completion(self) -> dict[str, Any]:
+        """The non-streamed `/v1/chat/completions` answer."""
+        tool = self.tool
+        message: dict[str, Any] = {"role": "assistant", "content": self.text if tool is None else None}
+        if tool is not None:
+            message["tool_calls"] = [{"id": tool.id, "type": "function",
+                                      "function": {"name": tool.name, "arguments": tool.arguments}}]
+        return {"id": "chatcmpl-" + uuid.uuid4().hex[:12], "object": "chat.completion",
+                "created": int(time.time()), "model": self.model,
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": "tool_calls" if tool is not None else "stop"}],
+                "usage": self.openai_usage()}
+
+    def openai_usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+    def anthropic_message(self) -> dict[str, Any]:
+        """The non-streamed `/v1/messages` answer."""
+        tool = self.tool
+        content: list[dict[str, Any]] = ([{"type": "text", "text": self.text}] if tool is None else
+                                         [{"type": "tool_use", "id": tool.id, "name": tool.name,
+                                           "input": json.loads(tool.arguments)}])
+        return {"id": "msg_" + uuid.uuid4().hex[:12], "type": "message", "role": "assistant",
+                "model": self.model, "content": content,
+                "stop_reason": "tool_use" if tool is not None else "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens}}
 
     def parts(self) -> list[str]:
         """What a stream sends: the text's pieces, or a tool call's arguments in pieces."""
@@ -128,22 +165,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await _json_body(request)
     if isinstance(body, web.Response):
         return body
-    call = _Call(request.app, body)
+    call = SimulatedCall(request.app, body)
     if (failed := await call.fail_if_due()) is not None:
         return failed
-    usage = {"prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-             "total_tokens": call.prompt_tokens + call.completion_tokens}
-    ident, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
-    tool, finish = call.tool, "tool_calls" if call.tool is not None else "stop"
     if not body.get("stream"):
         await asyncio.sleep(call.latency_s)
-        message: dict[str, Any] = {"role": "assistant", "content": call.text if tool is None else None}
-        if tool is not None:
-            message["tool_calls"] = [{"id": tool.id, "type": "function",
-                                      "function": {"name": tool.name, "arguments": tool.arguments}}]
-        return web.json_response({
-            "id": ident, "object": "chat.completion", "created": created, "model": call.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+        return web.json_response(call.openai_completion())
+    usage = call.openai_usage()
+    ident, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
+    tool, finish = call.tool, "tool_calls" if call.tool is not None else "stop"
     response = _event_stream()
     await response.prepare(request)
     head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": call.model}
@@ -174,20 +204,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await _json_body(request)
     if isinstance(body, web.Response):
         return body
-    call = _Call(request.app, body, anthropic=True)
+    call = SimulatedCall(request.app, body, anthropic=True)
     if (failed := await call.fail_if_due()) is not None:
         return failed
-    ident, tool = "msg_" + uuid.uuid4().hex[:12], call.tool
-    stop = "tool_use" if tool is not None else "end_turn"
     if not body.get("stream"):
         await asyncio.sleep(call.latency_s)
-        content: list[dict[str, Any]] = ([{"type": "text", "text": call.text}] if tool is None else
-                                         [{"type": "tool_use", "id": tool.id, "name": tool.name,
-                                           "input": json.loads(tool.arguments)}])
-        return web.json_response({
-            "id": ident, "type": "message", "role": "assistant", "model": call.model, "content": content,
-            "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": call.prompt_tokens, "output_tokens": call.completion_tokens}})
+        return web.json_response(call.anthropic_message())
+    ident, tool = "msg_" + uuid.uuid4().hex[:12], call.tool
+    stop = "tool_use" if tool is not None else "end_turn"
     response = _event_stream()
     await response.prepare(request)
     message: dict[str, Any] = {
@@ -257,10 +281,12 @@ def serve(host: str, port: int, profiles_path: Path, seed: int | None = None,
     app = create_app(load_profiles(profiles_path), seed)
     if heartbeat is not None:
         app.cleanup_ctx.append(_beating(heartbeat))
-    # a gateway opens hundreds of connections at once when traffic starts: with the default backlog
+    from gateway_consumer.simulator import fast_path  # it builds on this module
+
+    # plain completions on a bare protocol, the rest through the app (fast_path.py says why); a backlog
+    # of 4096: a gateway opens hundreds of connections at once when traffic starts, and with the default
     # (128) the kernel drops the excess SYNs and those clients wait seconds for a retransmit
-    web.run_app(app, host=host, port=port, access_log=None, backlog=4096,
-                print=lambda msg: print(f"simulator: {msg}", flush=True))
+    fast_path.run(app, host, port, ready=lambda msg: print(f"simulator: {msg}", flush=True))
 
 
 def _beating(heartbeat: Heartbeat) -> Any:

@@ -10,13 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway_consumer.output_guard import json_problem
 from gateway_consumer.providers import ProviderCall, ProviderReply
 from gateway_consumer.providers.anthropic import Anthropic
 from gateway_consumer.providers.base import Delta
 from gateway_consumer.providers.openai_compat import OpenAICompatible
+from gateway_consumer.simulator import fast_path
 from gateway_consumer.simulator.profiles import Profile, Profiles
 from gateway_consumer.simulator.server import create_app
 
@@ -48,17 +48,16 @@ def run() -> Run:
 
     async def call(kind: str, provider_call: ProviderCall) -> ProviderReply:
         profiles = Profiles(default=Profile(median_ms=20, p99_ms=20, ttft_share=0.5))
-        runner = web.AppRunner(create_app(profiles, seed=1))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # as `streamgate simulator` serves it: plain calls on the fast path, streams through the app
+        runner, server = await fast_path.start(create_app(profiles, seed=1), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}/v1"
         adapter = Anthropic(url) if kind == "anthropic" else OpenAICompatible(url)
         try:
             async with aiohttp.ClientSession() as session:
                 return await adapter.complete(session, provider_call)
         finally:
+            server.close()
             await runner.cleanup()
 
     return call
