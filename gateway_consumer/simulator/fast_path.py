@@ -180,6 +180,7 @@ class FastPath(asyncio.Protocol):
             if not data:
                 break
             self.transport.write(data)
+        writer.close()
         if self.transport is not None:
             self.transport.close()
 
