@@ -68,8 +68,8 @@ class SimulatedCall:
         self.latency_s = p.latency_s(rng)
         roll = rng.random()
         self.failure_kind = ("hang" if roll < p.hang_rate else
-                        "rate_limit" if roll < p.hang_rate + p.rate_limit_rate else
-                        "error" if roll < p.hang_rate + p.rate_limit_rate + p.error_rate else None)
+                             "rate_limit" if roll < p.hang_rate + p.rate_limit_rate else
+                             "error" if roll < p.hang_rate + p.rate_limit_rate + p.error_rate else None)
         app[_STATS][(self.model, self.failure_kind or "ok")] += 1
         _CALLS.inc()
         _DRAWN.observe(self.latency_s)

@@ -140,7 +140,7 @@ class ExactlyOnceBatchSink(ABC):
                 last_event = time.monotonic()
             if self.watch.stranded(holding):
                 raise StrandedMemberError(f"{self.component}: group {self.group} left member "
-                                     f"{self.watch.instance_id} without partitions")
+                                          f"{self.watch.instance_id} without partitions")
             self._flush_due()
             if idle_exit_s is not None and time.monotonic() - last_event > idle_exit_s:
                 break

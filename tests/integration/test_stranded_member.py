@@ -47,8 +47,14 @@ def _poll_until(consumers: list[Consumer], done: Callable[[], bool], timeout_s: 
 def pair(settings: Settings) -> Iterator[tuple[str, str, Consumer, Consumer]]:
     topic, group = _one_partition_topic(settings), settings.kafka.topic_prefix + "g"
     a, b = _member(settings, group, "a", topic), _member(settings, group, "b", topic)
+    admin = AdminClient(base_config(settings, "t-settle", role="admin"))
+
+    def settled() -> bool:  # both joined, one holds the partition, and the rebalance has completed
+        held = len(a.assignment()) + len(b.assignment())
+        return held == 1 and group_view(admin, group, "a", [topic]).stable
+
     try:
-        _poll_until([a, b], lambda: len(a.assignment()) + len(b.assignment()) == 1)
+        _poll_until([a, b], settled)
         yield topic, group, a, b
     finally:
         a.close()
