@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
-
 from gateway_consumer.cache import CachedAnswer, ExactCache, cache_key
 from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache, semantic_parts
 from gateway_consumer.output_guard import check_output, json_problem
 from gateway_consumer.providers import Provider, ProviderCall, ProviderError, ProviderReply
 from gateway_consumer.providers.base import Delta, OnDelta
+from gateway_consumer.providers.http1 import ProviderHTTP
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
 from gateway_consumer.streaming import ChunkSink, StreamingRedactor, as_deltas, stream_mode
 from shared.guardrails.outcome import event_id
@@ -43,7 +42,7 @@ class Outcome:
 @dataclass
 class DispatchDeps:
     providers: dict[str, Provider]
-    session: aiohttp.ClientSession
+    http: ProviderHTTP  # plain calls on a lean keep-alive pool, streams on aiohttp
     settings: DispatchSettings
     catalog: ModelCatalog
     policy: Callable[[], GatewayPolicy]
@@ -318,8 +317,8 @@ async def _call(adapter: Provider, target: dict[str, Any], routed: dict[str, Any
     try:
         async with asyncio.timeout(target["timeout_ms"] / 1000):
             if limit is None:
-                return await adapter.complete(deps.session, call)
+                return await adapter.complete(deps.http, call)
             async with limit:
-                return await adapter.complete(deps.session, call)
+                return await adapter.complete(deps.http, call)
     except TimeoutError as exc:
         raise ProviderError("timeout", f"no answer within {target['timeout_ms']} ms") from exc

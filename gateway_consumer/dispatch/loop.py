@@ -54,6 +54,7 @@ from gateway_consumer.dispatch.answered import AnswerIndex
 from gateway_consumer.dispatch.offsets import OffsetTracker
 from gateway_consumer.dispatch.replies import Replies
 from gateway_consumer.providers import build_provider
+from gateway_consumer.providers.http1 import ConnectionPool, ProviderHTTP
 from gateway_consumer.reliability import Breakers
 from schemas import make_codec
 from schemas.deadletter import dead_letter_from_error
@@ -191,8 +192,9 @@ class Dispatcher:
         settings = self.settings
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=None)  # per-attempt timeouts are the targets' own
+        pool = ConnectionPool()
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            deps = self.deps = self._deps(session)
+            deps = self.deps = self._deps(ProviderHTTP(session, pool))
             if self.freeze_heap:
                 freeze_startup_heap()
             next_commit = time.monotonic()
@@ -223,6 +225,7 @@ class Dispatcher:
             if commit is not None:
                 await commit
             await self._drain()
+        pool.close()
         self.consumer.close()
         self.answered.close()
         self.replies.close()
@@ -238,11 +241,11 @@ class Dispatcher:
             return []
         return [first, *self.consumer.consume(room - 1, timeout=0)] if room > 1 else [first]
 
-    def _deps(self, session: aiohttp.ClientSession) -> DispatchDeps:
+    def _deps(self, http: ProviderHTTP) -> DispatchDeps:
         settings = self.settings
         cache = settings.dispatch.cache
         return DispatchDeps(
-            providers={n: build_provider(p) for n, p in settings.providers.items()}, session=session,
+            providers={n: build_provider(p) for n, p in settings.providers.items()}, http=http,
             settings=settings.dispatch, catalog=default_catalog(), policy=self.policy,
             breakers=Breakers(settings.dispatch.breaker),
             cache=ExactCache(cache.ttl_s, cache.max_entries) if cache.enabled else None,

@@ -26,6 +26,7 @@ from gateway_consumer.providers.base import (
     prompt_text,
     tool_choice,
 )
+from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP
 
 API_VERSION = "2023-06-01"
 _FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls"}
@@ -111,18 +112,21 @@ class Anthropic:
             body["stream"] = True
         return body
 
-    async def complete(self, session: aiohttp.ClientSession, call: ProviderCall) -> ProviderReply:
+    async def complete(self, http: ProviderHTTP, call: ProviderCall) -> ProviderReply:
         started = time.perf_counter()
         body = self._body(call)
         try:
-            async with session.post(self._url, json=body, headers=self._headers) as resp:
-                if resp.status != 200:
-                    raise classify_status(resp.status, await resp.text(), resp.headers.get("Retry-After"))
-                if call.streams:
+            if call.streams:
+                async with http.session.post(self._url, json=body, headers=self._headers) as resp:
+                    if resp.status != 200:
+                        raise classify_status(resp.status, await resp.text(), resp.headers.get("Retry-After"))
                     return await _StreamReader(call, started).read(resp)
-                data = await resp.json(content_type=None)
-        except aiohttp.ClientError as exc:
-            raise ProviderError("connection", type(exc).__name__) from exc
+            reply = await http.post_json(self._url, body, self._headers)
+            if reply.status != 200:
+                raise classify_status(reply.status, reply.text(), reply.header("Retry-After"))
+            data = reply.json()
+        except (aiohttp.ClientError, HTTPTransportError) as exc:
+            raise ProviderError("connection", f"{type(exc).__name__}: {exc}"[:200]) from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ProviderError("bad_response", f"unexpected response shape: {exc}") from exc
         try:

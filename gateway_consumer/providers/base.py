@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiohttp
-
+from gateway_consumer.providers.http1 import ProviderHTTP
 from schemas.events import Message, Params
 
 
@@ -80,7 +79,7 @@ class ProviderError(Exception):
 class Provider(Protocol):
     """An adapter: turns a ProviderCall into one HTTP exchange with a provider's API."""
 
-    async def complete(self, session: aiohttp.ClientSession, call: ProviderCall) -> ProviderReply: ...
+    async def complete(self, http: ProviderHTTP, call: ProviderCall) -> ProviderReply: ...
 
 
 def classify_status(status: int, body: str, retry_after: str | None) -> ProviderError:

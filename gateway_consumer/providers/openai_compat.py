@@ -27,6 +27,7 @@ from gateway_consumer.providers.base import (
     requested_format,
     tool_choice,
 )
+from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP
 
 
 def _message(m: Any) -> dict[str, Any]:
@@ -73,18 +74,21 @@ class OpenAICompatible:
             body.setdefault(key, value)  # never overrides what the gateway decided (model, messages...)
         return body
 
-    async def complete(self, session: aiohttp.ClientSession, call: ProviderCall) -> ProviderReply:
+    async def complete(self, http: ProviderHTTP, call: ProviderCall) -> ProviderReply:
         started = time.perf_counter()
         body = self._body(call)
         try:
-            async with session.post(self._url, json=body, headers=self._headers) as resp:
+            if not call.streams:
+                reply = await http.post_json(self._url, body, self._headers)
+                if reply.status != 200:
+                    raise classify_status(reply.status, reply.text(), reply.header("Retry-After"))
+                return _parse(reply.json(), call)
+            async with http.session.post(self._url, json=body, headers=self._headers) as resp:
                 if resp.status != 200:
                     raise classify_status(resp.status, await resp.text(), resp.headers.get("Retry-After"))
-                if call.streams:
-                    return await _read_stream(resp, call, started)
-                return _parse(await resp.json(content_type=None), call)
-        except aiohttp.ClientError as exc:
-            raise ProviderError("connection", type(exc).__name__) from exc
+                return await _read_stream(resp, call, started)
+        except (aiohttp.ClientError, HTTPTransportError) as exc:
+            raise ProviderError("connection", f"{type(exc).__name__}: {exc}"[:200]) from exc
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ProviderError("bad_response", f"unexpected response shape: {exc}") from exc
 

@@ -15,6 +15,7 @@ from gateway_consumer.output_guard import json_problem
 from gateway_consumer.providers import ProviderCall, ProviderReply
 from gateway_consumer.providers.anthropic import Anthropic
 from gateway_consumer.providers.base import Delta
+from gateway_consumer.providers.http1 import ConnectionPool, ProviderHTTP
 from gateway_consumer.providers.openai_compat import OpenAICompatible
 from gateway_consumer.simulator import fast_path
 from gateway_consumer.simulator.profiles import Profile, Profiles
@@ -54,9 +55,11 @@ def run() -> Run:
         url = f"http://127.0.0.1:{port}/v1"
         adapter = Anthropic(url) if kind == "anthropic" else OpenAICompatible(url)
         try:
+            pool = ConnectionPool()
             async with aiohttp.ClientSession() as session:
-                return await adapter.complete(session, provider_call)
+                return await adapter.complete(ProviderHTTP(session, pool), provider_call)
         finally:
+            pool.close()
             server.close()
             await runner.cleanup()
 

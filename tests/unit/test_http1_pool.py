@@ -1,0 +1,291 @@
+"""The lean HTTP/1.1 client for plain provider calls, over real sockets against scripted servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway_consumer.providers import ProviderCall, ProviderError
+from gateway_consumer.providers.http1 import ConnectionPool, HTTPTransportError, ProviderHTTP
+from gateway_consumer.providers.openai_compat import OpenAICompatible
+
+#: reads one request (head and Content-Length body) and says what to write back, or None to close
+Script = Callable[[int, bytes], Awaitable[bytes | None]]
+
+OK_BODY = json.dumps({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+
+
+def _ok(body: bytes = OK_BODY, extra: str = "") -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+class Server:
+    """A scripted HTTP server: counts connections and the requests it read."""
+
+    def __init__(self, script: Script) -> None:
+        self.script, self.connections, self.requests = script, 0, []  # type: ignore[var-annotated]
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                answer = await self.script(len(self.requests), head + body)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _always(answer: bytes) -> Script:
+    async def script(n: int, request: bytes) -> bytes | None:
+        return answer
+    return script
+
+
+def test_a_json_answer_comes_back_and_the_connection_is_kept_alive() -> None:
+    async def main() -> None:
+        async with Server(await _always(_ok())) as server:
+            pool = ConnectionPool()
+            replies = [await pool.post_json(server.url, {"model": "m", "n": i}, {"Authorization": "Bearer k"})
+                       for i in range(3)]
+            pool.close()
+        assert [r.status for r in replies] == [200, 200, 200]
+        assert replies[0].json()["choices"][0]["message"]["content"] == "hi"
+        assert server.connections == 1
+        first = server.requests[0]
+        assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        assert b"\r\nAuthorization: Bearer k\r\n" in first and b"\r\nHost: 127.0.0.1:" in first
+        assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"model": "m", "n": 0}
+
+    asyncio.run(main())
+
+
+def test_chunked_gzip_and_interim_answers_are_decoded() -> None:
+    packed = gzip.compress(OK_BODY)
+    chunked = (b"HTTP/1.1 100 Continue\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+               + f"{10:x};ext=1\r\n".encode() + packed[:10] + b"\r\n"
+               + f"{len(packed) - 10:x}\r\n".encode() + packed[10:] + b"\r\n0\r\nX-Trailer: t\r\n\r\n")
+
+    async def main() -> None:
+        async with Server(await _always(chunked)) as server:
+            pool = ConnectionPool()
+            one = await pool.post_json(server.url, {})
+            two = await pool.post_json(server.url, {})
+            pool.close()
+        assert one.body == two.body == OK_BODY
+        assert one.header("content-encoding") == "gzip"
+        assert server.connections == 1  # a chunked answer read to its end leaves the connection usable
+
+    asyncio.run(main())
+
+
+def test_an_answer_without_length_lasts_to_the_end_of_its_connection() -> None:
+    async def main() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK_BODY)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        pool = ConnectionPool()
+        replies = [await pool.post_json(url, {}) for _ in range(2)]
+        server.close()
+        assert [r.body for r in replies] == [OK_BODY, OK_BODY]
+        assert not any(pool._idle.values())  # never kept: its end was the body's end
+
+    asyncio.run(main())
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async def script(n: int, request: bytes) -> bytes | None:
+        return _ok(extra="Connection: close\r\n") if n == 1 else _ok()
+
+    async def main() -> None:
+        async with Server(script) as server:
+            pool = ConnectionPool()
+            first = await pool.post_json(server.url, {})
+            await asyncio.sleep(0.05)
+            second = await pool.post_json(server.url, {})
+            pool.close()
+        assert first.status == second.status == 200
+        assert server.connections == 2
+
+    asyncio.run(main())
+
+
+def test_a_broken_exchange_is_a_transport_error_and_the_next_call_works() -> None:
+    async def script(n: int, request: bytes) -> bytes | None:
+        if n == 1:
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"half\":"  # then the server closes
+        return _ok()
+
+    async def main() -> None:
+        count = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal count
+            count += 1
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            answer = await script(count, b"")
+            assert answer is not None
+            writer.write(answer)
+            await writer.drain()
+            if count == 1:
+                writer.close()
+                return
+            await reader.read()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        pool = ConnectionPool()
+        with pytest.raises(HTTPTransportError, match="closed before the answer ended"):
+            await pool.post_json(url, {})
+        assert (await pool.post_json(url, {})).status == 200
+        pool.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_a_refused_connection_and_a_malformed_answer_are_transport_errors() -> None:
+    async def main() -> None:
+        pool = ConnectionPool()
+        probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = probe.sockets[0].getsockname()[1]
+        probe.close()
+        await probe.wait_closed()
+        with pytest.raises(HTTPTransportError, match="cannot connect"):
+            await pool.post_json(f"http://127.0.0.1:{port}/x", {})
+        async with Server(await _always(b"SSH-2.0-OpenSSH\r\n\r\n")) as server:
+            with pytest.raises(HTTPTransportError, match="malformed HTTP answer"):
+                await pool.post_json(server.url, {})
+        with pytest.raises(ValueError, match="line break"):
+            await pool.post_json("http://127.0.0.1:1/x", {}, {"Authorization": "Bearer k\n"})
+        with pytest.raises(ValueError, match="not an http"):
+            await pool.post_json("ftp://example.com/x", {})
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_closes_its_connection() -> None:
+    async def main() -> None:
+        hung_up = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+            if not hung_up.is_set() and await reader.read() == b"":  # never answers the first call
+                hung_up.set()
+            else:
+                writer.write(_ok())
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        pool = ConnectionPool()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await pool.post_json(url, {})
+        await asyncio.wait_for(hung_up.wait(), 1.0)  # the caller hung up, rather than leave it open
+        assert (await pool.post_json(url, {})).body == OK_BODY
+        pool.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_https_with_the_platforms_tls(tmp_path: Path) -> None:
+    from streamgate.config import load_settings
+    from streamgate.kafka.security import ensure_local_tls
+
+    tls = ensure_local_tls(load_settings().with_state_dir(tmp_path), tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(tls.keystore)
+
+    async def main() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(_ok())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_side)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        trusting = ConnectionPool(tls=ssl.create_default_context(cafile=str(tls.ca)))
+        assert (await trusting.post_json(url, {"model": "m"})).json()["usage"]["prompt_tokens"] == 3
+        trusting.close()
+        with pytest.raises(HTTPTransportError, match="cannot connect"):  # the CA is not the platform's
+            await ConnectionPool().post_json(url, {})
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_the_adapter_classifies_what_the_pool_returns() -> None:
+    async def script(n: int, request: bytes) -> bytes | None:
+        if n == 1:
+            return b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.25\r\nContent-Length: 4\r\n\r\nslow"
+        if n == 2:
+            return _ok(b"not json")
+        return _ok()
+
+    async def main() -> list[object]:
+        async with Server(script) as server, aiohttp.ClientSession() as session:
+            http = ProviderHTTP(session, ConnectionPool())
+            adapter = OpenAICompatible(server.url.rsplit("/chat/completions", 1)[0], "sk-test")
+            call = ProviderCall("m", [{"role": "user", "content": "hi", "name": None, "tool_calls_json": None,
+                                       "tool_call_id": None}], {})  # type: ignore[typeddict-item]
+            out: list[object] = []
+            for _ in range(3):
+                try:
+                    out.append(await adapter.complete(http, call))
+                except ProviderError as exc:
+                    out.append(exc)
+            http.pool.close()
+            assert b"Authorization: Bearer sk-test" in server.requests[0]
+            return out
+
+    limited, malformed, ok = asyncio.run(main())
+    assert isinstance(limited, ProviderError) and limited.error_class == "rate_limited"
+    assert limited.retry_after_s == 0.25 and limited.http_status == 429
+    assert isinstance(malformed, ProviderError) and malformed.error_class == "bad_response"
+    assert getattr(ok, "content", None) == "hi" and getattr(ok, "prompt_tokens", None) == 3
