@@ -11,7 +11,7 @@ from rich.table import Table
 from apps.cli.common import ConfigOption, fail, settings_or_exit
 from schemas.principals import PrincipalSpecError
 from schemas.topics import TopicSpecError, load_topic_specs
-from streamgate.kafka.topics import apply_spec, describe_topics
+from streamgate.kafka.topics import apply_spec, deployments, describe_topics, drop_prefix
 
 app = typer.Typer(help="Topics as code: apply and compare the declarative topic spec.", no_args_is_help=True)
 
@@ -66,3 +66,27 @@ def list_topics(config: Path | None = ConfigOption) -> None:
                       f"{spec.partitions}/{actual if actual is not None else 'missing'}",
                       spec.cleanup_policy, str(spec.retention_ms))
     Console().print(table)
+
+
+@app.command()
+def drop(
+    prefix: str = typer.Argument("", help="The deployment's topic prefix (e.g. chaos-7f5fd3f2-dcec.); "
+                                 "without one, the deployments on the cluster are listed."),
+    yes: bool = typer.Option(False, "--yes", help="Drop without asking."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Delete a prefixed deployment's topics and ACLs: what a chaos run, a killed benchmark or a test left
+    on a long-lived broker (each idle partition and ACL costs the broker work on every request)."""
+    settings = settings_or_exit(config)
+    found = deployments(settings)
+    if not prefix:
+        for name, count in sorted(found.items()):
+            typer.echo(f"{name or '(no prefix)'}\t{count} topics")
+        raise fail("name the prefix to drop; the unprefixed deployment is never dropped", 2)
+    if prefix not in found:
+        raise fail(f"no deployment with prefix {prefix!r} on the cluster "
+                   f"(`streamgate topics drop` lists them)", 1)
+    if not yes:
+        typer.confirm(f"delete the {found[prefix]} topics under {prefix!r} and their ACLs?", abort=True)
+    target = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})})
+    typer.echo(f"dropped {drop_prefix(target)} topics under {prefix!r} and their ACLs")

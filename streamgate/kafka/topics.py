@@ -78,6 +78,21 @@ def drop_prefix(settings: Settings, timeout_s: float = 60.0) -> int:
     return len(names)
 
 
+def deployments(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
+    """The deployments on the cluster: topic prefix -> how many of the spec's topics it has ("" is the
+    unprefixed one). A benchmark, test or chaos run is a prefix; left on a long-lived broker, its idle
+    partitions and ACLs cost the broker work on every request (`streamgate topics drop`)."""
+    names = sorted((s.name for s in load_topic_specs()), key=len, reverse=True)  # longest suffix first
+    found: dict[str, int] = {}
+    for topic in _admin(settings, "admin").list_topics(timeout=timeout_s).topics:
+        for name in names:
+            if topic.endswith(name):
+                prefix = topic[:-len(name)]
+                found[prefix] = found.get(prefix, 0) + 1
+                break
+    return found
+
+
 def apply_topics(settings: Settings, specs: Iterable[TopicSpec], *, prefix: str = "",
                  dry_run: bool = False, timeout_s: float = 30.0, role: Role = "admin") -> ApplyReport:
     """Create missing topics, raise partitions, set configs; report what it will not change.
