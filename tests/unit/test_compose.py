@@ -88,7 +88,7 @@ STAND_INS = {"schema-registry serve": "schema-registry", "s3 up": "minio"}
 #: One-shot, interactive or local-only commands (operators run them; no service).
 CLI_TOOLS = {"usage", "query", "demo", "chaos", "report", "bench", "kafka up", "kafka down", "kafka status",
              "kafka fetch", "kafka credentials", "s3 down", "s3 status", "s3 build",
-             "topics list", "keys create", "keys list", "keys revoke",
+             "topics list", "topics drop", "keys create", "keys list", "keys revoke",
              "keys rotate", "keys disable", "catalog refresh", "catalog show", "config publish",
              "config reference", "policy backtest", "rag create", "rag ingest", "rag delete", "rag search",
              "rag demo", "lakehouse gold", "lakehouse maintain", "lakehouse check", "features apply",
