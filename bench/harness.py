@@ -105,7 +105,7 @@ def bench_settings() -> Any:
 def warn_of_other_deployments(settings: Any) -> None:
     """Say so when the broker carries other prefixed deployments (a chaos run, a killed benchmark): their
     idle partitions and ACLs cost it CPU on every request, so the figures would be a loaded broker's
-    (308 topics and 1,880 ACLs left by killed experiments were found under a day's benchmarks)."""
+    (308 topics and 1,786 ACLs left by killed experiments were found under a day's benchmarks)."""
     import sys
 
     from streamgate.kafka.topics import deployments
