@@ -2,8 +2,9 @@
 
 Every call becomes a `Request` event on `requests` and passes the same request path as any Kafka producer
 (validation, guardrails, budgets, routing); its answer comes back through Kafka on this instance's own
-reply partition (`streamgate.client.replies`): the final Response on `replies` once the dispatcher's
-transaction commits, and a streamed answer's pieces on `replies.chunks` as the provider sends them.
+reply partition (`streamgate.client.replies`): the final Response on `replies` as soon as the gateway has
+it (or once its transaction commits, with `client.answer_before_commit: false`), and a streamed answer's
+pieces on `replies.chunks` as the provider sends them.
 
 The key is checked here first, against the key ring the request path also follows, so an unknown key is
 answered 401 without touching Kafka; the request path authenticates every request again.

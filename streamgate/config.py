@@ -487,12 +487,14 @@ class FrontDoorSettings(_Strict):
 class ClientSettings(_Strict):
     """How callers waiting for their answers (streamgate.client's GatewayClient, the front door) read them."""
 
-    #: Take an answer as soon as the gateway has written it to `replies`, before the transaction holding
-    #: it commits (read_uncommitted), instead of after the commit (read_committed): one transaction commit
-    #: less on every call. If the gateway dies in between, its transaction aborts and the request is
-    #: answered again for the committed record; the caller keeps the first answer it got (the reply
-    #: reader hands each request one final answer), and cost, telemetry and the lakehouse count only the
-    #: committed one (tests/integration/test_gateway_fused.py; docs/benchmarks.md, latency).
+    #: Take an answer as soon as the gateway has it, before the transaction holding its `responses` record
+    #: commits (the gateway writes it to `replies` at once, outside its transaction, and callers read
+    #: read_uncommitted), instead of after the commit (in the transaction, read_committed): no
+    #: transaction on any call's path. If the gateway dies before its commit, the request is answered
+    #: again for the committed record; the caller keeps the first answer it got (the reply reader hands
+    #: each request one final answer), and cost, telemetry and the lakehouse count only the committed
+    #: one (tests/integration/test_gateway_fused.py; docs/request-reply.md). The gateway and its callers
+    #: must share this setting.
     answer_before_commit: bool = True
 
 

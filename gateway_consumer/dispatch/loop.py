@@ -383,14 +383,17 @@ class Dispatcher:
 
     def _reply(self, reply_to: int | None, key: bytes | None, response: dict[str, Any],
                encoded: bytes | None = None) -> None:
-        """The answer again for its waiting caller, in the same transaction as its `responses` record
-        (`encoded`: its bytes there, reused when both topics encode alike: no registry, same schema)."""
+        """The answer again for its waiting caller: at once when callers read before the commit, else in
+        the same transaction as its `responses` record (`encoded`: its bytes there, reused when both
+        topics encode alike: no registry, same schema)."""
         if reply_to is None:
             return
-        if encoded is not None and self.replies_reuse_encoding:
-            self._produce_raw(self.topics[Topic.REPLIES], encoded, key, reply_to)
+        if encoded is None or not self.replies_reuse_encoding:
+            encoded = self.codecs[Topic.REPLIES].encode(response)
+        if self.replies.immediate:
+            self.replies.answer(encoded, key, reply_to)
         else:
-            self._produce(Topic.REPLIES, reply_to, key, response)
+            self._produce_raw(self.topics[Topic.REPLIES], encoded, key, reply_to)
         self.stats.counts["replied"] += 1
 
     def _produce(self, topic: Topic, partition: int, key: bytes | None, record: dict[str, Any]) -> bytes:

@@ -2,9 +2,13 @@
 
 A request names `reply_partition`, the partition of `replies` its caller reads. Then:
 
-- the final Response goes to `replies`, that partition, in the SAME transaction as its `responses`
-  record (the dispatch loop produces it), so a read_committed waiter sees exactly the committed answer,
-  once; it is also the end of a streamed answer;
+- the final Response goes to `replies`, that partition; it is also the end of a streamed answer. When
+  callers read before the commit (`client.answer_before_commit`, the default) it goes out at once from
+  this module's producer, outside the transaction: a transaction adds nothing for a read_uncommitted
+  reader (an aborted answer is visible to it either way), and inside one the first answers of every
+  transaction waited for its partitions to be added (AddPartitionsToTxn; docs/benchmarks.md, latency).
+  Otherwise it rides in the SAME transaction as its `responses` record (the dispatch loop produces it),
+  so a read_committed waiter sees exactly the committed answer, once;
 - a streamed request (`params.stream`) gets its pieces as ResponseChunk records on `replies.chunks`, same
   partition, from this module's own producer: idempotent, NOT transactional and `linger.ms` 0, so pieces
   reach the caller while the answer is still being written. Every piece of one dispatch is acknowledged
@@ -64,6 +68,10 @@ class Replies:
 
     def __init__(self, settings: Settings, topics: dict[Topic, str], client_id: str) -> None:
         self.topic, self.chunks_topic = topics[Topic.REPLIES], topics[Topic.REPLY_CHUNKS]
+        #: final answers go out at once from this producer, not in the dispatcher's transaction
+        self.immediate = settings.client.answer_before_commit
+        self.undelivered = 0  # final answers the broker did not take (their callers time out)
+        self._answers: list[dict[str, Any]] = []  # produced at the end of this event-loop turn
         self.chunk_codec = make_codec(self.chunks_topic, "ResponseChunk", settings.schema_registry.url)
         self.producer = Producer(producer_config(settings, client_id=client_id, role="dispatcher") | {
             "linger.ms": 0, "compression.type": "none"})
@@ -101,6 +109,53 @@ class Replies:
             self._partitions = min(counts)
         return self._partitions
 
+    def answer(self, value: bytes, key: bytes | None, partition: int) -> None:
+        """A final answer for the caller waiting on `partition` (only when `immediate`), sent with the
+        others of this turn of the event loop: answers finish in bursts, and one produce request per
+        answer cost the broker ~10% more CPU per request at 500/s (linger.ms 0.5 instead delayed every
+        answer by ~1 ms)."""
+        self._answers.append({"value": value, "key": key, "partition": partition})
+        if len(self._answers) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.send_answers)
+            except RuntimeError:  # no event loop: nothing to batch with
+                self.send_answers()
+
+    def send_answers(self) -> None:
+        """Hand this turn's answers to the producer at once, so they leave in one produce request."""
+        answers, self._answers = self._answers, []
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for a in answers:
+            by_partition.setdefault(a.pop("partition"), []).append(a)
+        for partition, batch in by_partition.items():
+            self._send_batch(partition, batch)
+
+    def _send_batch(self, partition: int, batch: list[dict[str, Any]]) -> None:
+        while batch:
+            # per call: confluent-kafka 2.16 ignores a message's own "partition" (keys chose instead)
+            self.producer.produce_batch(self.topic, batch, partition=partition,
+                                        on_delivery=self._answer_delivered)
+            full = []  # the producer's queue was full: these wait for room
+            for a in batch:
+                if (err := a.pop("_error", None)) is None:
+                    continue
+                if err.code() == KafkaError._QUEUE_FULL:
+                    full.append(a)
+                else:
+                    self._answer_failed(err, a["key"])
+            batch = full
+            if batch:
+                self.producer.poll(0.05)
+
+    def _answer_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._answer_failed(err, msg.key())
+
+    def _answer_failed(self, err: KafkaError, key: bytes | None) -> None:
+        self.undelivered += 1
+        log.warning("the answer to %r for its waiting caller was not delivered: %s (it stays on "
+                    "responses)", (key or b"").decode(errors="replace"), err)
+
     def stream(self, event: dict[str, Any], reply_to: int | None, key: bytes | None) -> ChunkStream | None:
         """The chunk stream of a routed request, when it asked for a stream and its caller waits."""
         if reply_to is None or not event["params"].get("stream"):
@@ -111,6 +166,7 @@ class Replies:
         self.producer.poll(0)
 
     def close(self) -> None:
+        self.send_answers()
         if left := self.producer.flush(10):
             log.warning("%d streamed pieces undelivered at shutdown", left)
 

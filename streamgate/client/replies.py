@@ -1,8 +1,9 @@
 """Answers coming back through Kafka: one reader per caller process, reading only its own reply partition.
 
 A caller (a front-door instance, a `GatewayClient`) names a partition of `replies` in each request it sends
-(`reply_partition`); the dispatcher writes the final Response there in the same transaction as the one on
-`responses`, and the pieces of a streamed answer to the same partition of `replies.chunks` as they arrive.
+(`reply_partition`); the dispatcher writes the final Response there (at once, or in the same transaction as
+the one on `responses` when callers read committed), and the pieces of a streamed answer to the same
+partition of `replies.chunks` as they arrive.
 So N callers do not each read every answer (Spring Kafka's reply-partition pattern), and the reader needs
 no consumer group: it is assigned its two partitions from their current end when it starts, before any
 request that names them is sent.
@@ -11,11 +12,11 @@ Waiters register a request id before the request is produced and are forgotten w
 (answered, timed out or disconnected), so nothing accumulates; an answer nobody waits for (another caller
 sharing the partition, a caller that gave up) is skipped.
 
-By default (`client.answer_before_commit`) the reader takes an answer as soon as the gateway has written
-it, before its transaction commits: a call then waits for no commit at all. If the gateway dies in
-between, that transaction aborts and the request is answered again by its successor, so `replies` can
-hold two finals for one request id. The reader hands each waiter ONE final (the first; the waiter is
-forgotten as it is handed over), so no caller sees two answers. The committed topics (`responses`,
+By default (`client.answer_before_commit`) the gateway writes an answer to `replies` as soon as it has it,
+outside its transaction, and the reader takes it at once: a call then waits for no commit at all. If the
+gateway dies before its transaction commits, the request is answered again by its successor, so
+`replies` can hold two finals for one request id. The reader hands each waiter ONE final (the first; the
+waiter is forgotten as it is handed over), so no caller sees two answers. The committed topics (`responses`,
 `telemetry`) hold only the second, so cost is counted once; the first may differ from it (another provider
 sample), which is the price of not waiting for the commit. `answer_before_commit: false` reads
 read_committed: a caller sees only committed answers, one commit later.

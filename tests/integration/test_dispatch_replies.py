@@ -308,3 +308,52 @@ def test_kill_9_mid_stream_leaves_one_final_answer(rig: DispatchRig, replies: Re
         last = dispatches[replies.chunks[event["request_id"]][-1][2]["dispatch_id"]]
         assert [c["seq"] for c in last] == list(range(len(last)))
         assert "".join(c["delta"] for c in last) == answer["content"]
+
+
+@pytest.mark.parametrize("before_commit", [True, False], ids=["answer_before_commit", "after_commit"])
+def test_a_waiting_callers_answer_waits_for_the_commit_only_when_callers_read_after_it(
+        settings: Settings, topics: dict[str, str], tmp_path: Path, before_commit: bool) -> None:
+    """Callers who read before the commit (the default) get their answer at once, outside the transaction,
+    which here commits every 4 s; callers who read committed get it with its `responses` record."""
+    slow_commits = settings.model_copy(update={
+        "dispatch": settings.dispatch.model_copy(update={"commit_interval_ms": 4000}),
+        "client": settings.client.model_copy(update={"answer_before_commit": before_commit})})
+    rig = DispatchRig(slow_commits, topics, tmp_path, free_port())
+    rig.simulator.start()
+    rig.start_dispatcher()
+    reader = Consumer(consumer_config(settings, group_id=f"commit-{uuid.uuid4().hex[:6]}", role="admin"))
+    try:
+        meta = reader.list_topics(timeout=10).topics
+        reader.assign([TopicPartition(topics["replies"], 2, OFFSET_BEGINNING),
+                       *(TopicPartition(topics["responses"], p, OFFSET_BEGINNING)
+                         for p in meta[topics["responses"]].partitions)])  # read_committed, both
+        codec = make_codec(topics["responses"], "Response")
+        seen: dict[str, dict[str, float]] = defaultdict(dict)  # request id -> topic -> first readable
+
+        def read(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                for m in reader.consume(100, timeout=0.05):
+                    if m.error() is None:
+                        rid = codec.decode(m.value() or b"")["request_id"]
+                        seen[rid].setdefault(m.topic() or "", time.monotonic())
+
+        read(8)  # the dispatcher is up and its first transactions are behind it
+        events = [routed([{"model": "sim-small"}], f"q{i}", reply_partition=2) for i in range(3)]
+        for event in events:  # 1.3 s apart: at least one lands over a second before a 4 s commit
+            rig.send([event])
+            read(1.3)
+        read(6)
+        gaps = []  # seconds the committed record came after the caller's answer
+        for event in events:
+            times = seen[event["request_id"]]
+            assert set(times) == {topics["replies"], topics["responses"]}, times
+            gaps.append(times[topics["responses"]] - times[topics["replies"]])
+        if before_commit:
+            assert min(gaps) > -0.3 and max(gaps) > 1.0, gaps
+        else:
+            assert all(gap > -0.3 for gap in gaps), f"an answer was readable before its commit: {gaps}"
+            assert all(gap < 0.3 for gap in gaps), f"an answer came long after its commit: {gaps}"
+    finally:
+        reader.close()
+        rig.close()
