@@ -110,11 +110,16 @@ def warn_of_other_deployments(settings: Any) -> None:
 
     from streamgate.kafka.topics import deployments
 
-    others = {p: n for p, n in deployments(settings).items() if p and p != settings.kafka.topic_prefix}
+    own = _DROPPED_AT_EXIT | {settings.kafka.topic_prefix}  # this run's, which it drops itself
+    others = {p: n for p, n in deployments(settings).items() if p and p not in own}
     if others:
         shown = ", ".join(sorted(others)[:5]) + (" ..." if len(others) > 5 else "")
         print(f"warning: the broker also holds {len(others)} other prefixed deployments ({shown}), which "
               f"load it; `streamgate topics drop PREFIX` removes one", file=sys.stderr)
+
+
+#: Topic prefixes this process drops when it ends.
+_DROPPED_AT_EXIT: set[str] = set()
 
 
 def drop_at_exit(settings: Any) -> None:
@@ -133,4 +138,5 @@ def drop_at_exit(settings: Any) -> None:
             logging.getLogger("bench").warning("could not drop topics under %s: %s",
                                                settings.kafka.topic_prefix, exc)
 
+    _DROPPED_AT_EXIT.add(settings.kafka.topic_prefix)
     atexit.register(drop)

@@ -260,6 +260,10 @@ class SemanticCacheSettings(_Strict):
     max_wait_ms: float = Field(default=25.0, gt=0)
     #: Distinct texts per model call (the embedder batches whatever is waiting, up to this).
     max_batch: int = Field(default=64, ge=1)
+    #: Share of one core the embedder's model calls may take (1: no cap). After a call of t seconds the
+    #: next waits t * (1 / share - 1), and texts that would wait past `max_wait_ms` for it are shed: on a
+    #: host where the gateway shares its cores with the broker, the cache's model gives way to them.
+    max_core_share: float = Field(default=1.0, gt=0, le=1)
     #: Vectors of recently seen texts kept (least recently used dropped): a repeated text costs no
     #: model call. 50,000 vectors are ~77 MB.
     memo_entries: int = Field(default=50_000, ge=0)

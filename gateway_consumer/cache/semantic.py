@@ -173,8 +173,11 @@ class BatchingEmbedder:
     """
 
     def __init__(self, model: MiniLM, *, max_wait_s: float = 0.025, max_batch: int = 64,
-                 memo_entries: int = 50_000, window_s: float = 0.002) -> None:
+                 memo_entries: int = 50_000, window_s: float = 0.002, max_core_share: float = 1.0) -> None:
         self._model, self._window, self._max, self._max_wait = model, window_s, max_batch, max_wait_s
+        #: after a model call of t seconds, the next starts no sooner than t * _rest later
+        self._rest = 1 / max_core_share - 1
+        self._resume_at = 0.0  # time.monotonic() before which no model call starts
         self._memo_max = memo_entries
         self._memo: OrderedDict[str, Array] = OrderedDict()
         self._pending: dict[str, list[asyncio.Future[Array | None]]] = {}
@@ -191,12 +194,26 @@ class BatchingEmbedder:
     @classmethod
     def from_settings(cls, model: MiniLM, settings: SemanticCacheSettings) -> BatchingEmbedder:
         return cls(model, max_wait_s=settings.max_wait_ms / 1000, max_batch=settings.max_batch,
-                   memo_entries=settings.memo_entries)
+                   memo_entries=settings.memo_entries, max_core_share=settings.max_core_share)
 
     def backlog_s(self) -> float:
-        """Estimated seconds until a text queued now would have its vector (offloaded calls included)."""
+        """Estimated seconds until a text queued now would have its vector (offloaded calls and the
+        rest the core share imposes included)."""
         return ((len(self._pending) + self._in_flight + 1) * self.seconds_per_text
-                + self._offloaded * self.seconds_per_offload)
+                + self._offloaded * self.seconds_per_offload + self._resting_s())
+
+    def _overloaded(self) -> bool:
+        """Whether new work would wait past `max_wait_s` (never when the embedder is idle)."""
+        idle = not (self._pending or self._in_flight or self._offloaded) and self._resting_s() == 0
+        return not idle and self.backlog_s() > self._max_wait
+
+    def _resting_s(self) -> float:
+        return max(0.0, self._resume_at - time.monotonic())
+
+    def _busy(self, seconds: float) -> None:
+        """A model call took `seconds`: the next waits its share of rest."""
+        if self._rest:
+            self._resume_at = max(self._resume_at, time.monotonic()) + seconds * self._rest
 
     async def embed(self, text: str) -> Array | None:
         """The text's unit vector, or None when it is shed (backlog too long, or the model failed)."""
@@ -208,7 +225,7 @@ class BatchingEmbedder:
         waiting = self._pending.get(text)
         if waiting is None:
             # an idle embedder always takes the text: that is also how its cost estimate recovers
-            if (self._pending or self._in_flight or self._offloaded) and self.backlog_s() > self._max_wait:
+            if self._overloaded():
                 self.shed += 1
                 _SHED_BACKLOG.inc()
                 return None
@@ -223,26 +240,34 @@ class BatchingEmbedder:
         """Run another model call (the cross-encoder) on the embedder's thread, behind the embeddings
         already queued; None, at once, when that queue would keep it waiting longer than `max_wait_s`
         (shed like an embedding) or when the call fails."""
-        if (self._pending or self._in_flight or self._offloaded) and self.backlog_s() > self._max_wait:
+        if self._overloaded():
             self.shed += 1
             _SHED_BACKLOG.inc()
             return None
         self._offloaded += 1
-        started = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+            if (resting := self._resting_s()) > 0:
+                await asyncio.sleep(resting)
+            started = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+            finally:
+                took = time.perf_counter() - started
+                self.seconds_per_offload = 0.7 * self.seconds_per_offload + 0.3 * took
+                self._busy(took)
         except Exception:
             log.exception("the semantic cache's cross-encoder failed; the request skips the cache")
             _SHED_ERROR.inc()
             return None
         finally:
             self._offloaded -= 1
-            self.seconds_per_offload = 0.7 * self.seconds_per_offload + 0.3 * (time.perf_counter() - started)
 
     async def _work(self) -> None:
         await asyncio.sleep(self._window)  # let a first batch gather
         loop = asyncio.get_running_loop()
         while self._pending:
+            if (resting := self._resting_s()) > 0:
+                await asyncio.sleep(resting)
             texts = list(itertools.islice(self._pending, self._max))
             waiters = [self._pending.pop(t) for t in texts]
             self._in_flight, started = len(texts), time.perf_counter()
@@ -254,8 +279,9 @@ class BatchingEmbedder:
                 vectors = None
             finally:
                 self._in_flight = 0
-            took = (time.perf_counter() - started) / len(texts)
-            self.seconds_per_text = 0.7 * self.seconds_per_text + 0.3 * took
+            spent = time.perf_counter() - started
+            self._busy(spent)
+            self.seconds_per_text = 0.7 * self.seconds_per_text + 0.3 * spent / len(texts)
             for i, (text, futures) in enumerate(zip(texts, waiters, strict=True)):
                 vector = None if vectors is None else vectors[i]
                 if vector is not None:

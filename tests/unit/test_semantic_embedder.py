@@ -145,3 +145,37 @@ def test_grouped_batches_embed_as_each_text_alone() -> None:
     together = model.embed(texts)
     alone = np.vstack([model.embed([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_a_core_share_spaces_model_calls_and_sheds_what_would_wait_out_the_rest() -> None:
+    model = SlowModel(seconds_per_text=0.02)
+    embedder = _embedder(model, max_wait_s=0.05, window_s=0.0, max_core_share=0.25)
+
+    async def run() -> tuple[list[Array | None], list[Array | None], float]:
+        first = await asyncio.gather(embedder.embed("one"))  # 20 ms of work, then 60 ms of rest
+        during_rest = await asyncio.gather(*(embedder.embed(f"rest {i}") for i in range(3)))
+        await asyncio.sleep(0.07)  # the rest is over
+        started = time.perf_counter()
+        after = await embedder.embed("after")
+        return first + during_rest, [after], time.perf_counter() - started
+
+    before, after, took = asyncio.run(run())
+    assert before[0] is not None
+    assert before[1:] == [None, None, None]  # the rest (60 ms) is past the 50 ms anybody may wait
+    assert after[0] is not None and took < 0.05
+    assert embedder.shed == 3 and model.calls == [["one"], ["after"]]
+
+
+def test_a_text_admitted_during_a_short_rest_waits_for_it() -> None:
+    model = SlowModel(seconds_per_text=0.02)
+    embedder = _embedder(model, max_wait_s=0.1, window_s=0.0, max_core_share=0.5)
+
+    async def run() -> tuple[float, float]:
+        await embedder.embed("one")  # 20 ms of work, then 20 ms of rest
+        started = time.perf_counter()
+        await embedder.embed("two")
+        return time.perf_counter() - started, time.perf_counter()
+
+    waited, _ = asyncio.run(run())
+    assert 0.035 <= waited < 0.09, waited  # its rest (~20 ms) and its own 20 ms
+    assert embedder.shed == 0 and model.calls == [["one"], ["two"]]
