@@ -43,7 +43,7 @@ class SseStream(ABC):
 
     @abstractmethod
     def final(self, response: dict[str, Any]) -> list[bytes]:
-        """The frames that end the stream, from the committed final Response."""
+        """The frames that end the stream, from the final Response."""
 
 
 def _data(obj: Any) -> bytes:
