@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from confluent_kafka import KafkaError, KafkaException
 
 from apps.cli import (
     aggregate,
@@ -57,5 +60,25 @@ app.command("report")(report.run)
 app.command("bench", help=bench.HELP, context_settings=bench.CONTEXT)(bench.run)
 app.command("serve")(serve.serve)
 
+#: librdkafka's errors for "no broker answered": a command that needs the cluster says so in one line.
+_UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+                          KafkaError._RESOLVE})
+
+
+def main() -> None:
+    """The `streamgate` console script: the commands, with a broker that does not answer reported as a
+    clear message and exit code 3 instead of a traceback."""
+    try:
+        app()
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is None or error.code() not in _UNREACHABLE:
+            raise
+        typer.secho(f"no Kafka broker answered ({error.str()}): start the local one with `streamgate kafka "
+                    "up`, or point kafka.bootstrap_servers in the config at a running cluster", fg="red",
+                    err=True)
+        sys.exit(3)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

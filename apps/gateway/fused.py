@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from gateway_consumer.answer import DispatchDeps
 from gateway_consumer.dispatch import Dispatcher
 from gateway_consumer.dispatch import metrics as dispatch_metrics
-from gateway_consumer.dispatch.loop import TXN_CALL_S
+from gateway_consumer.dispatch.loop import TXN_CALL_S, txn_linger_ms
 from schemas.topics import Topic
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config, transactional_config
@@ -46,10 +46,6 @@ from streams.pipeline import RequestPath, RequestPathDeps
 
 #: The fused worker's transactional ids start with this (under the topic prefix; schemas/principals.yaml).
 TRANSACTIONAL_PREFIX = "streamgate-gateway"
-#: How long its producers wait to batch records: a caller's answer on `replies` waits this long before
-#: it is sent. 0.5 against 2 ms, three interleaved pairs at 500/s: caller p50 31-179 against 53-322 ms,
-#: p99 176-387 against 232-2,104, broker CPU per request within noise (docs/benchmarks.md, latency).
-LINGER_MS = 0.5
 
 
 class FusedGateway(Dispatcher):
@@ -85,9 +81,11 @@ class FusedGateway(Dispatcher):
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{group}-{instance}"} | kafka_lag_stats(dispatch_metrics.C))
         name = f"{settings.kafka.topic_prefix}{TRANSACTIONAL_PREFIX}-{instance}"
+        # answers in the transaction: 0.5 ms against 2, three interleaved pairs at 500/s (before answers
+        # left the transaction): caller p50 31-179 against 53-322 ms, broker CPU within noise
         producers = [Producer(transactional_config(settings, transactional_id=f"{name}-{turn}",
                                                    client_id=f"{name}-{turn}", role="gateway")
-                              | {"linger.ms": LINGER_MS}) for turn in "ab"]
+                              | {"linger.ms": txn_linger_ms(settings, 0.5)}) for turn in "ab"]
         return consumer, producers
 
     # -- assignment ---------------------------------------------------------------------------------
