@@ -42,8 +42,11 @@ from schemas.events import REPLY_PARTITION_HEADER
 from schemas.topics import Topic
 from streamgate.config import Settings
 from streamgate.kafka.clients import producer_config
+from streamgate.observability.metrics import ERRORS
 
 log = logging.getLogger("streamgate.dispatch.replies")
+#: Final answers the broker refused to take for their waiting callers (they stay on `responses`).
+_UNDELIVERED = ERRORS.labels("dispatcher", "dispatch", "reply_undelivered")
 
 #: How long a request waits for its pieces to be acknowledged before its final answer goes out anyway.
 CHUNK_ACK_S = 10.0
@@ -153,6 +156,7 @@ class Replies:
 
     def _answer_failed(self, err: KafkaError, key: bytes | None) -> None:
         self.undelivered += 1
+        _UNDELIVERED.inc()
         log.warning("the answer to %r for its waiting caller was not delivered: %s (it stays on "
                     "responses)", (key or b"").decode(errors="replace"), err)
 
