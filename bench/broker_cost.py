@@ -34,7 +34,7 @@ OPS = 400
 PAYLOAD = b"x" * 1024
 
 
-def _broker_pid(settings: Settings) -> int:
+def broker_pid(settings: Settings) -> int:
     """The local broker's JVM (`streamgate kafka up` writes its pid next to its data)."""
     pid_file = settings.resolve(settings.kafka.local.data_dir).parent / "kafka-broker" / "broker.pid"
     if pid_file.exists():
@@ -105,7 +105,7 @@ def _table(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def main() -> dict[str, Any]:
     settings = bench_settings()
-    pid = _broker_pid(settings)
+    pid = broker_pid(settings)
     topic = physical_name(Topic.ROUTED, settings.kafka.topic_prefix)
     source = physical_name(Topic.REQUESTS, settings.kafka.topic_prefix)
     group = settings.kafka.topic_prefix + "bench-broker-cost"

@@ -293,10 +293,10 @@ class Pipeline:
             self.names.append(role)
 
     def pids(self) -> dict[str, int]:
-        from bench.broker_cost import _broker_pid
+        from bench.broker_cost import broker_pid
 
         return {**{n: p.pid for n, p in zip(self.names, self.procs, strict=True)},
-                "broker": _broker_pid(self.settings)}
+                "broker": broker_pid(self.settings)}
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)

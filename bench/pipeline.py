@@ -38,6 +38,7 @@ from ddsketch import DDSketch
 
 from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
 from apps.stack import start_simulator, start_stages
+from bench.broker_cost import broker_pid
 from bench.harness import drop_at_exit, write_result
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
@@ -161,6 +162,7 @@ def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, se
     shed_before = _shed_total(settings)
     for p in procs.values():
         p.cpu_percent()
+    psutil.cpu_percent()  # the machine's busy share from here (all processes: is it saturated?)
     sender = multiprocessing.get_context("spawn").Process(
         target=_send, args=(config, rate, seconds, int(rate), step.run_id, keys))
     started = time.monotonic()
@@ -169,6 +171,7 @@ def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, se
         reader.read(step)
     sent_s = time.monotonic() - started
     cpu = {name: p.cpu_percent() for name, p in procs.items()}
+    cpu["machine"] = psutil.cpu_percent() * (psutil.cpu_count() or 1)  # % of one core, like the others
     last_progress, seen = time.monotonic(), 0
     while len(step.arrived) < step.expected and time.monotonic() - last_progress < DRAIN_S:
         reader.read(step)
@@ -225,6 +228,7 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
             start_simulator(settings, components)
             start_stages(components, settings)
             procs = {name: psutil.Process(p.pid) for name, p in components.procs.items()}
+            procs["broker"] = psutil.Process(broker_pid(settings))
             reader = _Reader(settings)
             try:
                 time.sleep(5)  # groups joined, partitions assigned
