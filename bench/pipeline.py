@@ -51,10 +51,12 @@ from streamgate.kafka.topics import apply_spec
 RATES = (50, 100, 250, 500, 1000, 1500, 2000)
 STEP_S = 15.0
 WARMUP = (100.0, 5.0)  # requests/s, seconds: model loaded, connections open, groups joined
-#: The warm-up when this benchmark started the broker: a broker's JIT compiles for minutes of traffic, and
-#: a run on a just-started broker measured added p99 442 ms at 50/s where the next, 7 minutes later,
-#: measured 59 (2026-12-02, docs/benchmarks.md, pipeline).
+#: The warm-up on a broker started less than FRESH_BROKER_S ago (by this benchmark or just before it): a
+#: broker's JIT compiles for minutes of traffic, and a run on a just-started broker measured added p99
+#: 442 ms at 50/s where the next, 7 minutes later, measured 59 (2026-12-02, docs/benchmarks.md,
+#: pipeline); one started by hand 30 s before a run (2026-12-03) spent 97% of a core at 50/s.
 FRESH_BROKER_WARMUP = (100.0, 120.0)
+FRESH_BROKER_S = 300.0
 DRAIN_S = 10.0
 TARGET_MS = 100.0
 REPLY_PARTITION = 0  # every request's caller reads this partition of `replies`
@@ -217,8 +219,8 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         settings = _settings(semantic, Path(tmp))
         broker = LocalKafka(settings)
-        warmup = WARMUP if broker.status().running else FRESH_BROKER_WARMUP
         broker.up()
+        warmup = WARMUP if _broker_age_s(settings) > FRESH_BROKER_S else FRESH_BROKER_WARMUP
         apply_spec(settings)
         drop_at_exit(settings)
         steps: list[dict[str, Any]] = []
@@ -248,6 +250,11 @@ def ladder(semantic: bool, rates: tuple[float, ...] = RATES, seconds: float = ST
             finally:
                 reader.close()
     return steps
+
+
+def _broker_age_s(settings: Settings) -> float:
+    """Seconds since the local broker's JVM started."""
+    return time.time() - float(psutil.Process(broker_pid(settings)).create_time())
 
 
 def _max_rate(steps: list[dict[str, Any]]) -> float:
