@@ -85,10 +85,21 @@ def raw_key(request: web.Request, wire: Wire) -> str:
     raise unauthenticated()
 
 
+def still_queued(request_id: str, timeout_s: float) -> ApiError:
+    """The 504 for a request the gateway did not answer in time. It was accepted and is still in the
+    pipeline, which will answer (and bill) it: a retry would be a second request, so the SDKs are told
+    not to retry (the official `openai` SDK otherwise resends a 504 twice)."""
+    return ApiError(504, "timeout", f"no answer to {request_id} within {timeout_s:g} s; it was accepted "
+                    "and is still being processed (its answer goes to `responses`), so a retry would "
+                    "send it again", code="timeout", retry=False)
+
+
 def error_response(wire: Wire, error: ApiError, request_id: str | None = None) -> web.Response:
     headers = {"x-request-id": request_id} if request_id else {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
+    if error.retry is not None:
+        headers["x-should-retry"] = "true" if error.retry else "false"
     return web.json_response(wire.error_body(error), status=error.status, headers=headers)
 
 
@@ -207,8 +218,7 @@ class FrontDoor:
                 while (event := await waiter.events.get()).kind != "final":
                     pass
         except TimeoutError:
-            raise ApiError(504, "timeout", f"no answer to {request_id} within "
-                           f"{self.settings.frontdoor.timeout_s:g} s", code="timeout") from None
+            raise still_queued(request_id, self.settings.frontdoor.timeout_s) from None
         return event.record
 
     async def _stream(self, request: web.Request, wire: Wire, draft: Draft, request_id: str,
@@ -239,7 +249,7 @@ class FrontDoor:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                 return await waiter.events.get()
         except TimeoutError:
-            raise ApiError(504, "timeout", f"no answer to {request_id} in time", code="timeout") from None
+            raise still_queued(request_id, self.settings.frontdoor.timeout_s) from None
 
     async def models(self, request: web.Request) -> web.Response:
         """The models and route aliases this key may use."""
