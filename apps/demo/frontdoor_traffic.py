@@ -58,12 +58,18 @@ async def _one(client: object, i: int, model: str, stats: FrontDoorStats) -> Non
         stats.statuses[type(exc).__name__] += 1
 
 
+#: The SDK's own timeout is the front door's plus this: the front door's 504 for a request still in the
+#: pipeline says not to retry it (`x-should-retry: false`); an SDK timing out first would resend it.
+CLIENT_TIMEOUT_MARGIN_S = 15.0
+
+
 async def _drive(base_url: str, key: str, count: int, duration_s: float,
-                 models: tuple[str, ...]) -> FrontDoorStats:
+                 models: tuple[str, ...], door_timeout_s: float) -> FrontDoorStats:
     import openai
 
     stats = FrontDoorStats(sent=count)
-    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=key, max_retries=2, timeout=120)
+    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=key, max_retries=2,
+                                timeout=door_timeout_s + CLIENT_TIMEOUT_MARGIN_S)
     gap = duration_s / count if count else 0.0
     tasks = []
     for i in range(count):
@@ -76,9 +82,11 @@ async def _drive(base_url: str, key: str, count: int, duration_s: float,
 
 
 def drive_frontdoor(base_url: str, key: str, count: int, duration_s: float,
-                    models: tuple[str, ...] = ("gpt-4o-mini", "claude-3-5-haiku")) -> FrontDoorStats:
-    """Send `count` calls over `duration_s` seconds through the front door; blocks until all are answered."""
-    return asyncio.run(_drive(base_url, key, count, duration_s, models))
+                    models: tuple[str, ...] = ("gpt-4o-mini", "claude-3-5-haiku"),
+                    door_timeout_s: float = 120.0) -> FrontDoorStats:
+    """Send `count` calls over `duration_s` seconds through the front door (its `frontdoor.timeout_s` is
+    `door_timeout_s`); blocks until all are answered."""
+    return asyncio.run(_drive(base_url, key, count, duration_s, models, door_timeout_s))
 
 
 def pick_port(host: str, preferred: int) -> int:
@@ -96,18 +104,20 @@ def pick_port(host: str, preferred: int) -> int:
 class FrontDoorTraffic:
     """Runs :func:`drive_frontdoor` on a thread beside the Kafka workload; `result()` waits for it."""
 
-    def __init__(self, base_url: str, key: str, count: int, duration_s: float) -> None:
+    def __init__(self, base_url: str, key: str, count: int, duration_s: float,
+                 door_timeout_s: float = 120.0) -> None:
         import threading
 
         self.stats: FrontDoorStats | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(base_url, key, count, duration_s),
+        self._thread = threading.Thread(target=self._run, args=(base_url, key, count, duration_s,
+                                                                door_timeout_s),
                                         name="frontdoor-traffic", daemon=True)
         self._thread.start()
 
-    def _run(self, base_url: str, key: str, count: int, duration_s: float) -> None:
+    def _run(self, base_url: str, key: str, count: int, duration_s: float, door_timeout_s: float) -> None:
         try:
-            self.stats = drive_frontdoor(base_url, key, count, duration_s)
+            self.stats = drive_frontdoor(base_url, key, count, duration_s, door_timeout_s=door_timeout_s)
         except BaseException as exc:  # reported in the summary, never a traceback
             self.error = exc
 

@@ -378,7 +378,8 @@ def _frontdoor_traffic(settings: Settings, url: str, requests: int,
 
     _, key = KeyAdmin(settings, actor="demo").create("search", "ranker")
     wait_until_up(url)
-    return FrontDoorTraffic(url, key, frontdoor_calls(requests), duration_s or 10.0)
+    return FrontDoorTraffic(url, key, frontdoor_calls(requests), duration_s or 10.0,
+                            settings.frontdoor.timeout_s)
 
 
 def frontdoor_calls(requests: int) -> int:
