@@ -16,7 +16,7 @@ from frontdoor.exceptions import ApiError, Kind
 _INVALID = ("missing_field", "invalid_api_key_id", "invalid_max_tokens", "invalid_temperature",
             "invalid_top_p", "no_messages", "too_many_messages", "prompt_too_long", "duplicate",
             "malformed", "invalid_json_input", "invalid_params", "invalid_reply_partition",
-            "prompt_too_large")
+            "prompt_too_large", "invalid_deadline")
 _STATUS: dict[str, tuple[int, Kind]] = {
     **{code: (400, "invalid_request") for code in _INVALID},
     "unknown_model": (404, "not_found"),
@@ -31,6 +31,7 @@ _STATUS: dict[str, tuple[int, Kind]] = {
     "budget_exceeded": (429, "rate_limit"), "rate_limited": (429, "rate_limit"),
     "all_targets_failed": (502, "provider"), "invalid_json": (502, "provider"),
     "stream_interrupted": (502, "provider"),
+    "deadline_exceeded": (504, "timeout"),
 }
 _AUTH = {"unauthenticated", "key_revoked", "key_expired", "key_disabled"}
 

@@ -8,6 +8,10 @@ pieces on `replies.chunks` as the provider sends them.
 
 The key is checked here first, against the key ring the request path also follows, so an unknown key is
 answered 401 without touching Kafka; the request path authenticates every request again.
+
+Each request carries a deadline: `frontdoor.timeout_s` after it arrives, or sooner when the caller's SDK
+says it gives up sooner (`x-stainless-read-timeout`, sent by the official OpenAI and Anthropic SDKs). No
+provider attempt starts after it, so a caller who was answered 504 (or hung up) is not billed later.
 """
 
 from __future__ import annotations
@@ -86,12 +90,26 @@ def raw_key(request: web.Request, wire: Wire) -> str:
 
 
 def still_queued(request_id: str, timeout_s: float) -> ApiError:
-    """The 504 for a request the gateway did not answer in time. It was accepted and is still in the
-    pipeline, which will answer (and bill) it: a retry would be a second request, so the SDKs are told
-    not to retry (the official `openai` SDK otherwise resends a 504 twice)."""
-    return ApiError(504, "timeout", f"no answer to {request_id} within {timeout_s:g} s; it was accepted "
-                    "and is still being processed (its answer goes to `responses`), so a retry would "
-                    "send it again", code="timeout", retry=False)
+    """The 504 for a request the gateway did not answer in time. No provider attempt starts for it after
+    now (its deadline), but one under way may still finish and be billed, and a gateway this far behind
+    would keep a resent call waiting as long: the SDKs are told not to retry (the official `openai` SDK
+    otherwise resends a 504 twice)."""
+    return ApiError(504, "timeout", f"no answer to {request_id} within {timeout_s:g} s; the gateway "
+                    "starts no provider attempt for it after this, but one already under way may still "
+                    "complete (its answer goes to `responses`)", code="timeout", retry=False)
+
+
+#: Sent by the official OpenAI and Anthropic SDKs: how long (s) they wait for an answer before giving up.
+SDK_TIMEOUT_HEADER = "x-stainless-read-timeout"
+
+
+def deadline_s(request: web.Request, timeout_s: float) -> float:
+    """How long this caller waits: the front door's timeout, or the SDK's own when it says it is shorter."""
+    try:
+        sdk = float(request.headers.get(SDK_TIMEOUT_HEADER, ""))
+    except ValueError:
+        return timeout_s
+    return min(timeout_s, sdk) if sdk > 0 else timeout_s
 
 
 def error_response(wire: Wire, error: ApiError, request_id: str | None = None) -> web.Response:
@@ -177,7 +195,8 @@ class FrontDoor:
         if not caller.allows_model(draft.model):
             raise ApiError(403, "permission", f"this API key may not use model {draft.model!r}",
                            code="model_not_allowed")
-        event = self._request(draft, caller, key)
+        event = self._request(draft, caller, key).with_timeout(
+            deadline_s(request, self.settings.frontdoor.timeout_s))
         assert self.replies is not None and self.producer is not None
         waiter = AsyncWaiter(asyncio.get_running_loop())
         self.replies.expect(event.request_id, waiter)

@@ -2,7 +2,8 @@
 
 Always ends in exactly one Response (ok or failed with a reason) and one Telemetry event per attempt
 actually made, each priced from the catalog. Per-target `timeout_ms` is the latency threshold: an attempt
-that passes it is abandoned and the request falls over to the next target.
+that passes it is abandoned and the request falls over to the next target. No attempt starts after the
+caller's `deadline_at`: nobody waits for that answer any more, so it would only be paid for.
 """
 
 from __future__ import annotations
@@ -131,10 +132,33 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
     }
 
 
+DEADLINE_EXCEEDED = "deadline_exceeded"
+
+
+def past_deadline_ms(routed: dict[str, Any], now: float | None = None) -> int | None:
+    """How long ago the caller's deadline passed (ms), or None: not yet, or no deadline."""
+    deadline = routed.get("deadline_at")
+    if deadline is None:
+        return None
+    late = int((time.time() if now is None else now) * 1000) - deadline
+    return late if late >= 0 else None
+
+
+def _expired(routed: dict[str, Any], started: float, late_ms: int, attempts: _Attempts) -> Outcome:
+    made = len(attempts.events)
+    message = (f"the caller's deadline passed {late_ms} ms ago, "
+               + (f"after {made} attempt(s); no further attempt was started" if made
+                  else "before dispatch; no provider was called"))
+    return Outcome(_response(routed, "failed", started, cost=_cost(attempts), reason=DEADLINE_EXCEEDED,
+                             message=message), attempts.events)
+
+
 async def answer(routed: dict[str, Any], deps: DispatchDeps, stream: ChunkSink | None = None) -> Outcome:
     """`stream`: the caller waits for the pieces of this answer (`gateway_consumer/streaming.py`)."""
     started = time.time()
     attempts = _Attempts(routed, deps)
+    if (late := past_deadline_ms(routed, started)) is not None:  # not even a cache hit: nobody waits
+        return _expired(routed, started, late, attempts)
     key = cache_key(routed) if deps.cache is not None else None
     hit = deps.cache.get(key) if deps.cache is not None and key is not None else None
     kind, semantic = ("exact" if hit is not None else None), None
@@ -215,6 +239,10 @@ class _Run:
         json_retry_used, retry = False, 0
         while True:
             t0 = time.time()
+            if (late := past_deadline_ms(self.routed, t0)) is not None:
+                outcome = _expired(self.routed, self.started, late, self.attempts)
+                outcome.verdicts, outcome.provider_s = self.verdicts, self.provider_s
+                return outcome
             try:
                 reply = await _call(adapter, target, self.routed, self.deps, self._on_delta(target))
             except ProviderError as error:

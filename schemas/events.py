@@ -61,6 +61,7 @@ class Request(TypedDict):
     metadata: dict[str, str]
     region: str | None
     reply_partition: int | None
+    deadline_at: int | None
     created_at: int
 
 

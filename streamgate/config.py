@@ -482,8 +482,9 @@ class FrontDoorSettings(_Strict):
     #: The partition of `replies` this instance reads its answers from; null: one chosen at random. Give
     #: each instance its own (up to the topic's partitions) so none reads another's answers.
     reply_partition: int | None = Field(default=None, ge=0)
-    #: How long a call waits for its answer before a 504. The request is still processed (and billed)
-    #: after it, so that 504 tells the SDKs not to retry (`x-should-retry: false`).
+    #: How long a call waits for its answer before a 504; also the request's deadline (sooner when the
+    #: caller's SDK says it waits less): no provider attempt starts after it. One under way may still
+    #: finish and be billed, so that 504 tells the SDKs not to retry (`x-should-retry: false`).
     timeout_s: float = Field(default=120.0, gt=0)
     #: Larger request bodies are refused with a 400 before they are read.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -382,9 +382,16 @@ def _frontdoor_traffic(settings: Settings, url: str, requests: int,
                             settings.frontdoor.timeout_s)
 
 
+#: The front door's share stops growing here: a service's calls each hold a connection while they wait,
+#: and at a million requests the pipeline runs minutes behind, so 50,000 calls (one in 20) would wait
+#: out the front door's timeout ten thousand at a time, past the SDK's pool of 1,000 connections.
+FRONTDOOR_CALLS_MAX = 2_000
+
+
 def frontdoor_calls(requests: int) -> int:
-    """How many calls the demo sends through the front door beside `requests` Kafka requests."""
-    return max(20, requests // 20)
+    """How many calls the demo sends through the front door beside `requests` Kafka requests: one in 20,
+    at least 20 and at most :data:`FRONTDOOR_CALLS_MAX`."""
+    return max(20, min(requests // 20, FRONTDOOR_CALLS_MAX))
 
 
 def _print_backtest(console: Console, settings: Settings) -> None:

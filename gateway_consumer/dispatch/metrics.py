@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gateway_consumer.answer import Outcome
+from gateway_consumer.answer import DEADLINE_EXCEEDED, Outcome
 from streamgate.observability.metrics import (
     CACHE,
     ERRORS,
@@ -17,6 +17,7 @@ from streamgate.observability.metrics import (
 
 C, STAGE = "dispatcher", "dispatch"
 _TOTAL = LATENCY.labels(C, STAGE)
+_EXPIRED = ERRORS.labels(C, STAGE, DEADLINE_EXCEEDED)  # requests whose caller had stopped waiting
 _PROVIDER: dict[tuple[str, bool], Any] = {}  # children looked up once: `labels()` costs more than observe
 
 
@@ -44,6 +45,8 @@ def route(key: str) -> Iterable[Any]:
 def observe(outcome: Outcome, total_s: float) -> None:
     """Per answered request: end-to-end seconds, each attempt's provider latency and error class."""
     _TOTAL.observe(total_s)
+    if outcome.response["reason_code"] == DEADLINE_EXCEEDED:
+        _EXPIRED.inc()
     for event in outcome.telemetry:
         if event.get("cache_hit"):
             continue

@@ -1,9 +1,11 @@
 """Request-reply over Kafka: send a request event and get its answer back, for services that speak Kafka.
 
 `GatewayClient.chat` (sync) and `AsyncGatewayClient.chat` send a `Request` naming the client's reply
-partition and return the final `Response` once the dispatcher's transaction holding it has committed,
-or raise `RequestRejectedError` (the request path refused it), `RequestFailedError` (no provider answered
-acceptably) or `ReplyTimeoutError`. The HTTP front door uses the same reader (`streamgate.client.replies`).
+partition, with its timeout as the request's deadline (no provider attempt starts once the caller has
+given up; the answer is then failed with reason `deadline_exceeded`), and return the final `Response`
+once the dispatcher's transaction holding it has committed, or raise `RequestRejectedError` (the request
+path refused it), `RequestFailedError` (no provider answered acceptably) or `ReplyTimeoutError`. The HTTP
+front door uses the same reader (`streamgate.client.replies`).
 
 Each client owns one reply partition (random unless given); run clients with distinct partitions to keep
 them from reading each other's answers (they skip them, but still fetch them).
@@ -55,8 +57,8 @@ class GatewayClient:
 
     def chat(self, *, timeout_s: float | None = None, **fields: Any) -> dict[str, Any]:
         """Send one request (fields as `build_request` takes them) and return its final Response."""
-        request = self.request(**fields)
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        request = self.request(**fields).with_timeout(timeout)
         deadline = time.monotonic() + timeout
         with self._waiting(request.request_id) as waiter:
             delivered = self.producer.send(request)
@@ -115,8 +117,8 @@ class AsyncGatewayClient:
         return build_request(api_key=self.api_key, reply_partition=self.replies.partition, **fields)
 
     async def chat(self, *, timeout_s: float | None = None, **fields: Any) -> dict[str, Any]:
-        request = self.request(**fields)
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        request = self.request(**fields).with_timeout(timeout)
         async with self._waiting(request) as waiter:
             try:
                 async with asyncio.timeout(timeout):

@@ -69,6 +69,8 @@ class ChatRequest(BaseModel):
     region: str | None = None
     reply_partition: int | None = Field(default=None, ge=0, description="where the caller waits (replies)")
     created_at_ms: int = Field(default_factory=lambda: int(time.time() * 1000), gt=0)
+    deadline_at_ms: int | None = Field(default=None, gt=0, description="when the caller stops waiting (Unix "
+                                       "ms): no provider attempt starts after it")
 
     @model_validator(mode="after")
     def _one_key_form(self) -> ChatRequest:
@@ -76,7 +78,15 @@ class ChatRequest(BaseModel):
             raise ValueError("give exactly one of api_key (hashed by the client) or api_key_id")
         if self.api_key_id is not None and not self.api_key_id.startswith(API_KEY_HASH_PREFIX):
             raise ValueError(f"api_key_id must be a hash starting with {API_KEY_HASH_PREFIX!r}")
+        if self.deadline_at_ms is not None and self.deadline_at_ms <= self.created_at_ms:
+            raise ValueError("deadline_at_ms must be after created_at_ms")
         return self
+
+    def with_timeout(self, timeout_s: float) -> ChatRequest:
+        """This request with `deadline_at_ms` `timeout_s` after its creation, unless it already has one."""
+        if self.deadline_at_ms is not None:
+            return self
+        return self.model_copy(update={"deadline_at_ms": self.created_at_ms + max(1, int(timeout_s * 1000))})
 
     def key_id(self) -> str:
         return self.api_key_id if self.api_key_id is not None else hash_api_key(self.api_key or "")
@@ -98,5 +108,6 @@ class ChatRequest(BaseModel):
             "metadata": dict(self.metadata),
             "region": self.region,
             "reply_partition": self.reply_partition,
+            "deadline_at": self.deadline_at_ms,
             "created_at": self.created_at_ms,
         }

@@ -21,6 +21,7 @@ def routed_event(event: dict[str, Any], decision: RouteDecision, policy: Gateway
         "user_id": event.get("user_id"), "requested_model": event["model"], "messages": event["messages"],
         "params": event["params"], "tags": event.get("tags") or {}, "metadata": event.get("metadata") or {},
         "region": event.get("region"), "reply_partition": event.get("reply_partition"),
+        "deadline_at": event.get("deadline_at"),
         "targets": [{"provider": t.provider, "model": t.model, "region": t.region, "timeout_ms": t.timeout_ms,
                      "weight": t.weight} for t in decision.targets],
         "strategy": decision.strategy, "routing_config_version": policy.version,

@@ -58,6 +58,9 @@ def _check_params(event: dict[str, Any], policy: GatewayPolicy) -> Rejection | N
     reply = event.get("reply_partition")
     if reply is not None and reply < 0:
         return _reject("invalid_reply_partition", f"reply_partition {reply} is negative")
+    deadline, created = event.get("deadline_at"), event.get("created_at") or 0
+    if deadline is not None and deadline <= created:  # a caller's bug, not a late request
+        return _reject("invalid_deadline", f"deadline_at {deadline} is not after created_at {created}")
     return _check_json_params(event)
 
 

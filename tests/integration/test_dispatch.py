@@ -163,6 +163,33 @@ def test_exact_cache_answers_a_repeat_without_calling_the_provider(rig: Dispatch
     assert rig.simulator.stats()["cached"]["ok"] == 2
 
 
+def test_no_provider_attempt_starts_after_the_callers_deadline(rig: DispatchRig) -> None:
+    """A caller who stopped waiting is not served and billed later: a request already past its deadline
+    is answered `deadline_exceeded` without a call (not even from the cache), and a deadline that passes
+    during an attempt stops the retries and the fallback; the same request without one falls over."""
+    rig.simulator.set_profile("dl-slow", median_ms=3000, p99_ms=3000)  # past its target's 2.5 s timeout
+    warm = routed([{"model": "dl-cached"}], "asked before", temperature=0.0)
+    _run(rig, [warm])
+    now = int(time.time() * 1000)
+    late = routed([{"model": "dl-cached"}], "asked before", temperature=0.0) | {"deadline_at": now - 1000}
+    slow = {"model": "dl-slow", "timeout_ms": 2500}
+    passes = routed([slow, {"model": "sim-small"}], "too slow") | {"deadline_at": now + 2000}
+    control = routed([slow, {"model": "sim-small"}], "too slow, no deadline")
+    _run(rig, [late, passes, control], timeout_s=90)
+    [expired] = rig.responses[late["request_id"]]
+    assert (expired["status"], expired["reason_code"], expired["cost_nanousd"]) == (
+        "failed", "deadline_exceeded", 0)
+    assert "no provider was called" in expired["message"] and not expired["cache_hit"]
+    assert late["request_id"] not in rig.telemetry
+    assert rig.simulator.stats()["dl-cached"]["ok"] == 1  # the warm-up only
+    [stopped] = rig.responses[passes["request_id"]]
+    assert (stopped["status"], stopped["reason_code"]) == ("failed", "deadline_exceeded")
+    [attempt] = rig.telemetry[passes["request_id"]]  # no retry, no fallback after the deadline
+    assert (attempt["model"], attempt["error_class"]) == ("dl-slow", "timeout")
+    [fell_over] = rig.responses[control["request_id"]]
+    assert fell_over["status"] == "ok" and fell_over["model"] == "sim-small"
+
+
 def test_output_pii_redacted_and_json_checked(rig: DispatchRig) -> None:
     leak = routed([{"model": "sim-small"}], "ECHO: write to jane.roe@example.com or 4111 1111 1111 1111")
     rig.simulator.set_profile("badjson", invalid_json_rate=1.0)

@@ -286,6 +286,19 @@ def test_rate_limit_is_429_with_retry_after_and_the_sdk_waits_it_out(door: Door)
     assert time.monotonic() - began >= wait - 2  # it waited for the minute to turn, as told
 
 
+def test_a_call_whose_sdk_gave_up_is_not_sent_to_a_provider(door: Door) -> None:
+    """The SDK's own timeout (`x-stainless-read-timeout`, sent by the openai and anthropic SDKs) is the
+    request's deadline when shorter than the door's: here it passes before dispatch, so the gateway calls
+    no provider and answers 504 `deadline_exceeded` at once instead of after the door's timeout."""
+    headers = {"Authorization": f"Bearer {door.key}", "x-stainless-read-timeout": "0.001"}
+    began = time.monotonic()
+    answer = httpx.post(door.url + "/v1/chat/completions", headers=headers, timeout=60,
+                        json={"model": MODEL, "messages": USER})
+    assert answer.status_code == 504 and time.monotonic() - began < 30
+    error = answer.json()["error"]
+    assert error["code"] == "deadline_exceeded" and "no provider was called" in error["message"]
+
+
 # -- Kafka request-reply ----------------------------------------------------------------------------------
 def test_gateway_client_request_reply(door: Door) -> None:
     with GatewayClient(door.settings, api_key=door.key) as client:

@@ -36,6 +36,7 @@ def test_raw_key_is_hashed_and_never_in_the_event() -> None:
         ({"api_key": None}, "exactly one of api_key"),
         ({"api_key_id": "plain-key"}, "exactly one of api_key"),
         ({"surprise": 1}, "surprise"),
+        ({"created_at_ms": 2000, "deadline_at_ms": 2000}, "deadline_at_ms must be after created_at_ms"),
     ],
 )
 def test_invalid_requests_raise_a_named_error(override: dict[str, object], needle: str) -> None:
@@ -48,3 +49,12 @@ def test_api_key_id_must_be_a_hash() -> None:
         build_request(**_fields(api_key=None, api_key_id="sk-not-a-hash"))
     ok = build_request(**_fields(api_key=None, api_key_id=hash_api_key("k")))
     assert ok.key_id() == hash_api_key("k")
+
+
+def test_a_timeout_becomes_the_deadline_unless_one_was_given() -> None:
+    request = build_request(**_fields(created_at_ms=10_000))
+    assert request.to_event()["deadline_at"] is None
+    assert request.with_timeout(2.5).to_event()["deadline_at"] == 12_500
+    assert request.with_timeout(0.0001).deadline_at_ms == 10_001  # always after its creation
+    given = build_request(**_fields(created_at_ms=10_000, deadline_at_ms=11_000))
+    assert given.with_timeout(60).deadline_at_ms == 11_000

@@ -88,3 +88,15 @@ def test_without_the_header_the_sdk_would_send_it_three_times(door: _Door) -> No
     """The control: the same 504 without `x-should-retry` is retried by the SDK's default policy."""
     door.error = ApiError(504, "timeout", "no answer in time", code="timeout")
     assert _openai_calls(door) == 3
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, 120.0), ("30", 30.0), ("600", 120.0), ("0", 120.0), ("soon", 120.0), ("nan", 120.0)])
+def test_the_deadline_is_the_door_timeout_or_the_sdks_own_when_shorter(header: str | None,
+                                                                        expected: float) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from frontdoor.server import SDK_TIMEOUT_HEADER, deadline_s
+
+    headers = {SDK_TIMEOUT_HEADER: header} if header is not None else {}
+    assert deadline_s(make_mocked_request("POST", "/v1/chat/completions", headers=headers), 120.0) == expected

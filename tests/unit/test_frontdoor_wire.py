@@ -102,6 +102,7 @@ def _response(status: str, code: str | None = None, message: str = "", **over: A
     ("unknown_model", 404), ("no_messages", 400), ("pii_blocked", 403), ("access_denied", 403),
     ("identity_mismatch", 403), ("budget_exceeded", 429), ("all_targets_failed", 502), ("key_revoked", 401),
     ("unauthenticated", 401), ("key_expired", 401), ("no_target_in_region", 403),
+    ("deadline_exceeded", 504), ("invalid_deadline", 400),
 ])
 def test_reason_codes_become_the_statuses_sdks_expect(code: str, status: int) -> None:
     error = error_for(_response("rejected" if status < 500 else "failed", code, "team search: requests per "

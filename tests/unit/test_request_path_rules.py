@@ -52,6 +52,7 @@ def event(**over: Any) -> dict[str, Any]:
         ({"params": {"top_p": 0.0}}, "invalid_top_p"),
         ({"messages": []}, "no_messages"),
         ({"messages": [{"role": "user", "content": "x" * 200_001}]}, "prompt_too_large"),
+        ({"deadline_at": 1}, "invalid_deadline"),  # not after created_at
     ],
 )
 def test_validation_rejects_with_a_reason_code(over: dict[str, Any], code: str) -> None:

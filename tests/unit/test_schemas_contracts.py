@@ -90,10 +90,12 @@ def _agrees(decoded: object, written: object) -> None:
 
 def test_request_really_evolved() -> None:
     """v1 lacked session_id and metadata; a v1 event reads with defaults under v2. v3 added the reply
-    partition and tool calls."""
-    v1, v2, v3 = CATALOG.versions("Request")
-    assert len({v1.fingerprint, v2.fingerprint, v3.fingerprint}) == 3
+    partition and tool calls, v4 the caller's deadline."""
+    v1, v2, v3, v4 = CATALOG.versions("Request")
+    assert len({v1.fingerprint, v2.fingerprint, v3.fingerprint, v4.fingerprint}) == 4
     assert "reply_partition" in {f["name"] for f in v3.source["fields"]}
+    added = {f["name"] for f in v4.source["fields"]} - {f["name"] for f in v3.source["fields"]}
+    assert added == {"deadline_at"}
     v1_names = {f["name"] for f in v1.source["fields"]}
     assert {"session_id", "metadata"} - v1_names == {"session_id", "metadata"}
 
