@@ -219,7 +219,9 @@ def request_batches(
     expr = _window_filter(window, "created_at") if ids is None else _dates_filter(window)
     if ids is not None:
         expr &= ds.field("request_id").isin(ids)
-    yield from found.to_batches(columns=columns, filter=expr, batch_size=batch_rows)
+    present = set(found.schema.names)  # a column a later schema version added may not be stored yet
+    yield from found.to_batches(columns=[c for c in columns if c in present], filter=expr,
+                                batch_size=batch_rows)
 
 
 def join(left: pa.Array | pa.ChunkedArray, right: pa.Table, column: str = "request_id") -> pa.Table:

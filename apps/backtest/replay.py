@@ -61,6 +61,7 @@ REQUEST_COLUMNS = [
     "metadata",
     "region",
     "reply_partition",
+    "deadline_at",  # absent from tables written before Request v4: read where present
     "created_at",
 ]
 
@@ -145,8 +146,10 @@ def _normalise(row: dict[str, Any]) -> dict[str, Any]:
     metadata (`guard.*`, added by the path being replayed) removed."""
     row["tags"] = dict(row.get("tags") or [])
     row["metadata"] = {k: v for k, v in (row.get("metadata") or []) if not k.startswith("guard.")}
-    created = row["created_at"]
-    row["created_at"] = int(created.timestamp() * 1000) if hasattr(created, "timestamp") else int(created)
+    for name in ("created_at", "deadline_at"):
+        at = row.get(name)
+        if at is not None:
+            row[name] = int(at.timestamp() * 1000) if hasattr(at, "timestamp") else int(at)
     return row
 
 

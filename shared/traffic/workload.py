@@ -93,6 +93,11 @@ def provision_keys(settings: Settings, *, actor: str = "workload") -> dict[tuple
     return {(t.team, p): admin.create(t.team, p)[1] for t in TEAMS for p in t.projects}
 
 
+#: The support chatbot's users wait this long (s): its requests carry a deadline, after which the gateway
+#: answers `deadline_exceeded` without calling a provider. Nothing else in the workload has one.
+CHATBOT_DEADLINE_S = 60.0
+
+
 def requests(count: int, *, seed: int = 7, run_id: str | None = None,
              keys: WorkloadKeys | None = None) -> Iterator[ChatRequest]:
     """`count` requests; ids embed `run_id` so repeated runs never collide. `keys` (from
@@ -117,7 +122,7 @@ def requests(count: int, *, seed: int = 7, run_id: str | None = None,
             project, model = rng.choice(profile.projects), rng.choice(profile.models)
         made_up = rng.choice(profile.keys)
         key = keys[(profile.team, project)] if keys is not None else made_up
-        yield ChatRequest(
+        request = ChatRequest(
             request_id=f"{run}-{n:09d}",
             team="ghost-team" if oddity < 0.005 else profile.team,
             project=project,
@@ -129,3 +134,4 @@ def requests(count: int, *, seed: int = 7, run_id: str | None = None,
             tags={"env": "demo", "feature": rng.choice(("chat", "summarize", "classify"))},
             region=profile.region,
         )
+        yield request.with_timeout(CHATBOT_DEADLINE_S) if project == "chatbot" else request
