@@ -30,6 +30,12 @@ readable on `responses`).
 Baselines in the same run: the settings shipped before issue 16 (staged, commit intervals 100 ms, routed
 read read_committed) at 50 and 500/s, and the staged deployment on today's settings, on the same code and
 machine.
+
+Overload: the defaults at OVERLOAD_RATE (above what the two cores hold) with every request carrying a
+deadline of OVERLOAD_DEADLINE_S (`deadline_at`, set at send time), against the same rate without one
+from the defaults' own ladder: how many callers get an answer in time, how long they wait, and how soon
+after the last send every request has its outcome (a request past its deadline is answered
+`deadline_exceeded` without a provider call).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ RATES = (50, 500, 2000)
 #: Between the named rates, so that `max_rate_p99_under_100ms` can land between 50 and 500.
 INTERMEDIATE = (100, 250)
 SATURATION = (3000, 4000, 5000, 6000)
+OVERLOAD_RATE, OVERLOAD_DEADLINE_S, OVERLOAD_SECONDS = 3000, 1.0, 6.0
 SECONDS = {50: 12.0, 500: 10.0}  # per rate; others 6 s
 WAIT_S = 30.0  # after the last send, for the last answers
 BROKER_WARM = (300.0, 120.0)  # before the first configuration: rate, seconds (`measure`)
@@ -107,9 +114,10 @@ def _wait_until(producer: Any, due: float) -> None:
             time.sleep(left)
 
 
-def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -> None:
+def _produce(config: str, rate: float, seconds: float, out: str, api_key: str,
+             deadline_s: float | None = None) -> None:
     """Send `rate`/s for `seconds` with the real client; write {request_id: send time} and its CPU seconds
-    while sending to `out`."""
+    while sending to `out`. `deadline_s`: each request's deadline, that long after it is sent."""
     from streamgate.client import RequestProducer, build_request
     from streamgate.config import load_settings
 
@@ -132,8 +140,9 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str) -
         cpu0, t0 = time.process_time(), time.time()
         for i, request in enumerate(requests):
             _wait_until(producer, t0 + i / rate)
-            sent[request.request_id] = time.time()
-            producer.send(request)
+            sent[request.request_id] = now = time.time()
+            producer.send(request if deadline_s is None else request.model_copy(
+                update={"deadline_at_ms": int((now + deadline_s) * 1000)}))
             producer.poll(0)
         producer.flush(30)
         cpu_s = time.process_time() - cpu0  # pacing and sending only: not its start-up or request building
@@ -190,7 +199,10 @@ class Observer:
         if topic == self.responses_topic:
             self.committed_at.setdefault(answer["request_id"], now)
         else:
-            self.answered_at.setdefault(answer["request_id"], (now, answer["status"]))
+            status = answer["status"]
+            if status != "ok":
+                status += f":{answer['reason_code']}"
+            self.answered_at.setdefault(answer["request_id"], (now, status))
 
     def stop(self) -> None:
         self.running = False
@@ -223,7 +235,8 @@ def _cpu_s(pid: int) -> float:
 
 
 def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, seconds: float,
-             api_key: str, pids: dict[str, int] | None = None) -> dict[str, Any]:
+             api_key: str, pids: dict[str, int] | None = None,
+             deadline_s: float | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     cpu_before = {name: _cpu_s(pid) for name, pid in (pids or {}).items()}
     own_before = time.process_time()  # the observers' threads (the paced client reports its own)
@@ -233,7 +246,7 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     _simulator_log(SIM_PORT)  # drop what earlier runs left
     out = workdir / f"sent-{rate:g}.json"
     producer = multiprocessing.get_context("spawn").Process(
-        target=_produce, args=(str(config), rate, seconds, str(out), api_key))
+        target=_produce, args=(str(config), rate, seconds, str(out), api_key, deadline_s))
     producer.start()
     producer.join()
     written = json.loads(out.read_text())
@@ -249,13 +262,18 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
     calls = _simulator_log(SIM_PORT)
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
     statuses: dict[str, int] = {}
+    ok_totals: list[float] = []
+    last_answer = 0.0
     for rid, sent_at in sent.items():
         answer = observer.answered_at.get(rid)
         if answer is None:
             continue
         answered, status = answer
         statuses[status] = statuses.get(status, 0) + 1
+        last_answer = max(last_answer, answered)
         hops["total"].append((answered - sent_at) * 1000)
+        if status == "ok":
+            ok_totals.append((answered - sent_at) * 1000)
         if (committed := observer.committed_at.get(rid)) is not None:
             hops["committed"].append((committed - sent_at) * 1000)
         routed, call = observer.routed_at.get(rid), calls.get(rid)
@@ -267,7 +285,11 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
             hops["call"].append((call[1] - call[0]) * 1000)
             hops["return_to_answer"].append((answered - call[1]) * 1000)
     span = max(sent.values()) - min(sent.values()) if len(sent) > 1 else 1.0
+    last_sent = max(sent.values(), default=0.0)
     return {"rate": rate, "sent": len(sent), "answered": len(hops["total"]), "statuses": statuses,
+            "deadline_s": deadline_s, "ok_total": _summary(ok_totals),
+            "ok_within_1s": sum(1 for t in ok_totals if t <= 1000.0),
+            "last_answer_after_last_send_s": round(last_answer - last_sent, 2) if last_answer else None,
             "load_before": load_before, "load_after": os.getloadavg()[0], "cpu_ms_per_request": cpu_ms,
             "achieved_send_rate": len(sent) / span if span else 0.0,
             **{h: _summary(v) for h, v in hops.items()}}
@@ -331,7 +353,8 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
             stop_p99_ms: float | None = None, others: dict[str, int] | None = None,
-            warm: tuple[float, float] = (100, 3), stop_above: float = 0) -> list[dict[str, Any]]:
+            warm: tuple[float, float] = (100, 3), stop_above: float = 0,
+            deadline_s: float | None = None) -> list[dict[str, Any]]:
     """`stop_p99_ms`: end the ladder at the first rate above `stop_above` whose p99 is over it (or that
     lost answers). `others`: more processes whose CPU per request to report (name -> pid: the
     simulator's). `warm`: rate and seconds of unmeasured traffic first (connections, transactions; on a
@@ -352,7 +375,7 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
             if not pipeline.alive():
                 raise RuntimeError(f"a worker exited; see {workdir}/{name}-*.log")
             result = run_rate(settings, pipeline.config, workdir, rate, seconds, api_key,
-                              pipeline.pids() | (others or {}))
+                              pipeline.pids() | (others or {}), deadline_s)
             results.append(result)
             total = result["total"]
             print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "
@@ -394,6 +417,11 @@ def main() -> dict[str, Any]:
             plan = [(r, SECONDS.get(r, 6.0)) for r in (*sorted(RATES + INTERMEDIATE), *SATURATION)]
             runs = measure(new, workdir, "defaults", plan, stop_p99_ms=1000, others=sim_cpu,
                            stop_above=max(RATES))
+            if not any(r["rate"] == OVERLOAD_RATE for r in runs):  # the ladder stopped before it
+                runs += measure(new, workdir, "defaults", [(OVERLOAD_RATE, OVERLOAD_SECONDS)], others=sim_cpu)
+            overload = _configure(base, prefix + "overload.")
+            overload_runs = measure(overload, workdir, "overload", [(OVERLOAD_RATE, OVERLOAD_SECONDS)],
+                                    others=sim_cpu, deadline_s=OVERLOAD_DEADLINE_S)
             after = _configure(base, prefix + "committed.", client={"answer_before_commit": False})
             committed_runs = measure(after, workdir, "committed", [(50, SECONDS[50]), (500, SECONDS[500])],
                                      others=sim_cpu)
@@ -411,7 +439,7 @@ def main() -> dict[str, Any]:
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline, early_runs, many_runs, staged_runs, committed_runs)
+    return report(runs, baseline, early_runs, many_runs, staged_runs, committed_runs, overload_runs)
 
 
 #: The partition count of the `kafka.partitions` comparison: the default before 2026-12-02 (each partition
@@ -428,11 +456,12 @@ BEFORE_CLIENT: dict[str, Any] = {"answer_before_commit": False}
 def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
            early: list[dict[str, Any]], many: list[dict[str, Any]] | None = None,
            staged: list[dict[str, Any]] | None = None,
-           committed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           committed: list[dict[str, Any]] | None = None,
+           overload: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "deployment": "fused",
                               "runs": runs, "baseline_before_runs": baseline, "early_routed_runs": early,
                               "partitions_6_runs": many or [], "staged_runs": staged or [],
-                              "answer_after_commit_runs": committed or []}
+                              "answer_after_commit_runs": committed or [], "overload_runs": overload or []}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
@@ -472,8 +501,37 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
             table.append((f"  CPU per request: {' / '.join(n.replace('_', ' ') for n in names)}",
                           " / ".join(f"{cpu[k]:.2f} ms" for k in names)))
     table.append(("max paced rate with total p99 < 100 ms", f"{result['max_rate_p99_under_100ms']:,}/s"))
+    table += _overload_rows(result, runs, overload or [])
     table.append(("goals", "500/s: p50 <= 10 ms, p99 <= 30 ms; 2,000/s: p99 <= 100 ms"))
     write_result("latency", result, table)
     for k, v in table:
         print(f"{k:<48} {v}")
     return result
+
+
+def _overload_rows(result: dict[str, Any], runs: list[dict[str, Any]],
+                   overload: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The overload comparison's keys (into `result`) and table rows: the same rate with and without
+    deadlines."""
+    rows: list[tuple[str, str]] = []
+    without = next((r for r in runs if r["rate"] == OVERLOAD_RATE), None)
+    for label, run in (("without deadlines", without), (f"deadline {OVERLOAD_DEADLINE_S:g} s",
+                                                        overload[0] if overload else None)):
+        if run is None:
+            continue
+        key = "overload_" + ("no_deadline" if run.get("deadline_s") is None else "deadline")
+        ok = run["statuses"].get("ok", 0)
+        p99 = run["ok_total"].get("p99")
+        result[f"{key}_ok"] = ok
+        result[f"{key}_ok_within_1s"] = run["ok_within_1s"]
+        result[f"{key}_expired"] = run["statuses"].get("failed:deadline_exceeded", 0)
+        result[f"{key}_unanswered"] = run["sent"] - run["answered"]
+        result[f"{key}_ok_p99_ms"] = p99
+        result[f"{key}_last_outcome_after_last_send_s"] = run["last_answer_after_last_send_s"]
+        rows.append((f"**overload {OVERLOAD_RATE:,}/s, {label}**: answered ok (within 1 s), p50 / p99 "
+                     "of those", f"{ok:,} ({run['ok_within_1s']:,}) of {run['sent']:,}, "
+                     f"{run['ok_total'].get('p50', float('nan')):.0f} / "
+                     f"{p99 if p99 is not None else float('nan'):.0f} ms; every outcome known "
+                     f"{run['last_answer_after_last_send_s']} s after the last send; statuses "
+                     f"{run['statuses']}"))
+    return rows

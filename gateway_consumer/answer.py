@@ -240,11 +240,11 @@ class _Run:
         while True:
             t0 = time.time()
             if (late := past_deadline_ms(self.routed, t0)) is not None:
-                outcome = _expired(self.routed, self.started, late, self.attempts)
-                outcome.verdicts, outcome.provider_s = self.verdicts, self.provider_s
-                return outcome
+                return self._expired(late)
             try:
                 reply = await _call(adapter, target, self.routed, self.deps, self._on_delta(target))
+            except DeadlinePassedError as passed:  # while it waited for a free slot to the provider
+                return self._expired(passed.late_ms)
             except ProviderError as error:
                 self.provider_s += time.time() - t0
                 breaker.record(False)
@@ -267,6 +267,11 @@ class _Run:
             if json_retry_used:
                 return self._fail(index, target, "invalid_json", f"the answer {problem} (after one retry)")
             json_retry_used = True
+
+    def _expired(self, late_ms: int) -> Outcome:
+        outcome = _expired(self.routed, self.started, late_ms, self.attempts)
+        outcome.verdicts, outcome.provider_s = self.verdicts, self.provider_s
+        return outcome
 
     def _on_delta(self, target: dict[str, Any]) -> OnDelta | None:
         stream = self.stream
@@ -338,6 +343,14 @@ def _cost(attempts: _Attempts) -> int:
     return sum(e["cost_nanousd"] for e in attempts.events)
 
 
+class DeadlinePassedError(Exception):
+    """The caller's deadline passed while the attempt waited for a slot to its provider."""
+
+    def __init__(self, late_ms: int) -> None:
+        super().__init__(f"deadline passed {late_ms} ms ago")
+        self.late_ms = late_ms
+
+
 async def _call(adapter: Provider, target: dict[str, Any], routed: dict[str, Any],
                 deps: DispatchDeps, on_delta: OnDelta | None = None) -> ProviderReply:
     limit = deps.limits.get(target["provider"])
@@ -346,7 +359,9 @@ async def _call(adapter: Provider, target: dict[str, Any], routed: dict[str, Any
         async with asyncio.timeout(target["timeout_ms"] / 1000):
             if limit is None:
                 return await adapter.complete(deps.http, call)
-            async with limit:
+            async with limit:  # at `max_concurrency` calls may queue here: the deadline is checked again
+                if (late := past_deadline_ms(routed)) is not None:
+                    raise DeadlinePassedError(late)
                 return await adapter.complete(deps.http, call)
     except TimeoutError as exc:
         raise ProviderError("timeout", f"no answer within {target['timeout_ms']} ms") from exc
