@@ -47,7 +47,8 @@ class DispatchRig:
         self.topics, self.workdir = topics, workdir
         url = f"http://127.0.0.1:{sim_port}/v1"
         providers = {"sim": ProviderSettings(kind="openai", base_url=url),
-                     "sim_anthropic": ProviderSettings(kind="anthropic", base_url=url)}
+                     "sim_anthropic": ProviderSettings(kind="anthropic", base_url=url),
+                     "sim_narrow": ProviderSettings(kind="openai", base_url=url, max_concurrency=1)}
         dispatch = settings.dispatch.model_copy(update={"breaker": settings.dispatch.breaker.model_copy(
             update={"min_calls": 4, "window": 8, "open_s": OPEN_S})})
         self.settings = settings.model_copy(update={"providers": providers, "dispatch": dispatch})

@@ -190,6 +190,26 @@ def test_no_provider_attempt_starts_after_the_callers_deadline(rig: DispatchRig)
     assert fell_over["status"] == "ok" and fell_over["model"] == "sim-small"
 
 
+def test_a_deadline_that_passes_while_waiting_for_a_provider_slot_calls_nothing(rig: DispatchRig) -> None:
+    """At a provider's `max_concurrency` (1 here) calls queue for a slot: one whose caller's deadline
+    passed meanwhile is answered `deadline_exceeded` without the call."""
+    _run(rig, [routed([{"model": "sim-small"}], "the dispatcher is up and reading")])
+    rig.simulator.set_profile("dl-hold", median_ms=2500, p99_ms=2500)
+    narrow = {"provider": "sim_narrow", "model": "dl-hold"}
+    holding = routed([narrow], "holds the only slot")
+    rig.send([holding])
+    time.sleep(0.5)  # its call has begun
+    queued = routed([narrow], "waits for it") | {"deadline_at": int(time.time() * 1000) + 1000}
+    _run(rig, [queued], timeout_s=90)
+    rig.collect({holding["request_id"]}, timeout_s=60)
+    assert rig.responses[holding["request_id"]][0]["status"] == "ok"
+    [expired] = rig.responses[queued["request_id"]]
+    assert (expired["status"], expired["reason_code"], expired["cost_nanousd"]) == (
+        "failed", "deadline_exceeded", 0)
+    assert queued["request_id"] not in rig.telemetry  # no attempt was made
+    assert rig.simulator.stats()["dl-hold"]["ok"] == 1
+
+
 def test_output_pii_redacted_and_json_checked(rig: DispatchRig) -> None:
     leak = routed([{"model": "sim-small"}], "ECHO: write to jane.roe@example.com or 4111 1111 1111 1111")
     rig.simulator.set_profile("badjson", invalid_json_rate=1.0)
