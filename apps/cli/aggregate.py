@@ -40,7 +40,7 @@ def usage(
 ) -> None:
     """Usage and cost per window and dimension value, summed over every telemetry partition, beside the
     limits that apply (budgets in config/gateway.yaml, for teams and keys)."""
-    from aggregation.restore import read_committed_rows
+    from aggregation.restore import iter_committed_rows
     from schemas import make_codec
     from schemas.topics import Topic, physical_name
     from shared.usage.live import totals
@@ -59,11 +59,11 @@ def usage(
     settings = settings_or_exit(config)
     topic = physical_name(Topic.AGGREGATES, settings.kafka.topic_prefix)
     codec = make_codec(topic, "UsageAggregate", settings.schema_registry.url)
-    try:
-        rows = read_committed_rows(settings, topic, codec, timeout_s=60, role="admin")
+    try:  # one row at a time: the topic holds every version of every row until it is compacted
+        grouped = totals(iter_committed_rows(settings, topic, codec, timeout_s=60, role="admin"))
     except Exception as exc:  # broker down, topic missing: say which
         raise fail(f"could not read {topic}: {exc}") from exc
-    found = sorted((t for (w, start, d, _), t in totals(rows).items()
+    found = sorted((t for (w, start, d, _), t in grouped.items()
                     if w == window and d == by and start >= since_ms),
                    key=lambda t: (t.window_start, -t.counts["cost_nanousd"]))
     records = [{

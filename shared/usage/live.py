@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ class Total:
             self.sketch.merge(load_sketch(row["latency_sketch"]))
 
 
-def totals(rows: list[dict[str, Any]]) -> dict[Group, Total]:
+def totals(rows: Iterable[dict[str, Any]]) -> dict[Group, Total]:
     """Latest row per key, then summed per group; `rows` oldest first."""
     latest = {row["key"]: row for row in rows}
     out: dict[Group, Total] = {}
