@@ -24,6 +24,7 @@ from gateway_consumer.providers.base import Delta, OnDelta
 from gateway_consumer.providers.http1 import ProviderHTTP
 from gateway_consumer.reliability import Breakers, CircuitBreaker, retry_delay_s
 from gateway_consumer.streaming import ChunkSink, StreamingRedactor, as_deltas, stream_mode
+from shared.deadline import DEADLINE_EXCEEDED, past_deadline_ms
 from shared.guardrails.outcome import event_id
 from shared.policy.config import GatewayPolicy
 from shared.retrieval import chunk_refs
@@ -132,18 +133,6 @@ def _response(routed: dict[str, Any], status: str, started: float, *, reply: Pro
     }
 
 
-DEADLINE_EXCEEDED = "deadline_exceeded"
-
-
-def past_deadline_ms(routed: dict[str, Any], now: float | None = None) -> int | None:
-    """How long ago the caller's deadline passed (ms), or None: not yet, or no deadline."""
-    deadline = routed.get("deadline_at")
-    if deadline is None:
-        return None
-    late = int((time.time() if now is None else now) * 1000) - deadline
-    return late if late >= 0 else None
-
-
 def _expired(routed: dict[str, Any], started: float, late_ms: int, attempts: _Attempts) -> Outcome:
     made = len(attempts.events)
     message = (f"the caller's deadline passed {late_ms} ms ago, "
@@ -157,7 +146,7 @@ async def answer(routed: dict[str, Any], deps: DispatchDeps, stream: ChunkSink |
     """`stream`: the caller waits for the pieces of this answer (`gateway_consumer/streaming.py`)."""
     started = time.time()
     attempts = _Attempts(routed, deps)
-    if (late := past_deadline_ms(routed, started)) is not None:  # not even a cache hit: nobody waits
+    if (late := past_deadline_ms(routed, int(started * 1000))) is not None:  # not even a cache hit
         return _expired(routed, started, late, attempts)
     key = cache_key(routed) if deps.cache is not None else None
     hit = deps.cache.get(key) if deps.cache is not None and key is not None else None
@@ -239,7 +228,7 @@ class _Run:
         json_retry_used, retry = False, 0
         while True:
             t0 = time.time()
-            if (late := past_deadline_ms(self.routed, t0)) is not None:
+            if (late := past_deadline_ms(self.routed, int(t0 * 1000))) is not None:
                 return self._expired(late)
             try:
                 reply = await _call(adapter, target, self.routed, self.deps, self._on_delta(target))

@@ -62,7 +62,7 @@ class StageIO:
         key = raw_key or (request_id or "").encode()
         outputs = [self.out(Topic.DEADLETTER, key, dead_letter(
             self.names[source], partition, offset, rejection.stage, rejection.reason_code, rejection.message,
-            raw_value, raw_key, request_id))]
+            raw_value, raw_key, request_id))] if rejection.dead_letter else []
         if event is not None and request_id and rejection.respond:
             # to the dispatcher, which answers each request exactly once (a replay here may reject again)
             # the Response has no field for where its caller waits: a header carries it to the dispatcher
@@ -83,7 +83,7 @@ def rejected_response(event: dict[str, Any], rejection: Rejection) -> dict[str, 
     return {
         "request_id": event["request_id"], "trace_id": event.get("trace_id") or "",
         "team": event.get("team") or "", "project": event.get("project") or "",
-        "api_key_id": event.get("api_key_id") or "", "status": "rejected",
+        "api_key_id": event.get("api_key_id") or "", "status": rejection.status,
         "reason_code": rejection.reason_code, "message": rejection.message, "content": None,
         "finish_reason": None, "provider": None, "model": None, "target_index": None,
         "cache_hit": False, "cache_kind": None,

@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas import EventDecodeError, dead_letter_from_error
 from schemas.topics import Topic
+from shared.deadline import DEADLINE_EXCEEDED
 from shared.guardrails.outcome import Rejection
 from shared.guardrails.pii import scan_pii
 from shared.guardrails.verdicts import PiiScanner
@@ -25,6 +26,7 @@ from shared.identity import KeyRing
 from shared.policy.holder import PolicyHolder
 from shared.retrieval import ContextRetriever
 from streamgate.catalog import ModelCatalog, default_catalog
+from streamgate.observability.metrics import ERRORS
 from streams.guardrails.budgets import NoUsage, UsageReader
 from streams.guardrails.stage import guard_request
 from streams.identity.stage import authenticate
@@ -32,9 +34,13 @@ from streams.io import Output, StageIO, redaction_audit
 from streams.route.context import with_context
 from streams.route.health import ProviderHealth, StaticHealth
 from streams.route.stage import route_stage
-from streams.validate.rules import validate_request
+from streams.validate.rules import check_deadline, validate_request
 
 log = logging.getLogger(__name__)
+
+#: requests whose caller had stopped waiting before the request path got to them (the dispatcher counts
+#: the ones that expire later under component="dispatcher")
+_EXPIRED = ERRORS.labels("streams_worker", "request_path", DEADLINE_EXCEEDED)
 
 #: (request id, partition, offset, now ms) -> True when another record claimed the id within the window.
 Duplicate = Callable[[bytes, int, int, int], bool]
@@ -126,8 +132,10 @@ class RequestPath:
                 return caller
             identity = caller
             self._stage = "validate"
-        rejection = validate_request(event, policy, deps.catalog)
+        rejection = validate_request(event, policy, deps.catalog) or check_deadline(event, now_ms)
         if rejection:
+            if rejection.reason_code == DEADLINE_EXCEEDED:
+                _EXPIRED.inc()
             return rejection
         request_id = event["request_id"]
         if duplicate(request_id.encode(), partition, offset, now_ms):

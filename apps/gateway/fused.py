@@ -188,14 +188,15 @@ class FusedGateway(Dispatcher):
     async def _reject(self, rejected: Output, outputs: list[Output], place: tuple[str, int],
                       offset: int) -> None:
         """A rejection for its caller (the request path's `rejected` Response), unless its request id
-        was answered already: a resent request rejected before its dedup claim (an unknown team, a key
-        that does not match) is rejected again, and answered once, as the staged dispatcher does. Its
+        was answered already or is being answered: a resent request rejected before its dedup claim (an
+        unknown team, a key that does not match, its deadline passed) is rejected again, and answered
+        once, as the staged dispatcher does. Its
         records (dead letter, audit) commit with the answer, or alone when it is not answered again."""
         response = self.rejected_codec.decode(rejected.value or b"")
         request_id, partition = response["request_id"], place[1]
         await self.answered.cover(partition, int(response.get("created_at") or 0))
         self._produce_all(outputs, partition)
-        if request_id in self.answered:
+        if request_id in self.answered or request_id in self.in_flight:  # a resend the deadline overtook
             self.stats.counts["duplicates_skipped"] += 1
         else:
             self.answered.add(request_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gateway_consumer.answer import DEADLINE_EXCEEDED, Outcome
+from gateway_consumer.answer import Outcome
+from shared.deadline import DEADLINE_EXCEEDED
 from streamgate.observability.metrics import (
     CACHE,
     ERRORS,

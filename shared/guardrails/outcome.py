@@ -17,6 +17,12 @@ class Rejection:
     audit: bool = False
     #: False for duplicates: the original already has (or will have) the one response for its id.
     respond: bool = True
+    #: The response's status: `failed` for a request nobody waits for any more (a caller's deadline),
+    #: which is not a refusal.
+    status: str = "rejected"
+    #: False where the record is not bad and holds nothing to look at again (an expired request: its
+    #: caller has gone; its request and answer are in their topics). Every refusal is dead-lettered.
+    dead_letter: bool = True
 
 
 def prompt_chars(event: dict[str, object]) -> int:

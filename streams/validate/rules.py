@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.deadline import DEADLINE_EXCEEDED, past_deadline_ms
 from shared.guardrails.outcome import Rejection, prompt_chars
 from shared.identity.keys import KEY_ID_PREFIX
 from shared.policy.config import GatewayPolicy
@@ -20,6 +21,16 @@ _KEY_FORMS = ("sha256:", KEY_ID_PREFIX)
 
 def _reject(code: str, message: str) -> Rejection:
     return Rejection(STAGE, code, message)
+
+
+def check_deadline(event: dict[str, Any], now_ms: int) -> Rejection | None:
+    """A request whose caller stopped waiting goes no further: under overload most of a backlog is such
+    requests, and guardrails, routing and dispatch spent on them delay the ones still awaited."""
+    late = past_deadline_ms(event, now_ms)
+    if late is None:
+        return None
+    return Rejection(STAGE, DEADLINE_EXCEEDED, f"the caller's deadline passed {late} ms before the gateway "
+                     "got to the request; no provider was called", status="failed", dead_letter=False)
 
 
 def validate_request(event: dict[str, Any], policy: GatewayPolicy, catalog: ModelCatalog) -> Rejection | None:

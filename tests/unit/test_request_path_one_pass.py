@@ -10,6 +10,7 @@ from typing import Any
 from schemas.snapshots import UsageSnapshot
 from schemas.topics import Topic
 from shared.guardrails.content import check_content
+from shared.guardrails.pii import scan_pii
 from shared.policy.config import GuardrailConfig, load_policy
 from shared.policy.holder import PolicyHolder
 from streamgate.config import load_settings
@@ -115,6 +116,31 @@ def test_one_pass_routes_a_valid_request_and_forwards_its_original_bytes_as_guar
     [letter] = again
     assert letter.topic == io.names[Topic.DEADLETTER]
     assert io.codecs[Topic.DEADLETTER].decode(letter.value)["reason_code"] == "duplicate"
+
+
+def test_a_request_past_its_deadline_stops_before_the_guardrails_with_no_dead_letter() -> None:
+    """Under overload most of a backlog is requests nobody waits for: they cost an answer, not a PII scan,
+    a route, a dedup claim or a dead letter holding the prompt."""
+    io = StageIO(load_settings())
+    scanned: list[list[str]] = []
+
+    def scan(texts: list[str], *args: Any) -> Any:
+        scanned.append(texts)
+        return scan_pii(texts, *args)
+
+    path = RequestPath(io, RequestPathDeps(policy=PolicyHolder(load_policy()), scan_pii=scan))
+    claims = BatchedClaims({}, WINDOW)
+    late = io.codecs[Topic.REQUESTS].encode(event(request_id="late", deadline_at=1_000))
+    [answer] = path.process(late, b"k", 0, 1, claims.duplicate, 1_250)
+    assert answer.topic == io.names[Topic.REJECTED] and path.routed is None and not scanned
+    response = io.codecs[Topic.REJECTED].decode(answer.value)
+    assert (response["status"], response["reason_code"]) == ("failed", "deadline_exceeded")
+    assert "250 ms" in response["message"] and "no provider was called" in response["message"]
+    assert not claims.flush(), "an expired request claims nothing: a resend of it is decided again"
+
+    in_time = io.codecs[Topic.REQUESTS].encode(event(request_id="in-time", deadline_at=1_000))
+    outputs = path.process(in_time, b"k", 0, 2, claims.duplicate, 999)
+    assert io.names[Topic.ROUTED] in {o.topic for o in outputs} and scanned
 
 
 def test_one_pass_redacts_pii_before_the_guarded_and_routed_records() -> None:
