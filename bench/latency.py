@@ -299,18 +299,21 @@ class Pipeline:
     """The request path and the dispatcher on `settings`, as the CLI runs them: one gateway worker when
     deployed fused (apps/gateway/), else a streams worker and a dispatcher."""
 
-    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
+    def __init__(self, settings: Settings, workdir: Path, name: str, floor: bool = False) -> None:
+        """`floor`: the bare exactly-once relay (bench/bare_relay.py) in the gateway's place."""
         self.settings = settings
         fused = settings.streams.deployment == "fused"
         state = settings.with_state_dir(workdir)
         self.config = write_config(state, workdir / f"{name}.yaml")
         exe = str(Path(sys.executable).parent / "streamgate")
         self.procs, self.names = [], []
-        commands = ([("gateway", ["gateway", "worker"])] if fused else
-                    [("streams_worker", ["streams", "worker"]), ("dispatcher", ["dispatch", "worker"])])
+        commands = ([("gateway", [sys.executable, "-m", "bench.bare_relay"])] if floor else
+                    [("gateway", [exe, "gateway", "worker", "--instance", name])] if fused else
+                    [("streams_worker", [exe, "streams", "worker", "--instance", name]),
+                     ("dispatcher", [exe, "dispatch", "worker", "--instance", name])])
         for role, args in commands:
-            with open(workdir / f"{name}-{args[0]}.log", "wb") as log:
-                command = [exe, *args, "--instance", name, "--config", str(self.config)]
+            with open(workdir / f"{name}-{role}.log", "wb") as log:
+                command = [*args, "--config", str(self.config)]
                 self.procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
             self.names.append(role)
 
@@ -354,19 +357,19 @@ def _configure(base: Settings, prefix: str, **changes: Any) -> Settings:
 def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[float, float]],
             stop_p99_ms: float | None = None, others: dict[str, int] | None = None,
             warm: tuple[float, float] = (100, 3), stop_above: float = 0,
-            deadline_s: float | None = None) -> list[dict[str, Any]]:
+            deadline_s: float | None = None, floor: bool = False) -> list[dict[str, Any]]:
     """`stop_p99_ms`: end the ladder at the first rate above `stop_above` whose p99 is over it (or that
     lost answers). `others`: more processes whose CPU per request to report (name -> pid: the
     simulator's). `warm`: rate and seconds of unmeasured traffic first (connections, transactions; on a
     freshly started broker, its JIT: the broker's compiler threads take tens of seconds of CPU in its
     first minutes of traffic, and a cold broker measured p50 1.1 s at 500/s where a warm one measured
-    52 ms)."""
+    52 ms). `floor`: measure the bare relay instead of the gateway (bench/bare_relay.py)."""
     from shared.identity.admin import KeyAdmin
 
     # a real key of team search, issued before the request path starts and loads its key ring
     api_key = KeyAdmin(settings.with_state_dir(workdir), actor="bench").create(
         "search", "ranker")[1]
-    pipeline = Pipeline(settings, workdir, name)
+    pipeline = Pipeline(settings, workdir, name, floor=floor)
     results = []
     try:
         time.sleep(8)  # both joined their groups and hold their partitions
@@ -431,6 +434,9 @@ def main() -> dict[str, Any]:
             early = _configure(base, prefix + "early.", streams={"deployment": "staged"},
                                dispatch={"read_routed_uncommitted": True})
             early_runs = measure(early, workdir, "early", [(500, SECONDS[500]), (2000, 6.0)], others=sim_cpu)
+            bare = _configure(base, prefix + "floor.")
+            floor_runs = measure(bare, workdir, "floor", [(r, 6.0) for r in (500, *FLOOR_RATES)],
+                                 stop_p99_ms=1000, others=sim_cpu, stop_above=500, floor=True)
             many_runs: list[dict[str, Any]] = []
             if base.kafka.partitions != MANY_PARTITIONS:
                 many = _configure(base, prefix + "many.", kafka={"partitions": MANY_PARTITIONS})
@@ -439,8 +445,12 @@ def main() -> dict[str, Any]:
     finally:
         sim.terminate()
         sim.join(10)
-    return report(runs, baseline, early_runs, many_runs, staged_runs, committed_runs, overload_runs)
+    return report(runs, baseline, early_runs, many_runs, staged_runs, committed_runs, overload_runs,
+                  floor_runs)
 
+
+#: The bare relay's ladder after 500/s (bench/bare_relay.py): the platform's floor at and above 2,000/s.
+FLOOR_RATES = (2000, 3000, 4000, 6000)
 
 #: The partition count of the `kafka.partitions` comparison: the default before 2026-12-02 (each partition
 #: a transaction touches costs the broker a commit marker and wakes its readers).
@@ -457,11 +467,13 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
            early: list[dict[str, Any]], many: list[dict[str, Any]] | None = None,
            staged: list[dict[str, Any]] | None = None,
            committed: list[dict[str, Any]] | None = None,
-           overload: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           overload: list[dict[str, Any]] | None = None,
+           floor: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": MODEL, "simulator_ms": 0, "cache": False, "deployment": "fused",
                               "runs": runs, "baseline_before_runs": baseline, "early_routed_runs": early,
                               "partitions_6_runs": many or [], "staged_runs": staged or [],
-                              "answer_after_commit_runs": committed or [], "overload_runs": overload or []}
+                              "answer_after_commit_runs": committed or [], "overload_runs": overload or [],
+                              "floor_runs": floor or []}
     under = [r["rate"] for r in runs if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
     for r in runs:
         rate = int(r["rate"])
@@ -474,6 +486,7 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     for r in committed or []:
         result[f"answer_after_commit_total_{int(r['rate'])}_p50_ms"] = r["total"].get("p50")
         result[f"answer_after_commit_total_{int(r['rate'])}_p99_ms"] = r["total"].get("p99")
+    _floor_keys(result, runs, floor or [])
     for b in baseline:
         result[f"baseline_total_{int(b['rate'])}_p50_ms"] = b["total"].get("p50")
         result[f"baseline_total_{int(b['rate'])}_p99_ms"] = b["total"].get("p99")
@@ -484,6 +497,7 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
               *[r | {"label": f"fused, client.answer_before_commit false {r['rate']:,.0f}/s"}
                 for r in committed or []],
               *[r | {"label": f"staged {r['rate']:,.0f}/s"} for r in staged or []],
+              *[r | {"label": f"floor: the bare exactly-once relay {r['rate']:,.0f}/s"} for r in floor or []],
               *[e | {"label": f"staged, read_routed_uncommitted {e['rate']:,.0f}/s"} for e in early],
               *[f | {"label": f"kafka.partitions {MANY_PARTITIONS} (the default before) {f['rate']:,.0f}/s"}
                 for f in many or []]]:
@@ -507,6 +521,26 @@ def report(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     for k, v in table:
         print(f"{k:<48} {v}")
     return result
+
+
+def _floor_keys(result: dict[str, Any], runs: list[dict[str, Any]], floor: list[dict[str, Any]]) -> None:
+    """The bare relay's figures and the gateway's against them: total p99 at each rate both ran, and the
+    CPU per request of the gateway process and of the whole pipeline (gateway, broker, simulator, client,
+    observers) over the relay's."""
+    held = [r["rate"] for r in floor if r["answered"] == r["sent"] and r["total"].get("p99", 1e9) < 100]
+    result["floor_max_rate_p99_under_100ms"] = max(held) if held else 0
+    ours = {r["rate"]: r for r in runs}
+    for r in floor:
+        rate = int(r["rate"])
+        result[f"floor_total_{rate}_p50_ms"] = r["total"].get("p50")
+        result[f"floor_total_{rate}_p99_ms"] = r["total"].get("p99")
+        if (run := ours.get(r["rate"])) is None:
+            continue
+        cpu, base = run.get("cpu_ms_per_request") or {}, r.get("cpu_ms_per_request") or {}
+        if cpu.get("gateway") and base.get("gateway"):
+            result[f"gateway_cpu_over_floor_{rate}"] = round(cpu["gateway"] / base["gateway"], 2)
+        if sum(base.values()):
+            result[f"pipeline_cpu_over_floor_{rate}"] = round(sum(cpu.values()) / sum(base.values()), 2)
 
 
 def _overload_rows(result: dict[str, Any], runs: list[dict[str, Any]],
