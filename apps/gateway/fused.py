@@ -190,8 +190,8 @@ class FusedGateway(Dispatcher):
         """A rejection for its caller (the request path's `rejected` Response), unless its request id
         was answered already or is being answered: a resent request rejected before its dedup claim (an
         unknown team, a key that does not match, its deadline passed) is rejected again, and answered
-        once, as the staged dispatcher does. Its
-        records (dead letter, audit) commit with the answer, or alone when it is not answered again."""
+        once, as the staged dispatcher does. Its records (dead letter, audit) commit with the answer,
+        or alone when it is not answered again."""
         response = self.rejected_codec.decode(rejected.value or b"")
         request_id, partition = response["request_id"], place[1]
         await self.answered.cover(partition, int(response.get("created_at") or 0))
