@@ -15,6 +15,7 @@ Small on purpose: it must add seconds to the demo, not minutes (`streamgate rag 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from apps.demo.rag import RagDemoError, register, wait_indexed
 from features.collections.ingest import ingest
+from frontdoor.outcomes import retry_after_s
 from shared.policy.config import RagCollection
 from shared.tables.query import run_query
 from shared.traffic.workload import TEAMS, WorkloadKeys
@@ -121,14 +123,31 @@ class RagPart:
         return rows
 
 
-def _ask(client: GatewayClient, team: str, project: str, question: str) -> Asked:
+#: Times a question refused by its team's per-minute limit is asked again once the minute resets. At a
+#: million requests the workload itself keeps research at its limit (150/min) until the backlog drains,
+#: which is just when the questions are asked (stops 33 and 34: both refused `budget_exceeded`).
+RATE_LIMIT_RETRIES = 2
+
+
+def _ask(client: GatewayClient, team: str, project: str, question: str,
+         sleep: Callable[[float], None] = time.sleep) -> Asked:
+    """One question; a per-minute refusal is asked again after the reset, as a caller honours a 429's
+    Retry-After (the front door's `retry_after_s`)."""
     asked = Asked(team, question)
-    try:
-        response = client.chat(team=team, project=project, model="gpt-4o-mini", tags={"rag": COLLECTION},
-                               messages=[{"role": "user", "content": question}])
-    except GatewayError as exc:  # rejected (rag_denied) or failed: the answer says which and why
-        asked.request_id, asked.status, asked.reason = exc.request_id, exc.response["status"], exc.reason_code
+    for attempt in range(RATE_LIMIT_RETRIES + 1):
+        try:
+            response = client.chat(team=team, project=project, model="gpt-4o-mini", tags={"rag": COLLECTION},
+                                   messages=[{"role": "user", "content": question}])
+        except GatewayError as exc:  # rejected (rag_denied) or failed: the answer says which and why
+            message = exc.response.get("message") or ""
+            limited = exc.reason_code == "budget_exceeded" and "per minute" in message
+            if limited and attempt < RATE_LIMIT_RETRIES:
+                sleep(retry_after_s(message))
+                continue
+            asked.request_id, asked.reason = exc.request_id, exc.reason_code
+            asked.status = exc.response["status"]
+            return asked
+        asked.request_id, asked.status = response["request_id"], response["status"]
+        asked.chunks = list(response.get("rag_chunks") or [])
         return asked
-    asked.request_id, asked.status = response["request_id"], response["status"]
-    asked.chunks = list(response.get("rag_chunks") or [])
     return asked

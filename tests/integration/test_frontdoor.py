@@ -28,13 +28,16 @@ from confluent_kafka import Consumer, TopicPartition
 from apps.demo.processes import Components, use_simulator_port
 from apps.stack import request_stages, start_simulator
 from gateway_consumer.simulator import SimulatorProcess
+from schemas import make_codec
 from schemas.topics import physical_name
 from shared.identity.admin import KeyAdmin
 from streamgate.client import (
     AsyncGatewayClient,
     GatewayClient,
     ReplyTimeoutError,
+    RequestProducer,
     RequestRejectedError,
+    build_request,
 )
 from streamgate.config import Settings
 from streamgate.kafka.clients import consumer_config
@@ -297,6 +300,50 @@ def test_a_call_whose_sdk_gave_up_is_not_sent_to_a_provider(door: Door) -> None:
     assert answer.status_code == 504 and time.monotonic() - began < 30
     error = answer.json()["error"]
     assert error["code"] == "deadline_exceeded" and "no provider was called" in error["message"]
+
+
+def _answers_to(settings: Settings, request_id: str, quiet_s: float = 4.0,
+                timeout_s: float = 30) -> list[Any]:
+    """Every committed answer to `request_id` on `responses`, read until `quiet_s` passed after the
+    first (so a second one would be seen)."""
+    topic = physical_name("responses", settings.kafka.topic_prefix)
+    codec = make_codec(topic, "Response", None)
+    consumer = Consumer(consumer_config(settings, group_id=f"a-{uuid.uuid4().hex[:6]}", role="admin"))
+    consumer.assign([TopicPartition(topic, p, 0)
+                     for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for m in consumer.consume(500, timeout=0.5):
+            if m.error() is None and (answer := codec.decode(m.value() or b""))["request_id"] == request_id:
+                if not found:
+                    deadline = min(deadline, time.monotonic() + quiet_s)
+                found.append(answer)
+    consumer.close()
+    return found
+
+
+def test_a_resend_whose_deadline_passed_while_its_first_copy_is_answered_gets_one_answer(door: Door) -> None:
+    """The request path stops a request past its deadline before its dedup claim, so a resend of one
+    still at its provider reaches the gateway's rejection path: it must not answer the id a second time
+    (`deadline_exceeded` next to the first copy's `ok`)."""
+    with GatewayClient(door.settings, api_key=door.key) as client:  # the gateway is reading: it is timed
+        assert client.chat(team="search", project="ranker", model=MODEL, messages=USER)["status"] == "ok"
+    door.simulator.set_profile("gpt-4o", median_ms=2500, p99_ms=2600)
+    try:
+        request = build_request(team="search", project="ranker", model="gpt-4o", api_key=door.key,
+                                messages=USER, deadline_at_ms=int(time.time() * 1000) + 1500)
+        with RequestProducer(door.settings) as producer:
+            producer.send(request)
+            producer.flush(10)
+            time.sleep(2.0)  # the deadline has passed; the first copy is still at the provider
+            producer.send(request)
+            producer.flush(10)
+        answers = _answers_to(door.settings, request.request_id)
+        assert [(a["status"], a["reason_code"]) for a in answers] == [("ok", None)], \
+            [a["message"] for a in answers]
+    finally:
+        httpx.delete(f"{door.simulator.url}/admin/profiles/gpt-4o", timeout=5)
 
 
 # -- Kafka request-reply ----------------------------------------------------------------------------------
