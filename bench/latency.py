@@ -57,7 +57,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from apps.demo.processes import use_simulator_port, write_config
-from bench.harness import bench_settings, write_result
+from bench.harness import bench_settings, wait_until, write_result
 from schemas import make_codec
 from streamgate.config import Settings
 from streamgate.kafka.clients import caller_reply_config, reply_consumer_config, routed_consumer_config
@@ -103,17 +103,6 @@ def _serve_simulator(port: int) -> None:
 
 
 # -- the paced client --------------------------------------------------------------------------------
-def _wait_until(producer: Any, due: float) -> None:
-    """Serve delivery reports until `due`, without spinning. librdkafka's poll takes whole milliseconds,
-    so `poll(0.0004)` returned at once: the loop that waited that way spun, and at 500/s it burned half
-    a core of the two the pipeline under test runs on (2026-12-02, cProfile: 139 polls per send)."""
-    while (left := due - time.time()) > 0:
-        if left >= 0.001:
-            producer.poll(0.001)
-        else:
-            time.sleep(left)
-
-
 def _produce(config: str, rate: float, seconds: float, out: str, api_key: str,
              deadline_s: float | None = None) -> None:
     """Send `rate`/s for `seconds` with the real client; write {request_id: send time} and its CPU seconds
@@ -139,7 +128,7 @@ def _produce(config: str, rate: float, seconds: float, out: str, api_key: str,
         producer.flush(30)
         cpu0, t0 = time.process_time(), time.time()
         for i, request in enumerate(requests):
-            _wait_until(producer, t0 + i / rate)
+            wait_until(producer, t0 + i / rate)
             sent[request.request_id] = now = time.time()
             producer.send(request if deadline_s is None else request.model_copy(
                 update={"deadline_at_ms": int((now + deadline_s) * 1000)}))

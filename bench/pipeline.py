@@ -39,7 +39,7 @@ from ddsketch import DDSketch
 from apps.demo.processes import Components, use_free_metrics_ports, use_simulator_port
 from apps.stack import start_simulator, start_stages
 from bench.broker_cost import broker_pid
-from bench.harness import drop_at_exit, write_result
+from bench.harness import drop_at_exit, wait_until, write_result
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
@@ -63,14 +63,18 @@ REPLY_PARTITION = 0  # every request's caller reads this partition of `replies`
 
 
 def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
-          keys: workload.WorkloadKeys | None) -> None:
-    """In its own process (a sending thread here would take the GIL from the reader): paced sends; each
-    request is built just before it is sent, so its `created_at` is its send time."""
+          keys: workload.WorkloadKeys | None, ready: Any, go: Any, cpu_s: Any) -> None:
+    """In its own process (a sending thread here would take the GIL from the reader): paced sends with the
+    real client. Requests are built before the step, and each is stamped with its send time just before
+    it is sent (`created_at_ms`, its deadline moved along), so building them (0.1 ms each) is not the
+    pipeline's CPU; it sets `ready` once built and connected, and starts on `go`. `cpu_s`: the CPU it
+    spent sending (pacing, encoding, librdkafka), for the step's CPU table."""
     from streamgate.client import RequestProducer
 
     settings = load_settings(config)
     total = int(rate * seconds)
-    requests = workload.requests(total, seed=seed, run_id=run_id, keys=keys)
+    built = [r.model_copy(update={"reply_partition": REPLY_PARTITION})
+             for r in workload.requests(total, seed=seed, run_id=run_id, keys=keys)]
     with RequestProducer(settings, client_id="bench-pipeline") as producer:
         # a service's producer is long-lived: connected, authenticated and holding its idempotence id
         # before its traffic. Without this each step's first ~0.5 s waited for all three (added p99
@@ -78,12 +82,22 @@ def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
         producer.send(next(workload.requests(1, seed=seed + 1, run_id=f"warm{run_id}", keys=keys)).model_copy(
             update={"reply_partition": REPLY_PARTITION}))
         producer.flush(30)
-        t0 = time.perf_counter()
-        for n in range(total):
-            while (time.perf_counter() - t0) * rate < n:
-                time.sleep(0.0005)
-            producer.send(next(requests).model_copy(update={"reply_partition": REPLY_PARTITION}))
+        ready.set()
+        go.wait()
+        cpu0, t0 = time.process_time(), time.time()
+        for n, request in enumerate(built):
+            wait_until(producer, t0 + n / rate)
+            producer.send(_stamped(request, int(time.time() * 1000)))
         producer.flush()
+        cpu_s.value = time.process_time() - cpu0
+
+
+def _stamped(request: Any, now_ms: int) -> Any:
+    """`request` as created at `now_ms`: its deadline, if it has one, as far after that as it was."""
+    deadline = request.deadline_at_ms
+    if deadline is not None:
+        deadline = now_ms + (deadline - request.created_at_ms)
+    return request.model_copy(update={"created_at_ms": now_ms, "deadline_at_ms": deadline})
 
 
 @dataclass
@@ -161,18 +175,24 @@ def _shed_total(settings: Settings) -> float:
 def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, seconds: float,
               procs: dict[str, psutil.Process], keys: workload.WorkloadKeys | None) -> dict[str, Any]:
     step = _Step(rate, uuid.uuid4().hex[:8], int(rate * seconds))
+    context = multiprocessing.get_context("spawn")
+    ready, go, sender_cpu_s = context.Event(), context.Event(), context.Value("d", float("nan"))
+    sender = context.Process(target=_send, args=(config, rate, seconds, int(rate), step.run_id, keys,
+                                                 ready, go, sender_cpu_s))
+    sender.start()
+    while not ready.is_set() and sender.is_alive():
+        reader.read(step)  # the sender's warm-up answer
     shed_before = _shed_total(settings)
     for p in procs.values():
         p.cpu_percent()
     psutil.cpu_percent()  # the machine's busy share from here (all processes: is it saturated?)
-    sender = multiprocessing.get_context("spawn").Process(
-        target=_send, args=(config, rate, seconds, int(rate), step.run_id, keys))
     started = time.monotonic()
-    sender.start()
+    go.set()
     while sender.is_alive():
         reader.read(step)
     sent_s = time.monotonic() - started
     cpu = {name: p.cpu_percent() for name, p in procs.items()}
+    cpu["sender"] = sender_cpu_s.value / sent_s * 100 if sent_s else float("nan")
     cpu["machine"] = psutil.cpu_percent() * (psutil.cpu_count() or 1)  # % of one core, like the others
     last_progress, seen = time.monotonic(), 0
     while len(step.arrived) < step.expected and time.monotonic() - last_progress < DRAIN_S:
