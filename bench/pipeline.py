@@ -43,6 +43,7 @@ from bench.harness import drop_at_exit, wait_until, write_result
 from schemas import make_codec
 from schemas.topics import Topic, physical_name
 from shared.traffic import workload
+from streamgate.client import ChatRequest
 from streamgate.config import Settings, load_settings
 from streamgate.kafka.clients import caller_reply_config
 from streamgate.kafka.launcher import LocalKafka
@@ -92,7 +93,7 @@ def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
         cpu_s.value = time.process_time() - cpu0
 
 
-def _stamped(request: Any, now_ms: int) -> Any:
+def _stamped(request: ChatRequest, now_ms: int) -> ChatRequest:
     """`request` as created at `now_ms`: its deadline, if it has one, as far after that as it was."""
     deadline = request.deadline_at_ms
     if deadline is not None:
