@@ -170,8 +170,10 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
 
 
 class _Ticker:
-    """Between sends and polls: sample consumer lag once a second, and degrade one provider for the
-    middle of a paced run (slow and failing), then let it recover."""
+    """Between sends and polls: once a second sample consumer lag and memory and restart a component
+    that exited (the 1M-request demo's gateway worker died 2 minutes into a 10-minute send and was
+    restarted only when sending ended); degrade one provider for the middle of a paced run (slow and
+    failing), then let it recover."""
 
     DEGRADED = ("gpt-4o", {"median_ms": 900, "p99_ms": 4000, "error_rate": 0.3})
 
@@ -185,6 +187,9 @@ class _Ticker:
         if time.monotonic() >= self.next_sample:
             self.lag.sample()
             self.components.sample_memory()
+            if dead := self.components.supervise():
+                raise DemoError(f"component(s) {', '.join(dead)} kept exiting; "
+                                f"see their logs in {self.components.logs}")
             self.next_sample = time.monotonic() + 1.0
         if self.pace is None:
             return
