@@ -12,6 +12,7 @@ table, so readers never see a half-written day.
 
 from __future__ import annotations
 
+from lakehouse.slices import valid_dates
 from shared.tables.delta import open_or_none, write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings
@@ -74,7 +75,7 @@ def rebuild_all(settings: Settings, dates: list[str] | None = None) -> dict[str,
 
 def rebuild(settings: Settings, name: str, dates: list[str] | None = None) -> int:
     sql, _ = GOLD[name]
-    valid = [d for d in dates or [] if _is_date(d)]
+    valid = valid_dates(dates)
     where = f"where date in ({', '.join(repr(d) for d in valid)})" if valid else "where true"
     table = run_query(settings, sql.format(where=where))
     path = gold_root(settings) / name
@@ -89,9 +90,3 @@ def rebuild(settings: Settings, name: str, dates: list[str] | None = None) -> in
 def touched_dates(settings: Settings) -> list[str]:
     dates = run_query(settings, "select distinct date from telemetry order by date")
     return [str(d) for d in dates.column("date").to_pylist()]
-
-
-def _is_date(text: str) -> bool:
-    """Dates come from our own partition values; anything else never reaches SQL."""
-    return len(text) == 10 and text[4] == "-" and text[7] == "-" and text.replace("-", "").isdigit()
-

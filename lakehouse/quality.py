@@ -19,8 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakehouse.slices import dates_in, slice_count, slice_of, valid_dates
 from shared.tables.delta import write_table
-from shared.tables.query import find_tables, run_query
+from shared.tables.query import find_tables, run_query, stream_query
 from streamgate.config import Settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -70,56 +71,136 @@ def _suites(settings: Settings, now_ms: int) -> dict[str, list[Any]]:
     return suites
 
 
-def _referential(settings: Settings) -> tuple[str, Any] | None:
-    """Silver requests without a bronze response: the count must be zero."""
-    import great_expectations as gx
+#: Rows per validated batch: a batch's DataFrame, not the table, bounds the memory of a check.
+BATCH_ROWS = 100_000
 
-    have = set(find_tables(settings.table_root()))
-    if not {"silver_request_facts", "responses"} <= have:
-        return None
-    orphans = run_query(settings, "select count(*) as orphans from silver_request_facts f left join "
-                                  "responses r on r.request_id = f.request_id where r.request_id is null")
-    none = gx.expectations.ExpectColumnValuesToBeBetween(column="orphans", max_value=0)
-    return "silver_request_facts", (orphans.to_pandas(), none)
+#: Expectations about single values, true of a table when true of each of its batches.
+ROW_WISE = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+            "expect_column_values_to_be_between")
 
 
-def run_checks(settings: Settings) -> list[CheckResult]:
-    import great_expectations as gx
+class _Validator:
+    """GX over pandas frames, one ephemeral context per run."""
 
-    now_ms = int(time.time() * 1000)
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="ephemeral")
+        # no tqdm bars on the caller's console (the demo's summary calls this): results are reported instead
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        self.source = self.context.data_sources.add_pandas("lakehouse")
+
+    def _forget_batches(self) -> None:
+        """GX's pandas engine caches every batch's frame and computed metrics for the life of the
+        context; a batch is validated once, so both go (private attributes of GX 1.x, used defensively)."""
+        engine = self.source.get_execution_engine()
+        engine.batch_manager.reset_batch_cache()
+        engine.batch_manager.batch_data_cache.clear()
+        cache = getattr(engine, "_metric_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+    def __call__(self, name: str, frame: Any, expectations: list[Any]) -> list[tuple[Any, bool, int]]:
+        """(expectation, success, unexpected count) of each expectation on `frame`."""
+        import great_expectations as gx
+
+        asset_name, suite_name = f"{name}-{uuid.uuid4().hex[:6]}", f"{name}-{uuid.uuid4().hex[:6]}"
+        asset = self.source.add_dataframe_asset(asset_name)
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
+            batch_parameters={"dataframe": frame})
+        suite = self.context.suites.add(gx.ExpectationSuite(name=suite_name))
+        for expectation in expectations:  # a copy each time: an expectation belongs to one suite
+            suite.add_expectation(expectation.copy(update={"id": None}))
+        try:
+            run = batch.validate(suite)
+        finally:  # the context keeps every asset, suite, frame and metric it saw: ~8 MB a batch
+            self.context.suites.delete(suite_name)
+            self.source.delete_asset(asset_name)
+            self._forget_batches()
+        return [(expectation, bool(r.success), int(r.result.get("unexpected_count") or 0))
+                for expectation, r in zip(expectations, run.results, strict=True)]
+
+
+def run_checks(settings: Settings, dates: list[str] | None = None) -> list[CheckResult]:
+    """Every suite on the rows of `dates` (all rows when None), with memory bounded by a batch: value
+    checks run batch by batch, uniqueness slice by slice of ids, the freshness on the table's max."""
+    valid = valid_dates(dates)
+    where = dates_in(valid)
     tables = find_tables(settings.table_root())
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    # no tqdm bars on the caller's console (the demo's summary calls this): results are reported instead
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas("lakehouse")
+    validate = _Validator()
     results: list[CheckResult] = []
-
-    def validate(name: str, frame: Any, expectations: list[Any]) -> None:
-        asset = source.add_dataframe_asset(f"{name}-{uuid.uuid4().hex[:6]}")
-        definition = asset.add_batch_definition_whole_dataframe("all")
-        batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{name}-{uuid.uuid4().hex[:6]}"))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        run = batch.validate(suite)
-        for r in run.results:
-            config = r.expectation_config
-            assert config is not None
-            column = str(config.kwargs.get("column", ""))
-            results.append(CheckResult(name, config.type, column, bool(r.success),
-                                       int(r.result.get("unexpected_count") or 0), len(frame)))
-
-    for name, expectations in _suites(settings, now_ms).items():
-        if name in tables:
-            columns = sorted({x.column for x in expectations})
-            frame = run_query(settings, f"select {', '.join(columns)} from {name}").to_pandas()
-            validate(name, frame, expectations)
-    if (ref := _referential(settings)) is not None:
-        name, (frame, expectation) = ref
-        validate(name, frame, [expectation])
+    for name, expectations in _suites(settings, int(time.time() * 1000)).items():
+        if name not in tables:
+            continue
+        row_wise = [x for x in expectations if x.expectation_type in ROW_WISE]
+        failed: dict[int, int] = {id(x): 0 for x in row_wise}  # unexpected values so far
+        passed = {id(x): True for x in row_wise}
+        rows = 0
+        sql = f"select {', '.join(sorted({x.column for x in row_wise}))} from {name} where {where}"
+        for batch in stream_query(settings, sql, BATCH_ROWS):
+            rows += batch.num_rows
+            for expectation, success, unexpected in validate(name, batch.to_pandas(), row_wise):
+                passed[id(expectation)] &= success
+                failed[id(expectation)] += unexpected
+        for x in expectations:
+            if x.expectation_type in ROW_WISE:
+                result = CheckResult(name, x.expectation_type, x.column, passed[id(x)], failed[id(x)], rows)
+            elif x.expectation_type == "expect_column_values_to_be_unique":
+                result = _unique(settings, validate, name, x.column, where, rows)
+            else:
+                result = _aggregate(settings, validate, name, x, where, rows)
+            results.append(result)
+    if {"silver_request_facts", "responses"} <= set(tables):
+        results.append(_referential(settings, validate, valid))
     return results
+
+
+def _aggregate(settings: Settings, validate: _Validator, name: str, expectation: Any, where: str,
+               rows: int) -> CheckResult:
+    """A column's max, computed in SQL and checked by GX on that one value."""
+    column = expectation.column
+    value = run_query(settings, f"select max({column}) as {column} from {name} where {where}").to_pandas()
+    ((_, success, _),) = validate(name, value, [expectation])
+    return CheckResult(name, expectation.expectation_type, column, success, int(not success), rows)
+
+
+def _unique(settings: Settings, validate: _Validator, name: str, column: str, where: str,
+            rows: int) -> CheckResult:
+    """Duplicates counted slice by slice of ids (a value and its copies share a slice), their sum
+    checked by GX: the column's uniqueness without holding the column."""
+    import great_expectations as gx
+    import pandas as pd
+
+    slices = slice_count(settings, name, where)
+    counts = [_scalar(settings, f"select count({column}) - count(distinct {column}) from {name} "
+                                f"where {where} and {slice_of(i, slices, column)}") for i in range(slices)]
+    none = gx.expectations.ExpectColumnSumToBeBetween(column="duplicates", max_value=0)
+    ((_, success, _),) = validate(name, pd.DataFrame({"duplicates": counts}), [none])
+    return CheckResult(name, "expect_column_values_to_be_unique", column, success, sum(counts), rows)
+
+
+def _referential(settings: Settings, validate: _Validator, dates: list[str]) -> CheckResult:
+    """Silver requests without a bronze response, counted slice by slice: the sum must be zero."""
+    import great_expectations as gx
+    import pandas as pd
+
+    name = "silver_request_facts"
+    slices = slice_count(settings, name, dates_in(dates))
+    orphans = [_scalar(settings, f"select count(*) from (select request_id from {name} f where "
+                                 f"{dates_in(dates, 'f.date')} and {slice_of(i, slices, 'f.request_id')}) f "
+                                 "left join (select request_id from responses r where "
+                                 f"{dates_in(dates, 'r.date')} and {slice_of(i, slices, 'r.request_id')}) r "
+                                 "on r.request_id = f.request_id where r.request_id is null")
+               for i in range(slices)]
+    none = gx.expectations.ExpectColumnSumToBeBetween(column="orphans", max_value=0)
+    ((_, success, _),) = validate(name, pd.DataFrame({"orphans": orphans}), [none])
+    rows = _scalar(settings, f"select count(*) from {name} where {dates_in(dates)}")
+    return CheckResult(name, "expect_column_values_to_be_between", "orphans", success, sum(orphans), rows)
+
+
+def _scalar(settings: Settings, sql: str) -> int:
+    return int(run_query(settings, sql).column(0)[0].as_py() or 0)
 
 
 def record(settings: Settings, results: list[CheckResult]) -> Path:

@@ -1,6 +1,6 @@
 """The scheduled part of the lakehouse: silver, gold, quality checks and table care, on a timer.
 
-`streamgate lakehouse refine --every 60` runs silver MERGE, gold rebuilds and the GX suites for the
+`streamgate lakehouse refine --every 60` runs silver MERGE, gold rebuilds and the GX suites over the
 last two landing dates each minute, and table care each `--maintain-every` seconds; `--once` runs one
 round (cron-style). Each step is idempotent, so a killed round is simply run again.
 """
@@ -39,7 +39,7 @@ def refine_once(settings: Settings, dates: list[str] | None = None) -> Round:
     dates = dates or recent_dates()
     facts = merge_request_facts(settings, dates)
     gold = rebuild_all(settings, dates)
-    results = run_checks(settings)
+    results = run_checks(settings, dates)
     record(settings, results)
     alert(settings, results)
     return Round(facts, gold, len(results), sum(not r.success for r in results))

@@ -97,12 +97,15 @@ def maintain(config: Path | None = ConfigOption) -> None:
 
 
 @app.command()
-def check(config: Path | None = ConfigOption) -> None:
+def check(
+    date: list[str] = typer.Option(None, "--date", help="Only rows of these dates (YYYY-MM-DD)."),
+    config: Path | None = ConfigOption,
+) -> None:
     """Run the Great Expectations suites over the tables; results to quality/results and report.html."""
     from lakehouse.quality import alert, record, run_checks
 
     settings = settings_or_exit(config)
-    results = run_checks(settings)
+    results = run_checks(settings, date or None)
     report = record(settings, results)
     alerts = alert(settings, results)
     failed = [r for r in results if not r.success]

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -136,14 +137,16 @@ def _wait_for_lakehouse(settings: Settings, progress: Progress, timeout_s: float
     progress.update(task, total=1, completed=1)
 
 
-def _print_lakehouse(console: Console, settings: Settings) -> None:
+def _print_lakehouse(console: Console, settings: Settings, dates: list[str]) -> None:
+    """Silver, gold and the checks over the dates this run landed on, not every run's: over ~5M requests
+    of the day's earlier runs, the whole-table version was OOM-killed at 23 GB."""
     from lakehouse.gold import rebuild_all
     from lakehouse.silver import merge_request_facts
     from shared.tables.query import run_query
 
     try:
-        merge_request_facts(settings)
-        rebuild_all(settings)
+        merge_request_facts(settings, dates)
+        rebuild_all(settings, dates)
         rows = run_query(settings, "select team, sum(attempts) as attempts, sum(cost_nanousd) as cost_nanousd"
                                    " from gold_daily_cost group by team order by 3 desc")
     except Exception as exc:  # the summary must not fail on the optional part
@@ -157,7 +160,7 @@ def _print_lakehouse(console: Console, settings: Settings) -> None:
     console.print(table)
     from lakehouse.quality import alert, record, run_checks
 
-    results = run_checks(settings)
+    results = run_checks(settings, dates)
     failed = [r for r in results if not r.success]
     report, alerts = record(settings, results), alert(settings, results)
     for r in failed:
@@ -241,6 +244,16 @@ def _print_features(console: Console, settings: Settings) -> None:
                   f"streamgate features online provider_health openai/gpt-4o-mini")
 
 
+def _dates_since(started_ms: int) -> list[str]:
+    """The UTC dates from the run's start to now: where its records landed (a run may cross midnight)."""
+    day, last = datetime.fromtimestamp(started_ms / 1000, UTC).date(), datetime.now(UTC).date()
+    dates = []
+    while day <= last:
+        dates.append(day.isoformat())
+        day += timedelta(days=1)
+    return dates
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
@@ -252,7 +265,7 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     long as they keep arriving, and gives up (DemoError) after `stall_s` without one."""
     console = console or Console()
     pace = Pace(requests, duration_s) if duration_s else None
-    run_id = uuid.uuid4().hex[:8]
+    run_id, started_ms = uuid.uuid4().hex[:8], int(time.time() * 1000)
     _log_to_file(settings)
     started_broker = start_infrastructure(settings, console)
     settings = with_rag(use_free_metrics_ports(settings))
@@ -290,11 +303,13 @@ def run_demo(settings: Settings, *, requests: int = 5000, duration_s: float | No
     _print_summary(console, outcomes, teams, settings, send_s, wait_s)
     console.print(summary_line(door_stats, door_traffic.error))
     _print_peaks(console, lag, components)
-    _print_lakehouse(console, settings)
+    _print_lakehouse(console, settings, _dates_since(started_ms))
     _print_rag_lineage(console, rag)
-    _print_backtest(console, settings)
+    _print_backtest(console, settings, datetime.fromtimestamp(started_ms / 1000, UTC).isoformat())
     _write_report(console, settings)
     _print_features(console, settings)
+    console.print(f"demo process peak memory, summary included: "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     missing = requests - outcomes.mine
     if missing:
         raise DemoError(f"{missing:,} of {requests:,} requests have no outcome: none arrived for "
@@ -399,17 +414,18 @@ def frontdoor_calls(requests: int) -> int:
     return max(20, min(requests // 20, FRONTDOOR_CALLS_MAX))
 
 
-def _print_backtest(console: Console, settings: Settings) -> None:
-    """The recorded traffic replayed through the live policy itself (nothing may change) and through an
-    example candidate (apps/backtest/run.py: `example_candidate`), whose diff the report shows."""
+def _print_backtest(console: Console, settings: Settings, since: str) -> None:
+    """This run's recorded traffic replayed through the live policy itself (nothing may change) and
+    through an example candidate (apps/backtest/run.py: `example_candidate`), whose diff the report
+    shows. The run's, not the last day's: a replay holds its window (~1 KB per request)."""
     from apps.backtest.run import backtest, example_candidate, save_summary, write_policy
     from shared.policy.config import load_policy
 
     try:
         live = load_policy()
-        same = backtest(settings, live, since="1d", sample=0)
+        same = backtest(settings, live, since=since, sample=0)
         candidate = example_candidate(live)
-        changed = backtest(settings, candidate, since="1d")
+        changed = backtest(settings, candidate, since=since)
         save_summary(settings, changed)
         path = write_policy(candidate, settings.state_dir / "backtest" / "candidate.yaml")
     except Exception as exc:  # the summary must not fail on the optional part

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 from deltalake import QueryBuilder
 
@@ -21,6 +23,25 @@ def find_tables(root: TablePath) -> dict[str, TablePath]:
 
 
 def run_query(settings: Settings, sql: str) -> pa.Table:
+    return pa.table(_builder(settings).execute(sql).read_all())  # arro3 -> pyarrow (Arrow C interface)
+
+
+def stream_query(settings: Settings, sql: str, rows: int) -> Iterator[pa.Table]:
+    """The result in tables of about `rows` rows, computed as they are read: a scan of a large table
+    holds one of them, not the table."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in _builder(settings).execute(sql):
+        pending.append(pa.record_batch(batch))
+        held += pending[-1].num_rows
+        if held >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, held = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _builder(settings: Settings) -> QueryBuilder:
     root = settings.table_root()
     tables = find_tables(root)
     if not tables:
@@ -28,7 +49,7 @@ def run_query(settings: Settings, sql: str) -> pa.Table:
     builder = QueryBuilder()
     for name, path in tables.items():
         builder.register(name, open_table(path))
-    return pa.table(builder.execute(sql).read_all())  # arro3 -> pyarrow through the Arrow C interface
+    return builder
 
 
 def silver_root(settings: Settings) -> TablePath:
