@@ -81,12 +81,16 @@ TXN_CALL_S = 20.0
 #: How long the transactional producers wait to batch records while callers read their answers before
 #: the commit (`client.answer_before_commit`): nothing else reads the transaction's records before it
 #: commits, and the answers leave from the reply producer (dispatch/replies.py), so the wait delays no
-#: one and makes fewer, fuller produce requests. 20 against 0.5 ms, two interleaved pairs of the fused
-#: worker at 500/s: CPU per request gateway 0.74-0.77 against 0.86-0.89 ms, broker 0.73-0.90 against
-#: 1.06-1.08; at 1,500/s caller p99 44-661 against 164-414 ms (docs/benchmarks.md, latency). When the
-#: answers are in the transaction (callers read committed) the commit waits for the batches, so each
-#: producer keeps its own short linger there: 20 ms took the caller's p50 from 14 to 19 ms at 500/s.
-TXN_LINGER_MS = 20.0
+#: one. Longer than the commit interval (250 ms by default), so a transaction's records leave in the
+#: commit's flush, in a few full produce requests, instead of one produce request per request or two.
+#: At 100 and 250 requests/s of the realistic workload (full pipeline, two interleaved pairs each) the
+#: broker's produce requests fell from 456-830 to 290-556 a second and its CPU by 12-13% (37-39
+#: against 44% of a core at 100/s, 51-52 against 58-59 at 250/s), the gateway's unchanged; 20 ms
+#: (before) against 0.5 had already cut the broker's CPU per request from 1.06 to 0.73-0.90 ms at 500/s
+#: (docs/benchmarks.md, latency and pipeline). When the answers are in the transaction (callers read
+#: committed) the commit waits for the batches, so each producer keeps its own short linger there: 20
+#: ms took the caller's p50 from 14 to 19 ms at 500/s.
+TXN_LINGER_MS = 1000.0
 
 
 def txn_linger_ms(settings: Settings, answers_in_transaction_ms: float) -> float:

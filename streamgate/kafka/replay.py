@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from functools import partial
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streamgate.config import Role, Settings
 from streamgate.kafka.clients import consumer_config, group_name
@@ -38,7 +38,7 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} {sorted(pending)} to its end in {timeout_s:.0f}s")
+                raise TimeoutError(_stuck(consumer, topic, pending, ends, timeout_s))
             for msg in consumer.consume(5000, timeout=0.5):
                 if msg.error() is None and msg.partition() in pending:
                     yield msg
@@ -47,6 +47,22 @@ def read_to_end(settings: Settings, topic: str, partitions: Collection[int] | No
                     pending.discard(tp.partition)
     finally:
         consumer.close()
+
+
+def _stuck(consumer: Consumer, topic: str, pending: set[int], ends: dict[int, int], timeout_s: float) -> str:
+    """Why the read did not end: where each partition stands against its last stable offset (what
+    read_committed can reach) and the high watermark it must reach."""
+    where = []
+    for tp in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
+        try:
+            stable = str(consumer.get_watermark_offsets(tp, timeout=5)[1])
+        except KafkaException:
+            stable = "?"
+        end = ends[tp.partition]
+        where.append(f"[{tp.partition}] at {tp.offset}, stable offset {stable}, high watermark {end}")
+    return (f"could not read {topic} {sorted(pending)} to its end in {timeout_s:.0f}s: {'; '.join(where)}. "
+            "A stable offset below the high watermark is an open transaction: it ends when its producer "
+            "commits, aborts, is fenced by its next incarnation, or times out (transaction.timeout.ms)")
 
 
 def high_watermarks(settings: Settings, topic: str, partitions: Collection[int],

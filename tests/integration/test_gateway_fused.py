@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from apps.demo.processes import Components
+from gateway_consumer.dispatch.loop import txn_linger_ms
 from gateway_consumer.simulator import SimulatorProcess
 from schemas import make_codec
 from shared.traffic import workload
@@ -231,4 +232,12 @@ def test_fused_worker_killed_mid_stream_keeps_every_record_once(
           f"reading before commit: {len(redone)} requests with two answers on `replies`, each caller "
           f"handed one; {differ} callers' answers differ from the committed one")
     assert kills == KILLS and len(answered_ok) > N // 2
-    assert aborted > 0, "no kill landed on an open transaction: the test proved nothing"
+    assert aborted > 0 or _held_for_commit(fused), "no kill left records of an open transaction"
+
+
+def _held_for_commit(settings: Settings) -> bool:
+    """`redone` (checked non-empty) proves kills landed on open transactions. Whether their records had
+    reached the log depends on the linger: held for the commit (longer than its interval), a killed
+    transaction usually has none there; flushed every few ms, some must be there, aborted, unreadable."""
+    interval_ms = settings.dispatch.commit_interval_s(settings.client.answer_before_commit) * 1000
+    return txn_linger_ms(settings, 0.5) > interval_ms
