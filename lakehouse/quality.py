@@ -167,14 +167,16 @@ def _aggregate(settings: Settings, validate: _Validator, name: str, expectation:
 
 def _unique(settings: Settings, validate: _Validator, name: str, column: str, where: str,
             rows: int) -> CheckResult:
-    """Duplicates counted slice by slice of ids (a value and its copies share a slice), their sum
-    checked by GX: the column's uniqueness without holding the column."""
+    """Rows whose value is not unique (every copy, as GX counts them), counted slice by slice of ids (a
+    value and its copies share a slice), their sum checked by GX: the column's uniqueness without
+    holding the column."""
     import great_expectations as gx
     import pandas as pd
 
     slices = slice_count(settings, name, where)
-    counts = [_scalar(settings, f"select count({column}) - count(distinct {column}) from {name} "
-                                f"where {where} and {slice_of(i, slices, column)}") for i in range(slices)]
+    counts = [_scalar(settings, f"select sum(n) from (select count(*) as n from {name} where {where} and "
+                                f"{slice_of(i, slices, column)} and {column} is not null group by {column} "
+                                "having count(*) > 1)") for i in range(slices)]
     none = gx.expectations.ExpectColumnSumToBeBetween(column="duplicates", max_value=0)
     ((_, success, _),) = validate(name, pd.DataFrame({"duplicates": counts}), [none])
     return CheckResult(name, "expect_column_values_to_be_unique", column, success, sum(counts), rows)

@@ -88,7 +88,16 @@ def test_sliced_merge_gives_the_one_pass_facts_and_a_second_run_changes_nothing(
     merge_request_facts(sliced, list(DATES[:2]))
     assert _facts(sliced) == _facts(whole)
     merge_request_facts(sliced, list(DATES))  # the third date joins; the first two are merged again
+    late = {"request_id": [ids[0]], "event_id": ["e-late"], "date": [DATES[0]], "status": ["error"],
+            "provider": ["openai"], "prompt_tokens": pa.array([3], pa.int64()),
+            "completion_tokens": pa.array([4], pa.int64()), "cost_nanousd": pa.array([11], pa.int64()),
+            "latency_ms": pa.array([9], pa.int64())}
+    for settings in (whole, sliced):  # a late attempt: its request's facts change on the next MERGE
+        write_deltalake(str(settings.table_root() / "bronze" / "telemetry"), pa.table(late), mode="append",
+                        partition_by=["date"])
     merge_request_facts(sliced, list(DATES))
+    [fact] = [r for r in _facts(sliced) if r["request_id"] == ids[0]]
+    assert fact["failed_attempts"] >= 1 and fact["cost_nanousd"] % 11 == 0
     assert len(_facts(sliced)) == len(ids) and len({r["request_id"] for r in _facts(sliced)}) == len(ids)
     merge_request_facts(whole, None)
     assert _facts(sliced) == _facts(whole)
@@ -125,14 +134,14 @@ def test_batched_checks_count_what_a_whole_table_check_counts(tmp_path: Path,
     monkeypatch.setattr(slices, "ROWS_PER_SLICE", 60)
     assert outcome(None) == whole
     unique = ("responses", "expect_column_values_to_be_unique", "request_id")
-    assert whole[unique] == (False, 3, len(ids) + 3)
+    assert whole[unique] == (False, 6, len(ids) + 3)  # every copy of a repeated id, as GX counts them
     assert whole[("telemetry", "expect_column_values_to_not_be_null", "provider")][:2] == (False, 1)
     assert whole[("telemetry", "expect_column_values_to_be_between", "cost_nanousd")][:2] == (False, 1)
     assert whole[("silver_request_facts", "expect_column_values_to_be_between", "orphans")][:2] == (False, 1)
     assert all(ok for (table, _, _), (ok, _, _) in whole.items() if table == "requests")
     first = outcome([DATES[0]])  # only the first date's rows
-    assert first[unique][:2] == (False, 2)
-    assert first[unique][2] == len(ids[0::3]) + first[unique][1]
+    assert first[unique][:2] == (False, 4)
+    assert first[unique][2] == len(ids[0::3]) + 2
 
 
 def test_stream_query_yields_every_row_in_bounded_tables(tmp_path: Path) -> None:
