@@ -70,14 +70,14 @@ def gold(
     date: list[str] = typer.Option(None, "--date", help="Only these dates (YYYY-MM-DD); default all."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """MERGE silver request facts, then rebuild the gold tables (cost, provider health, guardrails)."""
+    """Recompute silver request facts, then rebuild the gold tables (cost, provider health, guardrails)."""
     from lakehouse.gold import gold_root, rebuild_all
     from lakehouse.silver import merge_request_facts
 
     settings = settings_or_exit(config)
     try:
         facts = merge_request_facts(settings, date or None)
-        typer.echo(f"silver/request_facts: {facts:,} requests merged")
+        typer.echo(f"silver/request_facts: {facts:,} requests written")
         written = rebuild_all(settings, date or None)
     except Exception as exc:
         raise fail(f"gold rebuild failed: {exc}") from exc
