@@ -125,10 +125,16 @@ class FusedGateway(Dispatcher):
     def _commit_now(self) -> None:
         """Commit the open transaction before returning (on the loop thread, in a rebalance callback)."""
         if self.commit_future is not None:
-            self.commit_future.result(TXN_CALL_S)  # commits stay sequential
+            deadline = time.monotonic() + TXN_CALL_S
+            while not self.commit_future.done() and time.monotonic() < deadline:
+                self.replies.poll()  # it may wait for its answers' delivery reports, served here
+                time.sleep(0.001)
+            self.commit_future.result(max(0.0, deadline - time.monotonic()))  # commits stay sequential
         self._before_commit()
         if not self.produced:
             return
+        if self.replies.immediate:
+            self.replies.deliver_now(TXN_CALL_S)
         self.producer.commit_transaction(TXN_CALL_S)
         self.producer.begin_transaction()
         self.produced = 0

@@ -450,6 +450,9 @@ class Dispatcher:
         if not points and not self.produced:
             return
         self.committed.update(points)  # this commit succeeds, or the process exits
+        # callers reading before the commit: their answers in the log first, or a kill after the commit
+        # leaves them answered on `responses` and waiting forever on `replies`
+        answers = self.replies.mark() if self.replies.immediate else {}
         closing = self.producer
         self.producer = self.producers[1] if closing is self.producers[0] else self.producers[0]
         self.producer.begin_transaction()
@@ -458,10 +461,16 @@ class Dispatcher:
         began = time.monotonic()
 
         def commit() -> None:
+            if answers and not self.replies.wait_delivered(answers, TXN_CALL_S):
+                log.warning("answers for waiting callers unacknowledged after %.0f s; committing anyway",
+                            TXN_CALL_S)
             with exit_if_stuck(TXN_CALL_S + 5, "dispatcher transaction commit"):
                 closing.commit_transaction(TXN_CALL_S)
 
         self.commit_future = self.txn_thread.submit(commit)
+        while answers and not self.replies.reported(answers) and not self.commit_future.done():
+            self.replies.poll()  # the reports it waits for are served here (also when draining at stop)
+            await asyncio.sleep(0.001)
         try:
             await asyncio.wrap_future(self.commit_future, loop=loop)
         except KafkaException as exc:

@@ -131,8 +131,11 @@ def _check_callers(waiters: dict[str, _Counting], replies: list[Any],
     """Callers reading before commit get one answer each, although `replies` holds two for redone
     requests; returns those requests and how many callers' answers differ from the committed one."""
     handed = Counter(len(w.finals) for w in waiters.values())
-    assert handed == Counter({1: len(waiters)}), f"answers handed per caller: {dict(handed)}"
     visible = Counter(r["request_id"] for r in replies)
+    unanswered = [rid for rid, w in waiters.items() if not w.finals]
+    assert handed == Counter({1: len(waiters)}), (
+        f"answers handed per caller: {dict(handed)}; of the callers handed none, "
+        f"{sum(1 for rid in unanswered if rid in visible)} have an answer on `replies`")
     redone = [r for r, n in visible.items() if n > 1]
     assert redone, "no kill landed between an answer's write and its commit: the check proved nothing"
     committed = {a["request_id"]: a for a in answers}
