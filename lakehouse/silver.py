@@ -8,10 +8,11 @@ request id (`max` over identical values), and the attempts are summed from the d
 which is exactly once.
 
 Memory follows a slice, not the table: the facts are computed in slices of request ids
-(`lakehouse.slices`) and streamed into the commit, and attempts and routes are read only from the
-dates around the ones given. One query over everything held ~1.4 KB per request (1.4 GB for a million;
-the 1M-request demo's summary was OOM-killed over five million); a MERGE per slice held the day's
-target partition (1.9-3.1 GB at 4.2 million requests a day).
+(`lakehouse.slices`) and streamed into Parquet files that one commit adds (`shared.tables.partitions`;
+deltalake's own writer held its whole input: 1.9 GB for the 4.2 million facts of a day), and attempts
+and routes are read only from the dates around the ones given. One query over everything held ~1.4 KB
+per request (1.4 GB for a million; the 1M-request demo's summary was OOM-killed over five million); a
+MERGE per slice held the day's target partition (1.9-3.1 GB at 4.2 million requests a day).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import pyarrow.parquet as pq
 
 from lakehouse.slices import dates_around, dates_in, slice_count, slice_of, valid_dates
 from shared.tables.delta import open_or_none, write_table
+from shared.tables.partitions import replace_partitions
 from shared.tables.query import find_tables, run_query, silver_root, stream_query
 from streamgate.config import Settings
+from streamgate.storage import TablePath
 
 REQUEST_FACTS_SQL = """
 with resp as (
@@ -72,19 +75,31 @@ def merge_request_facts(settings: Settings, dates: list[str] | None = None) -> i
                for i in range(slices)]
     schema = run_query(settings, queries[0] + " limit 0").schema
     path = silver_root(settings) / "request_facts"
+    if _same_columns(path, schema):  # the dates' partitions (all without dates) replaced in one commit
+        facts = (batch for sql in queries for rows in stream_query(settings, sql, 65_536)
+                 for batch in rows.to_batches())
+        return replace_partitions(path, facts, schema, "date", valid or None)
+    return _rewrite(settings, path, queries, schema)
+
+
+def _rewrite(settings: Settings, path: TablePath, queries: list[str], schema: pa.Schema) -> int:
+    """The facts' columns changed (an upgrade): the table rewritten through deltalake, schema replaced.
+    Spilled to local Parquet first: a reader the Delta writer pulls cannot itself query Delta tables
+    (both need deltalake's runtime)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    # spilled to local Parquet slice by slice, then streamed into one commit (a reader the Delta writer
-    # pulls cannot itself query Delta tables: both need deltalake's runtime)
     with tempfile.TemporaryDirectory(prefix="silver-", dir=settings.state_dir) as spill:
         written = sum(_spill(settings, sql, schema, Path(spill) / f"{i}.parquet")
                       for i, sql in enumerate(queries))
         reader = ds.dataset(spill, format="parquet", schema=schema).scanner(
             batch_size=65_536, batch_readahead=1, fragment_readahead=1).to_reader()
-        if valid and open_or_none(path) is not None:  # the dates' partitions replaced in one commit
-            write_table(path, reader, mode="overwrite", predicate=dates_in(valid), partition_by=["date"])
-        else:
-            write_table(path, reader, mode="overwrite", partition_by=["date"], schema_mode="overwrite")
+        write_table(path, reader, mode="overwrite", partition_by=["date"], schema_mode="overwrite")
     return written
+
+
+def _same_columns(path: TablePath, schema: pa.Schema) -> bool:
+    """A new table, or one whose columns are the facts' (new files can then be committed as they are)."""
+    table = open_or_none(path)
+    return table is None or sorted(pa.schema(table.schema().to_arrow()).names) == sorted(schema.names)
 
 
 def _spill(settings: Settings, sql: str, schema: pa.Schema, to: Path) -> int:
