@@ -491,12 +491,12 @@ def replay(
     rows = history.answers(settings, window)
     ids = rows["request_id"].combine_chunks()
     rows = pa.Table.from_arrays(
-        [*rows.columns, *history.join(ids, history.routed(settings, window)).columns],
+        [*rows.columns, *history.join(ids, history.routed(settings, window, ids)).columns],
         names=[*rows.column_names, "live_target", "strategy", "policy_version"],
     )
-    tokens = history.join(ids, history.attempts(settings, window))
+    tokens = history.join(ids, history.attempts(settings, window, ids))
     health, bounds = recorded_health(settings)
-    found = history.findings(settings, window)
+    found = history.findings(settings, window, ids)
     read = _read_stored(settings, window, found, (live, candidate), bounds)
     stored_ids = (
         pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in read.ids])

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from apps.backtest import history
 from apps.backtest.recorded import write_bronze
 from apps.backtest.run import backtest
 from apps.backtest.summary import FailOnError, fails, redact_all
@@ -351,6 +352,22 @@ def test_a_constructed_history_gives_the_known_answer(
     assert fails("newly_rejected_share > 0.01", summary) and not fails(
         "rerouted > 12 or changed < 18", summary
     )
+
+
+def test_related_tables_are_read_for_the_windows_requests_only(
+    recorded: tuple[Settings, dict[str, Any], dict[str, Any]],
+) -> None:
+    """Routes, attempts and findings are read by date around the window, and only for its requests:
+    the dates hold their whole days (the 1M demo's own window read 5.2 million of the day's rows)."""
+    settings, _, _ = recorded
+    window = history.Window(NOW - 1_900_000, NOW)  # the last half hour: not the search team's requests
+    ids = history.answers(settings, window)["request_id"].combine_chunks()
+    wanted = set(ids.to_pylist())
+    for table in (history.routed(settings, window, ids), history.attempts(settings, window, ids),
+                  history.findings(settings, window, ids)):
+        assert table.num_rows and set(table["request_id"].to_pylist()) <= wanted
+    day = set(history.attempts(settings, window)["request_id"].to_pylist())
+    assert {r for r in day - wanted if r.startswith("search-")}, "the dates alone hold other requests"
 
 
 def test_the_live_policy_against_itself_changes_nothing(
