@@ -259,7 +259,13 @@ class FrontDoor:
                 await response.write(frame)
             if event.kind == "final":
                 break
-            event = await self._next(waiter, deadline, request_id)
+            try:
+                event = await self._next(waiter, deadline, request_id)
+            except ApiError as error:  # the status line is sent: the timeout ends the stream in-band
+                ERRORS.labels(C, wire.name, str(error.status)).inc()
+                for frame in stream.error(error):
+                    await response.write(frame)
+                break
         await response.write_eof()
         return response
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from frontdoor import anthropic_wire, openai_wire
 from frontdoor.draft import Draft
+from frontdoor.exceptions import ApiError
 from frontdoor.outcomes import error_for
 
 
@@ -44,6 +45,11 @@ class SseStream(ABC):
     @abstractmethod
     def final(self, response: dict[str, Any]) -> list[bytes]:
         """The frames that end the stream, from the final Response."""
+
+    @abstractmethod
+    def error(self, error: ApiError) -> list[bytes]:
+        """The frames that end a stream in error once its status line is sent (a refusal, or no answer
+        before the door's timeout): in-band, as the API's own SDKs read it, never a dropped connection."""
 
 
 def _data(obj: Any) -> bytes:
@@ -78,7 +84,7 @@ class OpenAIStream(SseStream):
 
     def final(self, response: dict[str, Any]) -> list[bytes]:
         if response["status"] != "ok":  # after the first piece the status line is sent: an error event
-            return [_data(openai_wire.error_body(error_for(response)))]
+            return self.error(error_for(response))
         self.model = response.get("model") or self.model
         frames = self._start()
         if rest := self._rest(response):
@@ -91,6 +97,9 @@ class OpenAIStream(SseStream):
             frames.append(_data(openai_wire.usage_chunk(self.request_id, self.model, self.created, response)))
         frames.append(b"data: [DONE]\n\n")
         return frames
+
+    def error(self, error: ApiError) -> list[bytes]:
+        return [_data(openai_wire.error_body(error))]
 
 
 def _event(kind: str, obj: dict[str, Any]) -> bytes:
@@ -130,8 +139,7 @@ class AnthropicStream(SseStream):
 
     def final(self, response: dict[str, Any]) -> list[bytes]:
         if response["status"] != "ok":
-            body = anthropic_wire.error_body(error_for(response))
-            return [b"event: error\n" + _data(body)]
+            return self.error(error_for(response))
         self.model = response.get("model") or self.model
         frames = self._start()
         if rest := self._rest(response):
@@ -153,3 +161,6 @@ class AnthropicStream(SseStream):
             "usage": {"output_tokens": usage["output_tokens"], "input_tokens": usage["input_tokens"]}}))
         frames.append(_event("message_stop", {}))
         return frames
+
+    def error(self, error: ApiError) -> list[bytes]:
+        return [b"event: error\n" + _data(anthropic_wire.error_body(error))]
