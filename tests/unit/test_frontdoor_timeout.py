@@ -3,8 +3,6 @@ it is still in the pipeline, which will answer and bill it, so a retry would be 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,54 +13,38 @@ from aiohttp import web
 
 from frontdoor.exceptions import ApiError
 from frontdoor.server import ANTHROPIC, OPENAI, Wire, error_response, still_queued
+from tests.helpers.http_server import ThreadedServer
 
 
-class _Door:
+class _Door(ThreadedServer):
     """A real HTTP server answering every call with one front-door error, counting the calls."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.error: ApiError = still_queued("r-1", 120)
-        self.loop = asyncio.new_event_loop()
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        assert ready.wait(10)
+        super().__init__(self._routes)
 
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-
+    def _routes(self, app: web.Application) -> None:
         def answer(wire: Wire) -> Any:
             async def handler(_: web.Request) -> web.Response:
                 self.calls += 1
                 return error_response(wire, self.error, "r-1")
             return handler
 
-        app = web.Application()
         app.router.add_post("/v1/chat/completions", answer(OPENAI))
         app.router.add_post("/v1/messages", answer(ANTHROPIC))
-        self.runner = runner = web.AppRunner(app)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self.loop.run_forever()
 
 
 @pytest.fixture(scope="module")
 def door() -> Iterator[_Door]:
     server = _Door()
     yield server
-    if server.runner is not None:
-        asyncio.run_coroutine_threadsafe(server.runner.cleanup(), server.loop).result(10)
-    server.loop.call_soon_threadsafe(server.loop.stop)
+    server.stop()
 
 
 def _openai_calls(door: _Door) -> int:
     before = door.calls
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{door.port}/v1", api_key="sk-test", max_retries=2)
+    client = openai.OpenAI(base_url=door.url + "/v1", api_key="sk-test", max_retries=2)
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert raised.value.status_code == 504
@@ -76,7 +58,7 @@ def test_the_openai_sdk_does_not_resend_a_request_still_in_the_pipeline(door: _D
 
 def test_the_anthropic_sdk_does_not_resend_it_either(door: _Door) -> None:
     door.error, before = still_queued("r-1", 120), door.calls
-    client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{door.port}", api_key="sk-test", max_retries=2)
+    client = anthropic.Anthropic(base_url=door.url, api_key="sk-test", max_retries=2)
     with pytest.raises(anthropic.APIStatusError) as raised:
         client.messages.create(model="claude-3-5-haiku", max_tokens=16,
                                messages=[{"role": "user", "content": "hi"}])
