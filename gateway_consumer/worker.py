@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
 from gateway_consumer.dispatch import Dispatcher
 from shared.policy.config import load_policy
 from shared.policy.holder import PolicyFollower, PolicyHolder
+from streamgate import eventloop
 from streamgate.config import Settings
 from streamgate.observability import Heartbeat, serve_metrics
 
@@ -34,7 +34,7 @@ def run_or_exit(dispatcher: Dispatcher, heartbeat: Heartbeat) -> None:
     hung here (found by `streamgate chaos` after a broker restart fenced the producers): the Kafka
     clients' destructors wait on the fenced transaction and the group, so nothing restarted."""
     try:
-        asyncio.run(dispatcher.run())
+        eventloop.run(dispatcher.run(), dispatcher.settings.event_loop)
     except (Exception, SystemExit):
         log.exception("%s failed; exiting for a restart: %s", type(dispatcher).__name__,
                       dict(dispatcher.stats.counts))

@@ -587,6 +587,9 @@ class Settings(_Strict):
     client: ClientSettings = ClientSettings()
     metrics: MetricsSettings = MetricsSettings()
     identity: IdentitySettings = IdentitySettings()
+    #: The event loop of the gateway worker and the front door: uvloop (libuv, the default: less CPU per
+    #: request, streamgate/eventloop.py) or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def resolve(self, path: Path) -> Path:
         """An absolute path: relative ones are taken under the state directory."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from apps.cli.common import ConfigOption, settings_or_exit
+from streamgate import eventloop
 
 if TYPE_CHECKING:
     from streamgate.config import Settings
@@ -38,7 +38,7 @@ def serve(
         settings = settings.model_copy(update={"frontdoor": settings.frontdoor.model_copy(update=updates)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not all_stages:
-        asyncio.run(run_frontdoor(settings, ready=_announce))
+        eventloop.run(run_frontdoor(settings, ready=_announce), settings.event_loop)
         return
     _serve_with_stages(settings)
 
@@ -65,7 +65,7 @@ def _serve_with_stages(settings: Settings) -> None:
             console.print(f"[bold]simulator[/] {simulator.url}")
             start_stages(components, settings)
             console.print(f"[bold]stages[/] {', '.join(components.procs)} (logs: {components.logs})")
-            asyncio.run(run_frontdoor(settings, ready=_announce))
+            eventloop.run(run_frontdoor(settings, ready=_announce), settings.event_loop)
     except KeyboardInterrupt:
         typer.secho("stopped; every process `serve --all` started was stopped", fg="yellow", err=True)
 

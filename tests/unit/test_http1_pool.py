@@ -6,8 +6,9 @@ import asyncio
 import gzip
 import json
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,6 +16,17 @@ import pytest
 from gateway_consumer.providers import ProviderCall, ProviderError
 from gateway_consumer.providers.http1 import ConnectionPool, HTTPTransportError, ProviderHTTP
 from gateway_consumer.providers.openai_compat import OpenAICompatible
+from streamgate import eventloop
+
+#: runs a test's coroutine to its end on one kind of event loop
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Every test on both loops the gateway can run on (uvloop by default: streamgate/eventloop.py)."""
+    return lambda main: eventloop.run(main, request.param)
+
 
 #: reads one request (head and Content-Length body) and says what to write back, or None to close
 Script = Callable[[int, bytes], Awaitable[bytes | None]]
@@ -74,7 +86,7 @@ async def _always(answer: bytes) -> Script:
     return script
 
 
-def test_a_json_answer_comes_back_and_the_connection_is_kept_alive() -> None:
+def test_a_json_answer_comes_back_and_the_connection_is_kept_alive(run: Runner) -> None:
     async def main() -> None:
         async with Server(await _always(_ok())) as server:
             pool = ConnectionPool()
@@ -89,10 +101,10 @@ def test_a_json_answer_comes_back_and_the_connection_is_kept_alive() -> None:
         assert b"\r\nAuthorization: Bearer k\r\n" in first and b"\r\nHost: 127.0.0.1:" in first
         assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"model": "m", "n": 0}
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_chunked_gzip_and_interim_answers_are_decoded() -> None:
+def test_chunked_gzip_and_interim_answers_are_decoded(run: Runner) -> None:
     packed = gzip.compress(OK_BODY)
     chunked = (b"HTTP/1.1 100 Continue\r\n\r\n"
                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
@@ -109,10 +121,10 @@ def test_chunked_gzip_and_interim_answers_are_decoded() -> None:
         assert one.header("content-encoding") == "gzip"
         assert server.connections == 1  # a chunked answer read to its end leaves the connection usable
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_an_answer_without_length_lasts_to_the_end_of_its_connection() -> None:
+def test_an_answer_without_length_lasts_to_the_end_of_its_connection(run: Runner) -> None:
     async def main() -> None:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
@@ -128,10 +140,10 @@ def test_an_answer_without_length_lasts_to_the_end_of_its_connection() -> None:
         assert [r.body for r in replies] == [OK_BODY, OK_BODY]
         assert not any(pool._idle.values())  # never kept: its end was the body's end
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+def test_a_connection_the_server_closed_while_idle_is_not_reused(run: Runner) -> None:
     async def script(n: int, request: bytes) -> bytes | None:
         return _ok(extra="Connection: close\r\n") if n == 1 else _ok()
 
@@ -145,10 +157,10 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         assert first.status == second.status == 200
         assert server.connections == 2
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_broken_exchange_is_a_transport_error_and_the_next_call_works() -> None:
+def test_a_broken_exchange_is_a_transport_error_and_the_next_call_works(run: Runner) -> None:
     async def script(n: int, request: bytes) -> bytes | None:
         if n == 1:
             return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"half\":"  # then the server closes
@@ -180,10 +192,10 @@ def test_a_broken_exchange_is_a_transport_error_and_the_next_call_works() -> Non
         pool.close()
         server.close()
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_refused_connection_and_a_malformed_answer_are_transport_errors() -> None:
+def test_a_refused_connection_and_a_malformed_answer_are_transport_errors(run: Runner) -> None:
     async def main() -> None:
         pool = ConnectionPool()
         probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -200,10 +212,10 @@ def test_a_refused_connection_and_a_malformed_answer_are_transport_errors() -> N
         with pytest.raises(ValueError, match="not an http"):
             await pool.post_json("ftp://example.com/x", {})
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_cancelled_call_closes_its_connection() -> None:
+def test_a_cancelled_call_closes_its_connection(run: Runner) -> None:
     async def main() -> None:
         hung_up = asyncio.Event()
 
@@ -228,10 +240,10 @@ def test_a_cancelled_call_closes_its_connection() -> None:
         pool.close()
         server.close()
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_https_with_the_platforms_tls(tmp_path: Path) -> None:
+def test_https_with_the_platforms_tls(tmp_path: Path, run: Runner) -> None:
     from streamgate.config import load_settings
     from streamgate.kafka.security import ensure_local_tls
 
@@ -257,10 +269,10 @@ def test_https_with_the_platforms_tls(tmp_path: Path) -> None:
             await ConnectionPool().post_json(url, {})
         server.close()
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_the_adapter_classifies_what_the_pool_returns() -> None:
+def test_the_adapter_classifies_what_the_pool_returns(run: Runner) -> None:
     async def script(n: int, request: bytes) -> bytes | None:
         if n == 1:
             return b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.25\r\nContent-Length: 4\r\n\r\nslow"
@@ -284,7 +296,7 @@ def test_the_adapter_classifies_what_the_pool_returns() -> None:
             assert b"Authorization: Bearer sk-test" in server.requests[0]
             return out
 
-    limited, malformed, ok = asyncio.run(main())
+    limited, malformed, ok = run(main())
     assert isinstance(limited, ProviderError) and limited.error_class == "rate_limited"
     assert limited.retry_after_s == 0.25 and limited.http_status == 429
     assert isinstance(malformed, ProviderError) and malformed.error_class == "bad_response"
