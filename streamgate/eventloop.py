@@ -1,9 +1,9 @@
 """The event loop the long-running async processes (the gateway worker, the front door) run on.
 
 uvloop by default: its loop and socket transports are libuv in C, where asyncio's are Python. On the
-fused gateway at 500-1,400 requests/s it cut the worker's CPU per request by 4-12% and its total p99
-(docs/benchmarks.md, latency). `event_loop: asyncio` in the config falls back to the standard loop,
-as does a platform without uvloop (Windows), with a warning."""
+fused gateway it cut the worker's CPU per request by 3-8% from 250 requests/s up (nothing measurable
+below; p99s within the host's noise; docs/benchmarks.md, latency). `event_loop: asyncio` in the
+config falls back to the standard loop, as does a platform without uvloop (Windows), with a warning."""
 
 from __future__ import annotations
 
