@@ -246,7 +246,7 @@ def calibrate(adapter: Path, calibration: list[pp.Pair]) -> dict[str, Any]:
     from streamgate.config import SemanticCacheSettings
 
     settings = SemanticCacheSettings()
-    va, vb = pp.vectors(MiniLM(settings.model_dir), calibration)
+    va, vb = pp.vectors(MiniLM(settings.model_dir), calibration)  # float32, as fitted
     gated = [p for p, x, y in zip(calibration, va, vb, strict=True)
              if float(x @ y) >= settings.threshold and not conflicting(signature(p["a"]), signature(p["b"]))]
     logits = PairEncoder(adapter, settings.model_dir).logits([(p["a"], p["b"]) for p in gated])

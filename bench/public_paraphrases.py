@@ -91,7 +91,8 @@ def vectors(model: Any, pairs: list[Pair], data_dir: Path = DATA_DIR) -> tuple[N
     """MiniLM vectors of both sides, cached in the data dir by a hash of the texts (embedding 11,600
     sentences takes minutes on this machine)."""
     texts = [p["a"] for p in pairs] + [p["b"] for p in pairs]
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    variant = getattr(model, "variant", "fp32")  # vectors of another encoder are not these
+    key = hashlib.sha256("\x00".join([variant, *texts]).encode()).hexdigest()[:16]
     cached = data_dir / f"vectors-{key}.npy"
     if cached.exists():
         both: NDArray[np.float32] = np.load(cached)
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     from streamgate.config import SemanticCacheSettings
 
     settings = SemanticCacheSettings()
+    # fitted on the float32 encoder's cosines, as shipped; bench semantic-cache scores it under both
     model = fit(MiniLM(settings.model_dir), load("dev"), settings.threshold, extra=load_own())
     model.dump()
     print(json.dumps(model.provenance, indent=2))

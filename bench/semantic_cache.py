@@ -35,7 +35,7 @@ from bench.harness import write_result
 from bench.paraphrase_dataset import ENTITIES, INTENTS, NUMBERS, PLACES, load
 from gateway_consumer.cache.exact import CachedAnswer
 from gateway_consumer.cache.match import Matcher, default_scorer
-from gateway_consumer.cache.semantic import SemanticCache
+from gateway_consumer.cache.semantic import BatchingEmbedder, SemanticCache
 from gateway_consumer.cache.verify import compatible, signature
 from gateway_consumer.providers import ProviderReply
 from shared.embeddings.minilm import MiniLM
@@ -223,11 +223,12 @@ def traffic(model: MiniLM, threshold: float, seed: int = 11) -> dict[str, Any]:
     }
 
 
-def embed_rates(model: MiniLM, model_dir: Path) -> dict[str, float]:
-    """On one thread, as the dispatcher's embedder runs: the shipped encoder (onnxruntime) against the
-    numpy encoder it replaced (bench/minilm_numpy.py), same texts, same run. Mixed lengths: the demo
-    workload's cache-eligible support prompts (questions and 50-word prompts), batches of 64, grouped by
-    length (now) against padded to the batch's longest (before), same run."""
+def embed_rates(model: MiniLM, other: MiniLM, model_dir: Path) -> dict[str, float]:
+    """On one thread, as the dispatcher's embedder runs: the shipped encoder against the other variant
+    (int8 / float32) and the numpy encoder the onnxruntime one replaced (bench/minilm_numpy.py), same
+    texts, same run. Mixed lengths: the demo workload's cache-eligible support prompts (questions and
+    50-word prompts), batches of 64, grouped by length (now) against padded to the batch's longest
+    (before), same run."""
     from bench.minilm_numpy import NumpyMiniLM
 
     texts = [f"How do I configure the gateway for team number {i} with fallback routing?" for i in range(256)]
@@ -236,18 +237,65 @@ def embed_rates(model: MiniLM, model_dir: Path) -> dict[str, float]:
     out = {}
     numpy_model = NumpyMiniLM(model_dir)
     with threadpool_limits(1):
-        for prefix, encoder in (("", model), ("numpy_", numpy_model)):
+        for prefix, encoder in (("", model), ("other_", other), ("numpy_", numpy_model)):
             encoder.embed(texts[:2])  # warm: first-run allocations are not the steady rate
             for batch in (1, 32):
                 t0 = time.perf_counter()
                 for i in range(0, 128, batch):
                     encoder.embed(texts[i : i + batch])
                 out[f"{prefix}embeddings_per_s_batch_{batch}"] = 128 / (time.perf_counter() - t0)
-        for name, embed in (("grouped", model.embed), ("padded", lambda b: _padded(model, b))):
+        for name, embed in (("grouped", model.embed), ("padded", lambda b: _padded(model, b)),
+                            ("other_grouped", other.embed)):
             t0 = time.perf_counter()
             for i in range(0, len(mixed), 64):
                 embed(mixed[i : i + 64])
             out[f"mixed_embeddings_per_s_{name}"] = len(mixed) / (time.perf_counter() - t0)
+    return out
+
+
+#: New cache-eligible prompts per second offered to the embedder in `shedding` (each encoder, each rate).
+SHED_RATES = (100, 200, 400)
+SHED_S = 8.0
+
+
+def shedding(model: MiniLM, rate: float, seconds: float = SHED_S) -> dict[str, float]:
+    """The dispatcher's embedder (BatchingEmbedder, shipped settings) offered `rate` prompts per second
+    that are all new (the demo's support prompts, each made unique, so its memo never answers): the share
+    it sheds (those lookups skip the cache) and how long the others waited for their vector."""
+    settings = SemanticCacheSettings()
+    asked = (r.messages[-1].content for r in workload.requests(60_000, seed=5) if r.team == "support")
+    prompts = list(dict.fromkeys(t for t in asked if len(t) <= settings.max_chars))
+    model.embed(prompts[:8])  # warm
+
+    async def offer() -> dict[str, float]:
+        embedder = BatchingEmbedder.from_settings(model, settings)
+        waits: list[float] = []
+        count = int(rate * seconds)
+
+        async def one(text: str) -> None:
+            t0 = time.perf_counter()
+            if await embedder.embed(text) is not None:
+                waits.append(time.perf_counter() - t0)
+
+        tasks, start = [], time.perf_counter()
+        for i in range(count):
+            if (delay := start + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(f"{prompts[i % len(prompts)]} #{i}")))
+        await asyncio.gather(*tasks)
+        return {"shed_share": 1 - len(waits) / count,
+                "wait_p50_ms": float(np.percentile(waits, 50) * 1e3) if waits else 0.0,
+                "wait_p99_ms": float(np.percentile(waits, 99) * 1e3) if waits else 0.0}
+
+    return asyncio.run(offer())
+
+
+def encoder_comparison(other: MiniLM, threshold: float) -> dict[str, Any]:
+    """The shipped decision with the other encoder variant's vectors, same run: what int8 costs."""
+    out: dict[str, Any] = {"variant": other.variant, "pairs": pair_scores(other, threshold)["verified"],
+                           "traffic": traffic(other, threshold)}
+    if public.available():
+        out["heldout"] = public_scores(other, threshold)["heldout"]["shipped"]
     return out
 
 
@@ -279,6 +327,28 @@ def _public_rows(opened: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _encoder_rows(variant: str, flow: dict[str, Any], verified: dict[str, Any], opened: dict[str, Any],
+                  versus: dict[str, Any], rates: dict[str, float]) -> list[tuple[str, str]]:
+    """The shipped encoder against the other variant: speed, and what the cache decides with each."""
+    pair = f"{variant} (shipped) vs {versus['variant']}"
+    keys = ("{}embeddings_per_s_batch_1", "{}embeddings_per_s_batch_32", "mixed_embeddings_per_s_{}grouped")
+    speeds = [" / ".join(f"{rates[k.format(p)]:,.0f}" for k in keys) for p in ("", "other_")]
+    rows = [(f"encoder {pair}, one thread: embeddings/s batch 1 / 32 / demo prompts", " vs ".join(speeds)),
+            (f"encoder {pair}: traffic hit rate (semantic), semantic precision",
+             f"{flow['hit_rate']:.1%} ({flow['semantic_hit_rate']:.1%}), {flow['semantic_precision']:.3f} vs "
+             f"{versus['traffic']['hit_rate']:.1%} ({versus['traffic']['semantic_hit_rate']:.1%}), "
+             f"{versus['traffic']['semantic_precision']:.3f}"),
+            (f"encoder {pair}: labeled pairs recall / precision",
+             f"{verified['recall']:.3f} / {verified['precision']:.3f} vs "
+             f"{versus['pairs']['recall']:.3f} / {versus['pairs']['precision']:.3f}")]
+    if "heldout" in versus and "heldout" in opened:
+        mine, theirs = opened["heldout"]["shipped"], versus["heldout"]
+        rows.append((f"encoder {pair}: {opened['corpus']} held-out semantic hits / precision",
+                     f"{mine['semantic_hits']} / {mine['precision']:.3f} vs "
+                     f"{theirs['semantic_hits']} / {theirs['precision']:.3f}"))
+    return rows
+
+
 def _padded(model: MiniLM, texts: list[str]) -> Any:
     """The embedder before length grouping: one batch padded to its longest text."""
     encodings = model.tokenizer.encode_batch(texts)
@@ -292,13 +362,17 @@ def _padded(model: MiniLM, texts: list[str]) -> Any:
 
 def main() -> dict[str, Any]:
     settings = SemanticCacheSettings()
-    model = MiniLM(settings.model_dir)
+    model = MiniLM(settings.model_dir, int8=settings.int8)
+    other = MiniLM(settings.model_dir, int8=not settings.int8)
     opened = public_scores(model, settings.threshold)
     cost = decision_cost(model, settings.threshold)
     pairs = pair_scores(model, settings.threshold)
     flow = traffic(model, settings.threshold)
-    rates = embed_rates(model, settings.model_dir)
-    result = {"public": opened, "decision_cost": cost, "pairs": pairs, "traffic": flow, **rates}
+    versus = encoder_comparison(other, settings.threshold)
+    rates = embed_rates(model, other, settings.model_dir)
+    shed = {f"{m.variant}_{r}": shedding(m, r) for r in SHED_RATES for m in (model, other)}
+    result = {"encoder": model.variant, "public": opened, "decision_cost": cost, "pairs": pairs,
+              "traffic": flow, "other_encoder": versus, "new_prompts_offered": shed, **rates}
     speedup = rates["mixed_embeddings_per_s_grouped"] / rates["mixed_embeddings_per_s_padded"]
     v, raw, rules = pairs["verified"], pairs["embedding_only"], pairs["rules"]
     table = [*_public_rows(opened), (
@@ -320,6 +394,11 @@ def main() -> dict[str, Any]:
             f"{flow['hit_rate']:.1%} ({flow['exact_hit_rate']:.1%} + {flow['semantic_hit_rate']:.1%})",
         ),
         ("traffic: semantic hit precision", f"{flow['semantic_precision']:.3f}"),
+        *_encoder_rows(model.variant, flow, pairs["verified"], opened, versus, rates),
+        *((f"embedder offered {r} new prompts/s for {SHED_S:.0f} s: shed, wait p50 / p99, "
+           f"{model.variant} vs {other.variant}",
+           " vs ".join("{shed_share:.1%}, {wait_p50_ms:.0f} / {wait_p99_ms:.0f} ms".format(**shed[f"{v}_{r}"])
+                       for v in (model.variant, other.variant))) for r in SHED_RATES),
         (
             "embeddings/s, batch 1 / batch 32, one thread: onnxruntime (shipped) vs numpy (before), same run",
             "{embeddings_per_s_batch_1:,.0f} / {embeddings_per_s_batch_32:,.0f} vs "

@@ -50,8 +50,9 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
   rm -rf "$PKG"
 fi
 # its ONNX graphs, built from those weights once (~2 s each) so no process pays for them at start: the
-# embedder, and the cache's cross-encoder (the same weights with gateway_consumer/cache/pair_adapter.npz)
-.venv/bin/python -c "from shared.embeddings.minilm import MiniLM; MiniLM()
+# embedder (float32, and int8 for the semantic cache), and the cache's cross-encoder (the same weights
+# with gateway_consumer/cache/pair_adapter.npz)
+.venv/bin/python -c "from shared.embeddings.minilm import MiniLM; MiniLM(); MiniLM(int8=True)
 from gateway_consumer.cache.match import default_scorer; default_scorer()"
 
 # Debian's headless Chromium: the report test opens `streamgate report` in a real browser. Installed from

@@ -121,7 +121,7 @@ def _default_matcher() -> tuple[Matcher, Any]:
 
     settings = SemanticCacheSettings()
     matcher = Matcher(settings.threshold, default_scorer(settings.model_dir), settings.min_probability)
-    return matcher, MiniLM(settings.model_dir)
+    return matcher, MiniLM(settings.model_dir, int8=settings.int8)
 
 
 def semantic_match(cached: str, incoming: str) -> bool:

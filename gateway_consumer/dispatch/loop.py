@@ -276,7 +276,7 @@ class Dispatcher:
         if not (cache.enabled and cache.semantic.enabled and cache.semantic.teams):
             return {}
         try:
-            model = MiniLM(cache.semantic.model_dir)
+            model = MiniLM(cache.semantic.model_dir, int8=cache.semantic.int8)
             scorer = default_scorer(cache.semantic.model_dir) if cache.semantic.cross_encoder else None
         except ModelMissingError as exc:  # a clear warning, and dispatch goes on without it
             log.warning("semantic cache off: %s", exc)

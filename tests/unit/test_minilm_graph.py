@@ -104,3 +104,34 @@ def test_the_pair_graph_matches_a_numpy_forward_pass_in_both_orders(tmp_path: Pa
         assert abs(float(score) - float(np.mean(expected))) < 1e-3, (a, b)
     assert abs(float(got[0]) - float(encoder.logits([pairs[0][::-1]])[0])) < 1e-5  # symmetric
     assert len(list(model_dir.glob("pair-*.onnx"))) == 1
+
+
+def test_the_int8_encoder_is_built_once_beside_the_weights_and_stays_close_to_float32(tmp_path: Path) -> None:
+    """The cache's default encoder: int8 dense layers. Its vectors must stay near the float32 ones (the
+    cache's decision is calibrated on those), keep the same nearest neighbour among clearly different
+    texts, and its graph is quantized once per model directory, then read back."""
+    import onnx
+
+    model_dir = tmp_path / "model"  # built here, never taken from an earlier build
+    model_dir.mkdir()
+    for name in ("model.safetensors", "tokenizer.json"):
+        (model_dir / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    texts = ["How do I reset my password in Kafka?", "What are the steps to reset a Kafka password?",
+             "Which regions does the EU residency policy allow?", "hi",
+             "Summarise the indemnification clause and the liability cap for the vendor, please. " * 4]
+    exact, quantized = MiniLM(model_dir), MiniLM(model_dir, int8=True)
+    assert (exact.variant, quantized.variant) == ("fp32", "int8")
+    built = list(model_dir.glob("*.int8-v*.onnx"))
+    assert len(built) == 1
+    kinds = {n.op_type for n in onnx.load(str(built[0])).graph.node}
+    assert "MatMulInteger" in kinds or "DynamicQuantizeMatMul" in kinds  # really quantized
+    a, b = exact.embed(texts), quantized.embed(texts)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert float((a * b).sum(1).min()) > 0.98
+    assert not np.allclose(a, b, atol=1e-4)  # not the float32 graph under another name
+    nearest = lambda v: (v @ v.T - 2 * np.eye(len(v))).argmax(1)  # noqa: E731
+    assert list(nearest(a)) == list(nearest(b))
+    mtime = built[0].stat().st_mtime_ns
+    again = MiniLM(model_dir, int8=True)  # read back, not quantized again
+    assert built[0].stat().st_mtime_ns == mtime
+    assert np.allclose(again.embed(texts), b, atol=1e-6)
