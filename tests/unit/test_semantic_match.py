@@ -181,6 +181,19 @@ def test_a_lookup_judges_its_candidates_in_one_call_and_a_shed_judgement_is_a_mi
     assert (alone.misses, alone.rejected_by_verify, alone.unjudged) == (1, 1, 0)
 
 
+def test_the_cache_searches_on_one_thread() -> None:
+    """A lookup's search is microseconds on one thread; faiss's default second OpenMP thread made it
+    ~17x slower and spun on the core the broker needs (docs/benchmarks.md, semantic-cache (g))."""
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    try:
+        SemanticCache(0.85, 60, 100, Matcher(0.85, None, overlap=NEVER))
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        faiss.omp_set_num_threads(1)
+
+
 def test_merge_adapter_adds_the_low_rank_update_and_replaces_the_rest() -> None:
     base = {"l.weight": np.zeros((3, 2), np.float32), "l.bias": np.ones(3, np.float32),
             "e.weight": np.ones(2, np.float32)}
