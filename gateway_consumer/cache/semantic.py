@@ -73,8 +73,8 @@ def _one_search_thread() -> None:
     """faiss searches on one thread, process-wide. A lookup searches one scope's few hundred to few
     thousand vectors on the event loop: handing that to OpenMP's second thread costs more than the
     search (100 entries: 265 µs against 15 µs on this machine), and its spinning worker takes the other
-    core from the broker and the embedder (the gateway's CPU per request at 500/s: 0.74 ms with the
-    semantic cache, 0.38 without it, 12% of its samples in `IndexIDMap.search`)."""
+    core from the broker and the embedder (at 500/s the gateway worker took 74% of a core with the
+    semantic cache, 38% without it, 12% of its samples in `IndexIDMap.search`)."""
     faiss.omp_set_num_threads(1)
 
 
