@@ -190,14 +190,20 @@ def cached_graph(model_dir: Path, weights: Callable[[], dict[str, NDArray[np.flo
     """The graph, built once per model directory (~2 s) and kept beside the weights
     (`<name>.streamgate-vN.onnx`); `weights` is only loaded when it must be built. A pair model's
     `name` carries its adapter's digest, so a refitted adapter gets a graph of its own."""
-    path = model_dir / f"{name}.streamgate-v{GRAPH_VERSION}.onnx"
+    return kept_beside(model_dir / f"{name}.streamgate-v{GRAPH_VERSION}.onnx",
+                       lambda: build(weights(), pair=pair))
+
+
+def kept_beside(path: Path, make: Callable[[], bytes]) -> bytes:
+    """`path`'s bytes, made by `make` and written there the first time; a read-only model directory
+    makes them in memory at each start instead."""
     if path.exists():
         return path.read_bytes()
-    data = build(weights(), pair=pair)
+    data = make()
     try:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a concurrent builder writes the same bytes
     except OSError:
-        pass  # a read-only model directory: build in memory each start (~1 s)
+        pass
     return data

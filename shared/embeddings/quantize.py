@@ -11,11 +11,12 @@ Only the dense MatMuls are quantized: the attention products and LayerNorms stay
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from shared.embeddings.graph import kept_beside
 
 #: bump when the quantization recipe changes, so a cached file from an older recipe is rebuilt
 INT8_VERSION = 1
@@ -51,15 +52,5 @@ def quantize(graph: bytes) -> bytes:
 
 def cached_int8_graph(model_dir: Path, name: str, graph: Callable[[], bytes]) -> bytes:
     """The quantized graph, built once per model directory (~1 s) and kept beside the float32 one as
-    `<name>.int8-vN.onnx`; a read-only directory quantizes in memory at each start."""
-    path = model_dir / f"{name}.int8-v{INT8_VERSION}.onnx"
-    if path.exists():
-        return path.read_bytes()
-    data = quantize(graph())
-    try:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: a concurrent builder writes the same bytes
-    except OSError:
-        pass
-    return data
+    `<name>.int8-vN.onnx`."""
+    return kept_beside(model_dir / f"{name}.int8-v{INT8_VERSION}.onnx", lambda: quantize(graph()))
