@@ -17,7 +17,6 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from gateway_consumer.simulator.answers import answer_text, pieces, prompt_text, tool_call, tool_result
 from gateway_consumer.simulator.profiles import Profile, Profiles, load_profiles
+from gateway_consumer.simulator.sse import Stream, anthropic_stream, openai_stream
 from streamgate.observability import Heartbeat
 from streamgate.observability.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, LATENCY
 
@@ -135,19 +135,6 @@ class SimulatedCall:
             return [args[i:i + third] for i in range(0, len(args), third)]
         return pieces(self.text)
 
-    async def paced(self, parts: list[str]) -> AsyncIterator[tuple[int, str]]:
-        """The parts at the profile's pace: time to first token, then evenly over the rest."""
-        await asyncio.sleep(self.latency_s * self.profile.ttft_share)
-        pause = self.latency_s * (1 - self.profile.ttft_share) / max(len(parts), 1)
-        for i, part in enumerate(parts):
-            if i:
-                await asyncio.sleep(pause)
-            yield i, part
-
-
-def _event_stream() -> web.StreamResponse:
-    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
@@ -171,32 +158,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not body.get("stream"):
         await asyncio.sleep(call.latency_s)
         return web.json_response(call.openai_completion())
-    usage = call.openai_usage()
-    ident, created = "chatcmpl-" + uuid.uuid4().hex[:12], int(time.time())
-    tool, finish = call.tool, "tool_calls" if call.tool is not None else "stop"
-    response = _event_stream()
+    return await _write(request, openai_stream(call, body))
+
+
+async def _write(request: web.Request, stream: Stream) -> web.StreamResponse:
+    """`stream`'s events, each at its time (the fast path writes the same bytes on its own clock)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": call.model}
-    async for i, part in call.paced(call.parts()):
-        delta: dict[str, Any] = {"role": "assistant"} if i == 0 else {}
-        if tool is None:
-            delta["content"] = part
-        else:
-            fn = {"name": tool.name, "arguments": part} if i == 0 else {"arguments": part}
-            delta["tool_calls"] = [{"index": 0, "function": fn} | (
-                {"id": tool.id, "type": "function"} if i == 0 else {})]
-        await _sse(response, head | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    await _sse(response, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-    if (body.get("stream_options") or {}).get("include_usage"):
-        await _sse(response, head | {"choices": [], "usage": usage})
-    await response.write(b"data: [DONE]\n\n")
+    began = time.monotonic()
+    for at, data in stream.timeline():
+        await asyncio.sleep(max(0.0, began + at - time.monotonic()))
+        await response.write(data)
     await response.write_eof()
     return response
-
-
-async def _sse(response: web.StreamResponse, payload: dict[str, Any], event: str | None = None) -> None:
-    named = b"event: " + event.encode() + b"\n" if event else b""
-    await response.write(named + b"data: " + json.dumps(payload).encode() + b"\n\n")
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -210,31 +184,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if not body.get("stream"):
         await asyncio.sleep(call.latency_s)
         return web.json_response(call.anthropic_message())
-    ident, tool = "msg_" + uuid.uuid4().hex[:12], call.tool
-    stop = "tool_use" if tool is not None else "end_turn"
-    response = _event_stream()
-    await response.prepare(request)
-    message: dict[str, Any] = {
-        "id": ident, "type": "message", "role": "assistant", "model": call.model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": call.prompt_tokens, "output_tokens": 1}}
-    await _sse(response, {"type": "message_start", "message": message}, "message_start")
-    await _sse(response, {"type": "ping"}, "ping")
-    block = ({"type": "text", "text": ""} if tool is None else
-             {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}})
-    await _sse(response, {"type": "content_block_start", "index": 0, "content_block": block},
-               "content_block_start")
-    async for _, part in call.paced(call.parts()):
-        delta = ({"type": "text_delta", "text": part} if tool is None else
-                 {"type": "input_json_delta", "partial_json": part})
-        await _sse(response, {"type": "content_block_delta", "index": 0, "delta": delta},
-                   "content_block_delta")
-    await _sse(response, {"type": "content_block_stop", "index": 0}, "content_block_stop")
-    await _sse(response, {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                          "usage": {"output_tokens": call.completion_tokens}}, "message_delta")
-    await _sse(response, {"type": "message_stop"}, "message_stop")
-    await response.write_eof()
-    return response
+    return await _write(request, anthropic_stream(call))
 
 
 async def put_profile(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
-"""The simulator's fast path (gateway_consumer/simulator/fast_path.py) over real sockets: plain calls
-answered on the bare protocol, everything else through the aiohttp app, one connection at a time."""
+"""The simulator's fast path (gateway_consumer/simulator/fast_path.py) over real sockets: completions,
+plain and streamed, answered on the bare protocol, everything else through the aiohttp app, one
+connection at a time."""
 
 from __future__ import annotations
 
@@ -44,15 +45,22 @@ def test_parse_incomplete_or_not_taken(raw: bytes, used: int) -> None:
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
+async def urls() -> AsyncIterator[tuple[str, str]]:
+    """The fast path's address and the aiohttp app's own (behind it)."""
     profiles = Profiles(default=Profile(median_ms=0, p99_ms=0), models={
         "slow": Profile(median_ms=60, p99_ms=60), "broken": Profile(median_ms=0, p99_ms=0, error_rate=1.0)})
     runner, server = await fast_path.start(create_app(profiles, seed=1), "127.0.0.1", 0)
     try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        yield (f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+               f"http://127.0.0.1:{runner.addresses[0][1]}")
     finally:
         server.close()
         await runner.cleanup()
+
+
+@pytest.fixture
+def url(urls: tuple[str, str]) -> str:
+    return urls[0]
 
 
 async def test_plain_calls_of_both_apis_and_the_app_s_routes_on_one_port(url: str) -> None:
@@ -70,16 +78,54 @@ async def test_plain_calls_of_both_apis_and_the_app_s_routes_on_one_port(url: st
             assert (await r.json())["m"]["ok"] == 2
 
 
-async def test_a_stream_is_answered_by_the_app_through_the_pipe(url: str) -> None:
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{url}/v1/chat/completions", json=CHAT | {"stream": True}) as r:
-        text = (await r.read()).decode()
-    assert r.headers["Content-Type"] == "text/event-stream"
-    pieces = [json.loads(line[6:]) for line in text.splitlines()
-              if line.startswith("data: {")]
-    text_pieces = [p["choices"][0]["delta"].get("content", "") for p in pieces if p["choices"]]
-    assert "".join(text_pieces) == "hello there"
-    assert text.rstrip().endswith("data: [DONE]")
+def _openai_text(sse: str) -> str:
+    pieces = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: {")]
+    return "".join(p["choices"][0]["delta"].get("content", "") for p in pieces if p["choices"])
+
+
+async def test_streams_of_both_apis_are_answered_here_as_the_app_answers_them(
+        urls: tuple[str, str]) -> None:
+    url, app_url = urls
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/v1/chat/completions", json=CHAT | {
+                "stream": True, "stream_options": {"include_usage": True}}) as r:
+            text = (await r.read()).decode()
+            assert r.headers["Content-Type"] == "text/event-stream"
+            assert r.headers["Transfer-Encoding"] == "chunked"
+        assert _openai_text(text) == "hello there"
+        assert '"usage": {"prompt_tokens"' in text and text.rstrip().endswith("data: [DONE]")
+        async with session.post(f"{url}/v1/messages", json=CHAT | {"stream": True}) as r:
+            lines = (await r.read()).decode().splitlines()
+        events = [line[7:] for line in lines if line.startswith("event: ")]
+        assert events == ["message_start", "ping", "content_block_start", "content_block_delta",
+                          "content_block_stop", "message_delta", "message_stop"]
+        # the same stream from the app itself (its own port): the same events
+        async with session.post(f"{app_url}/v1/chat/completions",
+                                json=CHAT | {"stream": True}) as r:
+            assert _openai_text((await r.read()).decode()) == "hello there"
+        async with session.get(f"{url}/admin/stats") as r:
+            assert (await r.json())["m"]["ok"] == 3
+
+
+async def test_a_stream_keeps_its_pace_and_the_connection_then_serves_the_next_call(url: str) -> None:
+    slow = CHAT | {"model": "slow", "stream": True,
+                   "messages": [{"role": "user",
+                                  "content": "ECHO: one two three four five six seven eight nine ten"}]}
+    began = time.monotonic()
+    data = await _raw(url, _request(slow) + _request(CHAT, close=True))
+    # two pieces: at the time to first token (30% of 60 ms) and one pause (70% / 2) after it
+    assert time.monotonic() - began >= 0.038
+    streamed, plain = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"Transfer-Encoding: chunked" in streamed and streamed.endswith(b"\r\n0\r\n\r\n")
+    body = streamed.split(b"\r\n\r\n", 1)[1]
+    sse = b""
+    while True:  # undo the chunking
+        size, _, rest = body.partition(b"\r\n")
+        if int(size, 16) == 0:
+            break
+        sse, body = sse + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+    assert _openai_text(sse.decode()) == "one two three four five six seven eight nine ten"
+    assert b'"hello there"' in plain and b"Connection: close" in plain
 
 
 async def test_an_override_set_through_the_app_applies_to_the_fast_path(url: str) -> None:
