@@ -42,7 +42,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from gateway_consumer.answer import DispatchDeps, Outcome, answer
@@ -209,11 +208,9 @@ class Dispatcher:
         self.consumer.subscribe(list(self.sources), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         settings = self.settings
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=None)  # per-attempt timeouts are the targets' own
-        pool = ConnectionPool()
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            deps = self.deps = self._deps(ProviderHTTP(session, pool))
+        pool = ConnectionPool()  # per-attempt timeouts are the targets' own
+        try:
+            deps = self.deps = self._deps(ProviderHTTP(pool))
             if self.freeze_heap:
                 freeze_startup_heap()
             next_commit = time.monotonic()
@@ -244,7 +241,8 @@ class Dispatcher:
             if commit is not None:
                 await commit
             await self._drain()
-        pool.close()
+        finally:
+            pool.close()
         self.consumer.close()
         self.answered.close()
         self.replies.close()

@@ -13,8 +13,6 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
 from gateway_consumer.providers.base import (
     Delta,
     ProviderCall,
@@ -26,7 +24,7 @@ from gateway_consumer.providers.base import (
     prompt_text,
     tool_choice,
 )
-from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP
+from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP, StreamedReply
 
 API_VERSION = "2023-06-01"
 _FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls"}
@@ -117,15 +115,16 @@ class Anthropic:
         body = self._body(call)
         try:
             if call.streams:
-                async with http.session.post(self._url, json=body, headers=self._headers) as resp:
+                async with http.stream_json(self._url, body, self._headers) as resp:
                     if resp.status != 200:
-                        raise classify_status(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                        text = (await resp.body.read()).decode("utf-8", "replace")
+                        raise classify_status(resp.status, text, resp.header("Retry-After"))
                     return await _StreamReader(call, started).read(resp)
             reply = await http.post_json(self._url, body, self._headers)
             if reply.status != 200:
                 raise classify_status(reply.status, reply.text(), reply.header("Retry-After"))
             data = reply.json()
-        except (aiohttp.ClientError, HTTPTransportError) as exc:
+        except HTTPTransportError as exc:
             raise ProviderError("connection", f"{type(exc).__name__}: {exc}"[:200]) from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ProviderError("bad_response", f"unexpected response shape: {exc}") from exc
@@ -169,8 +168,8 @@ class _StreamReader:
         if self.call.on_delta is not None:
             self.call.on_delta(Delta(text, tool_deltas))
 
-    async def read(self, resp: aiohttp.ClientResponse) -> ProviderReply:
-        async for raw in resp.content:
+    async def read(self, resp: StreamedReply) -> ProviderReply:
+        async for raw in resp.body.lines():
             line = raw.strip()
             if line.startswith(b"data:") and self._event(json.loads(line[5:].strip())):
                 return self._reply()

@@ -13,8 +13,6 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
 from gateway_consumer.providers.base import (
     Delta,
     ProviderCall,
@@ -27,7 +25,7 @@ from gateway_consumer.providers.base import (
     requested_format,
     tool_choice,
 )
-from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP
+from gateway_consumer.providers.http1 import HTTPTransportError, ProviderHTTP, StreamedReply
 
 
 def _message(m: Any) -> dict[str, Any]:
@@ -83,11 +81,12 @@ class OpenAICompatible:
                 if reply.status != 200:
                     raise classify_status(reply.status, reply.text(), reply.header("Retry-After"))
                 return _parse(reply.json(), call)
-            async with http.session.post(self._url, json=body, headers=self._headers) as resp:
+            async with http.stream_json(self._url, body, self._headers) as resp:
                 if resp.status != 200:
-                    raise classify_status(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                    text = (await resp.body.read()).decode("utf-8", "replace")
+                    raise classify_status(resp.status, text, resp.header("Retry-After"))
                 return await _read_stream(resp, call, started)
-        except (aiohttp.ClientError, HTTPTransportError) as exc:
+        except HTTPTransportError as exc:
             raise ProviderError("connection", f"{type(exc).__name__}: {exc}"[:200]) from exc
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ProviderError("bad_response", f"unexpected response shape: {exc}") from exc
@@ -129,11 +128,11 @@ def _parse(data: dict[str, Any], call: ProviderCall) -> ProviderReply:
                   data.get("usage"), _tool_calls(message.get("tool_calls")))
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, call: ProviderCall, started: float) -> ProviderReply:
+async def _read_stream(resp: StreamedReply, call: ProviderCall, started: float) -> ProviderReply:
     parts: list[str] = []
     calls: dict[int, dict[str, Any]] = {}  # tool calls assembled from their deltas, by index
     finish, usage, ttft, ended = "stop", None, None, False
-    async for raw in resp.content:
+    async for raw in resp.body.lines():
         line = raw.strip()
         if not line.startswith(b"data:"):
             continue

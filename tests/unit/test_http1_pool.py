@@ -1,4 +1,5 @@
-"""The lean HTTP/1.1 client for plain provider calls, over real sockets against scripted servers."""
+"""The lean HTTP/1.1 client for provider calls, plain and streamed, over real sockets against scripted
+servers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway_consumer.providers import ProviderCall, ProviderError
@@ -281,8 +281,8 @@ def test_the_adapter_classifies_what_the_pool_returns(run: Runner) -> None:
         return _ok()
 
     async def main() -> list[object]:
-        async with Server(script) as server, aiohttp.ClientSession() as session:
-            http = ProviderHTTP(session, ConnectionPool())
+        async with Server(script) as server:
+            http = ProviderHTTP(ConnectionPool())
             adapter = OpenAICompatible(server.url.rsplit("/chat/completions", 1)[0], "sk-test")
             call = ProviderCall("m", [{"role": "user", "content": "hi", "name": None, "tool_calls_json": None,
                                        "tool_call_id": None}], {})  # type: ignore[typeddict-item]
@@ -301,3 +301,113 @@ def test_the_adapter_classifies_what_the_pool_returns(run: Runner) -> None:
     assert limited.retry_after_s == 0.25 and limited.http_status == 429
     assert isinstance(malformed, ProviderError) and malformed.error_class == "bad_response"
     assert getattr(ok, "content", None) == "hi" and getattr(ok, "prompt_tokens", None) == 3
+
+
+# -- streamed answers ------------------------------------------------------------------------------
+#: per request, what the server writes: bytes, or a float (seconds to wait), or None (close)
+Pieces = list[bytes | float | None]
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _piece_server(answers: list[Pieces]) -> tuple[asyncio.Server, str, list[int]]:
+    """Answers the n-th request with `answers[n]`, piece by piece; counts connections."""
+    connections, served = [0], [0]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        try:
+            while served[0] < len(answers):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                pieces, served[0] = answers[served[0]], served[0] + 1
+                for piece in pieces:
+                    if piece is None:
+                        return
+                    if isinstance(piece, float):
+                        await asyncio.sleep(piece)
+                    else:
+                        writer.write(piece)
+                        await writer.drain()
+            await reader.read()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x", connections
+
+
+def test_a_stream_s_lines_arrive_as_they_are_sent_and_its_connection_is_kept(run: Runner) -> None:
+    async def main() -> None:
+        server, url, connections = await _piece_server([
+            [STREAM_HEAD + _chunk(b"data: 1\n\n"), 0.3, _chunk(b"data: 2\n\nda"), _chunk(b"ta: 3\n\n"),
+             b"0\r\n\r\n"],
+            [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ndata", 0.05, b": 4\n\n"],
+            [_ok()]])
+        pool = ConnectionPool()
+        loop = asyncio.get_running_loop()
+        async with pool.stream_json(url, {"stream": True}) as reply:
+            assert reply.status == 200 and reply.header("Content-Type") == "text/event-stream"
+            began, seen = loop.time(), []
+            async for line in reply.body.lines():
+                seen.append((line, loop.time() - began))
+        assert [line for line, _ in seen] == [b"data: 1\n", b"\n", b"data: 2\n", b"\n", b"data: 3\n", b"\n"]
+        assert seen[0][1] < 0.2 <= seen[2][1]  # the first event before the server's pause, not after it
+        async with pool.stream_json(url, {}) as reply:  # a length-delimited body, streamed too
+            assert [line async for line in reply.body.lines()] == [b"data: 4\n", b"\n"]
+        assert (await pool.post_json(url, {})).status == 200
+        assert connections[0] == 1  # one connection for all three
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_a_stream_left_early_keeps_its_connection_only_if_it_ends_soon(
+        run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway_consumer.providers.http1.STREAM_END_WAIT_S", 0.2)
+
+    async def main() -> None:
+        server, url, connections = await _piece_server([
+            [STREAM_HEAD + _chunk(b"data: [DONE]\n\n"), 0.05, b"0\r\n\r\n"],  # ends soon after [DONE]
+            [STREAM_HEAD + _chunk(b"data: [DONE]\n\n"), 1.0, b"0\r\n\r\n"],  # ends too late
+            [_ok()], [_ok()]])
+        pool = ConnectionPool()
+        for expected_connections in (1, 1, 2):
+            if expected_connections == 2:
+                assert (await pool.post_json(url, {})).status == 200
+            else:
+                async with pool.stream_json(url, {}) as reply:
+                    async for line in reply.body.lines():
+                        if line.strip() == b"data: [DONE]":
+                            break
+            assert connections[0] == expected_connections
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_a_stream_broken_midway_is_a_transport_error(run: Runner) -> None:
+    async def main() -> None:
+        server, url, _ = await _piece_server([[STREAM_HEAD + _chunk(b"data: 1\n\n"), 0.05, None], [_ok()]])
+        pool = ConnectionPool()
+        seen = []
+        with pytest.raises(HTTPTransportError, match="closed before the answer ended"):
+            async with pool.stream_json(url, {}) as reply:
+                async for line in reply.body.lines():
+                    seen.append(line)
+        assert seen == [b"data: 1\n", b"\n"]
+        assert (await pool.post_json(url, {})).status == 200  # a new connection
+        pool.close()
+        server.close()
+
+    run(main())

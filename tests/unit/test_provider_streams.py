@@ -8,7 +8,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway_consumer.output_guard import json_problem
@@ -49,15 +48,14 @@ def run() -> Run:
 
     async def call(kind: str, provider_call: ProviderCall) -> ProviderReply:
         profiles = Profiles(default=Profile(median_ms=20, p99_ms=20, ttft_share=0.5))
-        # as `streamgate simulator` serves it: plain calls on the fast path, streams through the app
+        # as `streamgate simulator` serves it
         runner, server = await fast_path.start(create_app(profiles, seed=1), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}/v1"
         adapter = Anthropic(url) if kind == "anthropic" else OpenAICompatible(url)
         try:
             pool = ConnectionPool()
-            async with aiohttp.ClientSession() as session:
-                return await adapter.complete(ProviderHTTP(session, pool), provider_call)
+            return await adapter.complete(ProviderHTTP(pool), provider_call)
         finally:
             pool.close()
             server.close()
