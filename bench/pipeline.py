@@ -93,6 +93,15 @@ def _send(config: Path, rate: float, seconds: float, seed: int, run_id: str,
         cpu_s.value = time.process_time() - cpu0
 
 
+def _steal_percent(before: Any, after: Any) -> float:
+    """CPU time the hypervisor gave other guests while this guest wanted it, in % of one core over the
+    step (Linux's `steal`; 0 where the platform does not report it): the runs of one day differed by
+    tens of ms of p99 at the same CPU, and this tells a slower host from a slower pipeline."""
+    spent = sum(after) - sum(before)
+    stolen = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+    return stolen / spent * 100 * (psutil.cpu_count() or 1) if spent > 0 else 0.0
+
+
 def _stamped(request: ChatRequest, now_ms: int) -> ChatRequest:
     """`request` as created at `now_ms`: its deadline, if it has one, as far after that as it was."""
     deadline = request.deadline_at_ms
@@ -187,6 +196,7 @@ def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, se
     for p in procs.values():
         p.cpu_percent()
     psutil.cpu_percent()  # the machine's busy share from here (all processes: is it saturated?)
+    times_before = psutil.cpu_times()
     started = time.monotonic()
     go.set()
     while sender.is_alive():
@@ -195,6 +205,7 @@ def _run_step(settings: Settings, config: Path, reader: _Reader, rate: float, se
     cpu = {name: p.cpu_percent() for name, p in procs.items()}
     cpu["sender"] = sender_cpu_s.value / sent_s * 100 if sent_s else float("nan")
     cpu["machine"] = psutil.cpu_percent() * (psutil.cpu_count() or 1)  # % of one core, like the others
+    cpu["steal"] = _steal_percent(times_before, psutil.cpu_times())
     last_progress, seen = time.monotonic(), 0
     while len(step.arrived) < step.expected and time.monotonic() - last_progress < DRAIN_S:
         reader.read(step)
