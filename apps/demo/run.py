@@ -486,8 +486,9 @@ def _print_summary(console: Console, o: Outcomes, teams: Counter[str], settings:
                       f"providers); spend ${o.cost_nanousd / 1e9:,.4f}; answered twice: {o.answered_twice}")
     own = o.gateway_ms
     if own.count:
-        console.print(f"gateway's own added latency (answer readable minus the client's send, minus provider "
-                      f"time; {own.count:,.0f} provider answers): p50 {own.get_quantile_value(0.5):,.1f} ms, "
+        console.print(f"gateway's own added latency (answer completed minus the client's send, minus "
+                      f"provider time; {own.count:,.0f} provider answers): "
+                      f"p50 {own.get_quantile_value(0.5):,.1f} ms, "
                       f"p99 {own.get_quantile_value(0.99):,.1f} ms")
     console.print(pii_quality_line())
     console.print(f"broker {settings.kafka.bootstrap()} · state and logs in {settings.state_dir}")
