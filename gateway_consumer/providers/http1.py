@@ -59,7 +59,8 @@ class HTTPReply:
 
 
 class _Dechunker:
-    """Chunked transfer coding, decoded as the bytes arrive (a stream's events come one chunk each)."""
+    """Chunked transfer coding, decoded as the bytes arrive (plain answers and streams alike; a stream's
+    events come one chunk each)."""
 
     def __init__(self) -> None:
         self.state, self.left = "size", 0
@@ -215,6 +216,7 @@ class _Exchange(asyncio.Protocol):
         self.busy = False  # an exchange is under way: from the request sent to the answer's last byte
         self.stream: StreamedBody | None = None  # the body of a streamed answer, fed as it arrives
         self.dechunker = _Dechunker()
+        self.chunks = bytearray()  # a plain answer's chunked body decoded so far
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -264,7 +266,7 @@ class _Exchange(asyncio.Protocol):
         assert self.transport is not None
         self.buffer.clear()
         self.head, self.length, self.chunked, self.busy = None, None, False, True
-        self.dechunker = _Dechunker()
+        self.dechunker, self.chunks = _Dechunker(), bytearray()
         self.stream = StreamedBody() if stream else None
         self.answer = loop.create_future()
         self.transport.write(request)
@@ -312,25 +314,11 @@ class _Exchange(asyncio.Protocol):
             self._finish(body, keep=self.head[2] and len(self.buffer) == self.length)
 
     def _parse_chunks(self) -> None:
-        """Decode the chunked body once all of it has arrived (answers are small; no partial state)."""
-        body, pos, data = bytearray(), 0, self.buffer
-        while True:
-            line_end = data.find(b"\r\n", pos)
-            if line_end < 0:
-                return
-            size = int(bytes(data[pos:line_end]).split(b";", 1)[0].strip() or b"0", 16)
-            pos = line_end + 2
-            if size == 0:
-                trailers_end = data.find(b"\r\n\r\n", pos - 2)
-                if trailers_end < 0:
-                    return
-                assert self.head is not None
-                self._finish(bytes(body), keep=self.head[2] and trailers_end + 4 == len(data))
-                return
-            if len(data) < pos + size + 2:
-                return
-            body += data[pos:pos + size]
-            pos += size + 2
+        """Decode the chunked body as it arrives; answer once its last chunk (and trailers) are in."""
+        self.chunks += self.dechunker.feed(self.buffer)
+        if self.dechunker.done:
+            assert self.head is not None
+            self._finish(bytes(self.chunks), keep=self.head[2] and not self.buffer)
 
     def _stream_head(self, status: int, headers: dict[str, str]) -> None:
         if headers.get("content-encoding", "identity").lower() != "identity":

@@ -6,8 +6,8 @@ response machinery (py-spy), and the simulator shares the 2 cores with everythin
 benchmarks and the demo make, `POST /v1/chat/completions` and `POST /v1/messages` without `stream`, are
 answered here, with the same `SimulatedCall` (profiles, failures, counters) as the aiohttp handlers.
 Streamed ones too (`stream: true`), with the same events (sse.py), in chunked transfer encoding: piped
-through the app, the demo's 20% of streamed calls took about as much of the simulator's CPU as the
-other 80% (`bench pipeline` at 1,000/s: 21-23% of a core against 11-14% with no streams).
+through the app, the demo's streamed calls (one request in six) took about as much of the simulator's
+CPU as all the others (`bench pipeline` at 1,000/s: 21-23% of a core against 11-14% with no streams).
 Any other request (admin, health, a body this parser does not take) switches its connection to
 a pipe into the aiohttp app on a private port, for the rest of that connection's life, so every route
 keeps one implementation.

@@ -411,3 +411,22 @@ def test_a_stream_broken_midway_is_a_transport_error(run: Runner) -> None:
         server.close()
 
     run(main())
+
+
+def test_a_chunked_plain_answer_split_anywhere_is_decoded_once_whole(run: Runner) -> None:
+    raw = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + _chunk(OK_BODY[:10]) + _chunk(OK_BODY[10:]) + b"0\r\nX-Trailer: t\r\n\r\n")
+
+    async def main() -> None:
+        pieces: Pieces = []
+        for at in range(0, len(raw), 7):  # 7 bytes at a time: sizes, data and CRLFs cut anywhere
+            pieces += [raw[at:at + 7], 0.001]
+        server, url, connections = await _piece_server([pieces, [_ok()]])
+        pool = ConnectionPool()
+        reply = await pool.post_json(url, {})
+        assert reply.status == 200 and reply.body == OK_BODY
+        assert (await pool.post_json(url, {})).status == 200 and connections[0] == 1
+        pool.close()
+        server.close()
+
+    run(main())
