@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from deltalake import CommitProperties, Transaction
+from deltalake import Transaction
 
 from bench.harness import write_result
-from shared.tables.delta import open_table, write_table
+from shared.tables.delta import append_commit, open_table, write_table
 from streamgate.config import ObjectStoreSettings
 from streamgate.objectstore import MinioServer
 from streamgate.storage import ObjectPath, TablePath, storage_options
@@ -48,7 +48,7 @@ def _append(path: TablePath, writers: int) -> dict[str, float]:
         table = open_table(path)
         start.wait()
         for c, batch in enumerate(batches[w]):
-            txn = CommitProperties(app_transactions=[Transaction(f"w{w}", c)])
+            txn = append_commit([Transaction(f"w{w}", c)])
             write_table(table, batch, mode="append", commit_properties=txn)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]

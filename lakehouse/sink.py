@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import Message
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import DeltaTable, Transaction
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.tables import BRONZE, BronzeTable
@@ -27,7 +27,7 @@ from schemas.arrow_batch import ArrowBatch, ArrowBatchDecoder
 from schemas.errors import EventDecodeError
 from schemas.topics import physical_name
 from shared.tables.batch_sink import ExactlyOnceBatchSink, delta_transaction_version
-from shared.tables.delta import open_table, write_table
+from shared.tables.delta import append_commit, open_table, write_table
 from streamgate.config import Settings
 from streamgate.gc_tuning import freeze_startup_heap
 from streamgate.kafka.stranded import exit_when_stranded
@@ -82,7 +82,7 @@ class BronzeSink(ExactlyOnceBatchSink):
         txns = [Transaction(self.app_id(topic, p), o) for p, o in last.items()]
         began = time.perf_counter()
         write_table(self._table(name), data, mode="append", partition_by=["date"],
-                        schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
+                        schema_mode="merge", commit_properties=append_commit(txns))
         self.write_time.observe(time.perf_counter() - began)
         self.counts[f"rows:{name}"] += data.num_rows
 

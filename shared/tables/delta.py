@@ -9,10 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from streamgate.storage import ObjectPath, TablePath, options_of
+
+# delta-rs gives up after 15 lost races (CommitFailedError "Failed to commit transaction: 15"). Appends
+# never conflict with one another, so a lost race only means another writer's commit came first; with
+# several writers on one table (sinks scaled out, a slow object store) one of them can lose 15 in a row,
+# which would fail a batch that had nothing wrong with it.
+APPEND_COMMIT_RETRIES = 200
+
+
+def append_commit(transactions: list[Transaction]) -> CommitProperties:
+    """Commit properties for an append that records, in the same commit, what it has applied
+    (`transactions`: app id -> version, the sinks' Kafka offsets), trying again after up to
+    APPEND_COMMIT_RETRIES lost races."""
+    return CommitProperties(app_transactions=transactions, max_commit_retries=APPEND_COMMIT_RETRIES)
 
 
 def open_table(path: TablePath | str, **kwargs: Any) -> DeltaTable:

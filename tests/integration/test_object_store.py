@@ -23,11 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import yaml
-from deltalake import CommitProperties, Transaction
+from deltalake import Transaction
 from deltalake.exceptions import CommitFailedError
 
 from apps.demo.processes import write_config
-from shared.tables.delta import open_table, write_table
+from shared.tables.delta import append_commit, open_table, write_table
 from shared.tables.query import find_tables, run_query
 from streamgate.config import Settings, load_settings
 from streamgate.objectstore import MinioServer, local_server
@@ -46,8 +46,9 @@ def _batch(writer: int, commit: int) -> pa.Table:
 def test_concurrent_writers_on_one_s3_table_lose_and_repeat_nothing(settings: Settings,
                                                                    s3_server: MinioServer) -> None:
     """Four writers append to one table at once, each commit carrying its application transaction
-    (as the sink's offsets do). Every row lands once, the log's versions are 0..N with no gap or
-    overwrite, and each writer's last transaction version is its last commit."""
+    (as the sink's offsets do, with the sink's commit properties: a writer that keeps losing the race
+    keeps trying). Every row lands once, the log's versions are 0..N with no gap or overwrite, and each
+    writer's last transaction version is its last commit."""
     settings, _ = on_s3(settings, s3_server)
     path = settings.table_root() / "bronze" / "contended"
     assert isinstance(path, ObjectPath) and path.options["AWS_CONDITIONAL_PUT"] == "etag"
@@ -60,7 +61,7 @@ def test_concurrent_writers_on_one_s3_table_lose_and_repeat_nothing(settings: Se
             table = open_table(path)  # each writer its own handle, stale as soon as another commits
             start.wait()
             for c in range(COMMITS):
-                txn = CommitProperties(app_transactions=[Transaction(f"writer-{i}", c)])
+                txn = append_commit([Transaction(f"writer-{i}", c)])
                 write_table(table, _batch(i, c), mode="append", commit_properties=txn)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
