@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -284,6 +285,15 @@ def run_rate(settings: Settings, config: Path, workdir: Path, rate: float, secon
             **{h: _summary(v) for h, v in hops.items()}}
 
 
+def _keep_logs(workdir: Path, name: str) -> Path:
+    """Copy `name`'s worker logs out of the run's temporary directory, which is removed at its end."""
+    kept = Path(tempfile.gettempdir()) / f"bench-latency-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob(f"{name}-*.log"):
+        shutil.copy(log, kept / log.name)
+    return kept
+
+
 class Pipeline:
     """The request path and the dispatcher on `settings`, as the CLI runs them: one gateway worker when
     deployed fused (apps/gateway/), else a streams worker and a dispatcher."""
@@ -373,6 +383,9 @@ def measure(settings: Settings, workdir: Path, name: str, rates: Sequence[tuple[
             print(f"{name} {rate:>6.0f}/s sent {result['sent']} answered {result['answered']} "
                   f"total p50 {total.get('p50', float('nan')):.1f} p99 {total.get('p99', float('nan')):.1f} "
                   f"max {total.get('max', float('nan')):.1f} ms", flush=True)
+            if result["answered"] < result["sent"]:
+                print(f"  answers missing: the workers' logs so far are kept in {_keep_logs(workdir, name)}",
+                      flush=True)
             if stop_p99_ms is not None and rate > stop_above and (
                     result["answered"] < result["sent"] or total.get("p99", 1e9) > stop_p99_ms):
                 break

@@ -11,7 +11,7 @@ from rich.table import Table
 from apps.cli.common import ConfigOption, fail, settings_or_exit
 from schemas.principals import PrincipalSpecError
 from schemas.topics import TopicSpecError, load_topic_specs
-from streamgate.kafka.topics import apply_spec, deployments, describe_topics, drop_prefix
+from streamgate.kafka.topics import apply_spec, deployments, describe_topics, drop_prefix, topics_under
 
 app = typer.Typer(help="Topics as code: apply and compare the declarative topic spec.", no_args_is_help=True)
 
@@ -86,7 +86,8 @@ def drop(
     if prefix not in found:
         raise fail(f"no deployment with prefix {prefix!r} on the cluster "
                    f"(`streamgate topics drop` lists them)", 1)
-    if not yes:
-        typer.confirm(f"delete the {found[prefix]} topics under {prefix!r} and their ACLs?", abort=True)
     target = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})})
+    if not yes:  # what will go, not only the spec's topics the listing counts
+        typer.confirm(f"delete the {len(topics_under(target))} topics under {prefix!r} and their ACLs?",
+                      abort=True)
     typer.echo(f"dropped {drop_prefix(target)} topics under {prefix!r} and their ACLs")

@@ -65,17 +65,23 @@ def drop_prefix(settings: Settings, timeout_s: float = 60.0) -> int:
     torn down, so a long-lived broker does not accumulate thousands of idle partitions (each costs the
     broker periodic work: high-watermark checkpoints, ISR checks). Refuses an empty prefix. Returns the
     number of topics deleted."""
-    prefix = settings.kafka.topic_prefix
-    if not prefix:
+    if not settings.kafka.topic_prefix:
         raise ValueError("refusing to drop the topics of a deployment without a topic prefix")
     admin = _admin(settings, "admin")
-    names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefix)]
+    names = topics_under(settings, timeout_s)
     if names:
         deleting = admin.delete_topics(names, operation_timeout=timeout_s, request_timeout=timeout_s)
         for fut in deleting.values():
             fut.result()
     drop_acls(settings, admin, timeout_s)
     return len(names)
+
+
+def topics_under(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Every topic on the cluster under the deployment's prefix, the spec's and any other."""
+    prefix = settings.kafka.topic_prefix
+    return sorted(t for t in _admin(settings, "admin").list_topics(timeout=timeout_s).topics
+                  if t.startswith(prefix))
 
 
 def deployments(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:

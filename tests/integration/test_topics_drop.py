@@ -9,6 +9,7 @@ from confluent_kafka.admin import (
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
+    NewTopic,
     ResourcePatternType,
     ResourceType,
 )
@@ -38,6 +39,9 @@ def test_a_deployment_is_listed_then_dropped_with_its_acls(settings: Settings, t
     other = settings.model_copy(update={"kafka": nested})
     apply_spec(settings)
     apply_spec(other)
+    # a topic outside the spec under the prefix (a run's own): dropped too, and counted in the question
+    admin = admin_client(settings)  # held until the answer is in
+    admin.create_topics([NewTopic(prefix + "x.leftover", 1, 1)])[prefix + "x.leftover"].result(30)
     found = deployments(settings)
     assert found[prefix] == found[prefix + "x."] == len(load_topic_specs())
     secured = settings.kafka.security.enabled
@@ -50,6 +54,7 @@ def test_a_deployment_is_listed_then_dropped_with_its_acls(settings: Settings, t
     assert listed.exit_code == 2 and f"{prefix}x.\t{len(load_topic_specs())} topics" in listed.output
     kept = runner.invoke(app, ["topics", "drop", prefix + "x.", "--config", config], input="n\n")
     assert kept.exit_code != 0 and prefix + "x." in deployments(settings)
+    assert f"delete the {len(load_topic_specs()) + 1} topics" in kept.output
     unknown = runner.invoke(app, ["topics", "drop", prefix + "nothing.", "--config", config])
     assert unknown.exit_code == 1 and "no deployment" in unknown.output
 
