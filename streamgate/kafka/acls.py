@@ -9,6 +9,7 @@ reported as drift, not deleted: an operator may have granted them on purpose.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
@@ -80,8 +81,10 @@ def _as_rule(b: AclBinding) -> AclRule | None:
 
 
 def apply_acls(settings: Settings, admin: AdminClient, *, dry_run: bool = False,
-               timeout_s: float = 30.0) -> AclReport:
-    """Create the SCRAM users (when `manage_users`) and ACL bindings the spec needs; report drift."""
+               timeout_s: float = 30.0, others: Iterable[str] = ()) -> AclReport:
+    """Create the SCRAM users (when `manage_users`) and ACL bindings the spec needs; report drift.
+    `others`: the prefixes of the other deployments on the cluster, whose bindings are theirs, not drift
+    of this one (the unprefixed deployment's prefix is the start of every name)."""
     report = AclReport(dry_run=dry_run)
     security = settings.kafka.security
     if not security.enabled:
@@ -89,7 +92,7 @@ def apply_acls(settings: Settings, admin: AdminClient, *, dry_run: bool = False,
     if security.manage_users:
         report.users_created = ensure_users(settings, admin, dry_run=dry_run, timeout_s=timeout_s)
     wanted = wanted_rules(settings)
-    have, report.drift = _describe(settings, admin, wanted, timeout_s)
+    have, report.drift = _describe(settings, admin, wanted, timeout_s, others)
     report.created = sorted(wanted - have)
     report.unchanged = len(have)
     if report.created and not dry_run:
@@ -100,19 +103,20 @@ def apply_acls(settings: Settings, admin: AdminClient, *, dry_run: bool = False,
     return report
 
 
-def _describe(settings: Settings, admin: AdminClient, wanted: set[AclRule],
-              timeout_s: float) -> tuple[set[AclRule], list[str]]:
+def _describe(settings: Settings, admin: AdminClient, wanted: set[AclRule], timeout_s: float,
+              others: Iterable[str] = ()) -> tuple[set[AclRule], list[str]]:
     """The wanted rules the broker enforces, and the other bindings of these principals under this
-    deployment's prefix (drift)."""
+    deployment's prefix and not under another deployment's longer one (drift)."""
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,  # type: ignore[arg-type]
                                   None, None, AclOperation.ANY, AclPermissionType.ANY)  # type: ignore[arg-type]
     existing = admin.describe_acls(everything, request_timeout=timeout_s).result()
     principals = {f"User:{n}" for n in role_names(settings).values()}
     prefix = settings.kafka.topic_prefix
+    nested = tuple(p for p in others if len(p) > len(prefix) and p.startswith(prefix))
     have: set[AclRule] = set()
     drift: list[str] = []
     for b in existing:
-        if b.principal not in principals or not b.name.startswith(prefix):
+        if b.principal not in principals or not b.name.startswith(prefix) or b.name.startswith(nested):
             continue
         rule = _as_rule(b)
         if rule is not None and rule in wanted:

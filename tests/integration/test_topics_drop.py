@@ -47,6 +47,8 @@ def test_a_deployment_is_listed_then_dropped_with_its_acls(settings: Settings, t
     secured = settings.kafka.security.enabled
     if secured:
         assert _acls_under(settings, prefix + "x.") > 0
+        # the nested deployment's ACLs are its own, not drift of the one whose prefix starts theirs
+        assert apply_spec(settings)[1].drift == []
     config = str(write_config(settings, tmp_path / "streamgate.yaml"))
     runner = CliRunner()
 
