@@ -57,7 +57,8 @@ def apply_spec(settings: Settings, *, dry_run: bool = False) -> tuple[ApplyRepor
     ACLs (schemas/principals.yaml). `streamgate topics apply`, the demo, benches and tests all use it."""
     topics = apply_topics(settings, load_topic_specs(partitions=settings.kafka.partitions),
                           prefix=settings.kafka.topic_prefix, dry_run=dry_run)
-    others = [p for p in deployments(settings) if p != settings.kafka.topic_prefix]
+    others = ([p for p in deployments(settings) if p != settings.kafka.topic_prefix]
+              if settings.kafka.security.enabled else [])  # without ACLs there is no drift to tell apart
     return topics, apply_acls(settings, _admin(settings, "admin"), dry_run=dry_run, others=others)
 
 
